@@ -1,0 +1,58 @@
+// Command baitoru-cdc streams committed changes of Baitoru's PostgreSQL tables
+// to AWS SNS (run), delivers them to Kobot (sink), and gives DBAs and ops the
+// tools to set it up and check it (setup, check, teardown, validate).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	root := &cobra.Command{
+		Use:           "baitoru-cdc",
+		Short:         "Change data capture from Baitoru PostgreSQL to SNS, and delivery to Kobot",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		runCmd(),
+		validateCmd(),
+	)
+	err := root.ExecuteContext(ctx)
+	os.Exit(exitCode(err))
+}
+
+// exitError carries a process exit code chosen by a command (validate: 1 for
+// an invalid file; check: 1 blocking, 2 warnings only). Its message, when not
+// empty, is printed to stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(os.Stderr, ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "baitoru-cdc:", err)
+	return 1
+}

@@ -1,0 +1,210 @@
+// Package config is the baitoru-cdc configuration file format: a YAML file
+// (config.yaml), environment overrides named BAITORU_CDC_<PATH> (e.g.
+// BAITORU_CDC_SOURCE_DSN), and ${VAR} expansion inside string values so that
+// secrets never have to sit in the file.
+//
+// Mappings are lists, never map keys: viper lowercases map keys, and table and
+// column names are case-sensitive.
+package config
+
+import "time"
+
+// Config is the whole file. The connector (`run`) reads Source, SNS,
+// Publisher, Metrics, Log and Tables; the sink (`sink`) reads Sink and Log.
+type Config struct {
+	Source    Source    `mapstructure:"source"`
+	SNS       SNS       `mapstructure:"sns"`
+	Publisher Publisher `mapstructure:"publisher"`
+	Metrics   Metrics   `mapstructure:"metrics"`
+	Log       Log       `mapstructure:"log"`
+	Tables    []Table   `mapstructure:"tables"`
+	Sink      Sink      `mapstructure:"sink"`
+
+	// File is the path the configuration was loaded from (not a key).
+	File string `mapstructure:"-"`
+}
+
+// Source is the Baitoru PostgreSQL database the connector replicates from.
+type Source struct {
+	// DSN is a libpq connection string or URL. Put the password in an
+	// environment variable: dsn: postgres://cdc:${PGPASSWORD}@db:5432/baitoru
+	DSN string `mapstructure:"dsn"`
+	// Slot is the permanent logical replication slot (the checkpoint).
+	Slot string `mapstructure:"slot"`
+	// Publication names the tables whose changes the server sends.
+	Publication string `mapstructure:"publication"`
+	// Create makes `run` create the slot and publication when they are absent.
+	Create bool `mapstructure:"create"`
+	// StatusInterval is how often the connector reports its confirmed
+	// position to the server.
+	StatusInterval time.Duration `mapstructure:"status_interval"`
+	// Heartbeat makes the slot advance when the database is idle.
+	Heartbeat Heartbeat `mapstructure:"heartbeat"`
+	// MaxLagBytes is the retained-WAL size above which the connector warns.
+	// 0 disables the warning.
+	MaxLagBytes int64 `mapstructure:"max_lag_bytes"`
+	// Reconnect bounds the backoff between reconnection attempts.
+	Reconnect Backoff `mapstructure:"reconnect"`
+}
+
+// Heartbeat emits pg_logical_emit_message at an interval.
+type Heartbeat struct {
+	// Interval between heartbeats; 0 disables them.
+	Interval time.Duration `mapstructure:"interval"`
+}
+
+// Backoff is an exponential backoff policy.
+type Backoff struct {
+	Initial time.Duration `mapstructure:"initial"`
+	Max     time.Duration `mapstructure:"max"`
+}
+
+// SNS is the AWS SNS destination.
+type SNS struct {
+	// Region, e.g. ap-northeast-1.
+	Region string `mapstructure:"region"`
+	// Endpoint overrides the AWS endpoint (emulators such as fauxqs).
+	Endpoint string `mapstructure:"endpoint"`
+	// TopicARN is the default topic of every mapping without its own.
+	// A topic whose name ends in ".fifo" is a FIFO topic.
+	TopicARN string `mapstructure:"topic_arn"`
+}
+
+// Publisher selects and tunes where events go.
+type Publisher struct {
+	// Kind is "sns" (default) or "stdout" (NDJSON, one event per line).
+	Kind string `mapstructure:"kind"`
+	// Lanes is the number of batches published concurrently. Events with
+	// the same key always use the same lane, so per-key order is kept.
+	Lanes int `mapstructure:"lanes"`
+	// MaxInflightEvents bounds the events read but not yet accepted.
+	MaxInflightEvents int `mapstructure:"max_inflight_events"`
+	// MaxInflightBytes bounds their total size.
+	MaxInflightBytes int64 `mapstructure:"max_inflight_bytes"`
+	// ShutdownGrace is how long in-flight publishes may finish on SIGTERM.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
+	// Retry bounds the backoff between publish retries.
+	Retry Backoff `mapstructure:"retry"`
+}
+
+// Metrics is the connector's HTTP endpoint for /metrics, /healthz, /readyz.
+type Metrics struct {
+	// Listen address, e.g. ":9090"; empty disables the endpoint.
+	Listen string `mapstructure:"listen"`
+}
+
+// Log configures slog.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is text or json.
+	Format string `mapstructure:"format"`
+}
+
+// Table maps one table to events.
+type Table struct {
+	// Table is the schema-qualified table name, e.g. public.applications.
+	Table string `mapstructure:"table"`
+	// Operations to publish: insert (default), update, delete.
+	Operations []string `mapstructure:"operations"`
+	// TopicARN overrides sns.topic_arn for this table.
+	TopicARN string `mapstructure:"topic_arn"`
+	// Type is the CloudEvents type prefix; the operation is appended
+	// ("baitoru.applications" gives "baitoru.applications.insert").
+	// Default: "baitoru.<table name>".
+	Type string `mapstructure:"type"`
+	// Columns to publish, in order; a column not listed is not published.
+	Columns []Column `mapstructure:"columns"`
+	// Attributes are columns also sent as SNS message attributes (at most
+	// 7, since table, op and type are always sent and SNS allows 10).
+	Attributes []Attribute `mapstructure:"attributes"`
+	// Key columns form the FIFO MessageGroupId and the event subject.
+	Key []string `mapstructure:"key"`
+	// Where is a row filter (a SQL boolean expression over the table's
+	// columns) pushed into the publication by `setup`.
+	Where string `mapstructure:"where"`
+}
+
+// Column is one published column.
+type Column struct {
+	// Column is the name in the table (case-sensitive).
+	Column string `mapstructure:"column"`
+	// Rename is the field name in the event's data; default: Column.
+	Rename string `mapstructure:"rename"`
+}
+
+// Attribute is one column sent as an SNS message attribute.
+type Attribute struct {
+	// Column is the table column (must be published).
+	Column string `mapstructure:"column"`
+	// Name of the attribute; default: the column's published name.
+	Name string `mapstructure:"name"`
+	// Type is String (default) or Number.
+	Type string `mapstructure:"type"`
+}
+
+// Sink is the SQS consumer that pushes events to Kobot.
+type Sink struct {
+	// DSN of the sink's own PostgreSQL database (links, delivery log).
+	DSN string `mapstructure:"dsn"`
+	SQS SinkSQS `mapstructure:"sqs"`
+	// Kobot is where events are pushed.
+	Kobot Kobot `mapstructure:"kobot"`
+	// API is the links API (also serves /metrics, /healthz, /readyz).
+	API API `mapstructure:"api"`
+	// Links says, per event type or table, which data field holds the
+	// Baitoru link key (e.g. company_id).
+	Links []LinkKey `mapstructure:"links"`
+}
+
+// SinkSQS is the queue the sink consumes.
+type SinkSQS struct {
+	Region   string `mapstructure:"region"`
+	Endpoint string `mapstructure:"endpoint"`
+	// QueueURL of the queue subscribed to the topic.
+	QueueURL string `mapstructure:"queue_url"`
+	// DLQURL receives messages that can never be delivered (bad events, 4xx).
+	DLQURL string `mapstructure:"dlq_url"`
+	// Concurrency is the number of concurrent long-polling consumers.
+	Concurrency int `mapstructure:"concurrency"`
+	// BatchSize is the number of messages per receive (1..10).
+	BatchSize int `mapstructure:"batch_size"`
+	// WaitTime is the long-poll wait (0..20s).
+	WaitTime time.Duration `mapstructure:"wait_time"`
+	// VisibilityTimeout is how long a received message stays hidden.
+	VisibilityTimeout time.Duration `mapstructure:"visibility_timeout"`
+}
+
+// Kobot is the push destination.
+type Kobot struct {
+	// Endpoint is the URL events are POSTed to.
+	Endpoint string `mapstructure:"endpoint"`
+	// Secret is the Standard Webhooks signing secret ("whsec_..."); use ${VAR}.
+	Secret string `mapstructure:"secret"`
+	// Timeout of one delivery attempt.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxAttempts per received message before it is left to SQS redelivery.
+	MaxAttempts int `mapstructure:"max_attempts"`
+	// Retry bounds the backoff between attempts.
+	Retry Backoff `mapstructure:"retry"`
+}
+
+// API is the links API.
+type API struct {
+	// Listen address, e.g. ":8080".
+	Listen string `mapstructure:"listen"`
+	// Token is the bearer token; use ${VAR} or TokenFile.
+	Token string `mapstructure:"token"`
+	// TokenFile is a file holding the bearer token.
+	TokenFile string `mapstructure:"token_file"`
+}
+
+// LinkKey names the link key field of one event type or table.
+type LinkKey struct {
+	// Type is a CloudEvents type (e.g. baitoru.applications.insert); or
+	Type string `mapstructure:"type"`
+	// Table is a schema-qualified table, matching every type of that table.
+	Table string `mapstructure:"table"`
+	// Field is the key in the event's data holding the link key.
+	Field string `mapstructure:"field"`
+}

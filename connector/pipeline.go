@@ -1,0 +1,3 @@
+package connector
+
+type txState struct{}
