@@ -1,7 +1,11 @@
 // Package config is the baitoru-cdc configuration file format: a YAML file
 // (config.yaml), environment overrides named BAITORU_CDC_<PATH> (e.g.
-// BAITORU_CDC_SOURCE_DSN), and ${VAR} expansion inside string values so that
-// secrets never have to sit in the file.
+// BAITORU_CDC_SOURCE_DSN), and ${VAR} / ${VAR:-default} expansion inside
+// string values so that secrets never have to sit in the file.
+//
+// Load reads and validates a file; every problem is reported at once, each
+// located by file, line and key path (see Problem). docs/config.md is the
+// reference of every key.
 //
 // Mappings are lists, never map keys: viper lowercases map keys, and table and
 // column names are case-sensitive.
@@ -22,6 +26,9 @@ type Config struct {
 
 	// File is the path the configuration was loaded from (not a key).
 	File string `mapstructure:"-"`
+
+	// meta locates every key in the file for validation (set by Load).
+	meta *meta
 }
 
 // Source is the Baitoru PostgreSQL database the connector replicates from.
@@ -30,30 +37,35 @@ type Source struct {
 	// environment variable: dsn: postgres://cdc:${PGPASSWORD}@db:5432/baitoru
 	DSN string `mapstructure:"dsn"`
 	// Slot is the permanent logical replication slot (the checkpoint).
+	// Default "baitoru_cdc"; 1 to 63 of [a-z0-9_].
 	Slot string `mapstructure:"slot"`
 	// Publication names the tables whose changes the server sends.
+	// Default "baitoru_cdc"; 1 to 63 of [a-z0-9_].
 	Publication string `mapstructure:"publication"`
-	// Create makes `run` create the slot and publication when they are absent.
+	// Create makes `run` create the slot and publication when they are
+	// absent. Default true.
 	Create bool `mapstructure:"create"`
 	// StatusInterval is how often the connector reports its confirmed
-	// position to the server.
+	// position to the server. Default 1s.
 	StatusInterval time.Duration `mapstructure:"status_interval"`
 	// Heartbeat makes the slot advance when the database is idle.
 	Heartbeat Heartbeat `mapstructure:"heartbeat"`
 	// MaxLagBytes is the retained-WAL size above which the connector warns.
-	// 0 disables the warning.
+	// 0 disables the warning. Default 1 GiB. Also written "512MiB", "1GB".
 	MaxLagBytes int64 `mapstructure:"max_lag_bytes"`
 	// Reconnect bounds the backoff between reconnection attempts.
+	// Default 500ms..30s.
 	Reconnect Backoff `mapstructure:"reconnect"`
 }
 
 // Heartbeat emits pg_logical_emit_message at an interval.
 type Heartbeat struct {
-	// Interval between heartbeats; 0 disables them.
+	// Interval between heartbeats; 0 (the default) disables them.
 	Interval time.Duration `mapstructure:"interval"`
 }
 
-// Backoff is an exponential backoff policy.
+// Backoff is an exponential backoff policy: the first wait is Initial, each
+// next one longer, never more than Max. Both > 0 and Initial <= Max.
 type Backoff struct {
 	Initial time.Duration `mapstructure:"initial"`
 	Max     time.Duration `mapstructure:"max"`
@@ -76,14 +88,18 @@ type Publisher struct {
 	Kind string `mapstructure:"kind"`
 	// Lanes is the number of batches published concurrently. Events with
 	// the same key always use the same lane, so per-key order is kept.
+	// Default 8.
 	Lanes int `mapstructure:"lanes"`
 	// MaxInflightEvents bounds the events read but not yet accepted.
+	// Default 20000.
 	MaxInflightEvents int `mapstructure:"max_inflight_events"`
-	// MaxInflightBytes bounds their total size.
+	// MaxInflightBytes bounds their total size. Default 64 MiB; also
+	// written "64MiB", "1GB".
 	MaxInflightBytes int64 `mapstructure:"max_inflight_bytes"`
 	// ShutdownGrace is how long in-flight publishes may finish on SIGTERM.
+	// Default 10s.
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
-	// Retry bounds the backoff between publish retries.
+	// Retry bounds the backoff between publish retries. Default 100ms..10s.
 	Retry Backoff `mapstructure:"retry"`
 }
 
@@ -95,9 +111,9 @@ type Metrics struct {
 
 // Log configures slog.
 type Log struct {
-	// Level is debug, info, warn or error.
+	// Level is debug, info (default), warn or error.
 	Level string `mapstructure:"level"`
-	// Format is text or json.
+	// Format is text (default) or json.
 	Format string `mapstructure:"format"`
 }
 
@@ -111,7 +127,7 @@ type Table struct {
 	TopicARN string `mapstructure:"topic_arn"`
 	// Type is the CloudEvents type prefix; the operation is appended
 	// ("baitoru.applications" gives "baitoru.applications.insert").
-	// Default: "baitoru.<table name>".
+	// Default: "baitoru.<table name without schema>".
 	Type string `mapstructure:"type"`
 	// Columns to publish, in order; a column not listed is not published.
 	Columns []Column `mapstructure:"columns"`
@@ -146,7 +162,7 @@ type Attribute struct {
 // Sink is the SQS consumer that pushes events to Kobot.
 type Sink struct {
 	// DSN of the sink's own PostgreSQL database (links, delivery log).
-	DSN string `mapstructure:"dsn"`
+	DSN string  `mapstructure:"dsn"`
 	SQS SinkSQS `mapstructure:"sqs"`
 	// Kobot is where events are pushed.
 	Kobot Kobot `mapstructure:"kobot"`
@@ -166,12 +182,14 @@ type SinkSQS struct {
 	// DLQURL receives messages that can never be delivered (bad events, 4xx).
 	DLQURL string `mapstructure:"dlq_url"`
 	// Concurrency is the number of concurrent long-polling consumers.
+	// Default 4.
 	Concurrency int `mapstructure:"concurrency"`
-	// BatchSize is the number of messages per receive (1..10).
+	// BatchSize is the number of messages per receive (1..10). Default 10.
 	BatchSize int `mapstructure:"batch_size"`
-	// WaitTime is the long-poll wait (0..20s).
+	// WaitTime is the long-poll wait (0..20s). Default 20s.
 	WaitTime time.Duration `mapstructure:"wait_time"`
 	// VisibilityTimeout is how long a received message stays hidden.
+	// Default 30s.
 	VisibilityTimeout time.Duration `mapstructure:"visibility_timeout"`
 }
 
@@ -181,17 +199,18 @@ type Kobot struct {
 	Endpoint string `mapstructure:"endpoint"`
 	// Secret is the Standard Webhooks signing secret ("whsec_..."); use ${VAR}.
 	Secret string `mapstructure:"secret"`
-	// Timeout of one delivery attempt.
+	// Timeout of one delivery attempt. Default 5s.
 	Timeout time.Duration `mapstructure:"timeout"`
-	// MaxAttempts per received message before it is left to SQS redelivery.
+	// MaxAttempts per received message before it is left to SQS
+	// redelivery. Default 3.
 	MaxAttempts int `mapstructure:"max_attempts"`
-	// Retry bounds the backoff between attempts.
+	// Retry bounds the backoff between attempts. Default 200ms..5s.
 	Retry Backoff `mapstructure:"retry"`
 }
 
 // API is the links API.
 type API struct {
-	// Listen address, e.g. ":8080".
+	// Listen address. Default ":8080".
 	Listen string `mapstructure:"listen"`
 	// Token is the bearer token; use ${VAR} or TokenFile.
 	Token string `mapstructure:"token"`

@@ -83,10 +83,17 @@ type Relation struct {
 	Schema  string
 	Name    string
 	Columns []Column
+	// Table is "schema.name"; QualifiedName computes it when empty.
+	Table string
 }
 
 // QualifiedName is "schema.name".
-func (r *Relation) QualifiedName() string { return r.Schema + "." + r.Name }
+func (r *Relation) QualifiedName() string {
+	if r.Table != "" {
+		return r.Table
+	}
+	return r.Schema + "." + r.Name
+}
 
 // DatumKind says how a column value is carried in a pgoutput tuple.
 type DatumKind byte
@@ -122,4 +129,7 @@ type Change struct {
 	Op  Op
 	New []Datum // insert, update
 	Old []Datum // delete; update when the replica identity sent the old row or key
+	// OldIsKey is true when Old carries only the replica identity key
+	// columns (pgoutput 'K' tuple); the other columns are then null.
+	OldIsKey bool
 }

@@ -1,3 +1,498 @@
 package connector
 
-type txState struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// PipelineOptions tune a Pipeline.
+type PipelineOptions struct {
+	// Lanes is the number of batches published concurrently. Events with
+	// the same key always travel in the same lane, in order.
+	Lanes int
+	// MaxBatch is the most events handed to one Publish call.
+	MaxBatch int
+	// MaxInflightEvents and MaxInflightBytes bound what has been read from
+	// the stream but not yet accepted by the publisher; the reader blocks
+	// beyond them, so memory stays flat whatever the transaction size.
+	MaxInflightEvents int
+	MaxInflightBytes  int64
+	// ShutdownGrace is how long in-flight publishes may finish once the
+	// context given to Run ends.
+	ShutdownGrace time.Duration
+}
+
+func (o *PipelineOptions) defaults() {
+	if o.Lanes <= 0 {
+		o.Lanes = 8
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 10
+	}
+	if o.MaxInflightEvents <= 0 {
+		o.MaxInflightEvents = 20000
+	}
+	if o.MaxInflightBytes <= 0 {
+		o.MaxInflightBytes = 64 << 20
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 10 * time.Second
+	}
+}
+
+// Observer is told what the pipeline does; metrics implement it. Methods
+// are called from the pipeline's goroutines concurrently and must be fast.
+type Observer interface {
+	// ChangeRead is called for every row change read from the stream.
+	ChangeRead(table string, op Op)
+	// Published is called after a batch was accepted.
+	Published(events []*Event, took time.Duration)
+	// PublishFailed is called when a batch failed for good.
+	PublishFailed(events []*Event, err error)
+	// Inflight reports the events read but not yet accepted.
+	Inflight(events int, bytes int64)
+	// Flushed reports a new acknowledged position.
+	Flushed(lsn LSN)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ChangeRead(string, Op)             {}
+func (nopObserver) Published([]*Event, time.Duration) {}
+func (nopObserver) PublishFailed([]*Event, error)     {}
+func (nopObserver) Inflight(int, int64)               {}
+func (nopObserver) Flushed(LSN)                       {}
+
+// Pipeline maps row changes to events, publishes them in lanes, and keeps
+// track of which WAL position every event up to has been accepted, in
+// commit order.
+//
+// One goroutine (the replication reader) calls Begin, Change, Commit,
+// Keepalive, Drain and Abort; Flushed may be called from anywhere; Run runs
+// the publishing lanes. Acknowledgement: Flushed returns the end LSN of the
+// last transaction all of whose events, and all earlier transactions'
+// events, the Publisher accepted — or, when nothing at all is in flight, the
+// server WAL end of the last keepalive. Nothing else may be confirmed to
+// PostgreSQL.
+type Pipeline struct {
+	mapper *Mapper
+	pub    Publisher
+	opts   PipelineOptions
+	log    *slog.Logger
+	obs    Observer
+
+	lanes []chan *Event
+	seed  maphash.Seed
+	rr    uint64
+
+	win     window
+	tracker tracker
+
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
+}
+
+// NewPipeline returns a pipeline; it publishes nothing until Run is called.
+func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observer, log *slog.Logger) *Pipeline {
+	opts.defaults()
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	p := &Pipeline{
+		mapper: mapper, pub: pub, opts: opts, log: log, obs: obs,
+		seed:   maphash.MakeSeed(),
+		failed: make(chan struct{}),
+	}
+	per := opts.MaxInflightEvents/opts.Lanes + opts.MaxBatch
+	for range opts.Lanes {
+		p.lanes = append(p.lanes, make(chan *Event, per))
+	}
+	p.win.maxEvents = opts.MaxInflightEvents
+	p.win.maxBytes = opts.MaxInflightBytes
+	p.win.obs = obs
+	p.tracker.obs = obs
+	return p
+}
+
+// Run publishes events until ctx ends or a publish fails for good. When ctx
+// ends, in-flight batches get ShutdownGrace to finish before they are
+// abandoned (abandoned events are re-sent after restart: they were never
+// acknowledged). It returns nil on shutdown and the publish error otherwise.
+func (p *Pipeline) Run(ctx context.Context) error {
+	pubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, ch := range p.lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.lane(pubCtx, i, ch)
+		}()
+	}
+	select {
+	case <-p.failed:
+	case <-ctx.Done():
+		grace, stop := context.WithTimeout(context.Background(), p.opts.ShutdownGrace)
+		if err := p.win.waitEmpty(grace, p.failed); err != nil && p.Err() == nil {
+			n, _ := p.win.load()
+			p.log.Warn("shutdown grace period over; abandoning in-flight events (they are re-sent after restart)", "events", n)
+		}
+		stop()
+	}
+	cancel()
+	wg.Wait()
+	return p.Err()
+}
+
+// Err returns the error that stopped the pipeline, if any.
+func (p *Pipeline) Err() error {
+	select {
+	case <-p.failed:
+		return p.failErr
+	default:
+		return nil
+	}
+}
+
+func (p *Pipeline) fail(err error) {
+	p.failOnce.Do(func() {
+		p.failErr = err
+		close(p.failed)
+	})
+}
+
+func (p *Pipeline) lane(ctx context.Context, id int, ch chan *Event) {
+	batch := make([]*Event, 0, p.opts.MaxBatch)
+	for {
+		var ev *Event
+		select {
+		case ev = <-ch:
+		case <-ctx.Done():
+			return
+		}
+		batch = append(batch[:0], ev)
+	fill:
+		for len(batch) < p.opts.MaxBatch {
+			select {
+			case ev = <-ch:
+				batch = append(batch, ev)
+			default:
+				break fill
+			}
+		}
+		start := time.Now()
+		err := p.pub.Publish(ctx, batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			p.obs.PublishFailed(batch, err)
+			p.fail(fmt.Errorf("publish lane %d: %w", id, err))
+			return
+		}
+		p.obs.Published(batch, time.Since(start))
+		p.tracker.ack(batch)
+		var bytes int64
+		for _, e := range batch {
+			bytes += int64(e.Size())
+			e.tx = nil
+		}
+		p.win.release(len(batch), bytes)
+	}
+}
+
+// Begin starts a transaction. Reader goroutine only.
+func (p *Pipeline) Begin(tx *Tx) {
+	p.tracker.begin(tx)
+}
+
+// Change maps a row change and queues its event, if the change is mapped.
+// It blocks while the in-flight window is full. It returns the pipeline's
+// error once the pipeline failed, and mapping errors (wrapping
+// ErrPermanent). Reader goroutine only; c and its data are not retained.
+func (p *Pipeline) Change(ctx context.Context, c *Change) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
+	p.obs.ChangeRead(c.Rel.QualifiedName(), c.Op)
+	ev, err := p.mapper.Map(c)
+	if err != nil || ev == nil {
+		return err
+	}
+	size := int64(ev.Size())
+	if err := p.win.acquire(ctx, size, p.failed); err != nil {
+		if perr := p.Err(); perr != nil {
+			return perr
+		}
+		return err
+	}
+	ev.tx = p.tracker.add()
+	var lane uint64
+	if ev.Key != "" {
+		lane = maphash.String(p.seed, ev.Key)
+	} else {
+		p.rr++
+		lane = p.rr
+	}
+	select {
+	case p.lanes[lane%uint64(len(p.lanes))] <- ev:
+		return nil
+	case <-p.failed:
+		return p.failErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Commit ends the current transaction; endLSN is the end of its commit
+// record, the position confirmed once all its events are accepted.
+// Reader goroutine only.
+func (p *Pipeline) Commit(endLSN LSN) {
+	p.tracker.commit(endLSN)
+}
+
+// Keepalive reports the server's WAL end from a keepalive. When nothing is
+// in flight, the flushed position advances to it, so an idle or filtered
+// slot does not hold WAL back. Reader goroutine only.
+func (p *Pipeline) Keepalive(walEnd LSN) {
+	p.tracker.idle(walEnd)
+}
+
+// Flushed returns the position that may be confirmed to PostgreSQL.
+// Safe for concurrent use.
+func (p *Pipeline) Flushed() LSN { return LSN(p.tracker.flushed.Load()) }
+
+// SetFlushed seeds the flushed position (the slot's confirmed position at
+// start), so status updates never move it backwards.
+func (p *Pipeline) SetFlushed(lsn LSN) { p.tracker.seed(lsn) }
+
+// Inflight returns the number of events read and not yet accepted.
+func (p *Pipeline) Inflight() int { n, _ := p.win.load(); return n }
+
+// Drain waits until every queued event was accepted (or ctx ends, or the
+// pipeline fails). Reader goroutine only, while it reads nothing.
+func (p *Pipeline) Drain(ctx context.Context) error {
+	if err := p.win.waitEmpty(ctx, p.failed); err != nil {
+		if perr := p.Err(); perr != nil {
+			return perr
+		}
+		return err
+	}
+	return nil
+}
+
+// Abort forgets the transaction being read, whose commit never arrived (the
+// connection broke). Its events that were published are re-sent, with the
+// same ids, when the stream restarts. Call after Drain. Reader goroutine only.
+func (p *Pipeline) Abort() {
+	p.tracker.abort()
+	p.mapper.Reset()
+}
+
+// txState is the acknowledgement state of one transaction.
+type txState struct {
+	end     LSN
+	pending int
+	closed  bool
+}
+
+// tracker keeps transactions in commit order and advances the flushed
+// position over the prefix of transactions that are committed and whose
+// events were all accepted.
+type tracker struct {
+	mu      sync.Mutex
+	queue   []*txState // oldest first; the last may be open
+	open    *txState
+	flushed atomic.Uint64
+	obs     Observer
+}
+
+func (t *tracker) seed(lsn LSN) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if uint64(lsn) > t.flushed.Load() {
+		t.flushed.Store(uint64(lsn))
+	}
+}
+
+func (t *tracker) begin(tx *Tx) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &txState{}
+	t.open = s
+	t.queue = append(t.queue, s)
+}
+
+// add counts one more in-flight event of the open transaction.
+func (t *tracker) add() *txState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.open.pending++
+	return t.open
+}
+
+func (t *tracker) commit(end LSN) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.open
+	if s == nil {
+		return
+	}
+	t.open = nil
+	s.end = end
+	s.closed = true
+	// A transaction with nothing in flight, behind others: fold it into the
+	// previous one so the queue holds only transactions with events.
+	if n := len(t.queue); s.pending == 0 && n >= 2 && t.queue[n-2].closed {
+		t.queue[n-2].end = end
+		t.queue[n-1] = nil
+		t.queue = t.queue[:n-1]
+	}
+	t.advance()
+}
+
+func (t *tracker) ack(batch []*Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range batch {
+		if e.tx != nil {
+			e.tx.pending--
+		}
+	}
+	t.advance()
+}
+
+func (t *tracker) idle(walEnd LSN) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.queue) == 0 && uint64(walEnd) > t.flushed.Load() {
+		t.flushed.Store(uint64(walEnd))
+		t.obs.Flushed(walEnd)
+	}
+}
+
+func (t *tracker) abort() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := t.queue[:0]
+	for _, s := range t.queue {
+		if s.closed {
+			kept = append(kept, s)
+		}
+	}
+	clear(t.queue[len(kept):])
+	t.queue = kept
+	t.open = nil
+	t.advance()
+}
+
+// advance pops completed transactions; t.mu held.
+func (t *tracker) advance() {
+	i := 0
+	var end LSN
+	for ; i < len(t.queue); i++ {
+		s := t.queue[i]
+		if !s.closed || s.pending > 0 {
+			break
+		}
+		end = s.end
+	}
+	if i == 0 {
+		return
+	}
+	n := copy(t.queue, t.queue[i:])
+	clear(t.queue[n:])
+	t.queue = t.queue[:n]
+	if uint64(end) > t.flushed.Load() {
+		t.flushed.Store(uint64(end))
+		t.obs.Flushed(end)
+	}
+}
+
+// window bounds the events (and bytes) in flight.
+type window struct {
+	mu        sync.Mutex
+	events    int
+	bytes     int64
+	maxEvents int
+	maxBytes  int64
+	wake      chan struct{}
+	obs       Observer
+}
+
+var errWindowClosed = errors.New("pipeline stopped")
+
+// acquire reserves room for one event of size bytes. An event larger than
+// the whole byte budget is let through alone.
+func (w *window) acquire(ctx context.Context, size int64, stop <-chan struct{}) error {
+	for {
+		w.mu.Lock()
+		if w.events < w.maxEvents && (w.bytes+size <= w.maxBytes || w.events == 0) {
+			w.events++
+			w.bytes += size
+			w.mu.Unlock()
+			return nil
+		}
+		wake := w.wakeLocked()
+		w.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return errWindowClosed
+		}
+	}
+}
+
+func (w *window) release(n int, bytes int64) {
+	w.mu.Lock()
+	w.events -= n
+	w.bytes -= bytes
+	events, b := w.events, w.bytes
+	if w.wake != nil {
+		close(w.wake)
+		w.wake = nil
+	}
+	w.mu.Unlock()
+	w.obs.Inflight(events, b)
+}
+
+func (w *window) load() (int, int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events, w.bytes
+}
+
+func (w *window) wakeLocked() chan struct{} {
+	if w.wake == nil {
+		w.wake = make(chan struct{})
+	}
+	return w.wake
+}
+
+func (w *window) waitEmpty(ctx context.Context, stop <-chan struct{}) error {
+	for {
+		w.mu.Lock()
+		if w.events == 0 {
+			w.mu.Unlock()
+			return nil
+		}
+		wake := w.wakeLocked()
+		w.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return errWindowClosed
+		}
+	}
+}

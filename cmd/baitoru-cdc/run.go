@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/sns"
+	"github.com/baitoru/baitoru-cdc/connector/stdout"
+)
+
+func runCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Stream committed changes of the mapped tables to SNS (or stdout)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConnectorConfig(file)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Log, os.Stderr)
+			return run(cmd.Context(), cfg, log)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "config.yaml", "configuration file")
+	return cmd
+}
+
+// loadConnectorConfig loads the file and checks the sections `run` needs.
+func loadConnectorConfig(file string) (*config.Config, error) {
+	cfg, err := config.LoadConnector(file)
+	if err != nil {
+		return nil, &exitError{code: 1, msg: err.Error()}
+	}
+	return cfg, nil
+}
+
+// run wires the connector: subscription → pipeline → publisher.
+func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	mappings, err := connector.Mappings(cfg.Tables)
+	if err != nil {
+		return err
+	}
+	pgCfg, err := pgconn.ParseConfig(cfg.Source.DSN)
+	if err != nil {
+		return fmt.Errorf("source.dsn: %s", postgres.Redact(err.Error()))
+	}
+	mapper := connector.NewMapper("baitoru/"+pgCfg.Database, mappings)
+
+	var pub connector.Publisher
+	maxBatch := 10
+	switch cfg.Publisher.Kind {
+	case "stdout":
+		pub = stdout.New(os.Stdout)
+		maxBatch = 256
+	default:
+		client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
+		if err != nil {
+			return err
+		}
+		pub = sns.New(client, sns.Options{
+			DefaultTopic: cfg.SNS.TopicARN,
+			RetryInitial: cfg.Publisher.Retry.Initial,
+			RetryMax:     cfg.Publisher.Retry.Max,
+		}, log)
+	}
+
+	pipe := connector.NewPipeline(mapper, pub, connector.PipelineOptions{
+		Lanes:             cfg.Publisher.Lanes,
+		MaxBatch:          maxBatch,
+		MaxInflightEvents: cfg.Publisher.MaxInflightEvents,
+		MaxInflightBytes:  cfg.Publisher.MaxInflightBytes,
+		ShutdownGrace:     cfg.Publisher.ShutdownGrace,
+	}, nil, log)
+
+	spec := postgres.PublicationSpec{}
+	ops := map[string]bool{}
+	for _, t := range cfg.Tables {
+		spec.Tables = append(spec.Tables, t.Table)
+		tops := t.Operations
+		if len(tops) == 0 {
+			tops = []string{"insert"}
+		}
+		for _, op := range tops {
+			if !ops[op] {
+				ops[op] = true
+				spec.Operations = append(spec.Operations, op)
+			}
+		}
+	}
+	sub := postgres.New(postgres.Options{
+		DSN:              cfg.Source.DSN,
+		Slot:             cfg.Source.Slot,
+		Publication:      cfg.Source.Publication,
+		Create:           cfg.Source.Create,
+		Publish:          spec,
+		StatusInterval:   cfg.Source.StatusInterval,
+		ReconnectInitial: cfg.Source.Reconnect.Initial,
+		ReconnectMax:     cfg.Source.Reconnect.Max,
+		ShutdownGrace:    cfg.Publisher.ShutdownGrace,
+	}, pipe, log)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pipe.Run(ctx) })
+	g.Go(func() error { return sub.Run(ctx) })
+	return g.Wait()
+}

@@ -1,0 +1,448 @@
+package connector
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/baitoru/baitoru-cdc/config"
+)
+
+// Mapping is the compiled form of one config.Table: which operations of the
+// table become events, with which columns, attributes and key.
+type Mapping struct {
+	Table      string // schema.name
+	Ops        []Op
+	Topic      string // empty: the publisher's default topic
+	TypePrefix string
+	Columns    []MappedColumn
+	Attributes []MappedAttribute
+	Key        []string // source column names
+
+	ops   [4]bool
+	types [4]string // CloudEvents type per Op
+}
+
+// MappedColumn is one published column.
+type MappedColumn struct {
+	Column string // name in the table
+	Name   string // field name in the event's data
+}
+
+// MappedAttribute is one column also sent as an SNS message attribute.
+type MappedAttribute struct {
+	Column string
+	Name   string
+	Type   string // "String" or "Number"
+}
+
+// Publishes reports whether the mapping publishes op.
+func (m *Mapping) Publishes(op Op) bool { return int(op) < len(m.ops) && m.ops[op] }
+
+// Mappings compiles the table mappings of a validated configuration.
+func Mappings(tables []config.Table) ([]*Mapping, error) {
+	var out []*Mapping
+	for i, t := range tables {
+		m := &Mapping{Table: t.Table, Topic: t.TopicARN, TypePrefix: t.Type, Key: t.Key}
+		if m.TypePrefix == "" {
+			name := t.Table
+			if j := strings.LastIndexByte(name, '.'); j >= 0 {
+				name = name[j+1:]
+			}
+			m.TypePrefix = "baitoru." + name
+		}
+		ops := t.Operations
+		if len(ops) == 0 {
+			ops = []string{"insert"}
+		}
+		for _, s := range ops {
+			op, err := ParseOp(s)
+			if err != nil {
+				return nil, fmt.Errorf("tables[%d] %s: %w", i, t.Table, err)
+			}
+			m.Ops = append(m.Ops, op)
+			m.ops[op] = true
+			m.types[op] = m.TypePrefix + "." + op.String()
+		}
+		published := map[string]string{}
+		for _, c := range t.Columns {
+			name := c.Rename
+			if name == "" {
+				name = c.Column
+			}
+			m.Columns = append(m.Columns, MappedColumn{Column: c.Column, Name: name})
+			published[c.Column] = name
+		}
+		for _, a := range t.Attributes {
+			name, ok := published[a.Column]
+			if !ok {
+				return nil, fmt.Errorf("tables[%d] %s: attribute column %s is not published", i, t.Table, a.Column)
+			}
+			if a.Name != "" {
+				name = a.Name
+			}
+			typ := a.Type
+			if typ == "" {
+				typ = "String"
+			}
+			m.Attributes = append(m.Attributes, MappedAttribute{Column: a.Column, Name: name, Type: typ})
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Mapper turns changes into events. It is used by the single goroutine that
+// reads the replication stream and is not safe for concurrent use.
+type Mapper struct {
+	source  string // CloudEvents source, "baitoru/<database>"
+	byTable map[string]*Mapping
+	plans   map[uint32]*plan // by relation ID; replaced when the relation is re-announced
+	buf     []byte
+	tx      *Tx
+	txHead  []byte // `"lsn":"...","xid":N` of the current transaction
+	txTime  []byte // `"time":"..."` of the current transaction
+}
+
+// NewMapper returns a Mapper for the given mappings. source is the
+// CloudEvents source attribute (e.g. "baitoru/baitoru").
+func NewMapper(source string, mappings []*Mapping) *Mapper {
+	m := &Mapper{source: source, byTable: map[string]*Mapping{}, plans: map[uint32]*plan{}}
+	for _, mp := range mappings {
+		m.byTable[mp.Table] = mp
+	}
+	return m
+}
+
+// Mapping returns the mapping of a schema-qualified table, or nil.
+func (m *Mapper) Mapping(table string) *Mapping { return m.byTable[table] }
+
+// Reset forgets compiled relation plans; call it when the stream restarts
+// (relations are re-announced on every connection).
+func (m *Mapper) Reset() {
+	clear(m.plans)
+	m.tx = nil
+}
+
+type plan struct {
+	rel     *Relation
+	m       *Mapping
+	cols    []planColumn
+	attrs   []planAttr
+	key     []int
+	head    [4][]byte // `{"specversion":"1.0","id":"` is per event; this is `"source":...,"type":"..."`
+	tableOp [4][]byte // `"table":"...","op":"..."`
+}
+
+type planColumn struct {
+	idx   int
+	field []byte // `"name":`
+	name  string
+	enc   ValueEncoder
+	key   bool
+}
+
+type planAttr struct {
+	idx  int
+	name string
+	typ  string
+}
+
+func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
+	p := &plan{rel: rel, m: mp}
+	index := make(map[string]int, len(rel.Columns))
+	for i, c := range rel.Columns {
+		index[c.Name] = i
+	}
+	var missing []string
+	for _, c := range mp.Columns {
+		i, ok := index[c.Column]
+		if !ok {
+			missing = append(missing, c.Column)
+			continue
+		}
+		enc := rel.Columns[i].Encode
+		if enc == nil {
+			enc = EncodeString
+		}
+		p.cols = append(p.cols, planColumn{
+			idx: i, field: appendJSONString(nil, c.Name), name: c.Name,
+			enc: enc, key: rel.Columns[i].Key,
+		})
+		p.cols[len(p.cols)-1].field = append(p.cols[len(p.cols)-1].field, ':')
+	}
+	for _, k := range mp.Key {
+		i, ok := index[k]
+		if !ok {
+			missing = append(missing, k)
+			continue
+		}
+		p.key = append(p.key, i)
+	}
+	for _, a := range mp.Attributes {
+		i, ok := index[a.Column]
+		if !ok {
+			missing = append(missing, a.Column)
+			continue
+		}
+		p.attrs = append(p.attrs, planAttr{idx: i, name: a.Name, typ: a.Type})
+	}
+	if len(missing) > 0 {
+		have := make([]string, len(rel.Columns))
+		for i, c := range rel.Columns {
+			have[i] = c.Name
+		}
+		return nil, fmt.Errorf("mapping of %s names columns the table does not have in the stream: %s (the table has: %s); fix the mapping in the config, or add the columns to the publication: %w",
+			mp.Table, strings.Join(missing, ", "), strings.Join(have, ", "), ErrPermanent)
+	}
+	for _, op := range mp.Ops {
+		b := []byte(`,"source":`)
+		b = appendJSONString(b, m.source)
+		b = append(b, `,"type":`...)
+		b = appendJSONString(b, mp.types[op])
+		p.head[op] = b
+		t := []byte(`,"table":`)
+		t = appendJSONString(t, mp.Table)
+		t = append(t, `,"op":"`...)
+		t = append(t, op.String()...)
+		t = append(t, '"')
+		p.tableOp[op] = t
+	}
+	return p, nil
+}
+
+// Map returns the event for a change, or nil when the change's table or
+// operation is not mapped. Errors wrap ErrPermanent: a value the column's
+// encoder rejects, or a mapping that names columns the relation lacks.
+func (m *Mapper) Map(c *Change) (*Event, error) {
+	p := m.plans[c.Rel.ID]
+	if p == nil || p.rel != c.Rel {
+		mp := m.byTable[c.Rel.QualifiedName()]
+		if mp == nil {
+			return nil, nil
+		}
+		var err error
+		if p, err = m.compile(c.Rel, mp); err != nil {
+			return nil, err
+		}
+		m.plans[c.Rel.ID] = p
+	}
+	if !p.m.ops[c.Op] {
+		return nil, nil
+	}
+	if c.Tx != m.tx {
+		m.startTx(c.Tx)
+	}
+
+	row := c.New
+	if c.Op == OpDelete {
+		row = c.Old
+	}
+	ev := &Event{
+		ID:         EventID(c.Tx.CommitLSN, c.Seq),
+		Table:      p.m.Table,
+		Op:         c.Op,
+		Type:       p.m.types[c.Op],
+		Topic:      p.m.Topic,
+		CommitTime: c.Tx.CommitTime,
+		CommitLSN:  c.Tx.CommitLSN,
+	}
+	if len(p.key) > 0 {
+		ev.Key = keyOf(row, p.key)
+	}
+
+	b := m.buf[:0]
+	b = append(b, `{"specversion":"1.0","id":"`...)
+	b = append(b, ev.ID...)
+	b = append(b, '"')
+	b = append(b, p.head[c.Op]...)
+	if ev.Key != "" {
+		b = append(b, `,"subject":`...)
+		b = appendJSONString(b, ev.Key)
+	}
+	b = append(b, m.txTime...)
+	b = append(b, `,"datacontenttype":"application/json"`...)
+	b = append(b, p.tableOp[c.Op]...)
+	b = append(b, m.txHead...)
+	b = append(b, `,"data":`...)
+	var unchanged []string
+	var err error
+	b, unchanged, err = p.appendRow(b, row, c.Op == OpDelete && c.OldIsKey, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, ev.ID, p.m.Table, err)
+	}
+	if c.Op == OpUpdate && c.Old != nil {
+		b = append(b, `,"old":`...)
+		if b, _, err = p.appendRow(b, c.Old, c.OldIsKey, nil); err != nil {
+			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, ev.ID, p.m.Table, err)
+		}
+	}
+	if len(unchanged) > 0 {
+		b = append(b, `,"unchanged":[`...)
+		for i, name := range unchanged {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, name)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '}')
+	ev.Body = append(make([]byte, 0, len(b)), b...)
+	m.buf = b
+
+	ev.Attributes = make([]Attribute, 3, 3+len(p.attrs))
+	ev.Attributes[0] = Attribute{Name: "table", Type: "String", Value: p.m.Table}
+	ev.Attributes[1] = Attribute{Name: "op", Type: "String", Value: c.Op.String()}
+	ev.Attributes[2] = Attribute{Name: "type", Type: "String", Value: ev.Type}
+	for _, a := range p.attrs {
+		if a.idx >= len(row) || row[a.idx].Kind != DatumText || len(row[a.idx].Value) == 0 {
+			continue // SNS has no null attribute; the value is in the body
+		}
+		v := string(row[a.idx].Value)
+		if a.typ == "Number" && !isSNSNumber(v) {
+			continue // NaN, Infinity: SNS would refuse the message
+		}
+		ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: v})
+	}
+	return ev, nil
+}
+
+// appendRow appends the JSON object of the published columns of row. With
+// keyOnly, only replica identity columns are present in row. Unchanged TOAST
+// values are left out of the object and returned by name.
+func (p *plan) appendRow(b []byte, row []Datum, keyOnly bool, unchanged []string) ([]byte, []string, error) {
+	b = append(b, '{')
+	first := true
+	for i := range p.cols {
+		pc := &p.cols[i]
+		if keyOnly && !pc.key {
+			continue
+		}
+		if pc.idx >= len(row) {
+			continue
+		}
+		d := row[pc.idx]
+		if d.Kind == DatumUnchanged {
+			unchanged = append(unchanged, pc.name)
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, pc.field...)
+		switch d.Kind {
+		case DatumNull:
+			b = append(b, "null"...)
+		case DatumText:
+			var err error
+			if b, err = pc.enc(b, d.Value); err != nil {
+				return b, nil, fmt.Errorf("column %s: %w: %w", pc.name, err, ErrPermanent)
+			}
+		default:
+			return b, nil, fmt.Errorf("column %s: unexpected binary value (the connector streams in text mode): %w", pc.name, ErrPermanent)
+		}
+	}
+	return append(b, '}'), unchanged, nil
+}
+
+func (m *Mapper) startTx(tx *Tx) {
+	m.tx = tx
+	h := []byte(`,"lsn":"`)
+	h = append(h, tx.CommitLSN.String()...)
+	h = append(h, `","xid":`...)
+	h = strconv.AppendUint(h, uint64(tx.XID), 10)
+	m.txHead = h
+	t := []byte(`,"time":"`)
+	t = tx.CommitTime.UTC().AppendFormat(t, "2006-01-02T15:04:05.000000Z07:00")
+	t = append(t, '"')
+	m.txTime = t
+}
+
+func keyOf(row []Datum, idx []int) string {
+	if len(idx) == 1 {
+		if idx[0] < len(row) && row[idx[0]].Kind == DatumText {
+			return string(row[idx[0]].Value)
+		}
+		return ""
+	}
+	var sb strings.Builder
+	for i, j := range idx {
+		if i > 0 {
+			sb.WriteByte('/')
+		}
+		if j < len(row) && row[j].Kind == DatumText {
+			sb.Write(row[j].Value)
+		}
+	}
+	return sb.String()
+}
+
+// isSNSNumber reports whether s is a finite decimal number SNS accepts as a
+// Number attribute.
+func isSNSNumber(s string) bool {
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && f-f == 0
+}
+
+// EncodeString is the fallback ValueEncoder: the text form as a JSON string.
+func EncodeString(dst, text []byte) ([]byte, error) {
+	return appendJSONBytes(dst, text), nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendJSONString(dst []byte, s string) []byte {
+	return appendJSONBytes(dst, []byte(s))
+}
+
+// appendJSONBytes appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONBytes(dst []byte, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

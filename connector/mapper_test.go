@@ -1,0 +1,164 @@
+package connector
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/baitoru/baitoru-cdc/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func rawJSON(dst, text []byte) ([]byte, error) { return append(dst, text...), nil }
+
+var appsRel = &Relation{ID: 7, Schema: "public", Name: "applications", Columns: []Column{
+	{Name: "application_id", Key: true, Encode: rawJSON},
+	{Name: "company_id", Encode: rawJSON},
+	{Name: "applicant_email", Encode: EncodeString},
+	{Name: "answers", Encode: rawJSON},
+	{Name: "status", Encode: EncodeString},
+	{Name: "score", Encode: EncodeString},
+}}
+
+func text(s string) Datum { return Datum{Kind: DatumText, Value: []byte(s)} }
+
+var (
+	null      = Datum{Kind: DatumNull}
+	unchanged = Datum{Kind: DatumUnchanged}
+)
+
+func TestMapperGolden(t *testing.T) {
+	tables := []config.Table{{
+		Table:      "public.applications",
+		Operations: []string{"insert", "update", "delete"},
+		Columns: []config.Column{
+			{Column: "application_id"}, {Column: "company_id"},
+			{Column: "answers", Rename: "answers_json"}, {Column: "status"}, {Column: "score"},
+		},
+		Attributes: []config.Attribute{{Column: "company_id", Type: "Number"}, {Column: "status"}, {Column: "score", Name: "score_n", Type: "Number"}},
+		Key:        []string{"company_id"},
+	}}
+	tx := &Tx{XID: 1234, CommitLSN: 0x16B3748, CommitTime: time.Date(2026, 11, 25, 3, 0, 0, 123456000, time.UTC)}
+	cases := []struct {
+		name string
+		c    Change
+	}{
+		{"insert", Change{Seq: 3, Op: OpInsert, New: []Datum{text("42"), text("7"), text("a@b.jp"), text(`{"q":"なぜ?"}`), text("applied"), text("12.5")}}},
+		{"insert_nulls", Change{Seq: 1, Op: OpInsert, New: []Datum{text("43"), null, null, null, text(`say "hi"\n`), null}}},
+		{"update_unchanged_toast", Change{Seq: 2, Op: OpUpdate, New: []Datum{text("42"), text("7"), text("a@b.jp"), unchanged, text("screening"), text("NaN")}}},
+		{"update_with_old_key", Change{Seq: 4, Op: OpUpdate, OldIsKey: true,
+			Old: []Datum{text("41"), null, null, null, null, null},
+			New: []Datum{text("42"), text("7"), text("a@b.jp"), text("[]"), text("offer"), null}}},
+		{"delete_key_only", Change{Seq: 5, Op: OpDelete, OldIsKey: true, Old: []Datum{text("42"), null, null, null, null, null}}},
+		{"delete_full", Change{Seq: 6, Op: OpDelete, Old: []Datum{text("42"), text("7"), text("x"), text("{}"), text("hired"), text("1")}}},
+	}
+	ms, err := Mappings(tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMapper("baitoru/baitoru", ms)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			c.Tx, c.Rel = tx, appsRel
+			ev, err := m.Map(&c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !json.Valid(ev.Body) {
+				t.Fatalf("invalid JSON: %s", ev.Body)
+			}
+			var body any
+			_ = json.Unmarshal(ev.Body, &body)
+			got, _ := json.MarshalIndent(map[string]any{
+				"body": body, "raw": string(ev.Body), "attributes": ev.Attributes, "key": ev.Key, "type": ev.Type, "id": ev.ID,
+			}, "", "  ")
+			golden(t, filepath.Join("testdata", "mapper", tc.name, "event.json"), got)
+		})
+	}
+}
+
+func TestMapperErrors(t *testing.T) {
+	tx := &Tx{CommitLSN: 1}
+	badEnc := func(dst, text []byte) ([]byte, error) { return dst, errors.New("not an int") }
+	rel := &Relation{ID: 9, Schema: "public", Name: "t", Columns: []Column{{Name: "id", Encode: badEnc}}}
+	cases := []struct {
+		name  string
+		table config.Table
+		rel   *Relation
+		want  string
+	}{
+		{"missing column", config.Table{Table: "public.t", Columns: []config.Column{{Column: "id"}, {Column: "gone"}}}, rel,
+			"mapping of public.t names columns the table does not have in the stream: gone (the table has: id); fix the mapping in the config, or add the columns to the publication: permanent error"},
+		{"bad value", config.Table{Table: "public.t", Columns: []config.Column{{Column: "id"}}}, rel,
+			"insert 0/1-1 of public.t: column id: not an int: permanent error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ms, err := Mappings([]config.Table{tc.table})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = NewMapper("s", ms).Map(&Change{Tx: tx, Seq: 1, Rel: tc.rel, Op: OpInsert, New: []Datum{text("x")}})
+			if !errors.Is(err, ErrPermanent) || err.Error() != tc.want {
+				t.Fatalf("err = %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMapperSkipsUnmapped(t *testing.T) {
+	ms, _ := Mappings([]config.Table{{Table: "public.applications", Columns: []config.Column{{Column: "application_id"}}}})
+	m := NewMapper("s", ms)
+	tx := &Tx{CommitLSN: 1}
+	other := &Relation{ID: 8, Schema: "public", Name: "companies", Columns: []Column{{Name: "id"}}}
+	for _, c := range []Change{
+		{Tx: tx, Rel: other, Op: OpInsert, New: []Datum{text("1")}},
+		{Tx: tx, Rel: appsRel, Op: OpUpdate, New: []Datum{text("1")}}, // only inserts mapped by default
+	} {
+		if ev, err := m.Map(&c); ev != nil || err != nil {
+			t.Fatalf("Map(%s %s) = %v, %v; want nothing", c.Op, c.Rel.Name, ev, err)
+		}
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	cases := []string{"", "plain", `q"uote\back`, "\x00\x01\x1f\t\n\r", "日本語", "\u2028\u2029", "bad\xffutf8", "<>&"}
+	for _, s := range cases {
+		got := appendJSONString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q → %s: %v", s, got, err)
+		}
+		want := string(bytes.ToValidUTF8([]byte(s), []byte("\ufffd")))
+		if back != want {
+			t.Fatalf("%q → %s → %q", s, got, back)
+		}
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(want), bytes.TrimSpace(got)) {
+		t.Fatalf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}

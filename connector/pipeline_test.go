@@ -1,0 +1,292 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gatePublisher accepts a batch once every event in it is released.
+type gatePublisher struct {
+	mu       sync.Mutex
+	released map[string]bool
+	fail     map[string]error
+	changed  chan struct{}
+	accepted []string
+}
+
+func newGatePublisher() *gatePublisher {
+	return &gatePublisher{released: map[string]bool{}, fail: map[string]error{}, changed: make(chan struct{})}
+}
+
+func (g *gatePublisher) release(ids ...string) {
+	g.mu.Lock()
+	for _, id := range ids {
+		g.released[id] = true
+	}
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gatePublisher) Publish(ctx context.Context, events []*Event) error {
+	for {
+		g.mu.Lock()
+		ok := true
+		for _, e := range events {
+			if err := g.fail[e.ID]; err != nil {
+				g.mu.Unlock()
+				return err
+			}
+			if !g.released[e.ID] {
+				ok = false
+			}
+		}
+		ch := g.changed
+		if ok {
+			for _, e := range events {
+				g.accepted = append(g.accepted, e.ID)
+			}
+			g.mu.Unlock()
+			return nil
+		}
+		g.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+var testRel = &Relation{ID: 1, Schema: "public", Name: "t", Columns: []Column{
+	{Name: "id", Key: true, Encode: func(dst, text []byte) ([]byte, error) { return append(dst, text...), nil }},
+	{Name: "k"},
+}}
+
+func testPipeline(t *testing.T, pub Publisher, opts PipelineOptions) (*Pipeline, context.CancelFunc, chan error) {
+	t.Helper()
+	m := NewMapper("baitoru/test", []*Mapping{mustMapping(t, "public.t", "id", "k")})
+	p := NewPipeline(m, pub, opts, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p, cancel, done
+}
+
+func mustMapping(t *testing.T, table string, cols ...string) *Mapping {
+	t.Helper()
+	m := &Mapping{Table: table, TypePrefix: "baitoru.t", Key: []string{"k"}}
+	for _, op := range []Op{OpInsert, OpUpdate, OpDelete} {
+		m.Ops = append(m.Ops, op)
+		m.ops[op] = true
+		m.types[op] = m.TypePrefix + "." + op.String()
+	}
+	for _, c := range cols {
+		m.Columns = append(m.Columns, MappedColumn{Column: c, Name: c})
+	}
+	return m
+}
+
+// feed sends a transaction of rows with the given keys; ids are returned.
+func feed(t *testing.T, p *Pipeline, commit, end LSN, keys ...string) []string {
+	t.Helper()
+	tx := &Tx{XID: uint32(commit), CommitLSN: commit, CommitTime: time.Unix(0, 0)}
+	p.Begin(tx)
+	var ids []string
+	for i, k := range keys {
+		c := &Change{Tx: tx, Seq: i + 1, Rel: testRel, Op: OpInsert, New: []Datum{
+			{Kind: DatumText, Value: []byte(fmt.Sprint(i))}, {Kind: DatumText, Value: []byte(k)},
+		}}
+		if err := p.Change(context.Background(), c); err != nil {
+			t.Fatalf("change: %v", err)
+		}
+		ids = append(ids, EventID(commit, i+1))
+	}
+	p.Commit(end)
+	return ids
+}
+
+func waitFlushed(t *testing.T, p *Pipeline, want LSN) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Flushed() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("flushed = %s, want %s", p.Flushed(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// stays asserts the flushed position does not move past want for a while.
+func stays(t *testing.T, p *Pipeline, want LSN) {
+	t.Helper()
+	time.Sleep(30 * time.Millisecond)
+	if got := p.Flushed(); got != want {
+		t.Fatalf("flushed = %s, want it to stay %s", got, want)
+	}
+}
+
+func TestPipelineAcknowledgesInCommitOrder(t *testing.T) {
+	pub := newGatePublisher()
+	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 4, MaxBatch: 10})
+	p.SetFlushed(0x10)
+	a := feed(t, p, 0x100, 0x110, "a1", "a2", "a3")
+	b := feed(t, p, 0x200, 0x210, "b1")
+	c := feed(t, p, 0x300, 0x310, "c1", "c2")
+
+	// Later transactions accepted first: nothing may be confirmed.
+	pub.release(append(b, c...)...)
+	stays(t, p, 0x10)
+	// Part of the first transaction: still nothing.
+	pub.release(a[0], a[2])
+	stays(t, p, 0x10)
+	// All of it: everything up to the third commit.
+	pub.release(a[1])
+	waitFlushed(t, p, 0x310)
+}
+
+func TestPipelineEmptyTransactionsAndKeepalives(t *testing.T) {
+	pub := newGatePublisher()
+	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2})
+	p.SetFlushed(0x10)
+
+	// A transaction without mapped rows is confirmed at once.
+	feed(t, p, 0x100, 0x110)
+	waitFlushed(t, p, 0x110)
+	// Idle: the keepalive's WAL end is confirmed.
+	p.Keepalive(0x500)
+	waitFlushed(t, p, 0x500)
+
+	// In flight: keepalives do not move the position...
+	ids := feed(t, p, 0x600, 0x610, "x")
+	p.Keepalive(0x900)
+	// ...and empty transactions behind it wait, then fold into it.
+	for i := LSN(0); i < 100; i++ {
+		feed(t, p, 0x700+i*0x10, 0x708+i*0x10)
+	}
+	stays(t, p, 0x500)
+	if n := len(p.tracker.queue); n != 1 {
+		t.Fatalf("tracker holds %d transactions, want the empty ones folded into 1", n)
+	}
+	pub.release(ids...)
+	waitFlushed(t, p, 0x700+99*0x10+8)
+}
+
+func TestPipelineWindowBoundsInflight(t *testing.T) {
+	pub := newGatePublisher()
+	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2, MaxBatch: 2, MaxInflightEvents: 5})
+	tx := &Tx{CommitLSN: 0x100}
+	p.Begin(tx)
+	sent := make(chan int, 100)
+	go func() {
+		for i := 0; i < 20; i++ {
+			c := &Change{Tx: tx, Seq: i + 1, Rel: testRel, Op: OpInsert, New: []Datum{
+				{Kind: DatumText, Value: []byte(fmt.Sprint(i))}, {Kind: DatumText, Value: []byte(fmt.Sprint(i))},
+			}}
+			if err := p.Change(context.Background(), c); err != nil {
+				return
+			}
+			sent <- i
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(sent); n != 5 {
+		t.Fatalf("reader queued %d events with a window of 5", n)
+	}
+	if got := p.Inflight(); got != 5 {
+		t.Fatalf("inflight = %d, want 5", got)
+	}
+	var all []string
+	for i := 1; i <= 20; i++ {
+		all = append(all, EventID(0x100, i))
+	}
+	pub.release(all...)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sent) < 20 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if len(sent) != 20 {
+		t.Fatalf("only %d of 20 events got through after release", len(sent))
+	}
+}
+
+func TestPipelinePermanentErrorStopsWithoutAck(t *testing.T) {
+	pub := newGatePublisher()
+	p, _, done := testPipeline(t, pub, PipelineOptions{Lanes: 1})
+	p.SetFlushed(0x10)
+	boom := fmt.Errorf("event too large: %w", ErrPermanent)
+	pub.fail[EventID(0x200, 1)] = boom
+	a := feed(t, p, 0x100, 0x110, "k")
+	pub.release(a...)
+	waitFlushed(t, p, 0x110)
+	feed(t, p, 0x200, 0x210, "k")
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPermanent) {
+			t.Fatalf("Run = %v, want ErrPermanent", err)
+		}
+		done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("pipeline did not stop on a permanent error")
+	}
+	// Later changes are refused, and nothing past the failure is confirmed.
+	tx := &Tx{CommitLSN: 0x300}
+	p.Begin(tx)
+	err := p.Change(context.Background(), &Change{Tx: tx, Seq: 1, Rel: testRel, Op: OpInsert,
+		New: []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("k")}}})
+	if !errors.Is(err, ErrPermanent) {
+		t.Fatalf("Change after failure = %v, want ErrPermanent", err)
+	}
+	p.Commit(0x310)
+	p.Keepalive(0x900)
+	stays(t, p, 0x110)
+}
+
+func TestPipelineAbortDropsOpenTransaction(t *testing.T) {
+	pub := newGatePublisher()
+	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2})
+	p.SetFlushed(0x10)
+	a := feed(t, p, 0x100, 0x110, "a")
+	tx := &Tx{CommitLSN: 0x200}
+	p.Begin(tx)
+	if err := p.Change(context.Background(), &Change{Tx: tx, Seq: 1, Rel: testRel, Op: OpInsert,
+		New: []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("b")}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub.release(a[0], EventID(0x200, 1))
+	if err := p.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFlushed(t, p, 0x110) // the open transaction is not confirmed
+	p.Abort()
+	p.Keepalive(0x150) // idle again after the abort
+	waitFlushed(t, p, 0x150)
+}
+
+func TestPipelineShutdownFinishesInflight(t *testing.T) {
+	pub := newGatePublisher()
+	p, cancel, done := testPipeline(t, pub, PipelineOptions{Lanes: 2, ShutdownGrace: 5 * time.Second})
+	ids := feed(t, p, 0x100, 0x110, "a", "b")
+	cancel()
+	time.Sleep(20 * time.Millisecond)
+	pub.release(ids...)
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after shutdown")
+	}
+	if p.Flushed() != 0x110 {
+		t.Fatalf("flushed = %s after graceful shutdown, want 0/110", p.Flushed())
+	}
+}

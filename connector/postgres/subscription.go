@@ -1,0 +1,445 @@
+// Package postgres reads Baitoru's PostgreSQL write-ahead log through
+// logical replication (pgoutput over a pgx replication connection), decodes
+// it into connector changes, and confirms to the server only what the
+// connector's pipeline reports as accepted.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/baitoru/baitoru-cdc/connector"
+)
+
+// Handler receives the decoded stream. *connector.Pipeline implements it.
+// All methods except Flushed and Err are called from the Subscription's
+// single reading goroutine.
+type Handler interface {
+	Begin(tx *connector.Tx)
+	// Change may block (back-pressure); it must not retain c.
+	Change(ctx context.Context, c *connector.Change) error
+	Commit(end connector.LSN)
+	Keepalive(walEnd connector.LSN)
+	// Flushed is the position that may be confirmed to the server.
+	Flushed() connector.LSN
+	SetFlushed(lsn connector.LSN)
+	// Drain waits until everything handed over was accepted.
+	Drain(ctx context.Context) error
+	// Abort forgets the transaction whose commit never arrived.
+	Abort()
+	// Err is non-nil once the handler failed for good.
+	Err() error
+}
+
+// Options configure a Subscription.
+type Options struct {
+	// DSN of the source database (a regular connection string; the
+	// replication connection is derived from it).
+	DSN         string
+	Slot        string
+	Publication string
+	// Create makes the subscription create the slot and publication when
+	// they are absent.
+	Create bool
+	// Publish describes the publication to create (tables and operations).
+	Publish PublicationSpec
+	// StatusInterval is the period of standby status updates.
+	StatusInterval time.Duration
+	// ReconnectInitial and ReconnectMax bound the reconnection backoff.
+	ReconnectInitial, ReconnectMax time.Duration
+	// ShutdownGrace bounds the wait for in-flight events on shutdown.
+	ShutdownGrace time.Duration
+	// SlotBusyRetry is the wait between attempts while another connector
+	// streams the slot (a standby replica waiting to take over).
+	SlotBusyRetry time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = time.Second
+	}
+	if o.ReconnectInitial <= 0 {
+		o.ReconnectInitial = 500 * time.Millisecond
+	}
+	if o.ReconnectMax <= 0 {
+		o.ReconnectMax = 30 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 10 * time.Second
+	}
+	if o.SlotBusyRetry <= 0 {
+		o.SlotBusyRetry = 2 * time.Second
+	}
+}
+
+// Subscription streams one replication slot. Run is its only long-running
+// method; it is not safe to call Run twice concurrently.
+type Subscription struct {
+	opts    Options
+	h       Handler
+	log     *slog.Logger
+	types   *Types
+	streams atomic.Bool
+	// received is the end of the last WAL data received (the "written"
+	// position); the handler's Flushed is the "flushed" one.
+	received connector.LSN
+}
+
+// New returns a Subscription that hands the stream to h. It does not connect.
+func New(opts Options, h Handler, log *slog.Logger) *Subscription {
+	opts.defaults()
+	return &Subscription{opts: opts, h: h, log: log, types: NewTypes()}
+}
+
+// Streaming reports whether the subscription is connected and streaming.
+// Safe for concurrent use (readiness checks).
+func (s *Subscription) Streaming() bool { return s.streams.Load() }
+
+// errSlotBusy means another process streams the slot.
+var errSlotBusy = errors.New("replication slot is active in another process")
+
+// Run connects, streams, and reconnects with backoff until ctx ends or a
+// permanent error occurs (a lost slot, a failed publish, a mapping that
+// does not match the table). On ctx end it stops reading, lets in-flight
+// events finish within the shutdown grace period, sends a final status
+// update with what was accepted, and returns nil.
+func (s *Subscription) Run(ctx context.Context) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = s.opts.ReconnectInitial
+	bo.MaxInterval = s.opts.ReconnectMax
+	for {
+		streamed, err := s.session(ctx)
+		s.streams.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if herr := s.h.Err(); herr != nil {
+			return herr
+		}
+		if errors.Is(err, connector.ErrPermanent) {
+			return err
+		}
+		if streamed {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		if errors.Is(err, errSlotBusy) {
+			wait = s.opts.SlotBusyRetry
+			s.log.Info("waiting for the replication slot; another connector streams it", "slot", s.opts.Slot, "error", err, "retry_in", wait)
+		} else {
+			s.log.Warn("replication stream interrupted; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
+		}
+		// Everything read before the break is published (or retried by the
+		// publisher) before reading again; the transaction being read is
+		// dropped and re-read from the slot.
+		if err := s.h.Drain(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		s.h.Abort()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session runs one connection. streamed reports whether streaming started.
+func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
+	replCfg, err := pgconn.ParseConfig(s.opts.DSN)
+	if err != nil {
+		return false, fmt.Errorf("parse source dsn: %w: %w", redact(err), connector.ErrPermanent)
+	}
+	for k, v := range sessionParams {
+		replCfg.RuntimeParams[k] = v
+	}
+	replCfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, replCfg)
+	if err != nil {
+		return false, fmt.Errorf("connect for replication: %w", redact(err))
+	}
+	defer conn.Close(context.Background())
+
+	metaCfg, err := pgx.ParseConfig(s.opts.DSN)
+	if err != nil {
+		return false, fmt.Errorf("parse source dsn: %w: %w", redact(err), connector.ErrPermanent)
+	}
+	metaCfg.RuntimeParams["application_name"] = "baitoru-cdc"
+	meta, err := pgx.ConnectConfig(ctx, metaCfg)
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", redact(err))
+	}
+	defer meta.Close(context.Background())
+
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return false, fmt.Errorf("identify system: %w", err)
+	}
+	slot, err := ensure(ctx, meta, conn, s.opts, s.log)
+	if err != nil {
+		return false, err
+	}
+	if slot.ActivePID != 0 {
+		return false, fmt.Errorf("%w: slot %s is streamed by pid %d", errSlotBusy, s.opts.Slot, slot.ActivePID)
+	}
+	s.h.SetFlushed(slot.ConfirmedFlush)
+	start := s.h.Flushed()
+	if err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication,
+		PluginArgs: []string{
+			"proto_version '1'",
+			"publication_names '" + escapeLiteral(s.opts.Publication) + "'",
+			"messages 'true'",
+		},
+	}); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return false, fmt.Errorf("%w: %s", errSlotBusy, pgErr.Message)
+		}
+		return false, fmt.Errorf("start replication on slot %s: %w", s.opts.Slot, err)
+	}
+	s.log.Info("streaming",
+		"database", sys.DBName, "slot", s.opts.Slot, "publication", s.opts.Publication,
+		"resume_lsn", start.String(), "server_wal_end", sys.XLogPos.String(), "timeline", sys.Timeline)
+	s.streams.Store(true)
+	return true, s.stream(ctx, conn, meta)
+}
+
+// sessionParams make the walsender's text output stable and lossless: the
+// value encoders rely on them.
+var sessionParams = map[string]string{
+	"application_name":   "baitoru-cdc",
+	"TimeZone":           "UTC",
+	"DateStyle":          "ISO, MDY",
+	"IntervalStyle":      "iso_8601",
+	"extra_float_digits": "3",
+	"bytea_output":       "hex",
+}
+
+// stream reads messages until ctx ends or the connection breaks.
+func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pgx.Conn) error {
+	netConn := conn.Conn()
+	stopWake := context.AfterFunc(ctx, func() { _ = netConn.SetReadDeadline(time.Now()) })
+	defer stopWake()
+
+	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
+	nextStatus := time.Now().Add(s.opts.StatusInterval)
+	var lastSent connector.LSN
+	for {
+		if ctx.Err() != nil {
+			return s.shutdown(conn)
+		}
+		if now := time.Now(); !now.Before(nextStatus) {
+			if err := s.sendStatus(ctx, conn); err != nil {
+				return err
+			}
+			nextStatus = now.Add(s.opts.StatusInterval)
+		}
+		_ = netConn.SetReadDeadline(nextStatus)
+		raw, err := conn.ReceiveMessage(context.Background())
+		if err != nil {
+			if isTimeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				if !d.inTx {
+					s.h.Keepalive(connector.LSN(ka.ServerWALEnd))
+				}
+				if ka.ReplyRequested || s.h.Flushed() != lastSent {
+					if err := s.sendStatus(ctx, conn); err != nil {
+						return err
+					}
+					lastSent = s.h.Flushed()
+					nextStatus = time.Now().Add(s.opts.StatusInterval)
+				}
+			case pglogrepl.XLogDataByteID:
+				if len(msg.Data) < 25 {
+					return fmt.Errorf("xlogdata: %w", errShort)
+				}
+				walStart := connector.LSN(uint64(msg.Data[1])<<56 | uint64(msg.Data[2])<<48 | uint64(msg.Data[3])<<40 | uint64(msg.Data[4])<<32 |
+					uint64(msg.Data[5])<<24 | uint64(msg.Data[6])<<16 | uint64(msg.Data[7])<<8 | uint64(msg.Data[8]))
+				if err := d.handle(ctx, msg.Data[25:], s.h); err != nil {
+					return err
+				}
+				if walStart > s.received {
+					s.received = walStart
+				}
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyDone:
+			return errors.New("server ended the replication stream")
+		}
+	}
+}
+
+// shutdown lets in-flight events finish, then confirms what was accepted.
+func (s *Subscription) shutdown(conn *pgconn.PgConn) error {
+	grace, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+	defer cancel()
+	if err := s.h.Drain(grace); err != nil {
+		s.log.Warn("shutdown: in-flight events not all accepted; they will be re-sent after restart", "error", err)
+	}
+	_ = conn.Conn().SetReadDeadline(time.Time{})
+	final, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if err := s.sendStatus(final, conn); err != nil {
+		s.log.Warn("shutdown: final status update", "error", err)
+		return nil
+	}
+	s.log.Info("stopped; final position confirmed", "confirmed_lsn", s.h.Flushed().String())
+	return nil
+}
+
+func (s *Subscription) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
+	flushed := s.h.Flushed()
+	written := s.received
+	if written < flushed {
+		written = flushed
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(written),
+		WALFlushPosition: pglogrepl.LSN(flushed),
+		WALApplyPosition: pglogrepl.LSN(flushed),
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	if pgconn.Timeout(err) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// decoder turns pgoutput messages into handler calls. Used by the reading
+// goroutine only.
+type decoder struct {
+	rels  map[uint32]*connector.Relation
+	types *Types
+	meta  *pgx.Conn
+	log   *slog.Logger
+
+	inTx   bool
+	tx     *connector.Tx
+	seq    int
+	row    rowMessage
+	change connector.Change
+	warned map[uint32]bool
+}
+
+func (d *decoder) handle(ctx context.Context, data []byte, h Handler) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case 'I', 'U', 'D':
+		if err := parseRow(data, &d.row); err != nil {
+			return fmt.Errorf("decode row: %w", err)
+		}
+		rel := d.rels[d.row.relID]
+		if rel == nil {
+			return fmt.Errorf("row for unknown relation %d (no Relation message first)", d.row.relID)
+		}
+		d.seq++
+		d.change = connector.Change{
+			Tx: d.tx, Seq: d.seq, Rel: rel, Op: d.row.op,
+			New: d.row.new, Old: d.row.old, OldIsKey: d.row.oldIsKey,
+		}
+		return h.Change(ctx, &d.change)
+	case 'B':
+		tx, err := parseBegin(data)
+		if err != nil {
+			return err
+		}
+		d.tx = &tx
+		d.seq = 0
+		d.inTx = true
+		h.Begin(d.tx)
+	case 'C':
+		_, end, err := parseCommit(data)
+		if err != nil {
+			return err
+		}
+		if d.tx != nil {
+			d.tx.EndLSN = end
+		}
+		d.inTx = false
+		h.Commit(end)
+	case 'R':
+		var rm pglogrepl.RelationMessage
+		if err := rm.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode relation: %w", err)
+		}
+		rel, err := d.relation(ctx, &rm)
+		if err != nil {
+			return err
+		}
+		d.rels[rm.RelationID] = rel
+	case 'T':
+		var tm pglogrepl.TruncateMessage
+		if err := tm.Decode(data[1:]); err == nil {
+			for _, id := range tm.RelationIDs {
+				if rel := d.rels[id]; rel != nil {
+					d.log.Warn("TRUNCATE is not published as events", "table", rel.QualifiedName())
+				}
+			}
+		}
+	case 'Y', 'O', 'M':
+		// Type (types are resolved from pg_type), Origin, logical
+		// decoding messages (heartbeats): nothing to publish.
+	}
+	return nil
+}
+
+func (d *decoder) relation(ctx context.Context, rm *pglogrepl.RelationMessage) (*connector.Relation, error) {
+	oids := make([]uint32, len(rm.Columns))
+	for i, c := range rm.Columns {
+		oids[i] = c.DataType
+	}
+	if err := d.types.Resolve(ctx, d.meta, oids); err != nil {
+		return nil, fmt.Errorf("resolve column types of %s.%s: %w", rm.Namespace, rm.RelationName, err)
+	}
+	rel := &connector.Relation{ID: rm.RelationID, Schema: rm.Namespace, Name: rm.RelationName,
+		Table: rm.Namespace + "." + rm.RelationName}
+	for _, c := range rm.Columns {
+		rel.Columns = append(rel.Columns, connector.Column{
+			Name:     c.Name,
+			TypeOID:  c.DataType,
+			TypeName: d.types.Name(c.DataType),
+			Key:      c.Flags&1 != 0,
+			Encode:   d.types.Encoder(c.DataType),
+		})
+	}
+	return rel, nil
+}

@@ -1,0 +1,41 @@
+-- Arrays of many element types: NULL elements, empty arrays, quoting,
+-- multiple dimensions and explicit lower bounds.
+CREATE TABLE t (
+    id        int4 PRIMARY KEY,
+    a_int4    int4[],
+    a_int8    int8[],
+    a_int2d   int4[][],
+    a_text    text[],
+    a_vchar   varchar(10)[],
+    a_num     numeric[],
+    a_float8  float8[],
+    a_bool    bool[],
+    a_uuid    uuid[],
+    a_date    date[],
+    a_tstz    timestamptz[],
+    a_json    json[],
+    a_jsonb   jsonb[],
+    a_bytea   bytea[],
+    a_box     box[],
+    a_inet    inet[],
+    a_intvl   interval[],
+    a_range   int4range[]
+);
+INSERT INTO t VALUES
+(1, '{1,2,3}', '{9223372036854775807,-9223372036854775808}', '{{1,2},{3,4}}', '{applied,"in review"}',
+ '{a,b}', '{1.50,NaN,Infinity,-Infinity}', '{1.5,NaN,Infinity,-Infinity,-0,1e+100}', '{t,f}',
+ '{0b9e4b8a-7c1f-4a0e-9d3c-2f6f1e0b8a11}', '{2026-11-25,infinity,"0044-03-15 BC"}',
+ '{"2026-11-25 03:00:00.123456+00","-infinity"}', ARRAY['{"a": 1}', '[1, 2]']::json[],
+ ARRAY['{"a": 1}', '[1, "two", null]', '"s"', 'null']::jsonb[], ARRAY['\x0102'::bytea, '\x'::bytea],
+ ARRAY['((0,0),(1,1))'::box, '((2,2),(3,3))'], '{192.168.0.1,::1/128}', '{"1 day","-00:00:01"}',
+ '{"[1,5)",empty}'),
+(2, '{}', '{NULL}', '{{1,NULL},{NULL,4}}',
+ ARRAY['a"b', 'NULL', NULL, '', ' x ', 'a,b', '{}', 'back\slash', 'multi
+line', 'tab	x', 'null', 'Null', '"', '\', ',', '{', '}', ' ', '山田 🎉'],
+ '{}', '{NULL,0}', '{}', '{NULL}', '{}', '{}', '{}', '{}', ARRAY[NULL, 'null']::jsonb[],
+ ARRAY[NULL, '\x00ff'::bytea], '{}', '{}', '{}', '{}'),
+(3, '[0:2]={1,2,3}', '[-5:-4]={1,2}', '[1:2][0:1]={{1,2},{3,4}}', '[2:3]={x,y}', NULL,
+ '{{1,2},{3,4}}', '{{1.5},{2.5}}', '{{t},{f}}', NULL, NULL, '{{"2026-11-25 03:00:00+00"},{NULL}}',
+ ARRAY[ARRAY['{}'::json], ARRAY['[]'::json]], ARRAY['{"k": "a\"b\\c"}']::jsonb[], NULL, NULL, NULL, NULL, NULL),
+(4, '{{{{{{1,2}}}}}}', NULL, '{{{1}}}', '{{{"a","b"}},{{"c","d"}}}', NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+ NULL, NULL, NULL, NULL, NULL, NULL, NULL);

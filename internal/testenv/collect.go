@@ -1,0 +1,86 @@
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Collected is what Collect received: every body (duplicates included) and
+// the body of each distinct event id.
+type Collected struct {
+	Bodies []string
+	ByID   map[string]string
+	// Conflicts lists event ids received twice with different bodies (a
+	// re-sent change must be identical).
+	Conflicts []string
+}
+
+// Duplicates is the number of messages that repeated an event id.
+func (c *Collected) Duplicates() int { return len(c.Bodies) - len(c.ByID) }
+
+// Collect receives messages from queueURL with several concurrent long
+// pollers until want distinct CloudEvents ids arrived or timeout passed.
+// Messages are not deleted: they are left invisible for an hour, which
+// halves the emulator's work. It returns what it got; an error only when
+// the emulator kept failing.
+func (e *Emulator) Collect(ctx context.Context, queueURL string, want int, timeout time.Duration) (*Collected, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		lastErr error
+	)
+	c := &Collected{ByID: map[string]string{}}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				mu.Lock()
+				done := len(c.ByID) >= want
+				mu.Unlock()
+				if done {
+					cancel()
+					return
+				}
+				out, err := e.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+					QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+					VisibilityTimeout: 3600, MessageAttributeNames: []string{"All"},
+				})
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						lastErr = err
+						mu.Unlock()
+						time.Sleep(100 * time.Millisecond)
+					}
+					continue
+				}
+				mu.Lock()
+				for _, m := range out.Messages {
+					body := aws.ToString(m.Body)
+					var ev struct{ ID string }
+					_ = json.Unmarshal([]byte(body), &ev)
+					if prev, dup := c.ByID[ev.ID]; dup && prev != body {
+						c.Conflicts = append(c.Conflicts, ev.ID)
+					}
+					c.ByID[ev.ID] = body
+					c.Bodies = append(c.Bodies, body)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(c.ByID) < want && lastErr != nil {
+		return c, fmt.Errorf("collect from %s: %d of %d events; last error: %w", queueURL, len(c.ByID), want, lastErr)
+	}
+	return c, nil
+}

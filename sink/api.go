@@ -1,0 +1,386 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// API limits.
+const (
+	// MaxBodyBytes bounds request bodies of the links API.
+	MaxBodyBytes = 64 << 10
+	// DefaultPageSize and MaxPageSize bound GET /v1/links pages.
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// API error codes, the "code" of {"error":{"code":...,"message":...}}.
+const (
+	ErrCodeUnauthorized     = "unauthorized"
+	ErrCodeUnsupportedMedia = "unsupported_media_type"
+	ErrCodeBodyTooLarge     = "body_too_large"
+	ErrCodeInvalidJSON      = "invalid_json"
+	ErrCodeInvalidRequest   = "invalid_request"
+	ErrCodeNotFound         = "not_found"
+	ErrCodeMethodNotAllowed = "method_not_allowed"
+	ErrCodeInternal         = "internal"
+)
+
+// LinkFilter selects links for GET /v1/links.
+type LinkFilter struct {
+	Account string // exact match; empty: any
+	Key     string // exact match; empty: any
+	Status  string // StatusActive, StatusStopped; empty: any
+	AfterID int64  // links with a greater id (pagination)
+	Limit   int
+}
+
+// LinkStore is what the links API needs from the database.
+type LinkStore interface {
+	// StartLink returns the active link of (account, key), creating it if
+	// there is none; created says which. Safe against concurrent starts.
+	StartLink(ctx context.Context, account, key string) (l Link, created bool, err error)
+	// StopLink stops an active link (a stopped one is returned as is);
+	// ErrLinkNotFound if id does not exist.
+	StopLink(ctx context.Context, id int64) (Link, error)
+	// Link returns one link; ErrLinkNotFound if absent.
+	Link(ctx context.Context, id int64) (Link, error)
+	// ListLinks returns links matching f in id order, at most f.Limit.
+	ListLinks(ctx context.Context, f LinkFilter) ([]Link, error)
+}
+
+// API serves the links API:
+//
+//	POST   /v1/links       start a link (idempotent for an active pair)
+//	GET    /v1/links       list: ?account=&key=&status=&limit=&cursor=
+//	GET    /v1/links/{id}  one link
+//	DELETE /v1/links/{id}  stop a link
+//
+// Every request needs "Authorization: Bearer <token>". Errors are JSON
+// {"error":{"code":"...","message":"..."}}; bad input is always a 4xx.
+type API struct {
+	store  LinkStore
+	token  [32]byte // SHA-256 of the token: compared in constant time, whatever the length
+	logger *slog.Logger
+}
+
+// NewAPI returns the links API; token must not be empty.
+func NewAPI(store LinkStore, token string, logger *slog.Logger) (*API, error) {
+	if token == "" {
+		return nil, errors.New("links API token is empty")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &API{store: store, token: sha256.Sum256([]byte(token)), logger: logger}, nil
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("POST /v1/links", a.auth(a.start))
+	mux.Handle("GET /v1/links", a.auth(a.list))
+	mux.Handle("GET /v1/links/{id}", a.auth(a.get))
+	mux.Handle("DELETE /v1/links/{id}", a.auth(a.stop))
+	// Anything else under /v1/ gets a JSON 404 or 405 (ServeMux's own are
+	// plain text).
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		switch p := strings.TrimSuffix(r.URL.Path, "/"); {
+		case p == "/v1/links":
+			w.Header().Set("Allow", "GET, POST")
+		case strings.HasPrefix(p, "/v1/links/") && !strings.Contains(p[len("/v1/links/"):], "/"):
+			w.Header().Set("Allow", "GET, DELETE")
+		default:
+			WriteError(w, http.StatusNotFound, ErrCodeNotFound, "no such endpoint")
+			return
+		}
+		WriteError(w, http.StatusMethodNotAllowed, ErrCodeMethodNotAllowed, r.Method+" is not allowed here")
+	})
+}
+
+func (a *API) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="baitoru-cdc"`)
+			WriteError(w, http.StatusUnauthorized, ErrCodeUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		h(w, r)
+	})
+}
+
+type startRequest struct {
+	Account string `json:"kobot_account"`
+	Key     string `json:"link_key"`
+}
+
+func (a *API) start(w http.ResponseWriter, r *http.Request) {
+	var req startRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if err := ValidateKey(req.Account); err != nil {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "kobot_account "+err.Error())
+		return
+	}
+	if err := ValidateKey(req.Key); err != nil {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "link_key "+err.Error())
+		return
+	}
+	l, created, err := a.store.StartLink(r.Context(), req.Account, req.Key)
+	if err != nil {
+		a.internal(w, "start link", err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/links/"+strconv.FormatInt(l.ID, 10))
+		a.logger.Info("link started", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
+	}
+	writeJSON(w, status, l)
+}
+
+// ListResponse is the body of GET /v1/links.
+type ListResponse struct {
+	Links []Link `json:"links"`
+	// NextCursor, when not empty, fetches the next page (?cursor=...).
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := LinkFilter{Limit: DefaultPageSize}
+	one := func(name string) (string, bool) {
+		vs := q[name]
+		if len(vs) > 1 {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, name+" is given more than once")
+			return "", false
+		}
+		if len(vs) == 0 {
+			return "", true
+		}
+		return vs[0], true
+	}
+	var ok bool
+	if f.Account, ok = one("account"); !ok {
+		return
+	}
+	if f.Key, ok = one("key"); !ok {
+		return
+	}
+	for name, v := range map[string]string{"account": f.Account, "key": f.Key} {
+		if v == "" {
+			continue
+		}
+		if err := ValidateKey(v); err != nil {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, name+" "+err.Error())
+			return
+		}
+	}
+	if f.Status, ok = one("status"); !ok {
+		return
+	}
+	if f.Status != "" && f.Status != StatusActive && f.Status != StatusStopped {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "status must be active or stopped")
+		return
+	}
+	limit, ok := one("limit")
+	if !ok {
+		return
+	}
+	if limit != "" {
+		n, err := strconv.Atoi(limit)
+		if err != nil || n < 1 || n > MaxPageSize {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, fmt.Sprintf("limit must be an integer from 1 to %d", MaxPageSize))
+			return
+		}
+		f.Limit = n
+	}
+	cursor, ok := one("cursor")
+	if !ok {
+		return
+	}
+	if cursor != "" {
+		id, err := decodeCursor(cursor)
+		if err != nil {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "cursor is not one this API returned")
+			return
+		}
+		f.AfterID = id
+	}
+	want := f.Limit
+	f.Limit++ // one more tells whether there is a next page
+	links, err := a.store.ListLinks(r.Context(), f)
+	if err != nil {
+		a.internal(w, "list links", err)
+		return
+	}
+	resp := ListResponse{Links: links}
+	if len(links) > want {
+		resp.Links = links[:want]
+		resp.NextCursor = encodeCursor(links[want-1].ID)
+	}
+	if resp.Links == nil {
+		resp.Links = []Link{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	l, err := a.store.Link(r.Context(), id)
+	if errors.Is(err, ErrLinkNotFound) {
+		WriteError(w, http.StatusNotFound, ErrCodeNotFound, "no link with this id")
+		return
+	}
+	if err != nil {
+		a.internal(w, "get link", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (a *API) stop(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	l, err := a.store.StopLink(r.Context(), id)
+	if errors.Is(err, ErrLinkNotFound) {
+		WriteError(w, http.StatusNotFound, ErrCodeNotFound, "no link with this id")
+		return
+	}
+	if err != nil {
+		a.internal(w, "stop link", err)
+		return
+	}
+	a.logger.Info("link stopped", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (a *API) internal(w http.ResponseWriter, what string, err error) {
+	a.logger.Error("links API", "op", what, "err", err)
+	WriteError(w, http.StatusInternalServerError, ErrCodeInternal, what+" failed; see the sink's log")
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "link id must be a positive integer")
+		return 0, false
+	}
+	return id, true
+}
+
+// decodeBody reads one JSON object into v, answering 415, 413 or 400 itself.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		WriteError(w, http.StatusUnsupportedMediaType, ErrCodeUnsupportedMedia, "Content-Type must be application/json")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		WriteError(w, http.StatusRequestEntityTooLarge, ErrCodeBodyTooLarge, fmt.Sprintf("body is over %d bytes", MaxBodyBytes))
+		return false
+	}
+	if err != nil {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "cannot read the body")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, jsonErrorMessage(err))
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body has data after the JSON object")
+		return false
+	}
+	return true
+}
+
+func jsonErrorMessage(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "body is empty; want a JSON object"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "body is truncated JSON"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return "body must be a JSON object"
+		}
+		return fmt.Sprintf("%s must be a %s, not %s", typ.Field, typ.Type.Kind(), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	default:
+		return "body is not a valid request"
+	}
+}
+
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("after:" + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(c string) (int64, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, err
+	}
+	s, ok := strings.CutPrefix(string(b), "after:")
+	if !ok {
+		return 0, errors.New("bad cursor")
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		return 0, errors.New("bad cursor")
+	}
+	return id, nil
+}
+
+// ErrorBody is the JSON of every API error.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError writes {"error":{"code":code,"message":msg}} with status.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

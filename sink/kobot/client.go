@@ -1,0 +1,342 @@
+// Package kobot pushes events to Kobot over HTTP, signed per Standard
+// Webhooks 1.0, and verifies such signatures.
+//
+// A push is one POST of the CloudEvent JSON with a "kobotaccount" extension
+// attribute added (see Payload), carrying the headers webhook-id (the event
+// id), webhook-timestamp and webhook-signature. 2xx is success; 408, 429, 5xx,
+// timeouts and connection errors are retryable; every other status is a
+// permanent rejection.
+package kobot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/baitoru/baitoru-cdc/config"
+)
+
+// ExtensionAccount is the CloudEvents extension attribute naming the Kobot
+// account a push is for.
+const ExtensionAccount = "kobotaccount"
+
+// ContentType of every push: CloudEvents structured mode.
+const ContentType = "application/cloudevents+json"
+
+// Defaults for zero config values.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultMaxAttempts  = 3
+	DefaultRetryInitial = 200 * time.Millisecond
+	DefaultRetryMax     = 5 * time.Second
+)
+
+// Class is how a push ended.
+type Class int
+
+const (
+	// Delivered: Kobot answered 2xx.
+	Delivered Class = iota
+	// Retryable: 408, 429, 5xx, timeout or connection error.
+	Retryable
+	// Rejected: any other status; retrying cannot help.
+	Rejected
+)
+
+func (c Class) String() string {
+	switch c {
+	case Delivered:
+		return "delivered"
+	case Retryable:
+		return "retryable"
+	default:
+		return "rejected"
+	}
+}
+
+// Request is one push: one event to one Kobot account.
+type Request struct {
+	EventID string // webhook-id
+	Account string // Kobot account id, added to the payload
+	Event   []byte // the CloudEvent JSON object as published
+}
+
+// Response is the outcome of one attempt.
+type Response struct {
+	Class      Class
+	Status     int           // HTTP status; 0 when no response arrived
+	RetryAfter time.Duration // from a Retry-After header on 429/503; 0 if absent
+	Err        error         // transport error, or a description of a non-2xx answer
+	Duration   time.Duration
+}
+
+// Result is the outcome of Deliver: the last attempt plus bookkeeping.
+type Result struct {
+	Response
+	Attempts int
+	// Latency is from the start of the first attempt to the end of the last.
+	Latency time.Duration
+}
+
+// Client pushes to one Kobot endpoint. It is safe for concurrent use.
+type Client struct {
+	endpoint    string
+	key         Secret
+	http        *http.Client
+	timeout     time.Duration
+	maxAttempts int
+	initial     time.Duration
+	max         time.Duration
+	now         func() time.Time
+	observe     func(Response)
+}
+
+// Observe makes the client call f after every attempt (for metrics). Call
+// it before the client is used; f must be safe for concurrent use.
+func (c *Client) Observe(f func(Response)) { c.observe = f }
+
+// New returns a client for cfg. hc may be nil (then a client tuned for many
+// concurrent pushes to one host is used); its redirects are never followed.
+func New(cfg config.Kobot, hc *http.Client) (*Client, error) {
+	if cfg.Endpoint == "" {
+		return nil, errors.New("kobot endpoint is empty")
+	}
+	key, err := ParseSecret(cfg.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("kobot secret: %w", err)
+	}
+	if hc == nil {
+		hc = NewHTTPClient()
+	}
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cl := &Client{
+		endpoint:    cfg.Endpoint,
+		key:         key,
+		http:        &c,
+		timeout:     cfg.Timeout,
+		maxAttempts: cfg.MaxAttempts,
+		initial:     cfg.Retry.Initial,
+		max:         cfg.Retry.Max,
+		now:         time.Now,
+	}
+	if cl.timeout <= 0 {
+		cl.timeout = DefaultTimeout
+	}
+	if cl.maxAttempts <= 0 {
+		cl.maxAttempts = DefaultMaxAttempts
+	}
+	if cl.initial <= 0 {
+		cl.initial = DefaultRetryInitial
+	}
+	if cl.max < cl.initial {
+		cl.max = max(DefaultRetryMax, cl.initial)
+	}
+	return cl, nil
+}
+
+// NewHTTPClient returns an HTTP client whose transport keeps enough idle
+// connections to one host for concurrent consumers.
+func NewHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 512
+	t.MaxIdleConnsPerHost = 512
+	t.IdleConnTimeout = 90 * time.Second
+	return &http.Client{Transport: t}
+}
+
+// Deliver pushes r, retrying retryable failures with exponential backoff
+// (honouring Retry-After when it is not longer than the configured maximum
+// backoff) up to kobot.max_attempts. The first attempt is always made; once
+// ctx is done no further attempt starts, but an attempt under way finishes
+// (bounded by kobot.timeout), so a shutdown does not cut a push in half.
+func (c *Client) Deliver(ctx context.Context, r Request) Result {
+	body, err := Payload(r.Event, r.Account)
+	if err != nil {
+		return Result{Response: Response{Class: Rejected, Err: err}}
+	}
+	start := c.now()
+	var res Result
+	for attempt := 1; ; attempt++ {
+		res.Response = c.send(ctx, r.EventID, body)
+		res.Attempts = attempt
+		if c.observe != nil {
+			c.observe(res.Response)
+		}
+		if res.Class != Retryable || attempt >= c.maxAttempts {
+			break
+		}
+		wait := backoff(c.initial, c.max, attempt)
+		if res.RetryAfter > 0 {
+			if res.RetryAfter > c.max {
+				break // longer than we wait in process: leave it to redelivery
+			}
+			wait = res.RetryAfter
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			res.Latency = c.now().Sub(start)
+			return res
+		case <-t.C:
+		}
+	}
+	res.Latency = c.now().Sub(start)
+	return res
+}
+
+// backoff is exponential with equal jitter: half the step plus a random
+// part of the other half.
+func backoff(initial, maxWait time.Duration, attempt int) time.Duration {
+	d := initial << min(attempt-1, 30)
+	if d <= 0 || d > maxWait {
+		d = maxWait
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// send makes one attempt. Its request runs under a context detached from
+// ctx's cancellation and bounded by the client's timeout.
+func (c *Client) send(ctx context.Context, id string, body []byte) Response {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	if err != nil {
+		return Response{Class: Rejected, Err: fmt.Errorf("build request: %w", err)}
+	}
+	now := c.now()
+	req.Header.Set("Content-Type", ContentType)
+	req.Header.Set("User-Agent", "baitoru-cdc-sink")
+	req.Header.Set(HeaderID, id)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderSignature, Sign(c.key, id, now, body))
+	resp, err := c.http.Do(req)
+	d := c.now().Sub(now)
+	if err != nil {
+		return Response{Class: Retryable, Err: transportError(err), Duration: d}
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	r := Response{Status: resp.StatusCode, Duration: c.now().Sub(now)}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		r.Class = Delivered
+		return r
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
+		r.Class = Retryable
+		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	default:
+		r.Class = Rejected
+	}
+	r.Err = &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet)}
+	return r
+}
+
+// StatusError is a non-2xx answer from Kobot.
+type StatusError struct {
+	Status int
+	Body   string // start of the response body, cleaned for logs
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("kobot answered %d %s", e.Status, http.StatusText(e.Status))
+	if e.Body != "" {
+		s += ": " + e.Body
+	}
+	return s
+}
+
+func transportError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("kobot timeout: %w", err)
+	}
+	return fmt.Errorf("kobot unreachable: %w", err)
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent or
+// malformed. It is capped at 12 hours (the longest SQS visibility timeout).
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		d = time.Duration(min(n, 43200)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), 12*time.Hour)
+}
+
+// cleanSnippet keeps printable text of a response body for error messages.
+func cleanSnippet(b []byte) string {
+	var sb strings.Builder
+	for len(b) > 0 && sb.Len() < 200 {
+		r, n := utf8.DecodeRune(b)
+		b = b[n:]
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			sb.WriteByte('?')
+		case r < 0x20 || r == 0x7f:
+			sb.WriteByte(' ')
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	return strings.TrimSpace(sb.String())
+}
+
+// Payload returns the body pushed to Kobot: the CloudEvent object event with
+// the extension attribute "kobotaccount": account appended as its last
+// member. event must be a JSON object without a kobotaccount member (the
+// sink's event parser guarantees both); the rest of it is kept byte for byte.
+func Payload(event []byte, account string) ([]byte, error) {
+	ev := bytes.TrimRight(event, " \t\r\n")
+	if len(ev) < 2 || ev[len(ev)-1] != '}' {
+		return nil, errors.New("event is not a JSON object")
+	}
+	inner := bytes.TrimSpace(ev[1 : len(ev)-1])
+	out := make([]byte, 0, len(ev)+len(account)+24)
+	out = append(out, ev[:len(ev)-1]...)
+	if len(inner) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"`+ExtensionAccount+`":`...)
+	out = appendJSONString(out, account)
+	return append(out, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string (s is valid UTF-8).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+		case r < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
+		case r == utf8.RuneError:
+			dst = append(dst, `\ufffd`...)
+		default:
+			dst = utf8.AppendRune(dst, r)
+		}
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,90 @@
+package sink
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Results of a message, the "result" label of
+// baitoru_cdc_sink_deliveries_total.
+const (
+	ResultDelivered = "delivered" // pushed (2xx) to every link that still needed it; deleted
+	ResultDuplicate = "duplicate" // every link already had it (redelivery); deleted
+	ResultUnlinked  = "unlinked"  // no active link; deleted
+	ResultRetry     = "retry"     // left in the queue for redelivery
+	ResultDLQ       = "dlq"       // invalid or rejected; sent to the DLQ
+)
+
+// Metrics are the sink's Prometheus metrics. Register them on the registry
+// the caller passes in (never the global one).
+type Metrics struct {
+	Deliveries        *prometheus.CounterVec
+	KobotRequests     *prometheus.CounterVec
+	DeliveryLatency   prometheus.Histogram
+	CommitToDelivery  prometheus.Histogram
+	ActiveLinks       prometheus.Gauge
+	LinkReloads       *prometheus.CounterVec
+	BatchErrors       prometheus.Counter
+	DeliveryLogErrors prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_deliveries_total",
+			Help: "Queue messages handled, by result: delivered, duplicate, unlinked, retry, dlq.",
+		}, []string{"result"}),
+		KobotRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_kobot_requests_total",
+			Help: "HTTP requests to Kobot, by status class (2xx, 3xx, 4xx, 429, 5xx, error).",
+		}, []string{"class"}),
+		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "baitoru_cdc_sink_delivery_duration_seconds",
+			Help:    "Time from the first attempt of a push to Kobot's 2xx, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		CommitToDelivery: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "baitoru_cdc_sink_commit_to_delivery_seconds",
+			Help:    "Time from the event's commit (its time attribute) to Kobot's 2xx.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+		}),
+		ActiveLinks: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "baitoru_cdc_sink_active_links",
+			Help: "Active links held in the link cache.",
+		}),
+		LinkReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_link_reloads_total",
+			Help: "Link cache reloads: all (start, reconnect) or keys (a NOTIFY).",
+		}, []string{"scope"}),
+		BatchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_batch_errors_total",
+			Help: "Batches left whole for redelivery because links or the delivery log were unavailable.",
+		}),
+		DeliveryLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_delivery_log_errors_total",
+			Help: "Failed writes of the delivery log (deliveries themselves succeeded).",
+		}),
+	}
+	for _, r := range []string{ResultDelivered, ResultDuplicate, ResultUnlinked, ResultRetry, ResultDLQ} {
+		m.Deliveries.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.Deliveries, m.KobotRequests, m.DeliveryLatency, m.CommitToDelivery,
+			m.ActiveLinks, m.LinkReloads, m.BatchErrors, m.DeliveryLogErrors)
+	}
+	return m
+}
+
+func statusClass(status int) string {
+	switch {
+	case status == 0:
+		return "error"
+	case status == 429:
+		return "429"
+	default:
+		return strconv.Itoa(status/100) + "xx"
+	}
+}

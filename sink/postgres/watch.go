@@ -1,0 +1,151 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+
+	"github.com/baitoru/baitoru-cdc/sink"
+)
+
+// Watch tuning.
+const (
+	// watchPing is how long the LISTEN connection may be silent before it
+	// is pinged, so a dead connection is noticed.
+	watchPing = 10 * time.Second
+	// maxCoalesce bounds the keys reloaded with one query.
+	maxCoalesce = 1000
+)
+
+// WatchLinks keeps cache equal to the active links of the database until ctx
+// ends, and returns nil then. On a dedicated connection it runs LISTEN, then
+// loads every active link (cache.SetAll), then reloads the keys named by
+// each NOTIFY (links changed through the API or by hand), coalescing bursts
+// into one query. When the connection is lost it marks the cache unsynced
+// (lookups fail, so deliveries pause rather than use stale links),
+// reconnects with backoff, and loads everything again. reloaded, if not nil,
+// is told each reload's scope ("all" or "keys").
+func (s *Store) WatchLinks(ctx context.Context, cache *sink.LinkCache, reloaded func(scope string)) error {
+	if reloaded == nil {
+		reloaded = func(string) {}
+	}
+	wait := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := s.watch(ctx, cache, reloaded)
+		cache.Unsync()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			wait = 100 * time.Millisecond
+		}
+		s.logger.Warn("link watcher lost its connection; deliveries pause until it reconnects", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func (s *Store) watch(ctx context.Context, cache *sink.LinkCache, reloaded func(string)) error {
+	cfg := s.listen.Copy()
+	// Time out waits by a read deadline instead of pgx's default cancel
+	// request, which would open a connection per timed-out wait.
+	cfg.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn()}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// LISTEN comes first: a change committed while loading is notified.
+	all, err := activeLinks(ctx, conn, nil)
+	if err != nil {
+		return err
+	}
+	cache.SetAll(all)
+	reloaded("all")
+	s.logger.Info("link cache loaded", "active_links", len(all))
+
+	for {
+		n, err := waitNotification(ctx, conn, watchPing)
+		if err != nil {
+			return err
+		}
+		if n == nil { // silent for a while: make sure the connection lives
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+			continue
+		}
+		keys, full := []string{n.Payload}, n.Payload == ""
+		seen := map[string]bool{n.Payload: true}
+		for len(keys) < maxCoalesce { // take what else is already queued
+			n, err := waitNotification(ctx, conn, time.Millisecond)
+			if err != nil {
+				return err
+			}
+			if n == nil {
+				break
+			}
+			full = full || n.Payload == ""
+			if !seen[n.Payload] {
+				seen[n.Payload] = true
+				keys = append(keys, n.Payload)
+			}
+		}
+		if full {
+			all, err := activeLinks(ctx, conn, nil)
+			if err != nil {
+				return err
+			}
+			cache.SetAll(all)
+			reloaded("all")
+			continue
+		}
+		ls, err := activeLinks(ctx, conn, keys)
+		if err != nil {
+			return err
+		}
+		cache.SetKeys(keys, ls)
+		reloaded("keys")
+		s.logger.Debug("link cache reloaded keys", "keys", len(keys), "active_links", len(ls))
+	}
+}
+
+// waitNotification waits up to d; it returns (nil, nil) on timeout and an
+// error when ctx ended or the connection failed.
+func waitNotification(ctx context.Context, conn *pgx.Conn, d time.Duration) (*pgconn.Notification, error) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	n, err := conn.WaitForNotification(wctx)
+	cancel()
+	switch {
+	case n != nil:
+		return n, nil
+	case err == nil:
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("wait for notification: %w", err)
+	}
+}

@@ -1,0 +1,368 @@
+// Package sqs consumes the sink's SQS queue: competing long-polling
+// consumers that hand batches to the sink's Processor, then delete, retry
+// or dead-letter each message as it decided.
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/sink"
+)
+
+// Client is the part of the SQS API the consumer uses (*sqs.Client).
+type Client interface {
+	ReceiveMessage(ctx context.Context, in *awssqs.ReceiveMessageInput, opts ...func(*awssqs.Options)) (*awssqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *awssqs.DeleteMessageBatchInput, opts ...func(*awssqs.Options)) (*awssqs.DeleteMessageBatchOutput, error)
+	SendMessageBatch(ctx context.Context, in *awssqs.SendMessageBatchInput, opts ...func(*awssqs.Options)) (*awssqs.SendMessageBatchOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *awssqs.ChangeMessageVisibilityBatchInput, opts ...func(*awssqs.Options)) (*awssqs.ChangeMessageVisibilityBatchOutput, error)
+	GetQueueAttributes(ctx context.Context, in *awssqs.GetQueueAttributesInput, opts ...func(*awssqs.Options)) (*awssqs.GetQueueAttributesOutput, error)
+}
+
+var _ Client = (*awssqs.Client)(nil)
+
+// Processor decides what happens to each message of a batch (sink.Processor).
+type Processor interface {
+	Process(ctx context.Context, msgs []sink.Message) ([]sink.Result, error)
+}
+
+// Defaults for zero config values.
+const (
+	DefaultConcurrency = 4
+	DefaultBatchSize   = 10
+	DefaultWaitTime    = 20 * time.Second
+)
+
+// DLQ message attributes added by the sink.
+const (
+	AttrReason          = "reason"
+	AttrReasonCode      = "reason_code"
+	AttrSourceMessageID = "source_message_id"
+)
+
+// actionTimeout bounds the delete, dead-letter and visibility calls made
+// after a batch was processed (they run even during shutdown).
+const actionTimeout = 30 * time.Second
+
+// Consumer runs competing long-polling receivers on one queue. Run it once.
+type Consumer struct {
+	client      Client
+	proc        Processor
+	dlq         *DLQ
+	logger      *slog.Logger
+	queueURL    string
+	concurrency int
+	batchSize   int32
+	waitTime    int32
+	visibility  int32
+}
+
+// New returns a consumer of cfg.QueueURL; zero config values take the
+// defaults (4 consumers, batches of 10, 20 s long polls, the queue's own
+// visibility timeout).
+func New(client Client, cfg config.SinkSQS, proc Processor, logger *slog.Logger) (*Consumer, error) {
+	if cfg.QueueURL == "" {
+		return nil, errors.New("sink.sqs.queue_url is empty")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{
+		client:      client,
+		proc:        proc,
+		dlq:         NewDLQ(client, cfg.DLQURL),
+		logger:      logger,
+		queueURL:    cfg.QueueURL,
+		concurrency: cfg.Concurrency,
+		batchSize:   int32(cfg.BatchSize),
+		waitTime:    int32(cfg.WaitTime / time.Second),
+		visibility:  int32(cfg.VisibilityTimeout / time.Second),
+	}
+	if c.concurrency <= 0 {
+		c.concurrency = DefaultConcurrency
+	}
+	if c.batchSize <= 0 || c.batchSize > 10 {
+		c.batchSize = DefaultBatchSize
+	}
+	if cfg.WaitTime <= 0 {
+		c.waitTime = int32(DefaultWaitTime / time.Second)
+	}
+	c.waitTime = min(c.waitTime, 20)
+	return c, nil
+}
+
+// Run receives and processes messages until ctx ends, then stops receiving,
+// lets every batch in hand finish (pushes under way complete, their messages
+// are deleted or dead-lettered), and returns nil. Receive errors (queue
+// unreachable) are logged and retried with backoff; they never end Run.
+func (c *Consumer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i := range c.concurrency {
+		wg.Go(func() { c.loop(ctx, i) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Consumer) loop(ctx context.Context, worker int) {
+	failWait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		out, err := c.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
+			QueueUrl:              aws.String(c.queueURL),
+			MaxNumberOfMessages:   c.batchSize,
+			WaitTimeSeconds:       c.waitTime,
+			VisibilityTimeout:     c.visibility,
+			MessageAttributeNames: []string{"All"},
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{
+				types.MessageSystemAttributeNameApproximateReceiveCount,
+				types.MessageSystemAttributeNameMessageGroupId,
+			},
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.logger.Warn("receive from SQS", "worker", worker, "err", err, "retry_in", failWait)
+			sleep(ctx, failWait)
+			failWait = min(failWait*2, 10*time.Second)
+			continue
+		}
+		failWait = 100 * time.Millisecond
+		if len(out.Messages) == 0 {
+			continue
+		}
+		if err := c.handle(ctx, out.Messages); err != nil {
+			c.logger.Error("batch left for redelivery", "worker", worker, "messages", len(out.Messages), "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+}
+
+// handle processes one received batch and carries out the decisions.
+func (c *Consumer) handle(ctx context.Context, msgs []types.Message) error {
+	in := make([]sink.Message, len(msgs))
+	for i, m := range msgs {
+		in[i] = sink.Message{ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), ReceiveCount: ReceiveCount(m.Attributes)}
+	}
+	results, err := c.proc.Process(ctx, in)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), actionTimeout)
+	defer cancel()
+	var del []types.Message
+	var dead []DeadLetter
+	var retry []retryEntry
+	for i, r := range results {
+		switch r.Action {
+		case sink.Delete:
+			del = append(del, msgs[i])
+		case sink.DeadLetter:
+			dead = append(dead, DeadLetter{Message: msgs[i], Code: r.Code, Reason: r.Reason})
+		case sink.Retry:
+			if r.Delay > 0 {
+				retry = append(retry, retryEntry{msgs[i], r.Delay})
+			}
+		}
+	}
+	if len(dead) > 0 {
+		sent := c.dlq.Send(actx, dead)
+		for i, ok := range sent {
+			if ok {
+				del = append(del, dead[i].Message)
+			} else {
+				c.logger.Error("DLQ refused a message; left for redrive", "message_id", aws.ToString(dead[i].MessageId))
+			}
+		}
+	}
+	c.delete(actx, del)
+	c.changeVisibility(actx, retry)
+	return nil
+}
+
+func (c *Consumer) delete(ctx context.Context, msgs []types.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	entries := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+	}
+	out, err := c.client.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.queueURL), Entries: entries})
+	if err != nil {
+		// The messages come back after the visibility timeout; the
+		// delivery log keeps them from being pushed twice.
+		c.logger.Error("delete messages", "messages", len(msgs), "err", err)
+		return
+	}
+	for _, f := range out.Failed {
+		c.logger.Error("delete message", "id", aws.ToString(f.Id), "code", aws.ToString(f.Code), "err", aws.ToString(f.Message))
+	}
+}
+
+type retryEntry struct {
+	msg   types.Message
+	delay time.Duration
+}
+
+func (c *Consumer) changeVisibility(ctx context.Context, rs []retryEntry) {
+	if len(rs) == 0 {
+		return
+	}
+	entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(rs))
+	for i, r := range rs {
+		secs := int32(min((r.delay+time.Second-1)/time.Second, 43200))
+		entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: r.msg.ReceiptHandle, VisibilityTimeout: secs,
+		}
+	}
+	out, err := c.client.ChangeMessageVisibilityBatch(ctx, &awssqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(c.queueURL), Entries: entries})
+	if err != nil {
+		c.logger.Warn("delay redelivery", "messages", len(rs), "err", err)
+		return
+	}
+	for _, f := range out.Failed {
+		c.logger.Warn("delay redelivery", "id", aws.ToString(f.Id), "code", aws.ToString(f.Code), "err", aws.ToString(f.Message))
+	}
+}
+
+// Ping checks that the queue is reachable (for /readyz).
+func (c *Consumer) Ping(ctx context.Context) error {
+	_, err := c.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(c.queueURL),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return fmt.Errorf("queue unreachable: %w", err)
+	}
+	return nil
+}
+
+// ReceiveCount reads ApproximateReceiveCount from system attributes (1 if absent).
+func ReceiveCount(attrs map[string]string) int {
+	n, err := strconv.Atoi(attrs[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+	if err != nil || n < 1 {
+		return 1
+	}
+	return n
+}
+
+// DeadLetter is a message to move to the DLQ and why.
+type DeadLetter struct {
+	types.Message
+	Code   string
+	Reason string
+}
+
+// DLQ sends messages to the dead-letter queue with the reason as message
+// attributes (reason, reason_code, source_message_id), keeping the body and
+// as many original attributes as SQS's limit of 10 allows. Safe for
+// concurrent use.
+type DLQ struct {
+	client Client
+	url    string
+}
+
+// NewDLQ returns the DLQ at url (empty: every Send fails, so messages stay
+// for the queue's redrive policy).
+func NewDLQ(client Client, url string) *DLQ { return &DLQ{client: client, url: url} }
+
+// Send sends any number of messages (in batches of at most 10 messages and
+// 900 KiB) and reports which were accepted; only those may be deleted from
+// the source queue.
+func (d *DLQ) Send(ctx context.Context, msgs []DeadLetter) []bool {
+	ok := make([]bool, len(msgs))
+	if d.url == "" {
+		return ok
+	}
+	fifo := strings.HasSuffix(d.url, ".fifo")
+	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
+	sizes := make([]int, len(msgs))
+	for i, m := range msgs {
+		attrs := map[string]types.MessageAttributeValue{
+			AttrReason:          {DataType: aws.String("String"), StringValue: aws.String(attrText(m.Reason, 1000))},
+			AttrReasonCode:      {DataType: aws.String("String"), StringValue: aws.String(attrText(m.Code, 100))},
+			AttrSourceMessageID: {DataType: aws.String("String"), StringValue: aws.String(attrText(aws.ToString(m.MessageId), 200))},
+		}
+		for k, v := range m.MessageAttributes {
+			if len(attrs) >= 10 {
+				break
+			}
+			if _, taken := attrs[k]; !taken {
+				attrs[k] = v
+			}
+		}
+		size := len(aws.ToString(m.Body))
+		for k, v := range attrs {
+			size += len(k) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+		}
+		e := types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: m.Body, MessageAttributes: attrs}
+		if fifo {
+			g := m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
+			if g == "" {
+				g = "dlq"
+			}
+			e.MessageGroupId = aws.String(g)
+			e.MessageDeduplicationId = m.MessageId
+		}
+		entries[i], sizes[i] = e, size
+	}
+	const maxBatchBytes = 900 << 10
+	for start := 0; start < len(entries); {
+		end, total := start, 0
+		for end < len(entries) && end-start < 10 && (end == start || total+sizes[end] <= maxBatchBytes) {
+			total += sizes[end]
+			end++
+		}
+		out, err := d.client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(d.url), Entries: entries[start:end]})
+		if err == nil {
+			for _, s := range out.Successful {
+				if i, err := strconv.Atoi(aws.ToString(s.Id)); err == nil && i >= start && i < end {
+					ok[i] = true
+				}
+			}
+		}
+		start = end
+	}
+	return ok
+}
+
+// attrText makes s a valid SQS attribute value: at most n bytes, only the
+// characters SQS accepts, never empty.
+func attrText(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r == utf8.RuneError || (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0xd800 && r <= 0xdfff) || r == 0xfffe || r == 0xffff {
+			r = '?'
+		}
+		if b.Len()+utf8.RuneLen(r) > n {
+			break
+		}
+		b.WriteRune(r)
+	}
+	if b.Len() == 0 {
+		return "-"
+	}
+	return b.String()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
