@@ -19,7 +19,8 @@ type Event struct {
 	CommitTime time.Time
 	CommitLSN  LSN
 
-	tx *txState // acknowledgement bookkeeping; nil for events not from a Pipeline
+	tx    *txState     // acknowledgement bookkeeping; nil for events not from a Pipeline
+	attrs [6]Attribute // backing array of Attributes for the common case
 }
 
 // Attribute is an SNS message attribute.

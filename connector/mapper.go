@@ -1,10 +1,12 @@
 package connector
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/baitoru/baitoru-cdc/config"
 )
@@ -101,6 +103,7 @@ type Mapper struct {
 	plans   map[uint32]*plan // by relation ID; replaced when the relation is re-announced
 	buf     []byte
 	tx      *Tx
+	txLSN   []byte // the commit LSN, text form
 	txHead  []byte // `"lsn":"...","xid":N` of the current transaction
 	txTime  []byte // `"time":"..."` of the current transaction
 }
@@ -239,27 +242,29 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	if c.Op == OpDelete {
 		row = c.Old
 	}
-	ev := &Event{
-		ID:         EventID(c.Tx.CommitLSN, c.Seq),
-		Table:      p.m.Table,
-		Op:         c.Op,
-		Type:       p.m.types[c.Op],
-		Topic:      p.m.Topic,
-		CommitTime: c.Tx.CommitTime,
-		CommitLSN:  c.Tx.CommitLSN,
-	}
-	if len(p.key) > 0 {
-		ev.Key = keyOf(row, p.key)
-	}
-
+	// Everything of the event that is built per row lives in one buffer:
+	// the body, then the id, key and attribute values, which are strings
+	// over it (it is never modified once built).
 	b := m.buf[:0]
 	b = append(b, `{"specversion":"1.0","id":"`...)
-	b = append(b, ev.ID...)
+	idStart := len(b)
+	b = append(b, m.txLSN...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(c.Seq), 10)
+	idEnd := len(b)
 	b = append(b, '"')
 	b = append(b, p.head[c.Op]...)
-	if ev.Key != "" {
+	keyStart, keyEnd := -1, -1
+	if len(p.key) > 0 {
+		keyStart = len(b) + len(`,"subject":`)
 		b = append(b, `,"subject":`...)
-		b = appendJSONString(b, ev.Key)
+		b = appendKey(b, row, p.key)
+		if len(b) == keyStart+2 { // "": no subject
+			b = b[:keyStart-len(`,"subject":`)]
+			keyStart = -1
+		} else {
+			keyEnd = len(b)
+		}
 	}
 	b = append(b, m.txTime...)
 	b = append(b, `,"datacontenttype":"application/json"`...)
@@ -270,12 +275,12 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	var err error
 	b, unchanged, err = p.appendRow(b, row, c.Op == OpDelete && c.OldIsKey, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, ev.ID, p.m.Table, err)
+		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, EventID(c.Tx.CommitLSN, c.Seq), p.m.Table, err)
 	}
 	if c.Op == OpUpdate && c.Old != nil {
 		b = append(b, `,"old":`...)
 		if b, _, err = p.appendRow(b, c.Old, c.OldIsKey, nil); err != nil {
-			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, ev.ID, p.m.Table, err)
+			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, EventID(c.Tx.CommitLSN, c.Seq), p.m.Table, err)
 		}
 	}
 	if len(unchanged) > 0 {
@@ -289,10 +294,41 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 		b = append(b, ']')
 	}
 	b = append(b, '}')
-	ev.Body = append(make([]byte, 0, len(b)), b...)
+	bodyLen := len(b)
 	m.buf = b
 
-	ev.Attributes = make([]Attribute, 3, 3+len(p.attrs))
+	size := bodyLen + (idEnd - idStart)
+	if keyStart >= 0 {
+		size += keyEnd - keyStart
+	}
+	for _, a := range p.attrs {
+		if a.idx < len(row) {
+			size += len(row[a.idx].Value)
+		}
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, b...)
+	ev := &Event{
+		Table:      p.m.Table,
+		Op:         c.Op,
+		Type:       p.m.types[c.Op],
+		Topic:      p.m.Topic,
+		CommitTime: c.Tx.CommitTime,
+		CommitLSN:  c.Tx.CommitLSN,
+	}
+	ev.Body = buf[:bodyLen:bodyLen]
+	ev.ID = bytesString(buf[idStart:idEnd])
+	if keyStart >= 0 {
+		// The subject is a JSON string; the key is its unquoted value
+		// (the common case: no escapes needed).
+		raw := buf[keyStart+1 : keyEnd-1]
+		if bytes.IndexByte(raw, '\\') < 0 {
+			ev.Key = bytesString(raw)
+		} else {
+			ev.Key = keyOf(row, p.key)
+		}
+	}
+	ev.Attributes = ev.attrs[:3]
 	ev.Attributes[0] = Attribute{Name: "table", Type: "String", Value: p.m.Table}
 	ev.Attributes[1] = Attribute{Name: "op", Type: "String", Value: c.Op.String()}
 	ev.Attributes[2] = Attribute{Name: "type", Type: "String", Value: ev.Type}
@@ -300,13 +336,35 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 		if a.idx >= len(row) || row[a.idx].Kind != DatumText || len(row[a.idx].Value) == 0 {
 			continue // SNS has no null attribute; the value is in the body
 		}
-		v := string(row[a.idx].Value)
+		v := row[a.idx].Value
 		if a.typ == "Number" && !isSNSNumber(v) {
 			continue // NaN, Infinity: SNS would refuse the message
 		}
-		ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: v})
+		start := len(buf)
+		buf = append(buf, v...)
+		ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: bytesString(buf[start:])})
 	}
 	return ev, nil
+}
+
+// bytesString returns a string sharing b's memory; b must never change.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// appendKey appends the JSON string of the key columns' values joined by
+// "/" (an empty string when they are all null).
+func appendKey(b []byte, row []Datum, idx []int) []byte {
+	if len(idx) == 1 {
+		if idx[0] < len(row) && row[idx[0]].Kind == DatumText {
+			return appendJSONBytes(b, row[idx[0]].Value)
+		}
+		return append(b, '"', '"')
+	}
+	return appendJSONString(b, keyOf(row, idx))
 }
 
 // appendRow appends the JSON object of the published columns of row. With
@@ -350,6 +408,7 @@ func (p *plan) appendRow(b []byte, row []Datum, keyOnly bool, unchanged []string
 
 func (m *Mapper) startTx(tx *Tx) {
 	m.tx = tx
+	m.txLSN = append(m.txLSN[:0], tx.CommitLSN.String()...)
 	h := []byte(`,"lsn":"`)
 	h = append(h, tx.CommitLSN.String()...)
 	h = append(h, `","xid":`...)
@@ -382,8 +441,21 @@ func keyOf(row []Datum, idx []int) string {
 
 // isSNSNumber reports whether s is a finite decimal number SNS accepts as a
 // Number attribute.
-func isSNSNumber(s string) bool {
-	f, err := strconv.ParseFloat(s, 64)
+func isSNSNumber(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	digits := true
+	for i, c := range s {
+		if !(c >= '0' && c <= '9' || i == 0 && c == '-' && len(s) > 1) {
+			digits = false
+			break
+		}
+	}
+	if digits && len(s) <= 38 {
+		return true
+	}
+	f, err := strconv.ParseFloat(string(s), 64)
 	return err == nil && f-f == 0
 }
 

@@ -87,9 +87,14 @@ type Pipeline struct {
 	log    *slog.Logger
 	obs    Observer
 
-	lanes []chan *Event
+	lanes []chan []*Event
 	seed  maphash.Seed
 	rr    uint64
+	// pending holds, per lane, events mapped but not yet handed to the lane
+	// (reader goroutine only): handing over chunks instead of single events
+	// saves a goroutine wake-up per event.
+	pending [][]*Event
+	running chan struct{} // closed when Run's lanes have stopped
 
 	win     window
 	tracker tracker
@@ -107,12 +112,14 @@ func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observ
 	}
 	p := &Pipeline{
 		mapper: mapper, pub: pub, opts: opts, log: log, obs: obs,
-		seed:   maphash.MakeSeed(),
-		failed: make(chan struct{}),
+		seed:    maphash.MakeSeed(),
+		failed:  make(chan struct{}),
+		running: make(chan struct{}),
 	}
-	per := opts.MaxInflightEvents/opts.Lanes + opts.MaxBatch
+	per := opts.MaxInflightEvents/opts.Lanes/opts.MaxBatch + 16
 	for range opts.Lanes {
-		p.lanes = append(p.lanes, make(chan *Event, per))
+		p.lanes = append(p.lanes, make(chan []*Event, per))
+		p.pending = append(p.pending, make([]*Event, 0, opts.MaxBatch))
 	}
 	p.win.maxEvents = opts.MaxInflightEvents
 	p.win.maxBytes = opts.MaxInflightBytes
@@ -128,6 +135,7 @@ func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observ
 func (p *Pipeline) Run(ctx context.Context) error {
 	pubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	defer close(p.running)
 	var wg sync.WaitGroup
 	for i, ch := range p.lanes {
 		wg.Add(1)
@@ -168,21 +176,29 @@ func (p *Pipeline) fail(err error) {
 	})
 }
 
-func (p *Pipeline) lane(ctx context.Context, id int, ch chan *Event) {
+func (p *Pipeline) lane(ctx context.Context, id int, ch chan []*Event) {
 	batch := make([]*Event, 0, p.opts.MaxBatch)
+	var carry []*Event
 	for {
-		var ev *Event
-		select {
-		case ev = <-ch:
-		case <-ctx.Done():
-			return
+		if carry == nil {
+			select {
+			case carry = <-ch:
+			case <-ctx.Done():
+				return
+			}
 		}
-		batch = append(batch[:0], ev)
+		batch = append(batch[:0], carry...)
+		carry = nil
+		// Natural batching: add what is already queued, while it fits.
 	fill:
 		for len(batch) < p.opts.MaxBatch {
 			select {
-			case ev = <-ch:
-				batch = append(batch, ev)
+			case next := <-ch:
+				if len(batch)+len(next) > p.opts.MaxBatch {
+					carry = next
+					break fill
+				}
+				batch = append(batch, next...)
 			default:
 				break fill
 			}
@@ -200,9 +216,10 @@ func (p *Pipeline) lane(ctx context.Context, id int, ch chan *Event) {
 		p.obs.Published(batch, time.Since(start))
 		p.tracker.ack(batch)
 		var bytes int64
-		for _, e := range batch {
+		for i, e := range batch {
 			bytes += int64(e.Size())
 			e.tx = nil
+			batch[i] = nil
 		}
 		p.win.release(len(batch), bytes)
 	}
@@ -227,27 +244,58 @@ func (p *Pipeline) Change(ctx context.Context, c *Change) error {
 		return err
 	}
 	size := int64(ev.Size())
-	if err := p.win.acquire(ctx, size, p.failed); err != nil {
-		if perr := p.Err(); perr != nil {
-			return perr
+	if !p.win.tryAcquire(size) {
+		// Hand over what waits in the reader before blocking: the window
+		// frees up only as lanes publish.
+		if err := p.flush(); err != nil {
+			return err
 		}
-		return err
+		if err := p.win.acquire(ctx, size, p.failed); err != nil {
+			if perr := p.Err(); perr != nil {
+				return perr
+			}
+			return err
+		}
 	}
 	ev.tx = p.tracker.add()
 	var lane uint64
-	if ev.Key != "" {
-		lane = maphash.String(p.seed, ev.Key)
-	} else {
-		p.rr++
-		lane = p.rr
+	if len(p.lanes) > 1 {
+		if ev.Key != "" {
+			lane = maphash.String(p.seed, ev.Key) % uint64(len(p.lanes))
+		} else {
+			p.rr++
+			lane = p.rr % uint64(len(p.lanes))
+		}
 	}
+	p.pending[lane] = append(p.pending[lane], ev)
+	if len(p.pending[lane]) >= p.opts.MaxBatch {
+		return p.handOver(int(lane))
+	}
+	return nil
+}
+
+// flush hands every lane its pending events. Reader goroutine only.
+func (p *Pipeline) flush() error {
+	for i := range p.pending {
+		if len(p.pending[i]) > 0 {
+			if err := p.handOver(i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) handOver(lane int) error {
+	chunk := p.pending[lane]
+	p.pending[lane] = make([]*Event, 0, p.opts.MaxBatch)
 	select {
-	case p.lanes[lane%uint64(len(p.lanes))] <- ev:
+	case p.lanes[lane] <- chunk:
 		return nil
 	case <-p.failed:
 		return p.failErr
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-p.running:
+		return errWindowClosed
 	}
 }
 
@@ -256,6 +304,7 @@ func (p *Pipeline) Change(ctx context.Context, c *Change) error {
 // Reader goroutine only.
 func (p *Pipeline) Commit(endLSN LSN) {
 	p.tracker.commit(endLSN)
+	_ = p.flush() // an error here is the pipeline's, reported by Change and Err
 }
 
 // Keepalive reports the server's WAL end from a keepalive. When nothing is
@@ -279,6 +328,9 @@ func (p *Pipeline) Inflight() int { n, _ := p.win.load(); return n }
 // Drain waits until every queued event was accepted (or ctx ends, or the
 // pipeline fails). Reader goroutine only, while it reads nothing.
 func (p *Pipeline) Drain(ctx context.Context) error {
+	if err := p.flush(); err != nil {
+		return err
+	}
 	if err := p.win.waitEmpty(ctx, p.failed); err != nil {
 		if perr := p.Err(); perr != nil {
 			return perr
@@ -428,6 +480,18 @@ type window struct {
 }
 
 var errWindowClosed = errors.New("pipeline stopped")
+
+// tryAcquire reserves room for one event if there is room now.
+func (w *window) tryAcquire(size int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.events < w.maxEvents && (w.bytes+size <= w.maxBytes || w.events == 0) {
+		w.events++
+		w.bytes += size
+		return true
+	}
+	return false
+}
 
 // acquire reserves room for one event of size bytes. An event larger than
 // the whole byte budget is let through alone.

@@ -181,7 +181,7 @@ func TestPipelineEmptyTransactionsAndKeepalives(t *testing.T) {
 
 func TestPipelineWindowBoundsInflight(t *testing.T) {
 	pub := newGatePublisher()
-	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2, MaxBatch: 2, MaxInflightEvents: 5})
+	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2, MaxBatch: 2, MaxInflightEvents: 5, ShutdownGrace: 100 * time.Millisecond})
 	tx := &Tx{CommitLSN: 0x100}
 	p.Begin(tx)
 	sent := make(chan int, 100)

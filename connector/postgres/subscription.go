@@ -238,6 +238,7 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 
 	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
 	nextStatus := time.Now().Add(s.opts.StatusInterval)
+	var deadline time.Time
 	var lastSent connector.LSN
 	for {
 		if ctx.Err() != nil {
@@ -249,7 +250,13 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 			}
 			nextStatus = now.Add(s.opts.StatusInterval)
 		}
-		_ = netConn.SetReadDeadline(nextStatus)
+		if !nextStatus.Equal(deadline) {
+			// The read wakes up for the next status update (and at once
+			// when ctx ends, through stopWake). Set only when it changes:
+			// it is a timer update, and this loop runs per message.
+			_ = netConn.SetReadDeadline(nextStatus)
+			deadline = nextStatus
+		}
 		raw, err := conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if isTimeout(err) {
