@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // API limits.
@@ -74,6 +76,25 @@ type API struct {
 	store  LinkStore
 	token  [32]byte // SHA-256 of the token: compared in constant time, whatever the length
 	logger *slog.Logger
+	// changed, if set, is called after a link of key started or stopped,
+	// before the API answers.
+	changed func(ctx context.Context, key string) error
+}
+
+// OnChange makes the API call f after it started or stopped a link of key,
+// before answering (the service refreshes its link cache there, so a 2xx
+// answer means this sink already follows the change). An error of f is
+// logged; the NOTIFY of the change still reaches the cache. Call it before
+// serving.
+func (a *API) OnChange(f func(ctx context.Context, key string) error) { a.changed = f }
+
+func (a *API) notify(ctx context.Context, key string) {
+	if a.changed == nil {
+		return
+	}
+	if err := a.changed(ctx, key); err != nil {
+		a.logger.Warn("refresh link cache after a change", "link_key", key, "err", err)
+	}
 }
 
 // NewAPI returns the links API; token must not be empty.
@@ -122,14 +143,15 @@ func (a *API) auth(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// startRequest is the body of POST /v1/links.
 type startRequest struct {
-	Account string `json:"kobot_account"`
-	Key     string `json:"link_key"`
+	Account string // kobot_account
+	Key     string // link_key
 }
 
 func (a *API) start(w http.ResponseWriter, r *http.Request) {
 	var req startRequest
-	if !decodeBody(w, r, &req) {
+	if !decodeBody(w, r, map[string]*string{"kobot_account": &req.Account, "link_key": &req.Key}) {
 		return
 	}
 	if err := ValidateKey(req.Account); err != nil {
@@ -147,6 +169,7 @@ func (a *API) start(w http.ResponseWriter, r *http.Request) {
 	}
 	status := http.StatusOK
 	if created {
+		a.notify(r.Context(), l.Key)
 		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/links/"+strconv.FormatInt(l.ID, 10))
 		a.logger.Info("link started", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
@@ -271,6 +294,7 @@ func (a *API) stop(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "stop link", err)
 		return
 	}
+	a.notify(r.Context(), l.Key)
 	a.logger.Info("link stopped", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
 	writeJSON(w, http.StatusOK, l)
 }
@@ -289,8 +313,9 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
-// decodeBody reads one JSON object into v, answering 415, 413 or 400 itself.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// decodeBody reads one JSON object whose members are all in fields (exact
+// names) and are strings, answering 415, 413 or 400 itself.
+func decodeBody(w http.ResponseWriter, r *http.Request, fields map[string]*string) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		WriteError(w, http.StatusUnsupportedMediaType, ErrCodeUnsupportedMedia, "Content-Type must be application/json")
@@ -306,39 +331,37 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "cannot read the body")
 		return false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, jsonErrorMessage(err))
+	if len(bytes.TrimSpace(body)) == 0 {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is empty; want a JSON object")
 		return false
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body has data after the JSON object")
+	if !utf8.Valid(body) {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is not valid UTF-8")
 		return false
+	}
+	members, err := objectMembers(body)
+	if err != nil {
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is not a valid JSON object: "+err.Error())
+		return false
+	}
+	names := make([]string, 0, len(members))
+	for name := range members {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		dst, known := fields[name]
+		if !known {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, fmt.Sprintf("unknown field %q", clipString(name)))
+			return false
+		}
+		raw := members[name]
+		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, dst) != nil {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, fmt.Sprintf("%s must be a string, not %s", name, jsonKind(raw)))
+			return false
+		}
 	}
 	return true
-}
-
-func jsonErrorMessage(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "body is empty; want a JSON object"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "body is truncated JSON"
-	case errors.As(err, &syn):
-		return fmt.Sprintf("body is not valid JSON (at byte %d)", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return "body must be a JSON object"
-		}
-		return fmt.Sprintf("%s must be a %s, not %s", typ.Field, typ.Type.Kind(), typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	default:
-		return "body is not a valid request"
-	}
 }
 
 func encodeCursor(id int64) string {

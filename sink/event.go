@@ -116,6 +116,9 @@ func parseEvent(body []byte, m map[string]json.RawMessage) (*Event, error) {
 	if len(body) > MaxEventBytes {
 		return nil, invalid(CodeTooLarge, "event is %d bytes, over the %d byte limit", len(body), MaxEventBytes)
 	}
+	if !utf8.Valid(body) {
+		return nil, invalid(CodeInvalidJSON, "event is not valid UTF-8")
+	}
 	spec, err := stringField(m, "specversion", true)
 	if err != nil {
 		return nil, err

@@ -18,9 +18,8 @@ const (
 
 // Errors of link operations.
 var (
-	ErrLinkNotFound    = errors.New("link not found")
-	ErrLinksNotSynced  = errors.New("link cache not synchronised with the database")
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrLinkNotFound   = errors.New("link not found")
+	ErrLinksNotSynced = errors.New("link cache not synchronised with the database")
 )
 
 // Link connects a Kobot account to a Baitoru link key (e.g. a company id):

@@ -78,7 +78,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func statusClass(status int) string {
+// StatusClass is the class label of an HTTP status: 2xx, 4xx, 429, 5xx, or
+// error (no response).
+func StatusClass(status int) string {
 	switch {
 	case status == 0:
 		return "error"

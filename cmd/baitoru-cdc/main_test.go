@@ -51,6 +51,8 @@ func buildBinary(t *testing.T) string {
 	return binary
 }
 
+func newCmd(bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
+
 // proc is a running baitoru-cdc process.
 type proc struct {
 	cmd    *exec.Cmd
@@ -74,7 +76,7 @@ func (p *proc) output() string {
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(buildBinary(t), args...), done: make(chan struct{})}
+	p := &proc{cmd: newCmd(buildBinary(t), args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
 	p.cmd.Stderr = p
 	p.cmd.Stdout = p

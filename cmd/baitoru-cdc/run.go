@@ -13,6 +13,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/prometheus"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
 )
@@ -56,13 +57,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("source.dsn: %s", postgres.Redact(err.Error()))
 	}
 	mapper := connector.NewMapper("baitoru/"+pgCfg.Database, mappings)
+	metrics := prometheus.New()
+	for _, t := range cfg.Tables {
+		metrics.AddTable(t.Table)
+	}
 
 	var pub connector.Publisher
-	maxBatch := 10
+	maxBatch, lanes := 10, cfg.Publisher.Lanes
 	switch cfg.Publisher.Kind {
 	case "stdout":
 		pub = stdout.New(os.Stdout)
-		maxBatch = 256
+		// One lane: lines come out in commit order, ready to pipe.
+		maxBatch, lanes = 256, 1
 	default:
 		client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
 		if err != nil {
@@ -72,16 +78,17 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			DefaultTopic: cfg.SNS.TopicARN,
 			RetryInitial: cfg.Publisher.Retry.Initial,
 			RetryMax:     cfg.Publisher.Retry.Max,
+			Observer:     metrics,
 		}, log)
 	}
 
 	pipe := connector.NewPipeline(mapper, pub, connector.PipelineOptions{
-		Lanes:             cfg.Publisher.Lanes,
+		Lanes:             lanes,
 		MaxBatch:          maxBatch,
 		MaxInflightEvents: cfg.Publisher.MaxInflightEvents,
 		MaxInflightBytes:  cfg.Publisher.MaxInflightBytes,
 		ShutdownGrace:     cfg.Publisher.ShutdownGrace,
-	}, nil, log)
+	}, metrics, log)
 
 	spec := postgres.PublicationSpec{}
 	ops := map[string]bool{}
@@ -110,8 +117,16 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ShutdownGrace:    cfg.Publisher.ShutdownGrace,
 	}, pipe, log)
 
+	metrics.Watch(pipe, sub)
+
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pipe.Run(ctx) })
 	g.Go(func() error { return sub.Run(ctx) })
+	if cfg.Metrics.Listen != "" {
+		srv := prometheus.NewServer(cfg.Metrics.Listen, metrics.Registry(),
+			[]prometheus.Check{prometheus.ReplicationCheck(sub)}, log)
+		g.Go(func() error { return srv.Run(ctx) })
+	}
+	g.Go(func() error { return prometheus.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })
 	return g.Wait()
 }

@@ -1,6 +1,13 @@
 // Package postgres is the sink's own PostgreSQL database: the links table,
 // the delivery log, the schema migrations that create them, and the
 // LISTEN/NOTIFY watcher that keeps a sink.LinkCache current.
+//
+// Migrations are plain versioned SQL files (migrations/NNNN_name.sql,
+// embedded) recorded in schema_migrations, applied in one transaction under
+// an advisory lock. That is all golang-migrate would give us here, without
+// its database/sql driver layer, its dirty-state handling (PostgreSQL DDL is
+// transactional, so a failed upgrade leaves nothing half-applied) or another
+// dependency to keep current.
 package postgres
 
 import (
@@ -13,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +43,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	listen *pgx.ConnConfig // for the dedicated LISTEN connection
 	logger *slog.Logger
+	// reloadMu serialises link cache reloads (watcher and RefreshLinks).
+	reloadMu sync.Mutex
 }
 
 var (

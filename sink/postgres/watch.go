@@ -73,13 +73,12 @@ func (s *Store) watch(ctx context.Context, cache *sink.LinkCache, reloaded func(
 		return fmt.Errorf("listen: %w", err)
 	}
 	// LISTEN comes first: a change committed while loading is notified.
-	all, err := activeLinks(ctx, conn, nil)
+	count, err := s.reload(ctx, conn, cache, nil)
 	if err != nil {
 		return err
 	}
-	cache.SetAll(all)
 	reloaded("all")
-	s.logger.Info("link cache loaded", "active_links", len(all))
+	s.logger.Info("link cache loaded", "active_links", count)
 
 	for {
 		n, err := waitNotification(ctx, conn, watchPing)
@@ -112,22 +111,48 @@ func (s *Store) watch(ctx context.Context, cache *sink.LinkCache, reloaded func(
 			}
 		}
 		if full {
-			all, err := activeLinks(ctx, conn, nil)
-			if err != nil {
-				return err
-			}
-			cache.SetAll(all)
-			reloaded("all")
-			continue
+			keys = nil
 		}
-		ls, err := activeLinks(ctx, conn, keys)
+		count, err := s.reload(ctx, conn, cache, keys)
 		if err != nil {
 			return err
 		}
-		cache.SetKeys(keys, ls)
+		if full {
+			reloaded("all")
+			continue
+		}
 		reloaded("keys")
-		s.logger.Debug("link cache reloaded keys", "keys", len(keys), "active_links", len(ls))
+		s.logger.Debug("link cache reloaded keys", "keys", len(keys), "links", count)
 	}
+}
+
+// reload loads the active links of keys (nil: all) and puts them in cache.
+// Reloads are serialised, so the one applied last has also read last: a
+// slow reload can never overwrite a newer one.
+func (s *Store) reload(ctx context.Context, q querier, cache *sink.LinkCache, keys []string) (int, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	ls, err := activeLinks(ctx, q, keys)
+	if err != nil {
+		return 0, err
+	}
+	if keys == nil {
+		cache.SetAll(ls)
+	} else {
+		cache.SetKeys(keys, ls)
+	}
+	return len(ls), nil
+}
+
+// RefreshLinks reloads the links of keys into cache now. The links API calls
+// it after a change, so that this sink's deliveries follow the change before
+// the API answers; other sinks follow it through NOTIFY within milliseconds.
+func (s *Store) RefreshLinks(ctx context.Context, cache *sink.LinkCache, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.reload(ctx, s.pool, cache, keys)
+	return err
 }
 
 // waitNotification waits up to d; it returns (nil, nil) on timeout and an

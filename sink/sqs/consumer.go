@@ -42,7 +42,6 @@ type Processor interface {
 const (
 	DefaultConcurrency = 4
 	DefaultBatchSize   = 10
-	DefaultWaitTime    = 20 * time.Second
 )
 
 // DLQ message attributes added by the sink.
@@ -69,9 +68,10 @@ type Consumer struct {
 	visibility  int32
 }
 
-// New returns a consumer of cfg.QueueURL; zero config values take the
-// defaults (4 consumers, batches of 10, 20 s long polls, the queue's own
-// visibility timeout).
+// New returns a consumer of cfg.QueueURL. A zero concurrency or batch size
+// takes the default (4 consumers, batches of 10); a zero wait time is short
+// polling (config.Load defaults it to 20 s); a zero visibility timeout is
+// the queue's own.
 func New(client Client, cfg config.SinkSQS, proc Processor, logger *slog.Logger) (*Consumer, error) {
 	if cfg.QueueURL == "" {
 		return nil, errors.New("sink.sqs.queue_url is empty")
@@ -96,10 +96,7 @@ func New(client Client, cfg config.SinkSQS, proc Processor, logger *slog.Logger)
 	if c.batchSize <= 0 || c.batchSize > 10 {
 		c.batchSize = DefaultBatchSize
 	}
-	if cfg.WaitTime <= 0 {
-		c.waitTime = int32(DefaultWaitTime / time.Second)
-	}
-	c.waitTime = min(c.waitTime, 20)
+	c.waitTime = min(max(c.waitTime, 0), 20)
 	return c, nil
 }
 
@@ -141,6 +138,9 @@ func (c *Consumer) loop(ctx context.Context, worker int) {
 		}
 		failWait = 100 * time.Millisecond
 		if len(out.Messages) == 0 {
+			if c.waitTime == 0 { // short polling: do not spin
+				sleep(ctx, 200*time.Millisecond)
+			}
 			continue
 		}
 		if err := c.handle(ctx, out.Messages); err != nil {

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	"github.com/baitoru/baitoru-cdc/sink/kobot"
+)
+
+// verifyingKobot is a Kobot stand-in that verifies every push with the
+// Standard Webhooks check Kobot is told to run (docs/kobot.md).
+type verifyingKobot struct {
+	t      *testing.T
+	secret kobot.Secret
+	mu     sync.Mutex
+	got    []received
+	bad    []string
+}
+
+type received struct {
+	Event struct {
+		ID      string         `json:"id"`
+		Type    string         `json:"type"`
+		Time    time.Time      `json:"time"`
+		Account string         `json:"kobotaccount"`
+		Data    map[string]any `json:"data"`
+	}
+	At time.Time
+}
+
+func (k *verifyingKobot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	at := time.Now()
+	if err := kobot.Verify(k.secret, r.Header, body, time.Now(), 5*time.Minute); err != nil {
+		k.mu.Lock()
+		k.bad = append(k.bad, err.Error())
+		k.mu.Unlock()
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var rc received
+	if err := json.Unmarshal(body, &rc.Event); err != nil {
+		http.Error(w, "bad json", http.StatusBadRequest)
+		return
+	}
+	if rc.Event.ID != r.Header.Get("webhook-id") {
+		k.mu.Lock()
+		k.bad = append(k.bad, "webhook-id "+r.Header.Get("webhook-id")+" is not the event id "+rc.Event.ID)
+		k.mu.Unlock()
+	}
+	rc.At = at
+	k.mu.Lock()
+	k.got = append(k.got, rc)
+	k.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (k *verifyingKobot) snapshot() []received {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]received(nil), k.got...)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestEndToEndKobot runs the real binaries with the shipped config.yaml
+// (pointed at throwaway servers through BAITORU_CDC_* overrides): rows
+// inserted into the sample Baitoru schema reach the linked Kobot account,
+// signed, and rows of an unlinked company do not.
+func TestEndToEndKobot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	ctx := context.Background()
+	pg, emu := testenv.PG(t), testenv.Emu(t)
+	src, sinkDB := pg.NewDatabase(t), pg.NewDatabase(t)
+	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, src, string(schema))
+
+	name := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6)
+	topic, err := emu.CreateTopic(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqURL, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueURL, queueARN, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Subscribe(ctx, topic, queueARN, true); err != nil {
+		t.Fatal(err)
+	}
+
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, err := kobot.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := &verifyingKobot{t: t, secret: key}
+	kobotSrv := httptest.NewServer(recv)
+	defer kobotSrv.Close()
+
+	apiAddr := freeAddr(t)
+	const token = "e2e-links-token-0123456789"
+	env := []string{
+		"BAITORU_CDC_SOURCE_DSN=" + src,
+		"BAITORU_CDC_SOURCE_STATUS_INTERVAL=200ms",
+		"BAITORU_CDC_SNS_REGION=" + emu.Region,
+		"BAITORU_CDC_SNS_ENDPOINT=" + emu.Endpoint,
+		"BAITORU_CDC_SNS_TOPIC_ARN=" + topic,
+		"BAITORU_CDC_METRICS_LISTEN=",
+		"BAITORU_CDC_LOG_FORMAT=json",
+		"BAITORU_CDC_SINK_DSN=" + sinkDB,
+		"BAITORU_CDC_SINK_SQS_REGION=" + emu.Region,
+		"BAITORU_CDC_SINK_SQS_ENDPOINT=" + emu.Endpoint,
+		"BAITORU_CDC_SINK_SQS_QUEUE_URL=" + queueURL,
+		"BAITORU_CDC_SINK_SQS_DLQ_URL=" + dlqURL,
+		"BAITORU_CDC_SINK_SQS_WAIT_TIME=1s",
+		"BAITORU_CDC_SINK_KOBOT_ENDPOINT=" + kobotSrv.URL + "/webhooks/baitoru",
+		"BAITORU_CDC_SINK_KOBOT_SECRET=" + secret,
+		"BAITORU_CDC_SINK_API_LISTEN=" + apiAddr,
+		"BAITORU_CDC_SINK_API_TOKEN=" + token,
+	}
+	shipped := filepath.Join(testenv.ModuleRoot(), "config.yaml")
+	conn := startProcEnv(t, env, "run", "--config", shipped)
+	conn.waitLog(t, `"msg":"streaming"`, 30*time.Second)
+	snk := startProcEnv(t, env, "sink", "--config", shipped)
+	waitHTTP(t, "http://"+apiAddr+"/readyz", snk)
+
+	// Kobot starts a link for company 1 only.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+apiAddr+"/v1/links", strings.NewReader(`{"kobot_account":"kobot-acme","link_key":"1"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("start link: %d %s", resp.StatusCode, b)
+	}
+	resp.Body.Close()
+
+	sample, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "sample_data.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, src, string(sample))
+	for i := 0; i < 20; i++ {
+		testenv.MustExec(t, src, fmt.Sprintf(`INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email, answers, status)
+			SELECT p.company_id, p.posting_id, 'E2E %d', 'e2e%d@example.jp', '{"q":"yes"}', 'applied'
+			FROM job_postings p WHERE p.company_id IN (1, 2) ORDER BY p.posting_id LIMIT 2`, i, i))
+	}
+
+	// What Kobot should get: every application and job posting event of
+	// company 1, as counted in the database.
+	var want int
+	db, err := pgx.Connect(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.QueryRow(ctx, `SELECT (SELECT count(*) FROM applications WHERE company_id = 1) + (SELECT count(*) FROM job_postings WHERE company_id = 1)`).Scan(&want)
+	db.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(recv.snapshot()) < want && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // anything unlinked that would wrongly arrive
+	got := recv.snapshot()
+	if len(recv.bad) > 0 {
+		t.Fatalf("pushes that failed Kobot's verification: %v", recv.bad)
+	}
+	ids := map[string]bool{}
+	var lat []time.Duration
+	for _, r := range got {
+		if c := fmt.Sprint(r.Event.Data["company_id"]); c != "1" {
+			t.Fatalf("Kobot got an event of unlinked company %s: %+v", c, r.Event)
+		}
+		if r.Event.Account != "kobot-acme" {
+			t.Fatalf("kobotaccount = %q", r.Event.Account)
+		}
+		if _, leaked := r.Event.Data["applicant_email"]; leaked {
+			t.Fatalf("applicant contact published: %+v", r.Event.Data)
+		}
+		if ids[r.Event.ID] {
+			t.Fatalf("event %s delivered twice", r.Event.ID)
+		}
+		ids[r.Event.ID] = true
+		lat = append(lat, r.At.Sub(r.Event.Time))
+	}
+	if len(got) != want {
+		t.Fatalf("Kobot got %d events of company 1, want %d", len(got), want)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("%d events delivered to Kobot; commit→Kobot latency p50 %s, max %s",
+		len(lat), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+
+	for _, p := range []*proc{snk, conn} {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		if err := p.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("%s exit after SIGTERM: %v\n%s", p.cmd.Args[1], err, p.output())
+		}
+		for _, s := range []string{secret, token} {
+			if strings.Contains(p.output(), s) {
+				t.Fatalf("%s logged a secret", p.cmd.Args[1])
+			}
+		}
+	}
+}
+
+func startProcEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	old := os.Environ()
+	p := &proc{done: make(chan struct{})}
+	p.cmd = newCmd(buildBinary(t), args...)
+	p.cmd.Env = append(append(old, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"), env...)
+	p.cmd.Stderr = p
+	p.cmd.Stdout = p
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s output:\n%s", p.cmd.Args[1], tail(p.output(), 40))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func waitHTTP(t *testing.T, url string, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d %s", url, resp.StatusCode, bytes.TrimSpace(b))
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("process exited (%v):\n%s", p.err, p.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready: %v\n%s", url, err, p.output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,187 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/sink/kobot"
+)
+
+// Fakes for a unit test of the Processor's decisions; the integration tests
+// in sink_test.go run it against PostgreSQL, the emulator and HTTP.
+
+type fakeLog struct {
+	mu        sync.Mutex
+	delivered map[DeliveryKey]bool
+	rows      []Delivery
+	failWrite bool
+}
+
+func (f *fakeLog) Delivered(_ context.Context, ids []string) (map[DeliveryKey]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[DeliveryKey]bool{}
+	for _, id := range ids {
+		for k := range f.delivered {
+			if k.EventID == id {
+				out[k] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeLog) RecordDeliveries(_ context.Context, ds []Delivery) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failWrite {
+		return errors.New("database down")
+	}
+	seen := map[DeliveryKey]bool{}
+	for _, d := range ds {
+		k := DeliveryKey{d.EventID, d.LinkID}
+		if seen[k] {
+			return errors.New("ON CONFLICT DO UPDATE command cannot affect row a second time")
+		}
+		seen[k] = true
+		if d.Status == DeliveryDelivered {
+			f.delivered[k] = true
+		}
+	}
+	f.rows = append(f.rows, ds...)
+	return nil
+}
+
+type fakeSender struct {
+	mu     sync.Mutex
+	calls  []kobot.Request
+	answer func(kobot.Request) kobot.Result
+}
+
+func (f *fakeSender) Deliver(_ context.Context, r kobot.Request) kobot.Result {
+	f.mu.Lock()
+	f.calls = append(f.calls, r)
+	f.mu.Unlock()
+	return f.answer(r)
+}
+
+func newTestProcessor(t *testing.T, answer func(kobot.Request) kobot.Result) (*Processor, *fakeLog, *fakeSender) {
+	t.Helper()
+	rules, _ := NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
+	cache := NewLinkCache(nil)
+	cache.SetAll([]Link{
+		{ID: 1, Account: "a", Key: "7", Status: StatusActive},
+		{ID: 2, Account: "b", Key: "7", Status: StatusActive},
+		{ID: 3, Account: "c", Key: "8", Status: StatusActive},
+	})
+	log := &fakeLog{delivered: map[DeliveryKey]bool{}}
+	snd := &fakeSender{answer: answer}
+	p, err := NewProcessor(ProcessorConfig{Rules: rules, Links: cache, Log: log, Sender: snd, RedeliveryBase: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, log, snd
+}
+
+func msg(id, eventID, company string, receives int) Message {
+	return Message{ID: id, ReceiveCount: receives, Body: []byte(`{"specversion":"1.0","id":"` + eventID +
+		`","source":"s","type":"baitoru.applications.insert","table":"public.applications","data":{"company_id":` + company + `}}`)}
+}
+
+func ok(kobot.Request) kobot.Result {
+	return kobot.Result{Response: kobot.Response{Class: kobot.Delivered, Status: 204}, Attempts: 1}
+}
+
+func TestProcessDecisions(t *testing.T) {
+	p, log, snd := newTestProcessor(t, func(r kobot.Request) kobot.Result {
+		switch r.Account {
+		case "c": // key 8
+			if r.EventID == "e-retry-after" {
+				return kobot.Result{Response: kobot.Response{Class: kobot.Retryable, Status: 429, RetryAfter: 2 * time.Minute, Err: errors.New("429")}, Attempts: 1}
+			}
+			return kobot.Result{Response: kobot.Response{Class: kobot.Retryable, Status: 503, Err: errors.New("503")}, Attempts: 3}
+		}
+		if r.EventID == "e-rejected" {
+			return kobot.Result{Response: kobot.Response{Class: kobot.Rejected, Status: 400, Err: errors.New("kobot answered 400")}, Attempts: 1}
+		}
+		return ok(r)
+	})
+	res, err := p.Process(t.Context(), []Message{
+		msg("m1", "e-1", "7", 1),
+		msg("m2", "e-1", "7", 1), // the same event twice in one batch
+		msg("m3", "e-unlinked", "99", 1),
+		msg("m4", "e-retry", "8", 3),
+		msg("m5", "e-rejected", "7", 1),
+		{ID: "m6", Body: []byte("garbage")},
+		msg("m7", "e-retry-after", "8", 1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Result{
+		{Action: Delete, Result: ResultDelivered},
+		{Action: Delete, Result: ResultDuplicate},
+		{Action: Delete, Result: ResultUnlinked},
+		{Action: Retry, Result: ResultRetry, Delay: 120 * time.Second}, // 30 s · 2^(3-1)
+		{Action: DeadLetter, Result: ResultDLQ, Code: CodeKobotRejected},
+		{Action: DeadLetter, Result: ResultDLQ, Code: CodeInvalidJSON},
+		{Action: Retry, Result: ResultRetry, Delay: 2 * time.Minute}, // Retry-After beats 30 s
+	}
+	for i, w := range want {
+		g := res[i]
+		if g.Action != w.Action || g.Result != w.Result || g.Code != w.Code || g.Delay != w.Delay {
+			t.Errorf("message %d: got %+v, want %+v", i+1, g, w)
+		}
+	}
+	// e-1 pushed once per link despite two copies; e-rejected to both links.
+	n := map[string]int{}
+	for _, c := range snd.calls {
+		n[c.EventID+"/"+c.Account]++
+	}
+	if n["e-1/a"] != 1 || n["e-1/b"] != 1 || n["e-rejected/a"] != 1 || n["e-rejected/b"] != 1 || n["e-retry/c"] != 1 {
+		t.Fatalf("pushes %v", n)
+	}
+	if len(log.rows) != 6 {
+		t.Fatalf("delivery log rows %+v", log.rows)
+	}
+
+	// Redelivery of e-1: nothing pushed, deleted as a duplicate.
+	before := len(snd.calls)
+	res, _ = p.Process(t.Context(), []Message{msg("m1", "e-1", "7", 2)})
+	if res[0].Result != ResultDuplicate || len(snd.calls) != before {
+		t.Fatalf("redelivery: %+v, %d new pushes", res[0], len(snd.calls)-before)
+	}
+}
+
+func TestProcessFailuresOfItsDependencies(t *testing.T) {
+	p, log, _ := newTestProcessor(t, ok)
+	// A failed delivery-log write does not undo pushes that happened.
+	log.failWrite = true
+	res, err := p.Process(t.Context(), []Message{msg("m1", "e-1", "7", 1)})
+	if err != nil || res[0].Action != Delete {
+		t.Fatalf("with a failing log write: %+v, %v", res, err)
+	}
+	// Links that cannot be trusted stop the whole batch.
+	p.c.Links.(*LinkCache).Unsync()
+	if _, err := p.Process(t.Context(), []Message{msg("m1", "e-2", "7", 1)}); !errors.Is(err, ErrLinksNotSynced) {
+		t.Fatalf("unsynced links: %v", err)
+	}
+}
+
+func TestRedeliveryDelay(t *testing.T) {
+	p := &Processor{c: ProcessorConfig{RedeliveryBase: 30 * time.Second}}
+	for receives, want := range map[int]time.Duration{
+		0: 30 * time.Second, 1: 30 * time.Second, 2: time.Minute, 5: 8 * time.Minute, 6: 15 * time.Minute, 100: 15 * time.Minute,
+	} {
+		if got := p.redeliveryDelay(receives); got != want {
+			t.Errorf("receive %d: %s, want %s", receives, got, want)
+		}
+	}
+	if (&Processor{}).redeliveryDelay(3) != 0 {
+		t.Error("no base must leave the queue's visibility timeout")
+	}
+}
