@@ -5,6 +5,9 @@
 #   make test        go vet + every test (integration tests included); runs deps first
 #   make test-short  unit tests only (go test -short)
 #   make build       binaries into bin/
+#   make demo        the whole flow locally (PostgreSQL, emulator, connector, sink, Kobot receiver)
+#   make demo-check  the demo as a non-interactive check (part of make test)
+#   make image       the container image (static binaries FROM scratch), built with podman
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,11 +19,11 @@ EMULATOR_DIR := tools/emulator
 # sudo only when not root (CI and the dev machines run as root).
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps deps-postgres deps-emulator deps-go test vet test-short build clean
+.PHONY: deps deps-postgres deps-emulator deps-podman deps-go test vet test-short build clean
 
 ## ---------------------------------------------------------------- dependencies
 
-deps: deps-postgres deps-emulator deps-go
+deps: deps-postgres deps-emulator deps-podman deps-go
 
 # PostgreSQL server binaries (initdb, postgres): on PATH or in /usr/lib/postgresql/*/bin.
 # The package's default cluster is not created: tests start their own throwaway clusters.
@@ -51,6 +54,19 @@ deps-emulator:
 		npm ci --prefix $(EMULATOR_DIR) --no-audit --no-fund --loglevel=error; \
 	fi
 
+# podman builds the container image (make image, and its test) without a Docker
+# engine or a registry: the image is FROM scratch.
+deps-podman:
+	@if command -v $(CONTAINER) >/dev/null 2>&1; then \
+		echo "deps: $(CONTAINER) found"; \
+	elif [ "$(CONTAINER)" = podman ]; then \
+		echo "deps: installing podman"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y podman; \
+	else \
+		echo "deps: $(CONTAINER) not found" >&2; exit 1; \
+	fi
+
 deps-go:
 	$(GO) mod download
 
@@ -62,9 +78,10 @@ build:
 vet:
 	$(GO) vet ./...
 
-# Every test in the repository, integration tests included.
+# Every test in the repository, integration tests included, then the demo as a check.
 test: deps vet
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory demo-check
 
 test-short:
 	$(GO) test -short ./...
@@ -72,24 +89,57 @@ test-short:
 clean:
 	rm -rf bin/ coverage.out coverage.html
 
-## ---------------------------------------------------------------- demo (owner: demo helper)
+## ---------------------------------------------------------------- demo
+# The quickstart (cmd/demo): a throwaway PostgreSQL with the sample schema, the
+# emulator with a topic and a raw-delivery queue with a DLQ, the connector and
+# the sink (the real binaries), a reference Kobot receiver, one link; sample
+# rows of a linked and an unlinked company. demo prints each event as Kobot
+# receives it and runs until Ctrl-C; demo-check exits 0 only when exactly the
+# linked events arrived.
 .PHONY: demo demo-check
-demo:
-	@echo "not yet"
-demo-check:
-	@echo "not yet"
+demo: deps-postgres deps-emulator deps-go
+	$(GO) run ./cmd/demo
+
+demo-check: deps-postgres deps-emulator deps-go
+	$(GO) run ./cmd/demo -check
 
 ## ---------------------------------------------------------------- bench (owner: bench helper)
+# The benchmarks of issue 6 against the physical limit (docs/benchmarks.md):
+# a throwaway PostgreSQL and emulator, 3 × 1M rows, 2 × 60 s of latency;
+# about 10 minutes. Run it on a quiet machine. Results, chart and profiles
+# go to $(BENCH_OUT)/. Smaller: make bench BENCH_FLAGS="-rows 100000 -latency-duration 10s"
+# (go run ./cmd/bench -h lists the flags).
+BENCH_OUT   ?= bench-results
+BENCH_FLAGS ?=
 .PHONY: bench
-bench:
-	@echo "not yet"
+bench: deps
+	$(GO) run ./cmd/bench -out $(BENCH_OUT) $(BENCH_FLAGS)
 
 ## ---------------------------------------------------------------- reliability (owner: reliability helper)
 .PHONY: reliability
 reliability:
 	@echo "not yet"
 
-## ---------------------------------------------------------------- image (owner: image helper)
-.PHONY: image
-image:
-	@echo "not yet"
+## ---------------------------------------------------------------- image
+# Static binaries (CGO_ENABLED=0) of baitoru-cdc and baitoru-cdc-lambda, the CA
+# bundle and a passwd entry for the non-root user go to $(IMAGE_DIR), the build
+# context of the Dockerfile (FROM scratch). CONTAINER=docker builds with Docker.
+CONTAINER ?= podman
+IMAGE     ?= localhost/baitoru-cdc:dev
+IMAGE_DIR ?= bin/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+.PHONY: image image-context
+image-context:
+	@[ -s $(CA_BUNDLE) ] || { echo "image: no CA bundle at $(CA_BUNDLE) (apt-get install -y ca-certificates)" >&2; exit 1; }
+	rm -rf $(IMAGE_DIR)
+	mkdir -p $(IMAGE_DIR)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(IMAGE_DIR)/ ./cmd/baitoru-cdc ./cmd/baitoru-cdc-lambda
+	cp $(CA_BUNDLE) $(IMAGE_DIR)/ca-certificates.crt
+	printf 'root:x:0:0:root:/root:/sbin/nologin\nbaitoru:x:65532:65532:baitoru-cdc:/nonexistent:/sbin/nologin\n' > $(IMAGE_DIR)/passwd
+	printf 'root:x:0:\nbaitoru:x:65532:\n' > $(IMAGE_DIR)/group
+	chmod 0644 $(IMAGE_DIR)/ca-certificates.crt $(IMAGE_DIR)/passwd $(IMAGE_DIR)/group
+
+image: deps-podman image-context
+	$(CONTAINER) build --file Dockerfile --build-arg VERSION=$(VERSION) --tag $(IMAGE) $(IMAGE_DIR)
+	@echo "image: $(IMAGE)"

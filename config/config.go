@@ -115,6 +115,9 @@ type Log struct {
 	Level string `mapstructure:"level"`
 	// Format is text (default) or json.
 	Format string `mapstructure:"format"`
+	// StatusInterval is how often `run` logs a one-line status (events/s,
+	// lag, confirmed LSN) at info level; 0 turns it off. Default 30s.
+	StatusInterval time.Duration `mapstructure:"status_interval"`
 }
 
 // Table maps one table to events.

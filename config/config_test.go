@@ -194,7 +194,7 @@ func TestDefaults(t *testing.T) {
 		SNS: SNS{Region: "ap-northeast-1", TopicARN: "arn:aws:sns:ap-northeast-1:123456789012:baitoru-events"},
 		Publisher: Publisher{Kind: "sns", Lanes: 8, MaxInflightEvents: 20000, MaxInflightBytes: 64 << 20,
 			ShutdownGrace: 10 * time.Second, Retry: Backoff{100 * time.Millisecond, 10 * time.Second}},
-		Log: Log{Level: "info", Format: "text"},
+		Log: Log{Level: "info", Format: "text", StatusInterval: 30 * time.Second},
 		Tables: []Table{{
 			Table: "public.applications", Operations: []string{"insert"}, Type: "baitoru.applications",
 			Columns:    []Column{{Column: "application_id"}, {Column: "company_id", Rename: "company"}},

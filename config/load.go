@@ -41,6 +41,7 @@ var defaults = map[string]any{
 	"publisher.retry.max":           10 * time.Second,
 	"log.level":                     "info",
 	"log.format":                    "text",
+	"log.status_interval":           30 * time.Second,
 	"sink.sqs.concurrency":          4,
 	"sink.sqs.batch_size":           10,
 	"sink.sqs.wait_time":            20 * time.Second,

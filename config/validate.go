@@ -627,6 +627,9 @@ func (k *checker) log() {
 	default:
 		k.add("log.format", "%q is not a log format; use text or json", k.c.Log.Format)
 	}
+	if k.c.Log.StatusInterval < 0 {
+		k.add("log.status_interval", "%s is negative; use 0 to turn the status line off", k.c.Log.StatusInterval)
+	}
 }
 
 func (k *checker) positive(p string, d time.Duration) {

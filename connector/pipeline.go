@@ -47,16 +47,17 @@ func (o *PipelineOptions) defaults() {
 }
 
 // Observer is told what the pipeline does; metrics implement it. Methods
-// are called from the pipeline's goroutines concurrently and must be fast.
+// are called from the pipeline's goroutines concurrently and must be fast:
+// ChangeRead runs once per row change on the reader goroutine. The events
+// in flight are not reported here: sample Window when needed (a scrape).
 type Observer interface {
 	// ChangeRead is called for every row change read from the stream.
 	ChangeRead(table string, op Op)
-	// Published is called after a batch was accepted.
+	// Published is called after a batch was accepted; the events must not
+	// be retained.
 	Published(events []*Event, took time.Duration)
 	// PublishFailed is called when a batch failed for good.
 	PublishFailed(events []*Event, err error)
-	// Inflight reports the events read but not yet accepted.
-	Inflight(events int, bytes int64)
 	// Flushed reports a new acknowledged position.
 	Flushed(lsn LSN)
 }
@@ -66,7 +67,6 @@ type nopObserver struct{}
 func (nopObserver) ChangeRead(string, Op)             {}
 func (nopObserver) Published([]*Event, time.Duration) {}
 func (nopObserver) PublishFailed([]*Event, error)     {}
-func (nopObserver) Inflight(int, int64)               {}
 func (nopObserver) Flushed(LSN)                       {}
 
 // Pipeline maps row changes to events, publishes them in lanes, and keeps
@@ -123,7 +123,6 @@ func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observ
 	}
 	p.win.maxEvents = opts.MaxInflightEvents
 	p.win.maxBytes = opts.MaxInflightBytes
-	p.win.obs = obs
 	p.tracker.obs = obs
 	return p
 }
@@ -325,6 +324,10 @@ func (p *Pipeline) SetFlushed(lsn LSN) { p.tracker.seed(lsn) }
 // Inflight returns the number of events read and not yet accepted.
 func (p *Pipeline) Inflight() int { n, _ := p.win.load(); return n }
 
+// Window returns the events read and not yet accepted, and their bytes.
+// Safe for concurrent use (metrics sample it at scrape time).
+func (p *Pipeline) Window() (events int, bytes int64) { return p.win.load() }
+
 // Drain waits until every queued event was accepted (or ctx ends, or the
 // pipeline fails). Reader goroutine only, while it reads nothing.
 func (p *Pipeline) Drain(ctx context.Context) error {
@@ -371,6 +374,7 @@ func (t *tracker) seed(lsn LSN) {
 	defer t.mu.Unlock()
 	if uint64(lsn) > t.flushed.Load() {
 		t.flushed.Store(uint64(lsn))
+		t.obs.Flushed(lsn)
 	}
 }
 
@@ -476,7 +480,6 @@ type window struct {
 	maxEvents int
 	maxBytes  int64
 	wake      chan struct{}
-	obs       Observer
 }
 
 var errWindowClosed = errors.New("pipeline stopped")
@@ -520,13 +523,11 @@ func (w *window) release(n int, bytes int64) {
 	w.mu.Lock()
 	w.events -= n
 	w.bytes -= bytes
-	events, b := w.events, w.bytes
 	if w.wake != nil {
 		close(w.wake)
 		w.wake = nil
 	}
 	w.mu.Unlock()
-	w.obs.Inflight(events, b)
 }
 
 func (w *window) load() (int, int64) {

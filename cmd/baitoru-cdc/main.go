@@ -27,6 +27,10 @@ func main() {
 	root.AddCommand(
 		runCmd(),
 		validateCmd(),
+		sinkCmd(),
+		setupCmd(),
+		checkCmd(),
+		teardownCmd(),
 	)
 	err := root.ExecuteContext(ctx)
 	os.Exit(exitCode(err))

@@ -90,21 +90,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ShutdownGrace:     cfg.Publisher.ShutdownGrace,
 	}, metrics, log)
 
-	spec := postgres.PublicationSpec{}
-	ops := map[string]bool{}
-	for _, t := range cfg.Tables {
-		spec.Tables = append(spec.Tables, t.Table)
-		tops := t.Operations
-		if len(tops) == 0 {
-			tops = []string{"insert"}
-		}
-		for _, op := range tops {
-			if !ops[op] {
-				ops[op] = true
-				spec.Operations = append(spec.Operations, op)
-			}
-		}
-	}
+	spec := postgres.SpecFromConfig(cfg.Tables)
 	sub := postgres.New(postgres.Options{
 		DSN:              cfg.Source.DSN,
 		Slot:             cfg.Source.Slot,
@@ -122,6 +108,19 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pipe.Run(ctx) })
 	g.Go(func() error { return sub.Run(ctx) })
+	// The slot monitor stops the connector when the slot is lost or
+	// vanished (rows may be missing: a person decides how to recover);
+	// the heartbeat keeps an idle database's slot moving.
+	g.Go(func() error {
+		return postgres.NewSlotMonitor(postgres.MonitorOptions{
+			DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, MaxLagBytes: cfg.Source.MaxLagBytes, Observer: metrics,
+		}, log).Run(ctx)
+	})
+	if cfg.Source.Heartbeat.Interval > 0 {
+		g.Go(func() error {
+			return postgres.NewHeartbeat(cfg.Source.DSN, cfg.Source.Heartbeat.Interval, log).Run(ctx)
+		})
+	}
 	if cfg.Metrics.Listen != "" {
 		srv := prometheus.NewServer(cfg.Metrics.Listen, metrics.Registry(),
 			[]prometheus.Check{prometheus.ReplicationCheck(sub)}, log)

@@ -94,6 +94,9 @@ type Subscription struct {
 	// received is the end of the last WAL data received (the "written"
 	// position); the handler's Flushed is the "flushed" one.
 	received connector.LSN
+	// slotSeen is set once a session found the slot: from then on a
+	// missing slot is an error, never a new slot (that would skip rows).
+	slotSeen bool
 }
 
 // New returns a Subscription that hands the stream to h. It does not connect.
@@ -189,10 +192,11 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("identify system: %w", err)
 	}
-	slot, err := ensure(ctx, meta, conn, s.opts, s.log)
+	slot, err := ensure(ctx, meta, conn, s.opts, s.h.Flushed(), s.slotSeen, s.log)
 	if err != nil {
 		return false, err
 	}
+	s.slotSeen = true
 	if slot.ActivePID != 0 {
 		return false, fmt.Errorf("%w: slot %s is streamed by pid %d", errSlotBusy, s.opts.Slot, slot.ActivePID)
 	}
@@ -209,6 +213,11 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
 			return false, fmt.Errorf("%w: %s", errSlotBusy, pgErr.Message)
+		}
+		if slotLostByServer(err) {
+			// The server refuses to stream an invalidated slot: retrying
+			// cannot help, and a new slot would skip rows.
+			return false, fmt.Errorf("start replication on slot %s: %s: %w", s.opts.Slot, err, lostError(s.opts.Slot, slot.ConfirmedFlush, connector.LSN(sys.XLogPos)))
 		}
 		return false, fmt.Errorf("start replication on slot %s: %w", s.opts.Slot, err)
 	}
@@ -299,7 +308,11 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 				}
 			}
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(msg))
+			err := pgconn.ErrorResponseToPgError(msg)
+			if slotLostByServer(err) {
+				return fmt.Errorf("replication stream: %s: %w", err, lostError(s.opts.Slot, s.h.Flushed(), s.received))
+			}
+			return fmt.Errorf("replication stream: %w", err)
 		case *pgproto3.CopyDone:
 			return errors.New("server ended the replication stream")
 		}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/sns"
+)
+
+// checkCmd is the DBA's preflight: one row per check (✓ ok, ! warning,
+// ✗ blocking problem) with what was observed and how to fix it. Exit code 0
+// when everything is ok, 1 with a blocking problem, 2 with warnings only.
+// --json prints the same rows as one JSON document.
+func checkCmd() *cobra.Command {
+	var file, dsn string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Preflight: server, role, tables, publication, slot lag, SNS topic; a fix for every problem",
+		Long: `Check everything the connector needs, without changing anything: server
+version, wal_level, free replication slots and WAL senders, the role's
+attributes and grants, every mapped table and column (and whether its type
+is encoded natively), the replica identity of tables whose updates/deletes
+are published, the publication against the config (drift: missing or extra
+tables, columns, row filters, operations) and whether it could make writes
+fail, the slot (plugin, active pid, wal_status, retained WAL, confirmed-flush
+lag), max_slot_wal_keep_size, and the SNS topics (reachable, FIFO as the
+config says).
+
+Exit code: 0 all ok, 1 a blocking problem, 2 warnings only.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConnectorConfig(file)
+			if err != nil {
+				return err
+			}
+			rows := runChecks(cmd.Context(), cfg, file, dsn)
+			code := checkExitCode(rows)
+			out := cmd.OutOrStdout()
+			if asJSON {
+				writeCheckJSON(out, rows, code)
+			} else {
+				writeCheckTable(out, rows, code)
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "config.yaml", "configuration file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the checks as JSON")
+	cmd.Flags().StringVar(&dsn, "dsn", "", "connect with this DSN instead of source.dsn")
+	return cmd
+}
+
+// runChecks runs the database checks and the SNS checks.
+func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []postgres.CheckResult {
+	var rows []postgres.CheckResult
+	setupCmd := "baitoru-cdc setup --config " + file
+	conn, err := connectSource(ctx, cfg, dsn)
+	if err != nil {
+		rows = append(rows, postgres.CheckResult{Check: "connect", Status: postgres.CheckFail, Observed: err.Error(),
+			Fix: "check source.dsn (host, port, database, user; the password comes from PGPASSWORD or ~/.pgpass), pg_hba.conf, and that PostgreSQL is running"})
+	} else {
+		defer conn.Close(context.Background())
+		dbRows, err := postgres.Check(ctx, conn, postgres.CheckOptions{
+			Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
+			Spec: postgres.SpecFromConfig(cfg.Tables), Create: cfg.Source.Create,
+			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd,
+		})
+		rows = append(rows, dbRows...)
+		if err != nil {
+			rows = append(rows, postgres.CheckResult{Check: "database checks", Status: postgres.CheckFail,
+				Observed: "stopped: " + postgres.Redact(err.Error()), Fix: "fix the error and run check again"})
+		}
+	}
+	return append(rows, snsChecks(ctx, cfg)...)
+}
+
+// snsChecks checks every topic the config publishes to: reachable, and a
+// FIFO topic exactly when its ARN says so (the config relies on it).
+func snsChecks(ctx context.Context, cfg *config.Config) []postgres.CheckResult {
+	if cfg.Publisher.Kind == "stdout" {
+		return []postgres.CheckResult{{Check: "sns", Status: postgres.CheckOK, Observed: "publisher.kind stdout: no SNS topic used"}}
+	}
+	topics := map[string]bool{}
+	for _, t := range cfg.Tables {
+		arn := t.TopicARN
+		if arn == "" {
+			arn = cfg.SNS.TopicARN
+		}
+		topics[arn] = true
+	}
+	arns := make([]string, 0, len(topics))
+	for arn := range topics {
+		arns = append(arns, arn)
+	}
+	sort.Strings(arns)
+	client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
+	if err != nil {
+		return []postgres.CheckResult{{Check: "sns", Status: postgres.CheckFail, Observed: err.Error(), Fix: "set sns.region (or AWS_REGION) and AWS credentials"}}
+	}
+	pub := sns.New(client, sns.Options{CallTimeout: 10 * time.Second}, slog.New(slog.DiscardHandler))
+	var rows []postgres.CheckResult
+	for _, arn := range arns {
+		name := "sns topic"
+		fifo, err := pub.CheckTopic(ctx, arn)
+		want := strings.HasSuffix(arn, ".fifo")
+		switch {
+		case err != nil:
+			rows = append(rows, postgres.CheckResult{Check: name, Status: postgres.CheckFail, Observed: "not reachable: " + err.Error(),
+				Fix: "check the ARN, sns.region/sns.endpoint, and that the connector's AWS identity may sns:GetTopicAttributes and sns:Publish on it"})
+		case fifo != want:
+			kind := map[bool]string{true: "a FIFO topic", false: "a standard topic"}
+			rows = append(rows, postgres.CheckResult{Check: name, Status: postgres.CheckFail,
+				Observed: arn + " is " + kind[fifo] + " but the config treats it as " + kind[want] + " (ARN suffix .fifo)",
+				Fix:      "use the topic's real ARN"})
+		default:
+			kind := "standard topic"
+			if fifo {
+				kind = "FIFO topic (MessageGroupId = key, deduplication by event id)"
+			}
+			rows = append(rows, postgres.CheckResult{Check: name, Status: postgres.CheckOK, Observed: arn + ": reachable, " + kind})
+		}
+	}
+	return rows
+}
+
+func checkExitCode(rows []postgres.CheckResult) int {
+	code := 0
+	for _, r := range rows {
+		switch r.Status {
+		case postgres.CheckFail:
+			return 1
+		case postgres.CheckWarn:
+			code = 2
+		}
+	}
+	return code
+}
+
+var checkMarks = map[postgres.CheckStatus]string{postgres.CheckOK: "✓", postgres.CheckWarn: "!", postgres.CheckFail: "✗"}
+
+func writeCheckTable(w io.Writer, rows []postgres.CheckResult, code int) {
+	width := 0
+	for _, r := range rows {
+		width = max(width, utf8.RuneCountInString(r.Check))
+	}
+	counts := map[postgres.CheckStatus]int{}
+	for _, r := range rows {
+		counts[r.Status]++
+		fmt.Fprintf(w, "%s %-*s  %s\n", checkMarks[r.Status], width, r.Check, r.Observed)
+		if r.Fix != "" && r.Status != postgres.CheckOK {
+			fmt.Fprintf(w, "  %*s  fix: %s\n", width, "", r.Fix)
+		}
+	}
+	summary := fmt.Sprintf("%d ok, %d %s, %d %s",
+		counts[postgres.CheckOK], counts[postgres.CheckWarn], countNoun(counts[postgres.CheckWarn], "warning", "warnings"),
+		counts[postgres.CheckFail], countNoun(counts[postgres.CheckFail], "problem", "problems"))
+	switch code {
+	case 0:
+		fmt.Fprintf(w, "\ncheck: all good (%s)\n", summary)
+	case 2:
+		fmt.Fprintf(w, "\ncheck: warnings only (%s); exit 2\n", summary)
+	default:
+		fmt.Fprintf(w, "\ncheck: blocking problems (%s); exit 1\n", summary)
+	}
+}
+
+// checkReport is the --json document.
+type checkReport struct {
+	Status   string                 `json:"status"` // ok, warn, fail
+	ExitCode int                    `json:"exit_code"`
+	Checks   []postgres.CheckResult `json:"checks"`
+}
+
+func writeCheckJSON(w io.Writer, rows []postgres.CheckResult, code int) {
+	status := map[int]string{0: "ok", 1: "fail", 2: "warn"}[code]
+	if rows == nil {
+		rows = []postgres.CheckResult{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(checkReport{Status: status, ExitCode: code, Checks: rows})
+}

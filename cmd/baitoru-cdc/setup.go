@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
+)
+
+// setupCmd prints (--dry-run) or runs the SQL the configuration needs on
+// the source database: the publication (column lists, row filters, only
+// the mapped operations), the permanent slot, and as comments the role and
+// grants a DBA should create and replica identity advice. It is
+// idempotent. A refused publication (one that would make writes fail)
+// exits 1 with the reasons and alternatives, changing nothing.
+func setupCmd() *cobra.Command {
+	var file, dsn string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Create the publication and the replication slot the config needs (--dry-run: print the SQL)",
+		Long: `Create (or align) the publication and create the permanent replication slot.
+
+The publication carries exactly the mapped tables, only their mapped columns
+(PostgreSQL 15 column lists, plus replica identity columns where needed) and
+their row filters (where:), publishing only the mapped operations. A
+publication that would make an UPDATE or DELETE on a mapped table fail is
+refused, with the reason and the alternatives. Everything runs in one
+transaction, checked before it commits; the slot is created after it.
+Running setup again changes nothing and says so.
+
+--dry-run runs the same statements inside a transaction that is rolled back
+and prints them, so what it prints is what setup would run. Run setup as a
+role that owns the mapped tables (the DBA): pass its DSN with --dsn (or
+BAITORU_CDC_SOURCE_DSN); the comments describe the connector's own role,
+the user of source.dsn.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConnectorConfig(file)
+			if err != nil {
+				return err
+			}
+			return setup(cmd.Context(), cmd.OutOrStdout(), cfg, file, dsn, dryRun)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "config.yaml", "configuration file")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the SQL (checked inside a rolled-back transaction); change nothing")
+	cmd.Flags().StringVar(&dsn, "dsn", "", "connect with this DSN instead of source.dsn (e.g. a DBA's role)")
+	return cmd
+}
+
+// connectSource connects to dsn (or source.dsn), never echoing a password.
+func connectSource(ctx context.Context, cfg *config.Config, dsn string) (*pgx.Conn, error) {
+	if dsn == "" {
+		dsn = cfg.Source.DSN
+	}
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("source dsn: %s", postgres.Redact(err.Error()))
+	}
+	pc.RuntimeParams["application_name"] = "baitoru-cdc"
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %s", dbAddress(pc.Config), postgres.Redact(err.Error()))
+	}
+	return conn, nil
+}
+
+func dbAddress(c pgconn.Config) string {
+	return fmt.Sprintf("database %s on %s:%d as %s", c.Database, c.Host, c.Port, c.User)
+}
+
+func setup(ctx context.Context, out io.Writer, cfg *config.Config, file, dsn string, dryRun bool) error {
+	conn, err := connectSource(ctx, cfg, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	spec := postgres.SpecFromConfig(cfg.Tables)
+	pub, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{
+		Publication: cfg.Source.Publication, Spec: spec, DryRun: dryRun,
+	})
+	var pe *postgres.PlanError
+	if errors.As(err, &pe) {
+		return &exitError{code: 1, msg: "setup: " + err.Error() + "\nnothing was changed."}
+	}
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	slot, err := postgres.EnsureSlot(ctx, conn, cfg.Source.Slot, dryRun)
+	if err != nil {
+		if pub.Action != postgres.PublicationUnchanged && !dryRun {
+			err = fmt.Errorf("%w (the publication was %s)", err, pub.Action)
+		}
+		return fmt.Errorf("setup: %w", err)
+	}
+	var db string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	tables, err := postgres.ReadTables(ctx, conn, pub.Plan.Server, spec.Tables)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	role := "baitoru_cdc"
+	if pc, err := pgconn.ParseConfig(cfg.Source.DSN); err == nil && pc.User != "" {
+		role = pc.User
+	}
+	writeScript(out, scriptInput{
+		file: file, db: db, cfg: cfg, role: role, dryRun: dryRun,
+		pub: pub, slot: slot, identity: postgres.IdentityNotes(spec, tables),
+	})
+	return nil
+}
+
+type scriptInput struct {
+	file, db, role string
+	cfg            *config.Config
+	dryRun         bool
+	pub            *postgres.PublicationResult
+	slot           *postgres.SlotResult
+	identity       []string
+}
+
+// writeScript prints what setup ran (or would run) as a SQL script a DBA
+// can review and run with psql: comments, then the statements.
+func writeScript(w io.Writer, in scriptInput) {
+	p := in.pub.Plan
+	major := p.Server / 10000
+	fmt.Fprintf(w, "-- %s\n", postgres.CommentSafe(fmt.Sprintf("baitoru-cdc setup: database %s (PostgreSQL %d), publication %s, slot %s.", in.db, major, in.cfg.Source.Publication, in.cfg.Source.Slot)))
+	if in.dryRun {
+		fmt.Fprintf(w, "-- Dry run: checked in a transaction that was rolled back; nothing was changed.\n")
+		fmt.Fprintf(w, "-- To apply: baitoru-cdc setup --config %s (or run this script with psql).\n", in.file)
+	}
+	comment := func(title string, lines []string) {
+		if len(lines) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "--\n-- %s\n", title)
+		for _, l := range lines {
+			fmt.Fprintf(w, "--   %s\n", postgres.CommentSafe(l))
+		}
+	}
+	comment("The connector's role (create it yourself; setup does not; run it as this role, not a superuser):",
+		postgres.RoleNotes(in.role, in.db, p, in.pub.FilterColumns))
+	comment("Replica identity (tables mapped with update or delete):", in.identity)
+	var notes []string
+	for _, t := range p.Tables {
+		if len(t.Added) > 0 {
+			notes = append(notes, fmt.Sprintf("%s: the column list also carries %s, its replica identity (the publication publishes %s, and PostgreSQL requires it); the connector does not publish it.",
+				t.Table, strings.Join(t.Added, ", "), strings.Join(p.Operations, ", ")))
+		}
+	}
+	notes = append(notes, p.Notes...)
+	if len(in.pub.Unprobed) > 0 {
+		notes = append(notes, "UPDATE/DELETE not probed with EXPLAIN on "+strings.Join(in.pub.Unprobed, ", ")+" (this role may not update them); the catalog rules were checked.")
+	}
+	comment("Notes:", notes)
+	fmt.Fprintln(w)
+
+	switch {
+	case len(in.pub.Statements) == 0:
+		fmt.Fprintf(w, "-- Publication %s matches the config: nothing to do.\n", p.Publication)
+	default:
+		fmt.Fprintf(w, "BEGIN;\n\n")
+		for _, st := range in.pub.Statements {
+			fmt.Fprintf(w, "-- %s\n%s;\n\n", postgres.CommentSafe(st.Comment), st.SQL)
+		}
+		fmt.Fprintf(w, "COMMIT;\n")
+	}
+	fmt.Fprintln(w)
+	switch in.slot.Action {
+	case postgres.SlotExists:
+		fmt.Fprintf(w, "-- Slot %s exists (pgoutput, confirmed up to %s): nothing to do.\n", in.cfg.Source.Slot, in.slot.Slot.ConfirmedFlush)
+	default:
+		fmt.Fprintf(w, "-- %s\n%s;\n", postgres.CommentSafe(in.slot.Statement.Comment), in.slot.Statement.SQL)
+	}
+	if in.dryRun {
+		return
+	}
+	fmt.Fprintln(w)
+	var did []string
+	switch in.pub.Action {
+	case postgres.PublicationCreated:
+		did = append(did, "publication "+p.Publication+" created")
+	case postgres.PublicationAltered:
+		did = append(did, "publication "+p.Publication+" altered")
+	}
+	if in.slot.Action == postgres.SlotCreated {
+		at := ""
+		if in.slot.Slot != nil {
+			at = " at " + in.slot.Slot.ConfirmedFlush.String()
+		}
+		did = append(did, "slot "+in.cfg.Source.Slot+" created"+at)
+	}
+	if len(did) == 0 {
+		fmt.Fprintf(w, "-- setup: nothing to do: publication %s and slot %s already match the config.\n", p.Publication, in.cfg.Source.Slot)
+	} else {
+		fmt.Fprintf(w, "-- setup: done: %s.\n", strings.Join(did, "; "))
+	}
+}

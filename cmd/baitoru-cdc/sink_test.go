@@ -1,0 +1,198 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
+)
+
+// TestSinkCommand runs `baitoru-cdc sink` as a process: it serves the links
+// API, delivers a linked event, and on SIGTERM finishes the push under way,
+// deletes its message and exits 0, without logging its secrets.
+func TestSinkCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test (PostgreSQL, SQS emulator); run without -short")
+	}
+	const (
+		token    = "sink-cmd-token-0123456789"
+		secret   = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		password = "pw-that-must-not-leak"
+	)
+	pg := testenv.PG(t)
+	dsn := strings.Replace(pg.NewDatabase(t), "postgres@", "postgres:"+password+"@", 1)
+	emu := testenv.Emu(t)
+	ctx := t.Context()
+	name := fmt.Sprintf("sink-cmd-%d", time.Now().UnixNano()%1e6)
+	dlq, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, _, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pushes atomic.Int32
+	release := make(chan struct{})
+	kobot := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if pushes.Add(1) == 2 {
+			<-release // hold the second push until SIGTERM was sent
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer kobot.Close()
+
+	cfg := filepath.Join(t.TempDir(), "sink.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+sink:
+  dsn: %s
+  sqs:
+    region: %s
+    endpoint: %s
+    queue_url: %s
+    dlq_url: %s
+    concurrency: 2
+    wait_time: 1s
+    visibility_timeout: 5s
+  kobot:
+    endpoint: %s
+    secret: ${KOBOT_SECRET}
+    timeout: 5s
+  api:
+    listen: 127.0.0.1:0
+    token: ${SINK_TOKEN}
+  links:
+    - table: public.applications
+      field: company_id
+log:
+  level: debug
+  format: json
+`, dsn, emu.Region, emu.Endpoint, queue, dlq, kobot.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KOBOT_SECRET", secret)
+	t.Setenv("SINK_TOKEN", token)
+	p := startProc(t, "sink", "--config", cfg)
+	p.waitLog(t, `"msg":"sink ready"`, 60*time.Second)
+	m := regexp.MustCompile(`"api":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(p.output())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", p.output())
+	}
+	api := "http://" + m[1]
+
+	// Links API with and without the token.
+	post := func(tok string) int {
+		req, _ := http.NewRequest(http.MethodPost, api+"/v1/links", strings.NewReader(`{"kobot_account":"kobot-acme","link_key":"7"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post("wrong"); st != http.StatusUnauthorized {
+		t.Fatalf("wrong token: %d", st)
+	}
+	if st := post(token); st != http.StatusCreated {
+		t.Fatalf("start link: %d", st)
+	}
+
+	send := func(id string) {
+		body := `{"specversion":"1.0","id":"` + id + `","source":"baitoru/baitoru","type":"baitoru.applications.insert",` +
+			`"time":"` + time.Now().UTC().Format(time.RFC3339Nano) + `","table":"public.applications","op":"insert","data":{"company_id":7}}`
+		if _, err := emu.SQS().SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: aws.String(queue), MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("0/1-1")
+	deadline := time.Now().Add(15 * time.Second)
+	for pushes.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no push:\n%s", p.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	send("0/1-2")
+	for pushes.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no second push:\n%s", p.output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// SIGTERM while the second push is under way.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(release)
+	if err := p.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.output())
+	}
+	out := p.output()
+	if !strings.Contains(out, `"msg":"sink stopped"`) {
+		t.Errorf("no clean stop in the log:\n%s", out)
+	}
+	for _, s := range []string{token, password, strings.TrimPrefix(secret, "whsec_")} {
+		if strings.Contains(out, s) {
+			t.Errorf("the log shows a secret (%.6s...)", s)
+		}
+	}
+	got, err := emu.SQS().GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(queue),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range got.Attributes {
+		if v != "0" {
+			t.Errorf("queue %s = %s after shutdown: the finished push's message was not deleted", k, v)
+		}
+	}
+	if n := pushes.Load(); n != 2 {
+		t.Errorf("Kobot got %d pushes, want 2", n)
+	}
+}
+
+// TestSinkCommandBadConfig: an invalid sink section is reported with file,
+// line and key, before anything runs, and exits 1.
+func TestSinkCommandBadConfig(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "sink.yaml")
+	if err := os.WriteFile(cfg, []byte("sink:\n  sqs:\n    batch_size: 50\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "sink", "--config", cfg)
+	err := p.wait(t, 30*time.Second)
+	if code := sinkExitCode(err); code != 1 || !strings.Contains(p.output(), "sink.sqs.batch_size") || !strings.Contains(p.output(), cfg+":3") {
+		t.Fatalf("exit %v, output:\n%s", err, p.output())
+	}
+}
+
+// sinkExitCode is the process exit code of a Wait error (-1: not an exit).
+func sinkExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var xe *exec.ExitError
+	if errors.As(err, &xe) {
+		return xe.ExitCode()
+	}
+	return -1
+}

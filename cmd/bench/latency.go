@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/jackc/pglogrepl"
+)
+
+// freeAddr returns a 127.0.0.1 address whose port was free a moment ago.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	return addr, l.Close()
+}
+
+// Latency is one path of item 4 at a steady insert rate.
+type Latency struct {
+	Path     string  `json:"path"`   // e.g. "commit→SNS accepted", "commit→Kobot 2xx"
+	Short    string  `json:"short"`  // how it was measured, in a few words (chart labels)
+	Method   string  `json:"method"` // how the end time is taken
+	Rate     int     `json:"rate_rows_per_sec"`
+	TxSize   int     `json:"tx_size"`
+	Seconds  float64 `json:"seconds"`
+	Sent     int     `json:"rows_committed"`
+	Received int     `json:"events_received"`
+	P50      float64 `json:"p50_ms"`
+	P95      float64 `json:"p95_ms"`
+	P99      float64 `json:"p99_ms"`
+	Max      float64 `json:"max_ms"`
+	Mean     float64 `json:"mean_ms"`
+	// Histogram is set when the figures are estimated from a Prometheus
+	// histogram of the measured process (bucket interpolation); Bucket
+	// says how coarse the p99 is.
+	Histogram string `json:"histogram,omitempty"`
+	Bucket    string `json:"p99_bucket,omitempty"`
+	// InsertDelayP99 is the 99th percentile of how late the steady
+	// inserter started a transaction (ms): large means the database (or
+	// the machine) could not keep the rate.
+	InsertDelayP99 float64 `json:"insert_delay_p99_ms,omitempty"`
+}
+
+// fromHistogram fills l's percentiles from h (seconds).
+func (l *Latency) fromHistogram(name string, h histogram) {
+	l.Histogram = name
+	l.Received = int(h.total())
+	ms := func(v float64) float64 { return math.Round(v*1e4) / 10 }
+	l.P50, l.P95, l.P99 = ms(h.quantile(0.50)), ms(h.quantile(0.95)), ms(h.quantile(0.99))
+	l.Bucket = h.bucketBounds(h.quantile(0.99))
+}
+
+// recorder collects, per distinct event id, the time from the event's
+// commit (its "time" field) to when the bench saw it.
+type recorder struct {
+	mu          sync.Mutex
+	want        int
+	done        chan struct{}
+	seen        map[string]bool
+	lat         []time.Duration
+	first, last time.Time
+	dups        int
+	bad         int // unparseable or badly signed
+}
+
+func newRecorder(want int) *recorder {
+	r := &recorder{seen: map[string]bool{}, done: make(chan struct{})}
+	r.expect(want)
+	return r
+}
+
+// expect sets how many distinct events make the recorder done (0: never).
+func (r *recorder) expect(want int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.want = want
+	if want > 0 && len(r.seen) >= want {
+		select {
+		case <-r.done:
+		default:
+			close(r.done)
+		}
+	}
+}
+
+// add records event body seen at now; id overrides the body's id when set.
+func (r *recorder) add(body []byte, id string, now time.Time) {
+	var ev struct {
+		ID   string `json:"id"`
+		Time string `json:"time"`
+	}
+	err := json.Unmarshal(body, &ev)
+	if id == "" {
+		id = ev.ID
+	}
+	var t time.Time
+	if err == nil {
+		t, err = time.Parse(time.RFC3339Nano, ev.Time)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil || id == "" {
+		r.bad++
+		return
+	}
+	if r.seen[id] {
+		r.dups++
+		return
+	}
+	r.seen[id] = true
+	r.lat = append(r.lat, now.Sub(t))
+	if r.first.IsZero() {
+		r.first = now
+	}
+	r.last = now
+	if r.want > 0 && len(r.seen) == r.want {
+		close(r.done)
+	}
+}
+
+func (r *recorder) badOne() {
+	r.mu.Lock()
+	r.bad++
+	r.mu.Unlock()
+}
+
+func (r *recorder) badCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bad
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+// fill sets l's percentiles from what was recorded.
+func (r *recorder) fill(l *Latency) {
+	r.mu.Lock()
+	d := slices.Clone(r.lat)
+	r.mu.Unlock()
+	l.Received = len(d)
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	ms := func(x time.Duration) float64 { return math.Round(float64(x)/1e3) / 1e3 }
+	pct := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(d)))) - 1
+		return ms(d[max(0, min(i, len(d)-1))])
+	}
+	var sum time.Duration
+	for _, x := range d {
+		sum += x
+	}
+	l.P50, l.P95, l.P99, l.Max = pct(0.50), pct(0.95), pct(0.99), ms(d[len(d)-1])
+	l.Mean = ms(sum / time.Duration(len(d)))
+}
+
+func (b *bench) latencyPhase(ctx context.Context) error {
+	if b.o.skipped(itemLatency) {
+		return nil
+	}
+	if _, err := b.emulator(); err != nil {
+		return err
+	}
+	var errs []error
+	if err := b.latencySNS(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("commit→SNS: %w", err))
+	}
+	if !b.hasSink {
+		b.res.Unavailable["latency commit→Kobot"] = errNoSink.Error()
+	} else if err := b.latencyKobot(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("commit→Kobot: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// startStreamingConnector starts `baitoru-cdc run` publishing to topic
+// from a new slot, serving /metrics on metricsAddr, and waits until it
+// streams.
+func (b *bench) startStreamingConnector(ctx context.Context, name, slot, topic, metricsAddr string) (*child, error) {
+	if err := b.createSlot(ctx, slot); err != nil {
+		return nil, err
+	}
+	cfg, err := b.connectorConfig(name, slot, "sns", topic, metricsAddr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := startProcess(name, b.logs, b.bin, []string{"run", "--config", cfg}, envList(awsEnv()), nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = b.waitSlot(ctx, slot, 60*time.Second, func() error {
+		if c.exited() {
+			return c.exitErr()
+		}
+		return nil
+	}, func(active bool, _ pglogrepl.LSN) bool { return active })
+	if err != nil {
+		c.stop(5 * time.Second)
+		return nil, err
+	}
+	return c, nil
+}
+
+// latencySNS measures commit → SNS accepted two ways: the connector's own
+// histogram baitoru_cdc_commit_to_publish_seconds (commit timestamp → the
+// PublishBatch answer; coarse buckets), and commit → the event readable
+// from an SQS queue subscribed (raw delivery) to the topic, exact per event
+// but an upper bound (it adds the emulator's fan-out and one receive).
+func (b *bench) latencySNS(ctx context.Context) error {
+	p, err := b.newPipe(ctx, "bench-latency")
+	if err != nil {
+		return err
+	}
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	slot := "bench_lat_sns"
+	c, err := b.startStreamingConnector(ctx, "connector-latency-sns", slot, p.topic, metricsAddr)
+	if err != nil {
+		return err
+	}
+	defer b.dropSlots(context.WithoutCancel(ctx), slot)
+	defer c.stop(15 * time.Second)
+	metricsURL := "http://" + metricsAddr + "/metrics"
+	before, histErr := scrapeHistogram(ctx, metricsURL, histCommitToPublish)
+
+	rec := newRecorder(0)
+	pctx, stopPoll := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { b.pollQueue(pctx, p.queueURL, rec) })
+	}
+	defer func() { stopPoll(); wg.Wait() }()
+
+	l := Latency{Path: "commit→SNS→SQS received", Short: "received from SQS", Method: "commit timestamp → message received from a raw-delivery SQS queue subscribed to the topic (4 long-pollers, receive + delete): an upper bound",
+		Rate: b.o.Rate, TxSize: b.o.LatencyTx, Seconds: b.o.LatencyDur.Seconds()}
+	b.logf("commit→SNS: %d rows/s for %s", b.o.Rate, b.o.LatencyDur)
+	var delay float64
+	l.Sent, delay, err = b.steadyInsert(ctx, b.o.Rate, b.o.LatencyTx, b.o.LatencyDur)
+	if err != nil {
+		return err
+	}
+	l.InsertDelayP99 = delay
+	rec.expect(l.Sent)
+	select {
+	case <-rec.done:
+	case <-time.After(60 * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rec.fill(&l)
+	b.logf("commit→SNS (queue): %d of %d events, p50 %.1fms p95 %.1fms p99 %.1fms max %.1fms", l.Received, l.Sent, l.P50, l.P95, l.P99, l.Max)
+
+	hl := Latency{Path: "commit→SNS accepted", Short: "connector histogram", Method: "the connector's histogram " + histCommitToPublish + " (commit timestamp → PublishBatch answered), percentiles interpolated in its buckets",
+		Rate: l.Rate, TxSize: l.TxSize, Seconds: l.Seconds, Sent: l.Sent, InsertDelayP99: delay}
+	if histErr == nil {
+		var after histogram
+		if after, histErr = scrapeHistogram(ctx, metricsURL, histCommitToPublish); histErr == nil {
+			hl.fromHistogram(histCommitToPublish, after.minus(before))
+			b.res.Latency = append(b.res.Latency, hl)
+			b.logf("commit→SNS accepted (histogram): %d events, p50 %.1fms p95 %.1fms p99 %.1fms (p99 bucket %s)", hl.Received, hl.P50, hl.P95, hl.P99, hl.Bucket)
+		}
+	}
+	if histErr != nil {
+		b.res.Unavailable["latency commit→SNS accepted (connector histogram)"] = histErr.Error()
+	}
+	b.res.Latency = append(b.res.Latency, l)
+	if c.exited() {
+		return c.exitErr()
+	}
+	if l.Received < l.Sent {
+		return fmt.Errorf("%d of %d events received", l.Received, l.Sent)
+	}
+	return nil
+}
+
+// Histograms scraped from the measured processes.
+const (
+	histCommitToPublish  = "baitoru_cdc_commit_to_publish_seconds"
+	histCommitToDelivery = "baitoru_cdc_sink_commit_to_delivery_seconds"
+)
+
+// pollQueue receives from the queue until ctx ends, recording every
+// message when it arrives, then deleting it: a queue left to grow makes the
+// emulator slower with every message it holds.
+func (b *bench) pollQueue(ctx context.Context, queueURL string, rec *recorder) {
+	for ctx.Err() == nil {
+		out, err := b.emu.SQS().ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 2,
+		})
+		now := time.Now()
+		if err != nil {
+			if ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+			continue
+		}
+		if len(out.Messages) == 0 {
+			continue
+		}
+		entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
+		for i, m := range out.Messages {
+			rec.add([]byte(aws.ToString(m.Body)), "", now)
+			entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		}
+		_, _ = b.emu.SQS().DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
+	}
+}
+
+// latencyKobot measures commit → a 2xx from the local Kobot receiver
+// through the connector, SNS, SQS and the sink.
+func (b *bench) latencyKobot(ctx context.Context) error {
+	p, err := b.newPipe(ctx, "bench-kobot")
+	if err != nil {
+		return err
+	}
+	dlqURL, _, err := b.emu.CreateQueue(ctx, "bench-kobot-dlq", testenvQueue())
+	if err != nil {
+		return err
+	}
+	rcv, err := b.receiver()
+	if err != nil {
+		return err
+	}
+	s, err := b.startSink(ctx, "sink-latency", p.queueURL, dlqURL, rcv.url, "")
+	if err != nil {
+		return err
+	}
+	defer s.stop(15 * time.Second)
+	if err := b.ensureLinks(ctx, s); err != nil {
+		return err
+	}
+	slot := "bench_lat_kobot"
+	c, err := b.startStreamingConnector(ctx, "connector-latency-kobot", slot, p.topic, "")
+	if err != nil {
+		return err
+	}
+	defer b.dropSlots(context.WithoutCancel(ctx), slot)
+	defer c.stop(15 * time.Second)
+
+	metricsURL := s.api + "/metrics"
+	before, histErr := scrapeHistogram(ctx, metricsURL, histCommitToDelivery)
+	rec := newRecorder(0)
+	rcv.setRecorder(rec)
+	l := Latency{Path: "commit→Kobot 2xx", Short: "at the receiver", Method: "commit timestamp → request received by a local Kobot receiver (signature verified, 200), via connector, emulator SNS→SQS, sink",
+		Rate: b.o.Rate, TxSize: b.o.LatencyTx, Seconds: b.o.LatencyDur.Seconds()}
+	b.logf("commit→Kobot: %d rows/s for %s", b.o.Rate, b.o.LatencyDur)
+	var delay float64
+	l.Sent, delay, err = b.steadyInsert(ctx, b.o.Rate, b.o.LatencyTx, b.o.LatencyDur)
+	if err != nil {
+		return err
+	}
+	l.InsertDelayP99 = delay
+	rec.expect(l.Sent)
+	select {
+	case <-rec.done:
+	case <-time.After(60 * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rec.fill(&l)
+	b.res.Latency = append(b.res.Latency, l)
+	if histErr == nil {
+		var after histogram
+		if after, histErr = scrapeHistogram(ctx, metricsURL, histCommitToDelivery); histErr == nil {
+			hl := Latency{Path: "commit→Kobot 2xx (sink histogram)", Short: "sink histogram", Method: "the sink's histogram " + histCommitToDelivery + " (commit timestamp → Kobot's 2xx), percentiles interpolated in its buckets",
+				Rate: l.Rate, TxSize: l.TxSize, Seconds: l.Seconds, Sent: l.Sent, InsertDelayP99: delay}
+			hl.fromHistogram(histCommitToDelivery, after.minus(before))
+			b.res.Latency = append(b.res.Latency, hl)
+		}
+	}
+	if histErr != nil {
+		b.res.Unavailable["latency commit→Kobot (sink histogram)"] = histErr.Error()
+	}
+	b.logf("commit→Kobot: %d of %d events, p50 %.1fms p95 %.1fms p99 %.1fms max %.1fms", l.Received, l.Sent, l.P50, l.P95, l.P99, l.Max)
+	switch {
+	case c.exited():
+		return c.exitErr()
+	case s.exited():
+		return s.exitErr()
+	case rec.badCount() > 0:
+		return fmt.Errorf("%d requests with a bad signature or body", rec.badCount())
+	case l.Received < l.Sent:
+		return fmt.Errorf("%d of %d events delivered", l.Received, l.Sent)
+	}
+	return nil
+}

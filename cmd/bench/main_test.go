@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	// The bench runs its baseline reader by executing itself; under test,
+	// itself is this test binary.
+	if os.Getenv(roleEnv) == roleReader {
+		os.Exit(readerMain())
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		check   func(t *testing.T, o *options)
+	}{
+		{name: "defaults", check: func(t *testing.T, o *options) {
+			if o.Rows != 1_000_000 || o.TxSize != 100 || o.RSSTxs != 10 || o.Rate != 1000 || o.LatencyDur != time.Minute {
+				t.Errorf("defaults: %+v", o)
+			}
+		}},
+		{name: "skip list", args: []string{"-skip", "sink, latency"}, check: func(t *testing.T, o *options) {
+			if !o.skipped(itemSink) || !o.skipped(itemLatency) || o.skipped(itemBaseline) {
+				t.Errorf("skip: %v", o.skip)
+			}
+			if strings.Join(o.Skip, ",") != "latency,sink" {
+				t.Errorf("Skip = %v", o.Skip)
+			}
+		}},
+		{name: "unknown skip item", args: []string{"-skip", "everything"}, wantErr: `unknown item "everything"`},
+		{name: "rss-txs over rows", args: []string{"-rows", "100", "-rss-txs", "101"}, wantErr: "-rss-txs"},
+		{name: "zero rate", args: []string{"-rate", "0"}, wantErr: "-rate"},
+		{name: "stray argument", args: []string{"now"}, wantErr: "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
+
+// TestChartIsSVG renders the chart of a made-up result and of an empty one.
+func TestChartIsSVG(t *testing.T) {
+	full := newResults(&options{})
+	full.Workloads = []*Workload{{Name: "main", Rows: 1000, Txs: 10}, {Name: "one-tx", Rows: 1000, Txs: 1}}
+	full.Streams = []Stream{
+		{Workload: "main", Reader: "baseline", Rows: 1000, RowsPerSec: 100000},
+		{Workload: "main", Reader: "connector", Rows: 1000, RowsPerSec: 70000, PeakRSS: 20 << 20},
+		{Workload: "one-tx", Reader: "connector", Rows: 1000, RowsPerSec: 70000, PeakRSS: 80 << 20},
+	}
+	full.Publish = &PublishResult{Ratio: 0.95, BarePerSec: 1000, ConnectorPerSec: 950}
+	full.Latency = []Latency{{Path: "commit→SNS accepted", Short: "h", Rate: 1000, P50: 3, P95: 9, P99: 30},
+		{Path: "commit→Kobot 2xx", Short: "r", Rate: 1000, P50: 20, P95: 40, P99: 60}}
+	full.summarise()
+	for name, r := range map[string]*Results{"full": full, "empty": newResults(&options{})} {
+		t.Run(name, func(t *testing.T) {
+			svg := r.chart()
+			checkXML(t, svg)
+			if name == "full" {
+				for _, want := range []string{"0.70×", "0.95×", "30.0 ms", "80.0 MiB", "stroke-dasharray"} {
+					if !strings.Contains(svg, want) {
+						t.Errorf("chart lacks %q", want)
+					}
+				}
+			}
+		})
+	}
+	met := map[string]string{}
+	for _, f := range full.Figures {
+		met[f.Item+" "+f.Name] = f.Met
+	}
+	for name, want := range map[string]string{
+		"2 connector → stdout (discarded), 1,000 rows in 10 × 100-row transactions": "NO",
+		"3 connector → emulator (0 lanes)":                                          "yes",
+		"4 commit→SNS accepted p99 at 1,000 rows/s (0-row tx, 0s)":                  "NO",
+		"4 commit→Kobot 2xx p99 at 1,000 rows/s (0-row tx, 0s)":                     "yes",
+		"5 connector peak RSS, 1,000 rows in 1 transaction":                         "NO",
+	} {
+		if got, ok := met[name]; !ok || got != want {
+			t.Errorf("figure %q: met = %q (present %v), want %q; figures: %v", name, got, ok, want, met)
+		}
+	}
+}
+
+func checkXML(t *testing.T, s string) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(s))
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("chart is not well-formed XML: %v", err)
+		}
+	}
+}
+
+// TestBenchTiny runs every item of the bench at a tiny size: it must run
+// and write its results. It checks no time: figures at this size mean
+// nothing.
+func TestBenchTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: builds baitoru-cdc, starts PostgreSQL and the SNS/SQS emulator")
+	}
+	out := t.TempDir()
+	o, err := parseFlags([]string{"-out", out, "-rows", "2000", "-rss-txs", "4", "-publish-rows", "300",
+		"-rate", "200", "-latency-duration", "2s", "-sink-messages", "200", "-companies", "5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var stdout bytes.Buffer
+	res, err := run(ctx, o, &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("items failed: %v\nlogs in %s", res.Errors, filepath.Join(out, "logs"))
+	}
+	if !strings.Contains(stdout.String(), "item  measure") {
+		t.Errorf("no summary table on stdout:\n%s", stdout.String())
+	}
+
+	var got Results
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	for _, wl := range []string{"main", "one-tx", "split"} {
+		for _, reader := range []string{"baseline", "connector"} {
+			s := got.stream(wl, reader)
+			if s == nil {
+				t.Errorf("no %s stream over %s", reader, wl)
+				continue
+			}
+			if s.Rows != 2000 || s.RowsPerSec <= 0 || s.PeakRSS <= 0 || s.CPUSeconds <= 0 {
+				t.Errorf("%s over %s: %+v", reader, wl, s)
+			}
+		}
+	}
+	if p := got.Publish; p == nil || p.Messages != 300 || p.BareQueued != 300 || p.ConnectorQueued < 300 || p.Ratio <= 0 {
+		t.Errorf("publish: %+v", p)
+	}
+	paths := map[string]Latency{}
+	for _, l := range got.Latency {
+		paths[l.Path] = l
+		// A histogram may also count events outside the window (a
+		// connector or sink re-sending); the receivers count exactly.
+		if l.Sent != 400 || l.P99 < l.P50 || l.P50 <= 0 || (l.Histogram == "" && l.Received != l.Sent) || l.Received < l.Sent {
+			t.Errorf("latency %s: %+v", l.Path, l)
+		}
+	}
+	for _, want := range []string{"commit→SNS→SQS received", "commit→SNS accepted"} {
+		if _, ok := paths[want]; !ok {
+			t.Errorf("no %s latency (unavailable: %v)", want, got.Unavailable)
+		}
+	}
+	if res.hasSinkResults() {
+		for _, want := range []string{"commit→Kobot 2xx", "commit→Kobot 2xx (sink histogram)"} {
+			if _, ok := paths[want]; !ok {
+				t.Errorf("no %s latency (unavailable: %v)", want, got.Unavailable)
+			}
+		}
+		if got.Sink == nil || got.Sink.Delivered != 200 {
+			t.Errorf("sink: %+v", got.Sink)
+		}
+	} else if got.Unavailable[itemSink] == "" {
+		t.Error("no sink results and no reason")
+	}
+	profiled := map[string]bool{}
+	for _, p := range got.Profiles {
+		profiled[p.CPUFile] = len(p.CPUTop) > 0 && len(p.AllocTop) > 0
+	}
+	if !profiled["connector-main-cpu.pprof"] || !profiled["connector-one-tx-cpu.pprof"] || (res.hasSinkResults() && !profiled["sink-cpu.pprof"]) {
+		t.Errorf("profiles: %v (unavailable: %v)", profiled, got.Unavailable)
+	}
+	if len(got.Figures) < 8 {
+		t.Errorf("%d figures in the summary: %+v", len(got.Figures), got.Figures)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "| item | measure |") || !strings.Contains(string(md), "chart.svg") {
+		t.Errorf("results.md lacks the table or the chart:\n%s", md)
+	}
+	svg, err := os.ReadFile(filepath.Join(out, "chart.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkXML(t, string(svg))
+}

@@ -1,0 +1,284 @@
+package postgres
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector"
+)
+
+// catalog builds table descriptions for planner unit tests.
+func table(name string, ident byte, identity []string, cols ...string) *TableInfo {
+	t := &TableInfo{Table: name, Exists: true, Kind: 'r', ReplicaIdentity: ident, Identity: identity, Owned: true}
+	for i, c := range cols {
+		gen := strings.HasSuffix(c, "*")
+		t.Columns = append(t.Columns, ColumnInfo{Name: strings.TrimSuffix(c, "*"), Num: int16(i + 1), TypeOID: 25, TypeName: "text", Generated: gen})
+	}
+	switch {
+	case ident == 'd' && len(identity) > 0:
+		t.IdentityIndex = name[strings.IndexByte(name, '.')+1:] + "_pkey"
+	case ident == 'i':
+		t.IdentityIndex = name[strings.IndexByte(name, '.')+1:] + "_u_key"
+	}
+	return t
+}
+
+func tablesOf(ts ...*TableInfo) map[string]*TableInfo {
+	m := map[string]*TableInfo{}
+	for _, t := range ts {
+		m[t.Table] = t
+	}
+	return m
+}
+
+// renderPlan is what the golden files hold: the statements and notes.
+func renderPlan(p *Plan, spec PublicationSpec, tables map[string]*TableInfo) string {
+	var b strings.Builder
+	for _, n := range p.Notes {
+		b.WriteString("-- note: " + n + "\n")
+	}
+	for _, n := range IdentityNotes(spec, tables) {
+		b.WriteString("-- identity: " + n + "\n")
+	}
+	for _, st := range p.CreateStatements() {
+		b.WriteString("-- " + st.Comment + "\n" + st.SQL + ";\n")
+	}
+	for _, n := range RoleNotes("cdc", "baitoru", p, nil) {
+		b.WriteString("-- role: " + n + "\n")
+	}
+	return b.String()
+}
+
+// TestPlanPublication covers every mapping shape the config allows on
+// PostgreSQL 15 and 14 (the column list / row filter branch), and the
+// refusals, with their reasons and fixes.
+func TestPlanPublication(t *testing.T) {
+	apps := table("public.apps", 'd', []string{"id"}, "id", "company_id", "email", "status")
+	full := table("public.full_t", 'f', nil, "id", "a", "b")
+	nopk := table("public.nopk", 'd', nil, "a", "b")
+	nothing := table("public.nothing", 'n', nil, "id", "a")
+	byIndex := table("public.by_index", 'i', []string{"u"}, "id", "u", "a")
+	weird := table("public.weird; drop", 'd', []string{"Id"}, "Id", `a"b`, "c")
+	gen := table("public.gen", 'd', []string{"id"}, "id", "a", "a2*")
+	part := table("public.part", 'd', []string{"id"}, "id")
+	part.Kind = 'p'
+	all := tablesOf(apps, full, nopk, nothing, byIndex, weird, gen, part)
+
+	mapping := func(name string, ops []string, cols []string, where string) config.Table {
+		tb := config.Table{Table: name, Operations: ops, Where: where}
+		for _, c := range cols {
+			tb.Columns = append(tb.Columns, config.Column{Column: c})
+		}
+		return tb
+	}
+	ins := []string{"insert"}
+	iu := []string{"insert", "update"}
+	iud := []string{"insert", "update", "delete"}
+	tests := []struct {
+		name    string
+		server  int
+		tables  []config.Table
+		refused []string // substrings of the refusal; empty: planned
+	}{
+		{name: "insert_only_columns", server: 150004, tables: []config.Table{mapping("public.apps", ins, []string{"company_id", "status"}, "")}},
+		{name: "insert_only_filter_any_column", server: 150004, tables: []config.Table{mapping("public.apps", ins, []string{"company_id"}, "status <> 'draft' AND email IS NOT NULL")}},
+		{name: "update_adds_identity_to_column_list", server: 150004, tables: []config.Table{mapping("public.apps", iu, []string{"company_id", "status"}, "")}},
+		{name: "update_filter_on_identity", server: 150004, tables: []config.Table{mapping("public.apps", iud, []string{"id", "status"}, "id > 100")}},
+		{name: "update_full_identity_no_column_list", server: 150004, tables: []config.Table{mapping("public.full_t", iu, []string{"a"}, "b = 'x'")}},
+		{name: "update_identity_index", server: 150004, tables: []config.Table{mapping("public.by_index", iud, []string{"a"}, "")}},
+		{name: "no_columns_mapped", server: 150004, tables: []config.Table{{Table: "public.apps", Operations: iud}}},
+		{name: "mixed_operations", server: 150004, tables: []config.Table{
+			mapping("public.apps", ins, []string{"company_id"}, ""),
+			mapping("public.by_index", iu, []string{"a"}, ""),
+		}},
+		{name: "weird_names_quoted", server: 150004, tables: []config.Table{mapping("public.weird; drop", iu, []string{`a"b`}, `"a""b" <> 'x;y'`)}},
+		{name: "insert_only_no_identity", server: 150004, tables: []config.Table{mapping("public.nopk", ins, []string{"a"}, "b > 'm'")}},
+		{name: "pg14_no_column_lists", server: 140009, tables: []config.Table{mapping("public.apps", iu, []string{"company_id"}, "")}},
+		{
+			name: "pg14_where_refused", server: 140009,
+			tables:  []config.Table{mapping("public.apps", ins, []string{"company_id"}, "status = 'open'")},
+			refused: []string{"row filters need PostgreSQL 15", "14.9", "remove where:"},
+		},
+		{
+			name: "update_no_primary_key_refused", server: 150004,
+			tables:  []config.Table{mapping("public.nopk", iu, []string{"a"}, "")},
+			refused: []string{"no replica identity", "none (no primary key)", "REPLICA IDENTITY FULL", "map only insert"},
+		},
+		{
+			name: "delete_identity_nothing_refused", server: 150004,
+			tables:  []config.Table{mapping("public.nothing", []string{"delete"}, []string{"a"}, "")},
+			refused: []string{"REPLICA IDENTITY NOTHING", "publishes delete"},
+		},
+		{
+			// The publication publishes update for both tables: the
+			// insert-only table needs a replica identity too.
+			name: "insert_only_table_in_update_publication_refused", server: 150004,
+			tables:  []config.Table{mapping("public.nopk", ins, []string{"a"}, ""), mapping("public.apps", iu, []string{"id"}, "")},
+			refused: []string{"public.nopk: has no replica identity", "separate connector"},
+		},
+		{
+			name: "injection_in_where_refused", server: 150004,
+			tables:  []config.Table{mapping("public.apps", ins, []string{"id"}, "true); DROP TABLE x; --")},
+			refused: []string{"where: ", "closes a parenthesis"},
+		},
+		{
+			name: "missing_table_and_column_refused", server: 150004,
+			tables:  []config.Table{mapping("public.nope", ins, []string{"a"}, ""), mapping("public.apps", ins, []string{"Company_ID"}, "")},
+			refused: []string{"public.nope: table does not exist", `has no column "Company_ID"`},
+		},
+		{
+			name: "generated_column_refused", server: 150004,
+			tables:  []config.Table{mapping("public.gen", ins, []string{"a2"}, "")},
+			refused: []string{"generated"},
+		},
+		{
+			name: "partitioned_refused", server: 150004,
+			tables:  []config.Table{mapping("public.part", ins, []string{"id"}, "")},
+			refused: []string{"partitioned"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := SpecFromConfig(tc.tables)
+			p, err := PlanPublication("cdc", spec, tc.server, all)
+			if len(tc.refused) > 0 {
+				var pe *PlanError
+				if !errors.As(err, &pe) || !errors.Is(err, ErrRefused) || !errors.Is(err, connector.ErrPermanent) {
+					t.Fatalf("want a refusal (PlanError, ErrRefused, ErrPermanent), got plan %+v, err %v", p, err)
+				}
+				for _, s := range tc.refused {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("refusal lacks %q:\n%v", s, err)
+					}
+				}
+				for _, pr := range pe.Problems {
+					if pr.Fix == "" {
+						t.Errorf("problem without a fix: %+v", pr)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", "setup", tc.name, "plan.sql"), renderPlan(p, spec, all))
+		})
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestPlanColumnLists checks the column-list rules directly, without
+// golden files.
+func TestPlanColumnLists(t *testing.T) {
+	apps := table("public.apps", 'd', []string{"id"}, "id", "company_id", "email")
+	full := table("public.full_t", 'f', nil, "id", "a")
+	tables := tablesOf(apps, full)
+	plan := func(server int, ops []string, tb string, cols ...string) PlannedTable {
+		t.Helper()
+		spec := PublicationSpec{Tables: []string{tb}, Operations: ops, Columns: map[string][]string{tb: cols}}
+		p, err := PlanPublication("p", spec, server, tables)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Tables[0]
+	}
+	if got := plan(150000, []string{"insert"}, "public.apps", "company_id"); strings.Join(got.Columns, ",") != "company_id" || got.Added != nil {
+		t.Errorf("insert only: %+v", got)
+	}
+	if got := plan(150000, []string{"insert", "delete"}, "public.apps", "company_id"); strings.Join(got.Columns, ",") != "company_id,id" || strings.Join(got.Added, ",") != "id" {
+		t.Errorf("delete adds the identity: %+v", got)
+	}
+	if got := plan(150000, []string{"update"}, "public.full_t", "a"); got.Columns != nil {
+		t.Errorf("FULL identity with update must have no column list: %+v", got)
+	}
+	if got := plan(140000, []string{"insert"}, "public.apps", "company_id"); got.Columns != nil {
+		t.Errorf("PostgreSQL 14 has no column lists: %+v", got)
+	}
+}
+
+func TestCheckFilter(t *testing.T) {
+	tests := []struct {
+		expr string
+		ok   bool
+	}{
+		{"published", true},
+		{"company_id % 2 = 0 AND (status = 'open' OR status = 'new')", true},
+		{"title <> 'a;b -- c /* d */ (e'", true},
+		{`"we;ird)" IS NOT NULL`, true},
+		{`E'it\'s' = name`, true},
+		{"name = 'it''s'", true},
+		{"true); DROP TABLE x; --", false},
+		{"true; DROP TABLE x", false},
+		{"true -- comment", false},
+		{"true /* c */", false},
+		{"a = $$x$$", false},
+		{"(a = 1", false},
+		{"a = 1)", false},
+		{"a = 1) OR (b = 2", false},
+		{"name = 'unterminated", false},
+		{`"unterminated = 1`, false},
+		// Not an E string: a backslash before the quote is literal, so
+		// the string ends there and the ';' is outside it.
+		{`name = date'x\'; DROP TABLE t; --'`, false},
+		{"   ", false},
+	}
+	for _, tc := range tests {
+		err := CheckFilter(tc.expr)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckFilter(%q) = %v, want ok=%v", tc.expr, err, tc.ok)
+		}
+	}
+}
+
+func TestSlotLostByServer(t *testing.T) {
+	tests := []struct {
+		err  error
+		lost bool
+	}{
+		{&pgconn.PgError{Code: "55000", Message: `cannot read from logical replication slot "cdc"`,
+			Detail: "This slot has been invalidated because it exceeded the maximum reserved size."}, true},
+		{&pgconn.PgError{Code: "58P01", Message: "requested WAL segment 000000010000000000000003 has already been removed"}, true},
+		{&pgconn.PgError{Code: "55006", Message: `replication slot "cdc" is active for PID 42`}, false},
+		{&pgconn.PgError{Code: "55000", Message: "something else"}, false},
+		{errors.New("has been invalidated"), false},
+	}
+	for _, tc := range tests {
+		if got := slotLostByServer(tc.err); got != tc.lost {
+			t.Errorf("slotLostByServer(%v) = %v, want %v", tc.err, got, tc.lost)
+		}
+	}
+	err := lostError("cdc", 0x16B3748, 0x3000000)
+	for _, want := range []string{"0/16B3748", "0/3000000", "teardown", "setup", "backfill"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("lost error lacks %q: %v", want, err)
+		}
+	}
+	if !errors.Is(err, ErrSlotLost) || !errors.Is(err, connector.ErrPermanent) {
+		t.Errorf("lost error does not wrap ErrSlotLost and ErrPermanent: %v", err)
+	}
+}

@@ -1,0 +1,9 @@
+-- identity: public.by_index (mapped with insert, update, delete): replica identity is index by_index_u_key (u): an update/delete event's old row carries only those columns. For whole old rows: ALTER TABLE "public"."by_index" REPLICA IDENTITY FULL (more WAL; no column list then).
+-- Publication cdc: 1 mapped table, only the mapped columns, publishing insert, update, delete (never truncate).
+CREATE PUBLICATION "cdc" FOR TABLE
+    "public"."by_index" ("a", "u")
+  WITH (publish = 'insert, update, delete');
+-- role: CREATE ROLE "cdc" WITH LOGIN REPLICATION;  -- then \password "cdc"; not a superuser
+-- role: GRANT CONNECT ON DATABASE "baitoru" TO "cdc";
+-- role: GRANT USAGE ON SCHEMA "public" TO "cdc";
+-- role: GRANT SELECT ("a", "u") ON "public"."by_index" TO "cdc";
