@@ -110,6 +110,12 @@ func TestProxyFaults(t *testing.T) {
 	}
 
 	p.Refuse()
+	// The first call may go out on a pooled keep-alive connection that
+	// Refuse closed (broken pipe, reset); it must fail all the same. A new
+	// connection is then refused.
+	if err := publish(); err == nil {
+		t.Fatal("publish while refused succeeded")
+	}
 	err = publish()
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("publish while refused: %v, want connection refused", err)
