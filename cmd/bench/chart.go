@@ -57,7 +57,7 @@ func (r *Results) chart() string {
 		var bars []bar
 		var title string
 		for _, l := range r.Latency {
-			if !strings.Contains(l.Path, family) {
+			if !strings.Contains(l.Path, family) || l.Histogram != "" {
 				continue
 			}
 			target := latencyTarget(l.Path)

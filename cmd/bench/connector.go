@@ -37,17 +37,21 @@ const mappingYAML = `tables:
 `
 
 // connectorConfig writes the configuration of one connector run and
-// returns its path. kind is "stdout" or "sns" (then topicARN is used);
-// metricsAddr, when set, is where the connector serves /metrics.
+// returns its path. kind is "stdout" or "sns" (then topicARN is used, at
+// endpoint, or at the emulator when endpoint is empty); metricsAddr, when
+// set, is where the connector serves /metrics.
 // status_interval is 100ms so that the slot's confirmed position, which the
 // bench polls, trails what was published by at most 100ms.
-func (b *bench) connectorConfig(name, slot, kind, topicARN, metricsAddr string) (string, error) {
+func (b *bench) connectorConfig(name, slot, kind, topicARN, endpoint, metricsAddr string) (string, error) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "source:\n  dsn: %q\n  slot: %s\n  publication: %s\n  create: false\n  status_interval: 100ms\n",
 		b.dsn, slot, publication)
 	fmt.Fprintf(&sb, "publisher:\n  kind: %s\n  lanes: %d\n", kind, b.o.Lanes)
 	if kind == "sns" {
-		fmt.Fprintf(&sb, "sns:\n  region: %s\n  endpoint: %s\n  topic_arn: %s\n", b.emu.Region, b.emu.Endpoint, topicARN)
+		if endpoint == "" {
+			endpoint = b.emu.Endpoint
+		}
+		fmt.Fprintf(&sb, "sns:\n  region: %s\n  endpoint: %s\n  topic_arn: %s\n", b.emu.Region, endpoint, topicARN)
 	}
 	if metricsAddr != "" {
 		fmt.Fprintf(&sb, "metrics:\n  listen: %q\n", metricsAddr)

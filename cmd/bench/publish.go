@@ -134,7 +134,7 @@ func (b *bench) publishPhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := b.connectorConfig("connector-publish", connSlot, "sns", connPipe.topic, metricsAddr)
+	cfg, err := b.connectorConfig("connector-publish", connSlot, "sns", connPipe.topic, "", metricsAddr)
 	if err != nil {
 		return err
 	}

@@ -193,15 +193,23 @@ func (r *Results) summarise() {
 	for _, l := range r.Latency {
 		target := latencyTarget(l.Path)
 		note := fmt.Sprintf("p50 %.1f, p95 %.1f, max %.1f ms; %d of %d events", l.P50, l.P95, l.Max, l.Received, l.Sent)
-		if l.Histogram != "" {
+		switch {
+		case l.Histogram != "":
 			note = fmt.Sprintf("p50 %.1f, p95 %.1f ms; p99 in the %s bucket; %d events observed", l.P50, l.P95, l.Bucket, l.Received)
+		case l.Sent == 0:
+			note = fmt.Sprintf("p50 %.1f, p95 %.1f, max %.1f ms; %d calls", l.P50, l.P95, l.Max, l.Received)
 		}
 		if l.InsertDelayP99 > 0 {
 			note += fmt.Sprintf("; inserter p99 start delay %.1f ms", l.InsertDelayP99)
 		}
-		add(Figure{Item: "4", Name: fmt.Sprintf("%s p99 at %s rows/s (%d-row tx, %.0fs)", l.Path, count(l.Rate), l.TxSize, l.Seconds),
-			Value: l.P99, Unit: "ms", Target: fmt.Sprintf("≤ %.0f ms", target), Met: met(l.P99 <= target && l.Received >= l.Sent),
-			Note: note})
+		f := Figure{Item: "4", Name: fmt.Sprintf("%s p99 at %s rows/s (%d-row tx, %.0fs)", l.Path, count(l.Rate), l.TxSize, l.Seconds),
+			Value: l.P99, Unit: "ms", Note: note}
+		// Histograms only cross-check: their doubling buckets cannot
+		// decide a target; the per-event measurements do.
+		if l.Histogram == "" && target > 0 {
+			f.Target, f.Met = fmt.Sprintf("≤ %.0f ms", target), met(l.P99 <= target && l.Received >= l.Sent)
+		}
+		add(f)
 	}
 	for _, wl := range []string{"one-tx", "split", "main"} {
 		conn := r.stream(wl, "connector")
@@ -246,12 +254,16 @@ func render(from, dir string, w io.Writer) error {
 	return r.write(dir, w)
 }
 
-// latencyTarget is the p99 target of a latency path.
+// latencyTarget is the p99 target of a latency path; 0 for the parts of a
+// path (its breakdown), which have none.
 func latencyTarget(path string) float64 {
-	if strings.Contains(path, "Kobot") {
+	switch path {
+	case "commit→Kobot 2xx", "commit→Kobot 2xx (sink histogram)":
 		return targetKobotP99
+	case "commit→SNS accepted", "commit→SNS→SQS received", "commit→SNS accepted (connector histogram)":
+		return targetSNSP99
 	}
-	return targetSNSP99
+	return 0
 }
 
 // count formats n with thousands separators.

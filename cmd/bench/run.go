@@ -369,7 +369,7 @@ func (b *bench) measureDiscard(ctx context.Context, w *Workload, slot string, r 
 	if r.label == "" && r.env == nil && !r.capture {
 		r.label = "connector"
 	}
-	cfg, err := b.connectorConfig("connector-"+slot, slot, "stdout", "", "")
+	cfg, err := b.connectorConfig("connector-"+slot, slot, "stdout", "", "", "")
 	if err != nil {
 		return nil, err
 	}
