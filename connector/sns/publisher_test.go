@@ -415,9 +415,17 @@ func TestCancelStopsRetrying(t *testing.T) {
 	if n < 3 {
 		t.Errorf("only %d calls in 300ms of throttling with 1-10ms backoff", n)
 	}
+	// One request may have been on the wire when ctx ended and reach the
+	// server late (on a loaded machine); a retry loop that went on would
+	// keep calling.
 	time.Sleep(100 * time.Millisecond)
-	if m := len(f.Calls()); m != n {
+	m := len(f.Calls())
+	if m-n > 1 {
 		t.Errorf("%d calls after Publish returned", m-n)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if k := len(f.Calls()); k != m {
+		t.Errorf("calls went on after Publish returned: %d, then %d", m, k)
 	}
 
 	// Per-entry failures stop the same way.
