@@ -38,7 +38,9 @@ transaction, checked before it commits; the slot is created after it.
 Running setup again changes nothing and says so.
 
 --dry-run runs the same statements inside a transaction that is rolled back
-and prints them, so what it prints is what setup would run. Run setup as a
+and prints them, so what it prints is what setup would run. The SQL script
+goes to standard output; progress lines ("setup: ...") go to standard error,
+so "setup --dry-run > setup.sql" keeps a clean script for review. Run setup as a
 role that owns the mapped tables (the DBA): pass its DSN with --dsn (or
 BAITORU_CDC_SOURCE_DSN); the comments describe the connector's own role,
 the user of source.dsn.`,
@@ -48,7 +50,7 @@ the user of source.dsn.`,
 			if err != nil {
 				return err
 			}
-			return setup(cmd.Context(), cmd.OutOrStdout(), cfg, file, dsn, dryRun)
+			return setup(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg, file, dsn, dryRun)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "config.yaml", "configuration file")
@@ -78,22 +80,67 @@ func dbAddress(c pgconn.Config) string {
 	return fmt.Sprintf("database %s on %s:%d as %s", c.Database, c.Host, c.Port, c.User)
 }
 
-func setup(ctx context.Context, out io.Writer, cfg *config.Config, file, dsn string, dryRun bool) error {
+// setup runs (or, dryRun, checks and prints) the publication and the slot.
+// The SQL script goes to out; progress lines for the person running it go
+// to progress.
+func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, file, dsn string, dryRun bool) error {
+	say := func(format string, args ...any) {
+		fmt.Fprintf(progress, "setup: "+format+"\n", args...)
+	}
 	conn, err := connectSource(ctx, cfg, dsn)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
+	var db, user, version string
+	if err := conn.QueryRow(ctx, `SELECT current_database(), current_user, current_setting('server_version')`).Scan(&db, &user, &version); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	c := conn.Config()
+	say("connected to database %s on %s:%d as %s (PostgreSQL %s)", db, c.Host, c.Port, user, version)
+	walLevel, err := postgres.WALLevel(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	switch {
+	case walLevel != "logical" && !dryRun:
+		return &exitError{code: 1, msg: "setup: " + postgres.WALLevelError(walLevel).Error() + "\nnothing was changed; `setup --dry-run` prints the SQL to review meanwhile."}
+	case walLevel != "logical":
+		say("wal_level is %s: the slot cannot be created until it is logical (ALTER SYSTEM SET wal_level = logical; restart PostgreSQL)", walLevel)
+	}
+	if dryRun {
+		say("dry run: every statement runs inside a transaction that is rolled back; nothing will be changed")
+	}
 	spec := postgres.SpecFromConfig(cfg.Tables)
+	say("publication %s: planning %d mapped %s (%s), publishing %s; reading the tables and the existing publication",
+		cfg.Source.Publication, len(spec.Tables), countNoun(len(spec.Tables), "table", "tables"), strings.Join(spec.Tables, ", "), strings.Join(postgres.SpecOperations(spec), ", "))
 	pub, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{
 		Publication: cfg.Source.Publication, Spec: spec, DryRun: dryRun,
 	})
 	var pe *postgres.PlanError
 	if errors.As(err, &pe) {
+		say("publication %s: refused; nothing was changed", cfg.Source.Publication)
 		return &exitError{code: 1, msg: "setup: " + err.Error() + "\nnothing was changed."}
 	}
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
+	}
+	verb := map[postgres.PublicationAction]string{
+		postgres.PublicationCreated: "created", postgres.PublicationAltered: "altered", postgres.PublicationUnchanged: "already matches the config; unchanged",
+	}[pub.Action]
+	if dryRun && pub.Action != postgres.PublicationUnchanged {
+		verb = "would be " + verb
+	}
+	say("publication %s: %s (checked before commit: UPDATE and DELETE on every mapped table still pass)", cfg.Source.Publication, verb)
+	if pub.Plan.Server < postgres.ColumnListVersion {
+		say("notice: PostgreSQL %d has no publication column lists (15+): every column of the mapped tables leaves the server and the connector drops the unmapped ones (see the notes in the SQL)", pub.Plan.Server/10000)
+	}
+	exists, err := postgres.LookupSlot(ctx, conn, cfg.Source.Slot)
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	if exists == nil && !dryRun {
+		say("slot %s: creating; this waits until the transactions running now have finished (if it hangs, look for long transactions in pg_stat_activity)", cfg.Source.Slot)
 	}
 	slot, err := postgres.EnsureSlot(ctx, conn, cfg.Source.Slot, dryRun)
 	if err != nil {
@@ -102,9 +149,13 @@ func setup(ctx context.Context, out io.Writer, cfg *config.Config, file, dsn str
 		}
 		return fmt.Errorf("setup: %w", err)
 	}
-	var db string
-	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
-		return fmt.Errorf("setup: %w", err)
+	switch {
+	case slot.Action == postgres.SlotExists:
+		say("slot %s: exists (pgoutput, confirmed up to %s); unchanged", cfg.Source.Slot, slot.Slot.ConfirmedFlush)
+	case dryRun:
+		say("slot %s: would be created", cfg.Source.Slot)
+	default:
+		say("slot %s: created at %s", cfg.Source.Slot, slot.Slot.ConfirmedFlush)
 	}
 	tables, err := postgres.ReadTables(ctx, conn, pub.Plan.Server, spec.Tables)
 	if err != nil {
@@ -118,6 +169,14 @@ func setup(ctx context.Context, out io.Writer, cfg *config.Config, file, dsn str
 		file: file, db: db, cfg: cfg, role: role, dryRun: dryRun,
 		pub: pub, slot: slot, identity: postgres.IdentityNotes(spec, tables),
 	})
+	switch {
+	case dryRun:
+		say("dry run done: nothing was changed; the SQL above is what setup would run")
+	case pub.Action == postgres.PublicationUnchanged && slot.Action == postgres.SlotExists:
+		say("nothing changed: publication %s and slot %s already match the config", cfg.Source.Publication, cfg.Source.Slot)
+	default:
+		say("done; next: baitoru-cdc check --config %s", file)
+	}
 	return nil
 }
 
@@ -162,6 +221,9 @@ func writeScript(w io.Writer, in scriptInput) {
 	notes = append(notes, p.Notes...)
 	if len(in.pub.Unprobed) > 0 {
 		notes = append(notes, "UPDATE/DELETE not probed with EXPLAIN on "+strings.Join(in.pub.Unprobed, ", ")+" (this role may not update them); the catalog rules were checked.")
+	}
+	if in.slot.WALLevel != "" && in.slot.WALLevel != "logical" {
+		notes = append(notes, "wal_level is "+in.slot.WALLevel+": the slot below cannot be created until ALTER SYSTEM SET wal_level = logical and a restart of PostgreSQL.")
 	}
 	comment("Notes:", notes)
 	fmt.Fprintln(w)

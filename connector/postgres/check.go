@@ -414,7 +414,7 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 	if c.plan == nil || c.super {
 		return
 	}
-	var lacking []string
+	var lacking, grants []string
 	filters := false
 	for _, t := range c.plan.Tables {
 		if t.Where != "" {
@@ -426,11 +426,16 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 				cols = columnNames(info)
 			}
 		}
+		var missing []string
 		for _, col := range cols {
 			var ok bool
 			if err := c.conn.QueryRow(ctx, `SELECT has_column_privilege($1::regclass, $2, 'SELECT')`, QuoteTable(t.Table), col).Scan(&ok); err == nil && !ok {
 				lacking = append(lacking, t.Table+"."+col)
+				missing = append(missing, col)
 			}
+		}
+		if len(missing) > 0 {
+			grants = append(grants, fmt.Sprintf("GRANT SELECT (%s) ON %s TO %s", quoteList(missing), QuoteTable(t.Table), pgx.Identifier{c.role}.Sanitize()))
 		}
 	}
 	switch {
@@ -438,7 +443,7 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 		c.add("grants", CheckOK, "SELECT on the published columns", "")
 	case filters:
 		c.add("grants", CheckWarn, "no SELECT on "+strings.Join(lacking, ", ")+": check cannot compare row filters",
-			"GRANT SELECT (<published and filtered columns>) ON <table> TO "+pgx.Identifier{c.role}.Sanitize()+" (setup --dry-run lists them)")
+			strings.Join(grants, "; ")+" (as a DBA; setup --dry-run lists every grant the role needs)")
 	default:
 		c.add("grants", CheckOK, "no SELECT on the mapped tables: streaming needs none (no row filters to compare)", "")
 	}

@@ -1,0 +1,591 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
+
+	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
+)
+
+// cliResult is what a command printed and its exit code.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs the DBA commands in-process, as main does: same flags, same
+// exit codes, stdout and stderr captured apart.
+func runCLI(t *testing.T, args ...string) cliResult {
+	t.Helper()
+	root := &cobra.Command{Use: "baitoru-cdc", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(setupCmd(), checkCmd(), teardownCmd())
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := root.ExecuteContext(ctx)
+	res := cliResult{code: 0}
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		res.code = ee.code
+		if ee.msg != "" {
+			errb.WriteString(ee.msg + "\n")
+		}
+	case err != nil:
+		res.code = 1
+		errb.WriteString("baitoru-cdc: " + err.Error() + "\n")
+	}
+	res.stdout, res.stderr = out.String(), errb.String()
+	return res
+}
+
+func (r cliResult) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// checkJSON runs check --json and decodes the document.
+func checkJSON(t *testing.T, args ...string) (checkReport, cliResult) {
+	t.Helper()
+	res := runCLI(t, append([]string{"check", "--json"}, args...)...)
+	var rep checkReport
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil {
+		t.Fatalf("check --json printed no JSON document: %v\n%s", err, res)
+	}
+	if rep.ExitCode != res.code {
+		t.Fatalf("check --json: exit_code %d in the document, process exit %d", rep.ExitCode, res.code)
+	}
+	return rep, res
+}
+
+// rowsWith returns the checks whose name starts with prefix.
+func rowsWith(rep checkReport, prefix string) []postgres.CheckResult {
+	var out []postgres.CheckResult
+	for _, r := range rep.Checks {
+		if strings.HasPrefix(r.Check, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func notOK(rep checkReport) []postgres.CheckResult {
+	var out []postgres.CheckResult
+	for _, r := range rep.Checks {
+		if r.Status != postgres.CheckOK {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+const dbaDDL = appsDDL + `
+CREATE TABLE public.postings (
+	posting_id bigint PRIMARY KEY,
+	title text NOT NULL,
+	published boolean NOT NULL DEFAULT false
+);`
+
+// dbaConfig writes a config mapping apps (insert, update; three columns,
+// plus extra) and postings (insert; a row filter on its key).
+func dbaConfig(t *testing.T, path, dsn, topic string, emu *testenv.Emulator, extra ...string) {
+	t.Helper()
+	cols := append([]string{"application_id", "company_id", "answers"}, extra...)
+	var b strings.Builder
+	for _, c := range cols {
+		b.WriteString("      - column: " + c + "\n")
+	}
+	cfg := fmt.Sprintf(`
+source:
+  dsn: %s
+  slot: cdc
+  publication: cdc
+  create: false
+sns:
+  region: %s
+  endpoint: %s
+  topic_arn: %s
+tables:
+  - table: public.apps
+    operations: [insert, update]
+    key: [company_id]
+    columns:
+%s
+  - table: public.postings
+    operations: [insert]
+    where: "posting_id > 0"
+    columns:
+      - column: posting_id
+      - column: title
+`, dsn, emu.Region, emu.Endpoint, topic, b.String())
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roleStatements are the role and grant statements setup prints as
+// comments ("--   CREATE ROLE ...", "--   GRANT ...").
+func roleStatements(script string) []string {
+	var out []string
+	for _, line := range strings.Split(script, "\n") {
+		s := strings.TrimPrefix(line, "--   ")
+		if s != line && (strings.HasPrefix(s, "CREATE ROLE ") || strings.HasPrefix(s, "GRANT ")) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// publicationState renders the publication and slot from the catalogs.
+func publicationState(t *testing.T, dsn string) string {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var s string
+	if err := conn.QueryRow(context.Background(), `
+		SELECT coalesce((SELECT format('%s %s %s %s', pubinsert, pubupdate, pubdelete, pubtruncate) FROM pg_publication WHERE pubname = 'cdc'), 'no publication')
+		    || ' | ' || coalesce((SELECT string_agg(format('%s.%s %s %s', schemaname, tablename, attnames, rowfilter), '; ' ORDER BY tablename)
+		                          FROM pg_publication_tables WHERE pubname = 'cdc'), '')
+		    || ' | ' || coalesce((SELECT format('%s %s', plugin, confirmed_flush_lsn) FROM pg_replication_slots WHERE slot_name = 'cdc'), 'no slot')`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSetupCheckTeardown walks the DBA's path on a fresh database: setup
+// --dry-run (prints the SQL, changes nothing), setup, the role created
+// exactly as setup's comments say, check → every row ✓ (exit 0), a second
+// setup changes nothing and says so, check as a superuser → warning (exit
+// 2), drift by hand and in the config → ✗ rows with the fix (exit 1, in the
+// table and in --json), a hand-made publication that would block UPDATEs →
+// ✗, setup aligns it, teardown refuses without --yes and while the slot is
+// streamed, then drops everything.
+func TestSetupCheckTeardown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	ctx := context.Background()
+	pg := testenv.OwnPG(t, testenv.PostgresOptions{Settings: map[string]string{"max_slot_wal_keep_size": "256MB"}})
+	admin := pg.NewDatabase(t)
+	testenv.MustExec(t, admin, dbaDDL)
+	pc, err := pgconn.ParseConfig(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The connector's own role: not a superuser.
+	roleDSN := strings.Replace(admin, "postgres://postgres@", "postgres://cdc@", 1)
+	emu := testenv.Emu(t)
+	topic, err := emu.CreateTopic(ctx, fmt.Sprintf("dba-%d", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg, cfg2 := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "config2.yaml")
+	dbaConfig(t, cfg, roleDSN, topic, emu)
+	dbaConfig(t, cfg2, roleDSN, topic, emu, "applied_at")
+
+	// Dry run: the SQL, with a comment above each statement; nothing changes.
+	dry := runCLI(t, "setup", "--config", cfg, "--dsn", admin, "--dry-run")
+	if dry.code != 0 {
+		t.Fatalf("setup --dry-run: %s", dry)
+	}
+	for _, want := range []string{
+		`CREATE PUBLICATION "cdc" FOR TABLE`,
+		`"public"."apps" ("application_id", "company_id", "answers")`,
+		`"public"."postings" ("posting_id", "title") WHERE (posting_id > 0)`,
+		`WITH (publish = 'insert, update')`,
+		`SELECT pg_create_logical_replication_slot('cdc', 'pgoutput');`,
+		`--   CREATE ROLE "cdc" WITH LOGIN REPLICATION;`,
+		`--   GRANT SELECT ("application_id", "company_id", "answers") ON "public"."apps" TO "cdc";`,
+		"-- Dry run: checked in a transaction that was rolled back; nothing was changed.",
+	} {
+		if !strings.Contains(dry.stdout, want) {
+			t.Errorf("setup --dry-run: no %q in:\n%s", want, dry.stdout)
+		}
+	}
+	lines := strings.Split(dry.stdout, "\n")
+	for i, l := range lines {
+		if regexp.MustCompile(`^(CREATE|ALTER|SELECT) `).MatchString(l) && (i == 0 || !strings.HasPrefix(lines[i-1], "-- ")) {
+			t.Errorf("statement without a one-line comment above it: %q", l)
+		}
+	}
+	for _, want := range []string{"setup: connected to database " + pc.Database, "setup: publication cdc: would be created", "setup: slot cdc: would be created", "nothing was changed"} {
+		if !strings.Contains(dry.stderr, want) {
+			t.Errorf("setup --dry-run progress: no %q in:\n%s", want, dry.stderr)
+		}
+	}
+	if got := publicationState(t, admin); got != "no publication |  | no slot" {
+		t.Fatalf("setup --dry-run changed the database: %s", got)
+	}
+
+	// Setup, then the role exactly as its comments say.
+	res := runCLI(t, "setup", "--config", cfg, "--dsn", admin)
+	if res.code != 0 || !strings.Contains(res.stdout, "-- setup: done: publication cdc created; slot cdc created at ") {
+		t.Fatalf("setup: %s", res)
+	}
+	for _, want := range []string{"publication cdc: created", "slot cdc: creating; this waits", "slot cdc: created at", "done; next: baitoru-cdc check"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("setup progress: no %q in:\n%s", want, res.stderr)
+		}
+	}
+	roles := roleStatements(dry.stdout)
+	if len(roles) < 4 {
+		t.Fatalf("setup printed %d role statements: %q", len(roles), roles)
+	}
+	for _, s := range roles {
+		testenv.MustExec(t, admin, s)
+	}
+
+	// check as the connector's role: every row ✓.
+	rep, res := checkJSON(t, "--config", cfg)
+	if res.code != 0 || rep.Status != "ok" || len(notOK(rep)) > 0 {
+		t.Fatalf("check after setup: not all ok: %+v\n%s", notOK(rep), res)
+	}
+	for _, name := range []string{"server version", "wal_level", "replication slots", "wal senders", "role cdc",
+		"table public.apps", "table public.postings", "replica identity public.apps", "publication cdc",
+		"publication matches config", "writes", "grants", "slot cdc", "slot wal_status", "slot retained WAL",
+		"slot confirmed-flush lag", "max_slot_wal_keep_size", "sns topic"} {
+		if len(rowsWith(rep, name)) == 0 {
+			t.Errorf("check has no row %q: %+v", name, rep.Checks)
+		}
+	}
+	table := runCLI(t, "check", "--config", cfg)
+	if table.code != 0 || !strings.Contains(table.stdout, "✓ wal_level") || strings.Contains(table.stdout, "✗") || !strings.Contains(table.stdout, "check: all good") {
+		t.Fatalf("check table: %s", table)
+	}
+
+	// A second setup changes nothing, and says so.
+	before := publicationState(t, admin)
+	res = runCLI(t, "setup", "--config", cfg, "--dsn", admin)
+	if res.code != 0 || !strings.Contains(res.stdout, "-- setup: nothing to do: publication cdc and slot cdc already match the config.") ||
+		!strings.Contains(res.stderr, "setup: nothing changed") || strings.Contains(res.stdout, "BEGIN;") {
+		t.Fatalf("second setup: %s", res)
+	}
+	if after := publicationState(t, admin); after != before {
+		t.Fatalf("second setup changed the database:\n%s\n%s", before, after)
+	}
+
+	// As a superuser: works, but the role is a warning: exit 2.
+	rep, res = checkJSON(t, "--config", cfg, "--dsn", admin)
+	if res.code != 2 || rep.Status != "warn" {
+		t.Fatalf("check as superuser: want exit 2: %s", res)
+	}
+	if bad := notOK(rep); len(bad) != 1 || bad[0].Check != "role postgres" || bad[0].Fix == "" {
+		t.Fatalf("check as superuser: want one warning (role) with a fix: %+v", bad)
+	}
+
+	// Drift: a table removed by hand, a column added to the config.
+	testenv.MustExec(t, admin, `ALTER PUBLICATION cdc DROP TABLE postings`)
+	rep, res = checkJSON(t, "--config", cfg2)
+	if res.code != 1 || rep.Status != "fail" {
+		t.Fatalf("check with drift: want exit 1: %s", res)
+	}
+	drift := rowsWith(rep, "publication drift")
+	var sawMissing, sawColumn bool
+	for _, d := range drift {
+		if d.Status != postgres.CheckFail || !strings.Contains(d.Fix, "baitoru-cdc setup --config "+cfg2) || !strings.Contains(d.Fix, `ALTER PUBLICATION "cdc" SET TABLE`) {
+			t.Errorf("drift row without the fix: %+v", d)
+		}
+		sawMissing = sawMissing || strings.Contains(d.Observed, "public.postings: not in the publication")
+		sawColumn = sawColumn || strings.Contains(d.Observed, "public.apps: column list (application_id, company_id, answers, applied_at)")
+	}
+	if !sawMissing || !sawColumn {
+		t.Fatalf("drift rows %+v; want the removed table and the added column", drift)
+	}
+	// The role may not read the added column: the fix is the exact grant.
+	if g := rowsWith(rep, "grants"); len(g) != 1 || g[0].Status != postgres.CheckWarn || !strings.Contains(g[0].Fix, `GRANT SELECT ("applied_at") ON "public"."apps" TO "cdc"`) {
+		t.Errorf("grants row: %+v", g)
+	}
+	table = runCLI(t, "check", "--config", cfg2)
+	if table.code != 1 || !strings.Contains(table.stdout, "✗ publication drift") || !strings.Contains(table.stdout, "fix: baitoru-cdc setup") || !strings.Contains(table.stdout, "exit 1") {
+		t.Fatalf("check table with drift: %s", table)
+	}
+
+	// A publication made by hand that would make every UPDATE of postings
+	// fail (row filter outside the replica identity, updates published).
+	testenv.MustExec(t, admin, `ALTER PUBLICATION cdc SET TABLE apps (application_id, company_id, answers), postings (posting_id, title) WHERE (title <> '')`)
+	rep, _ = checkJSON(t, "--config", cfg, "--dsn", admin)
+	writes := rowsWith(rep, "writes on public.postings")
+	if len(writes) == 0 || writes[0].Status != postgres.CheckFail || !strings.Contains(writes[0].Observed, "title") || !strings.Contains(writes[0].Fix, "publish only insert") {
+		t.Fatalf("check did not flag the publication that blocks UPDATE: %+v", rep.Checks)
+	}
+	if err := testenv.Exec(ctx, admin, `INSERT INTO postings VALUES (1, 't'); UPDATE postings SET published = true`); err == nil || !strings.Contains(err.Error(), "cannot update table") {
+		t.Fatalf("the hand-made publication should block UPDATE (what check flags): %v", err)
+	}
+
+	// setup aligns the publication with config2; check is all ✓ again.
+	res = runCLI(t, "setup", "--config", cfg2, "--dsn", admin)
+	if res.code != 0 || !strings.Contains(res.stdout, "ALTER PUBLICATION") || !strings.Contains(res.stdout, "publication cdc altered") {
+		t.Fatalf("setup after drift: %s", res)
+	}
+	for _, s := range roleStatements(res.stdout) {
+		if !strings.HasPrefix(s, "CREATE ROLE") {
+			testenv.MustExec(t, admin, s)
+		}
+	}
+	testenv.MustExec(t, admin, `UPDATE postings SET published = true`)
+	if rep, res = checkJSON(t, "--config", cfg2); res.code != 0 {
+		t.Fatalf("check after aligning setup: %+v\n%s", notOK(rep), res)
+	}
+
+	// teardown: refused without --yes; refused while streamed.
+	res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin)
+	if res.code != 1 || !strings.Contains(res.stderr, "refusing without --yes") || publicationState(t, admin) == "no publication |  | no slot" {
+		t.Fatalf("teardown without --yes: %s", res)
+	}
+	repl, err := pgconn.Connect(ctx, admin+"&replication=database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pglogrepl.StartReplication(ctx, repl, "cdc", 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'cdc'"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitSlotActive(t, admin, true)
+	before = publicationState(t, admin)
+	res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes")
+	if res.code != 1 || !strings.Contains(res.stderr, "refused, nothing dropped") || !strings.Contains(res.stderr, "streamed by pid") {
+		t.Fatalf("teardown of an active slot: %s", res)
+	}
+	if after := publicationState(t, admin); after != before {
+		t.Fatalf("refused teardown dropped something: %s", after)
+	}
+	repl.Close(ctx)
+	waitSlotActive(t, admin, false)
+
+	// teardown --yes drops both and says so; nothing is left.
+	res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes")
+	if res.code != 0 || !strings.Contains(res.stdout, "dropped replication slot cdc (it had confirmed up to ") || !strings.Contains(res.stdout, "dropped publication cdc") {
+		t.Fatalf("teardown: %s", res)
+	}
+	if got := publicationState(t, admin); got != "no publication |  | no slot" {
+		t.Fatalf("after teardown: %s", got)
+	}
+	if res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes"); res.code != 0 || !strings.Contains(res.stdout, "nothing to drop") {
+		t.Fatalf("second teardown: %s", res)
+	}
+}
+
+func waitSlotActive(t *testing.T, dsn string, active bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got bool
+		err := testenvQueryRow(dsn, `SELECT coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = 'cdc'), false)`, &got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == active {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot cdc active=%v after 10s, want %v", got, active)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testenvQueryRow(dsn, sql string, dest ...any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.QueryRow(ctx, sql).Scan(dest...)
+}
+
+// TestCheckWALLevelReplica: on a server with wal_level=replica, check
+// reports ✗ with the fix (exit 1), setup refuses before changing anything,
+// and setup --dry-run still prints the SQL, noting the level.
+func TestCheckWALLevelReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	pg := testenv.OwnPG(t, testenv.PostgresOptions{Settings: map[string]string{"wal_level": "replica"}})
+	dsn := pg.NewDatabase(t)
+	testenv.MustExec(t, dsn, appsDDL)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+source: {dsn: "%s", slot: cdc, publication: cdc, create: false}
+publisher: {kind: stdout}
+tables:
+  - table: public.apps
+    columns: [{column: application_id}, {column: company_id}]
+`, dsn)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, res := checkJSON(t, "--config", cfg)
+	wl := rowsWith(rep, "wal_level")
+	if res.code != 1 || len(wl) != 1 || wl[0].Status != postgres.CheckFail || !strings.Contains(wl[0].Observed, "replica") ||
+		!strings.Contains(wl[0].Fix, "ALTER SYSTEM SET wal_level = logical") || !strings.Contains(wl[0].Fix, "restart") {
+		t.Fatalf("check on wal_level=replica: %+v\n%s", wl, res)
+	}
+	table := runCLI(t, "check", "--config", cfg)
+	if !regexp.MustCompile(`(?m)^✗ wal_level +replica`).MatchString(table.stdout) {
+		t.Fatalf("check table: %s", table)
+	}
+	res = runCLI(t, "setup", "--config", cfg)
+	if res.code != 1 || !strings.Contains(res.stderr, "wal_level is replica") || !strings.Contains(res.stderr, "nothing was changed") {
+		t.Fatalf("setup on wal_level=replica: %s", res)
+	}
+	if got := publicationState(t, dsn); got != "no publication |  | no slot" {
+		t.Fatalf("refused setup changed the database: %s", got)
+	}
+	res = runCLI(t, "setup", "--config", cfg, "--dry-run")
+	if res.code != 0 || !strings.Contains(res.stdout, "CREATE PUBLICATION") || !strings.Contains(res.stdout, "wal_level is replica: the slot below cannot be created") {
+		t.Fatalf("setup --dry-run on wal_level=replica: %s", res)
+	}
+}
+
+// TestCheckSNSTopics: the SNS rows of check: a standard and a FIFO topic
+// are reachable and what their ARN says; a missing topic is ✗ with a fix.
+func TestCheckSNSTopics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	ctx := context.Background()
+	emu := testenv.Emu(t)
+	base := fmt.Sprintf("dba-sns-%d", time.Now().UnixNano())
+	std, err := emu.CreateTopic(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fifo, err := emu.CreateTopic(ctx, base+".fifo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := std + "-missing"
+	cfg := &config.Config{SNS: config.SNS{Region: emu.Region, Endpoint: emu.Endpoint, TopicARN: std},
+		Tables: []config.Table{{Table: "public.a"}, {Table: "public.b", TopicARN: fifo}, {Table: "public.c", TopicARN: missing}}}
+	rows := snsChecks(ctx, cfg)
+	want := map[string]struct {
+		status postgres.CheckStatus
+		text   string
+	}{
+		std:     {postgres.CheckOK, "reachable, standard topic"},
+		fifo:    {postgres.CheckOK, "reachable, FIFO topic"},
+		missing: {postgres.CheckFail, "not reachable"},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d sns rows, want %d: %+v", len(rows), len(want), rows)
+	}
+	for _, r := range rows {
+		var arn string
+		for a := range want {
+			if strings.HasPrefix(r.Observed, a+":") || strings.Contains(r.Observed, a+" ") || (strings.HasPrefix(r.Observed, "not reachable") && strings.Contains(r.Observed, a)) {
+				if len(a) > len(arn) {
+					arn = a
+				}
+			}
+		}
+		w, ok := want[arn]
+		if !ok || r.Status != w.status || !strings.Contains(r.Observed, w.text) || (r.Status == postgres.CheckFail && !strings.Contains(r.Fix, "sns:GetTopicAttributes")) {
+			t.Errorf("sns row %+v; want %+v for %s", r, w, arn)
+		}
+	}
+	if got := checkExitCode(rows); got != 1 {
+		t.Errorf("exit code %d, want 1", got)
+	}
+}
+
+// TestRunStopsOnInvalidatedSlot: a slot the server invalidated (a small
+// max_slot_wal_keep_size, WAL written past it while no connector ran)
+// makes check report it ✗ and run exit non-zero with the LSN from which
+// rows may be missing and how to recover; run never creates a new slot.
+func TestRunStopsOnInvalidatedSlot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	pg := testenv.OwnPG(t, testenv.PostgresOptions{Settings: map[string]string{"max_slot_wal_keep_size": "1MB"}})
+	dsn := pg.NewDatabase(t)
+	testenv.MustExec(t, dsn, appsDDL)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+source: {dsn: "%s", slot: cdc, publication: cdc, create: true, reconnect: {initial: 100ms, max: 1s}}
+publisher: {kind: stdout}
+tables:
+  - table: public.apps
+    columns: [{column: application_id}, {column: company_id}]
+`, dsn)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := runCLI(t, "setup", "--config", cfg); res.code != 0 {
+		t.Fatalf("setup: %s", res)
+	}
+	var confirmed string
+	if err := testenvQueryRow(dsn, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'`, &confirmed); err != nil {
+		t.Fatal(err)
+	}
+	// Write past max_slot_wal_keep_size: a few WAL segments, then a
+	// checkpoint, which invalidates the slot.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 1; ; i++ {
+		testenv.MustExec(t, dsn, insertApps(i*10, i*10+9)+`; SELECT pg_switch_wal()`)
+		testenv.MustExec(t, dsn, insertApps(i*10+5000, i*10+5009)+`; SELECT pg_switch_wal(); CHECKPOINT`)
+		var status string
+		if err := testenvQueryRow(dsn, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = 'cdc'`, &status); err != nil {
+			t.Fatal(err)
+		}
+		if status == "lost" {
+			t.Logf("slot invalidated after %d rounds", i)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot not invalidated after 30s (wal_status %s)", status)
+		}
+	}
+
+	rep, _ := checkJSON(t, "--config", cfg)
+	ws := rowsWith(rep, "slot wal_status")
+	if len(ws) != 1 || ws[0].Status != postgres.CheckFail || !strings.Contains(ws[0].Observed, "lost") || !strings.Contains(ws[0].Fix, "teardown --yes") || !strings.Contains(ws[0].Fix, "backfill") {
+		t.Fatalf("check on a lost slot: %+v", rep.Checks)
+	}
+
+	p := startProc(t, "run", "--config", cfg)
+	err := p.wait(t, 60*time.Second)
+	out := p.output()
+	if err == nil {
+		t.Fatalf("run exited 0 on an invalidated slot:\n%s", out)
+	}
+	for _, want := range []string{"invalidated", "Changes committed after " + confirmed, "may be missing", "teardown", "setup", "backfill the mapped rows committed since " + confirmed, "docs/dba.md"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run output lacks %q:\n%s", want, out)
+		}
+	}
+	var slots []string
+	if err := testenvQueryRow(dsn, `SELECT array(SELECT slot_name || ':' || coalesce(wal_status, '') FROM pg_replication_slots)`, &slots); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(slots, []string{"cdc:lost"}) {
+		t.Fatalf("slots after run: %v; want only the lost one, untouched", slots)
+	}
+}
