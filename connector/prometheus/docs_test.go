@@ -1,6 +1,7 @@
 package prometheus
 
 import (
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
@@ -8,7 +9,8 @@ import (
 	"testing"
 
 	prom "github.com/prometheus/client_golang/prometheus"
-	"go.yaml.in/yaml/v3"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/sink"
@@ -103,52 +105,115 @@ func TestDocsNameRealMetrics(t *testing.T) {
 	}
 }
 
-// TestAlertRulesFile checks the example rules parse as a Prometheus rule
-// file: groups of rules, each with an alert name, an expression and a
-// severity.
+// alertProblems validates a Prometheus rule file the way Prometheus does
+// when it loads one (rulefmt: structure, unknown fields, durations, PromQL,
+// annotation templates), then checks our own conventions: every rule is an
+// alert with a severity of page or ticket and a summary, names are unique,
+// and every metric an expression selects is one that names knows (histogram
+// series suffixes allowed) or Prometheus's own up.
+func alertProblems(content []byte, names map[string]bool) []string {
+	groups, errs := rulefmt.Parse(content, false)
+	var problems []string
+	for _, err := range errs {
+		problems = append(problems, err.Error())
+	}
+	if len(errs) > 0 {
+		return problems
+	}
+	known := func(n string) bool {
+		if _, ok := names[n]; ok || n == "up" {
+			return true
+		}
+		for _, suf := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(n, suf); ok && names[base] {
+				return true
+			}
+		}
+		return false
+	}
+	seen := map[string]bool{}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			name := r.Alert
+			switch {
+			case name == "":
+				problems = append(problems, fmt.Sprintf("group %s: recording rule %s: the file holds alerts only", g.Name, r.Record))
+				continue
+			case seen[name]:
+				problems = append(problems, fmt.Sprintf("alert %s twice", name))
+			}
+			seen[name] = true
+			if s := r.Labels["severity"]; s != "page" && s != "ticket" {
+				problems = append(problems, fmt.Sprintf("%s: severity %q, want page or ticket", name, s))
+			}
+			if r.Annotations["summary"] == "" {
+				problems = append(problems, fmt.Sprintf("%s: no summary annotation", name))
+			}
+			expr, err := parser.ParseExpr(r.Expr)
+			if err != nil { // rulefmt parsed it already
+				problems = append(problems, fmt.Sprintf("%s: %v", name, err))
+				continue
+			}
+			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok && !known(vs.Name) {
+					problems = append(problems, fmt.Sprintf("%s: no component exports %s", name, vs.Name))
+				}
+				return nil
+			})
+		}
+	}
+	if len(seen) == 0 {
+		problems = append(problems, "no alerts")
+	}
+	return problems
+}
+
+// TestAlertRulesFile checks the example alert rules: Prometheus would load
+// them, and they select only metrics that exist (alertProblems).
 func TestAlertRulesFile(t *testing.T) {
 	b, err := os.ReadFile("../../docs/prometheus-alerts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f struct {
-		Groups []struct {
-			Name  string
-			Rules []struct {
-				Alert       string
-				Expr        string
-				For         string
-				Labels      map[string]string
-				Annotations map[string]string
-			}
-		}
+	for _, p := range alertProblems(b, metricNames(t)) {
+		t.Errorf("docs/prometheus-alerts.yml: %s", p)
 	}
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		t.Fatal(err)
+}
+
+// TestAlertProblems checks that alertProblems catches each kind of mistake.
+func TestAlertProblems(t *testing.T) {
+	names := metricNames(t)
+	const ok = `{alert: A, expr: 'baitoru_cdc_inflight_events > 0', labels: {severity: page}, annotations: {summary: s}}`
+	file := func(rules ...string) []byte {
+		return []byte("groups:\n  - name: g\n    rules:\n      - " + strings.Join(rules, "\n      - ") + "\n")
 	}
-	seen := map[string]bool{}
-	n := 0
-	for _, g := range f.Groups {
-		for _, r := range g.Rules {
-			n++
-			if r.Alert == "" || r.Expr == "" || r.Annotations["summary"] == "" {
-				t.Errorf("group %s: incomplete rule %+v", g.Name, r)
+	for _, c := range []struct {
+		name  string
+		file  []byte
+		wants string // a substring of the problems; "" for none
+	}{
+		{"valid", file(ok, `{alert: B, expr: 'histogram_quantile(0.99, sum by (le) (rate(baitoru_cdc_commit_to_publish_seconds_bucket[5m]))) > 1 or up == 0', for: 5m, labels: {severity: ticket}, annotations: {summary: "{{ $value | humanize }}"}}`), ""},
+		{"promql syntax", file(`{alert: A, expr: 'rate(baitoru_cdc_inflight_events[5m]', labels: {severity: page}, annotations: {summary: s}}`), "unclosed left parenthesis"},
+		{"unknown function", file(`{alert: A, expr: 'ratez(baitoru_cdc_inflight_events[5m])', labels: {severity: page}, annotations: {summary: s}}`), "unknown function"},
+		{"unknown metric", file(`{alert: A, expr: 'baitoru_cdc_inflight_event > 0', labels: {severity: page}, annotations: {summary: s}}`), "no component exports baitoru_cdc_inflight_event"},
+		{"suffix of a counter", file(`{alert: A, expr: 'baitoru_cdc_changes_read_total_count > 0', labels: {severity: page}, annotations: {summary: s}}`), "no component exports baitoru_cdc_changes_read_total_count"},
+		{"unknown field", file(`{alert: A, expr: 'up == 0', fore: 5m, labels: {severity: page}, annotations: {summary: s}}`), "field fore not found"},
+		{"bad duration", file(`{alert: A, expr: 'up == 0', for: 5 minutes, labels: {severity: page}, annotations: {summary: s}}`), `unknown unit " minutes"`},
+		{"bad template", file(`{alert: A, expr: 'up == 0', labels: {severity: page}, annotations: {summary: "{{ $value | humanise }}"}}`), "humanise"},
+		{"no severity", file(`{alert: A, expr: 'up == 0', annotations: {summary: s}}`), `severity "", want page or ticket`},
+		{"no summary", file(`{alert: A, expr: 'up == 0', labels: {severity: page}}`), "no summary"},
+		{"twice", file(ok, ok), "alert A twice"},
+		{"recording rule", file(`{record: 'x:y', expr: 'up'}`), "alerts only"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			problems := alertProblems(c.file, names)
+			all := strings.Join(problems, "\n")
+			switch {
+			case c.wants == "" && len(problems) > 0:
+				t.Errorf("problems in a valid file:\n%s", all)
+			case c.wants != "" && !strings.Contains(all, c.wants):
+				t.Errorf("problems %q, want one containing %q", problems, c.wants)
 			}
-			if s := r.Labels["severity"]; s != "page" && s != "ticket" {
-				t.Errorf("%s: severity %q", r.Alert, s)
-			}
-			if seen[r.Alert] {
-				t.Errorf("alert %s twice", r.Alert)
-			}
-			seen[r.Alert] = true
-			if strings.Count(r.Expr, "(") != strings.Count(r.Expr, ")") {
-				t.Errorf("%s: unbalanced parentheses in %s", r.Alert, r.Expr)
-			}
-		}
-	}
-	if n < 10 {
-		t.Errorf("only %d rules", n)
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/sink"
 )
 
 // value returns the value of the series name{labels} (counter, gauge, or
@@ -185,7 +186,9 @@ func TestMetricsCount(t *testing.T) {
 	}
 }
 
-// TestMetricsLint runs Prometheus's own linter over every metric.
+// TestMetricsLint runs Prometheus's own linter (naming: _total, base
+// units, no unit prefixes; help texts) over every metric of the connector
+// and of the sink.
 func TestMetricsLint(t *testing.T) {
 	m := New()
 	m.AddTable("public.applications")
@@ -194,13 +197,21 @@ func TestMetricsLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sinkReg := prom.NewRegistry()
+	sm := sink.NewMetrics(sinkReg)
+	sm.KobotRequests.WithLabelValues("2xx").Inc()
+	sm.LinkReloads.WithLabelValues("all").Inc()
+	sinkMFs, err := sinkReg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ours []*dto.MetricFamily
-	for _, mf := range mfs {
+	for _, mf := range append(mfs, sinkMFs...) {
 		if strings.HasPrefix(mf.GetName(), "baitoru_cdc_") {
 			ours = append(ours, mf)
 		}
 	}
-	if len(ours) < 12 {
+	if len(ours) < 20 {
 		t.Fatalf("only %d baitoru_cdc_ metric families", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
