@@ -358,7 +358,10 @@ func TestSetupCheckTeardown(t *testing.T) {
 	if res.code != 1 || !strings.Contains(res.stderr, "refusing without --yes") || publicationState(t, admin) == "no publication |  | no slot" {
 		t.Fatalf("teardown without --yes: %s", res)
 	}
-	repl, err := pgconn.Connect(ctx, admin+"&replication=database")
+	// The role as setup describes it can stream the slot and write the
+	// heartbeat (pg_logical_emit_message).
+	testenv.MustExec(t, roleDSN, `SELECT pg_logical_emit_message(false, 'baitoru-cdc.heartbeat', 'x')`)
+	repl, err := pgconn.Connect(ctx, roleDSN+"&replication=database")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,6 +392,8 @@ func TestSetupCheckTeardown(t *testing.T) {
 	if res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes"); res.code != 0 || !strings.Contains(res.stdout, "nothing to drop") {
 		t.Fatalf("second teardown: %s", res)
 	}
+	// docs/dba.md: removing the role.
+	testenv.MustExec(t, admin, `DROP OWNED BY cdc; DROP ROLE cdc`)
 }
 
 func waitSlotActive(t *testing.T, dsn string, active bool) {
