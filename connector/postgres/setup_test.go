@@ -443,7 +443,10 @@ func TestRowFilterPushdown(t *testing.T) {
 
 // TestIdleSlotAdvances: with only another database writing, the mapped
 // database's slot confirms past that WAL within the heartbeat interval, so
-// it does not hold WAL back.
+// it does not hold WAL back. The heartbeat runs as in production, but on
+// PostgreSQL 15 the connector's own confirmation of the server's WAL end
+// from keepalives (nothing in flight) is already enough: this test passes
+// without the heartbeat too. TestHeartbeat tests the heartbeat itself.
 func TestIdleSlotAdvances(t *testing.T) {
 	integration(t)
 	ctx := context.Background()
