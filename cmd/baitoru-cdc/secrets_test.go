@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	"github.com/baitoru/baitoru-cdc/sink/kobot"
+)
+
+// TestSecretsNeverOutput runs the connector and the sink against a
+// PostgreSQL that checks passwords (scram-sha-256), the emulator and a
+// Kobot that fails its first pushes, drives the links API (good and bad
+// requests), runs validate and check, and a connector with a wrong
+// password; then it greps everything any of them printed or served — logs,
+// errors, API answers, /metrics, /healthz, /readyz — for the DSN password,
+// the webhook secret (whole and its key part) and the API token.
+func TestSecretsNeverOutput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const (
+		role      = "cdc_app"
+		password  = "Pw-9f2c1e7b-leakcheck"
+		wrongPass = "Wrong-5d1a77c3-leakcheck"
+		secret    = "whsec_c2VjcmV0cy1uZXZlci1vdXRwdXQtdGVzdC1rZXk="
+		token     = "links-token-3b8e0c55-leakcheck"
+	)
+	pg := testenv.OwnPG(t, testenv.PostgresOptions{HBA: []string{
+		"host all " + role + " 127.0.0.1/32 scram-sha-256",
+		"host replication " + role + " 127.0.0.1/32 scram-sha-256",
+	}})
+	testenv.MustExec(t, pg.DSN("postgres"), fmt.Sprintf(`CREATE ROLE %s LOGIN REPLICATION SUPERUSER PASSWORD '%s'`, role, password))
+	srcAdmin, sinkAdmin := pg.NewDatabase(t), pg.NewDatabase(t)
+	withRole := func(adminDSN, pass string) string {
+		u, err := url.Parse(adminDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(role, pass)
+		return u.String()
+	}
+	srcDSN, sinkDSN := withRole(srcAdmin, password), withRole(sinkAdmin, password)
+	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, srcAdmin, string(schema))
+
+	ctx := context.Background()
+	emu := testenv.Emu(t)
+	name := fmt.Sprintf("secrets-%d", time.Now().UnixNano()%1e6)
+	topic, err := emu.CreateTopic(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqURL, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueURL, queueARN, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.Subscribe(ctx, topic, queueARN, true); err != nil {
+		t.Fatal(err)
+	}
+
+	key, err := kobot.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := &verifyingKobot{t: t, secret: key}
+	var calls atomic.Int32
+	kobotSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 { // the sink logs delivery errors, then retries
+			http.Error(w, "try later", http.StatusInternalServerError)
+			return
+		}
+		recv.ServeHTTP(w, r)
+	}))
+	defer kobotSrv.Close()
+
+	metricsAddr, apiAddr := freeAddr(t), freeAddr(t)
+	env := []string{
+		"BAITORU_CDC_SOURCE_DSN=" + srcDSN,
+		"BAITORU_CDC_SNS_REGION=" + emu.Region,
+		"BAITORU_CDC_SNS_ENDPOINT=" + emu.Endpoint,
+		"BAITORU_CDC_SNS_TOPIC_ARN=" + topic,
+		"BAITORU_CDC_METRICS_LISTEN=" + metricsAddr,
+		"BAITORU_CDC_LOG_FORMAT=json",
+		"BAITORU_CDC_LOG_LEVEL=debug",
+		"BAITORU_CDC_SINK_DSN=" + sinkDSN,
+		"BAITORU_CDC_SINK_SQS_REGION=" + emu.Region,
+		"BAITORU_CDC_SINK_SQS_ENDPOINT=" + emu.Endpoint,
+		"BAITORU_CDC_SINK_SQS_QUEUE_URL=" + queueURL,
+		"BAITORU_CDC_SINK_SQS_DLQ_URL=" + dlqURL,
+		"BAITORU_CDC_SINK_SQS_WAIT_TIME=1s",
+		"BAITORU_CDC_SINK_KOBOT_ENDPOINT=" + kobotSrv.URL + "/webhooks/baitoru",
+		"BAITORU_CDC_SINK_KOBOT_SECRET=" + secret,
+		"BAITORU_CDC_SINK_KOBOT_RETRY_INITIAL=50ms",
+		"BAITORU_CDC_SINK_API_LISTEN=" + apiAddr,
+		"BAITORU_CDC_SINK_API_TOKEN=" + token,
+	}
+	shipped := filepath.Join(testenv.ModuleRoot(), "config.yaml")
+
+	// Everything printed or served, by where it came from.
+	outputs := map[string]string{}
+	oneShot := func(label string, extra []string, args ...string) {
+		cmd := exec.Command(buildBinary(t), args...)
+		cmd.Env = append(append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"), append(env, extra...)...)
+		out, _ := cmd.CombinedOutput() // success or not, the output is what is checked
+		outputs[label] = string(out)
+	}
+	get := func(label, method, u, auth, ctype, body string) {
+		req, _ := http.NewRequest(method, u, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", label, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		outputs[label] = fmt.Sprintf("%d %v\n%s", resp.StatusCode, resp.Header, b)
+	}
+
+	conn := startProcEnv(t, env, "run", "--config", shipped)
+	conn.waitLog(t, `"msg":"streaming"`, 30*time.Second)
+	snk := startProcEnv(t, env, "sink", "--config", shipped)
+	api := "http://" + apiAddr
+	waitHTTP(t, api+"/readyz", snk)
+
+	get("api: start link", http.MethodPost, api+"/v1/links", token, "application/json", `{"kobot_account":"kobot-acme","link_key":"1"}`)
+	get("api: wrong token", http.MethodPost, api+"/v1/links", token+"x", "application/json", `{"kobot_account":"kobot-acme","link_key":"1"}`)
+	get("api: token as body", http.MethodPost, api+"/v1/links", token, "application/json", `{"kobot_account":"`+token+`"`)
+	get("api: list", http.MethodGet, api+"/v1/links?limit=ten", token, "", "")
+	testenv.MustExec(t, srcAdmin, `INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email)
+		VALUES (1, 1, 'Secrets test', 'secrets@example.jp')`)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(recv.snapshot()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(recv.snapshot()) == 0 {
+		t.Fatalf("no push reached Kobot (%d calls):\n%s\n%s", calls.Load(), tail(conn.output(), 10), tail(snk.output(), 10))
+	}
+	for _, ep := range []string{"/metrics", "/healthz", "/readyz"} {
+		get("connector "+ep, http.MethodGet, "http://"+metricsAddr+ep, "", "", "")
+		get("sink "+ep, http.MethodGet, api+ep, "", "", "")
+	}
+
+	oneShot("validate", nil, "validate", "--config", shipped)
+	oneShot("validate with a bad override", []string{"BAITORU_CDC_SINK_SQS_WAIT_TIME=99s", "BAITORU_CDC_SINK_KOBOT_SECRET=whsec_!" + secret}, "validate", "--config", shipped)
+	oneShot("check", nil, "check", "--config", shipped)
+	oneShot("check --json", nil, "check", "--config", shipped, "--json")
+	oneShot("setup --dry-run", nil, "setup", "--config", shipped, "--dry-run")
+	wrong := withRole(srcAdmin, wrongPass)
+	oneShot("check with a wrong password", []string{"BAITORU_CDC_SOURCE_DSN=" + wrong}, "check", "--config", shipped)
+	bad := startProcEnv(t, append(append([]string(nil), env...), "BAITORU_CDC_SOURCE_DSN="+wrong, "BAITORU_CDC_METRICS_LISTEN="+freeAddr(t),
+		"BAITORU_CDC_SOURCE_SLOT=other"), "run", "--config", shipped)
+	bad.waitLog(t, `password authentication failed`, 30*time.Second)
+	badSink := startProcEnv(t, append(append([]string(nil), env...), "BAITORU_CDC_SINK_DSN="+withRole(sinkAdmin, wrongPass), "BAITORU_CDC_SINK_API_LISTEN="+freeAddr(t)), "sink", "--config", shipped)
+	select {
+	case <-badSink.done:
+	case <-time.After(30 * time.Second):
+	}
+
+	for label, p := range map[string]*proc{"run": conn, "sink": snk, "run with a wrong password": bad, "sink with a wrong password": badSink} {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s did not stop after SIGTERM", label)
+		}
+		outputs[label] = p.output()
+	}
+	// The error paths ran and said what is wrong (without the values).
+	for label, want := range map[string]string{
+		"run with a wrong password":    "password authentication failed",
+		"check with a wrong password":  "password authentication failed",
+		"sink with a wrong password":   "password authentication failed",
+		"validate with a bad override": "BAITORU_CDC_SINK_KOBOT_SECRET",
+		"api: wrong token":             "401",
+	} {
+		if !strings.Contains(outputs[label], want) {
+			t.Errorf("%s: no %q in its output:\n%s", label, want, tail(outputs[label], 5))
+		}
+	}
+
+	keyPart := strings.TrimPrefix(secret, "whsec_")
+	raw, _ := base64.StdEncoding.DecodeString(keyPart)
+	secrets := map[string]string{
+		"DSN password":            password,
+		"wrong DSN password":      wrongPass,
+		"DSN password, escaped":   url.QueryEscape(password),
+		"webhook secret":          secret,
+		"webhook secret key":      keyPart,
+		"webhook secret, decoded": string(raw),
+		"API token":               token,
+	}
+	total := 0
+	for label, out := range outputs {
+		total += len(out)
+		if strings.TrimSpace(out) == "" {
+			t.Errorf("%s: no output: the check would prove nothing", label)
+		}
+		for what, s := range secrets {
+			if i := strings.Index(out, s); i >= 0 {
+				t.Errorf("%s printed the %s: …%s…", label, what, out[max(0, i-80):min(len(out), i+len(s)+20)])
+			}
+		}
+	}
+	t.Logf("%d outputs, %d bytes, free of %d secret forms", len(outputs), total, len(secrets))
+}
