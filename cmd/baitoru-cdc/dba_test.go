@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -522,10 +523,12 @@ func TestCheckSNSTopics(t *testing.T) {
 	}
 }
 
-// TestRunStopsOnInvalidatedSlot: a slot the server invalidated (a small
-// max_slot_wal_keep_size, WAL written past it while no connector ran)
-// makes check report it ✗ and run exit non-zero with the LSN from which
-// rows may be missing and how to recover; run never creates a new slot.
+// TestRunStopsOnInvalidatedSlot: a slot the server invalidates (a small
+// max_slot_wal_keep_size and WAL written past it while the connector is
+// frozen with SIGSTOP, so it confirms nothing) makes the running connector
+// exit non-zero with the LSN from which rows may be missing and how to
+// recover; starting run again on the lost slot does the same, check
+// reports it ✗ with the fix, and no new slot is ever created.
 func TestRunStopsOnInvalidatedSlot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -535,7 +538,7 @@ func TestRunStopsOnInvalidatedSlot(t *testing.T) {
 	testenv.MustExec(t, dsn, appsDDL)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
-source: {dsn: "%s", slot: cdc, publication: cdc, create: true, reconnect: {initial: 100ms, max: 1s}}
+source: {dsn: "%s", slot: cdc, publication: cdc, create: true, status_interval: 100ms, reconnect: {initial: 100ms, max: 1s}}
 publisher: {kind: stdout}
 tables:
   - table: public.apps
@@ -546,12 +549,16 @@ tables:
 	if res := runCLI(t, "setup", "--config", cfg); res.code != 0 {
 		t.Fatalf("setup: %s", res)
 	}
-	var confirmed string
-	if err := testenvQueryRow(dsn, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'`, &confirmed); err != nil {
+	running := startProc(t, "run", "--config", cfg)
+	running.waitLog(t, `msg=streaming`, 30*time.Second)
+	testenv.MustExec(t, dsn, insertApps(1, 5))
+	running.waitLog(t, `"application_id":5`, 30*time.Second)
+	if err := running.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+
 	// Write past max_slot_wal_keep_size: a few WAL segments, then a
-	// checkpoint, which invalidates the slot.
+	// checkpoint, which invalidates the slot (terminating its walsender).
 	deadline := time.Now().Add(30 * time.Second)
 	for i := 1; ; i++ {
 		testenv.MustExec(t, dsn, insertApps(i*10, i*10+9)+`; SELECT pg_switch_wal()`)
@@ -568,6 +575,23 @@ tables:
 			t.Fatalf("slot not invalidated after 30s (wal_status %s)", status)
 		}
 	}
+	var confirmed string
+	if err := testenvQueryRow(dsn, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'`, &confirmed); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"invalidated", "Changes committed after " + confirmed, "may be missing", "teardown", "setup",
+		"backfill the mapped rows committed since " + confirmed, "docs/dba.md"}
+	if err := running.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := running.wait(t, 60*time.Second); err == nil {
+		t.Fatalf("run exited 0 after its slot was invalidated:\n%s", running.output())
+	}
+	for _, w := range want {
+		if !strings.Contains(running.output(), w) {
+			t.Errorf("running connector's output lacks %q:\n%s", w, running.output())
+		}
+	}
 
 	rep, _ := checkJSON(t, "--config", cfg)
 	ws := rowsWith(rep, "slot wal_status")
@@ -576,14 +600,12 @@ tables:
 	}
 
 	p := startProc(t, "run", "--config", cfg)
-	err := p.wait(t, 60*time.Second)
-	out := p.output()
-	if err == nil {
-		t.Fatalf("run exited 0 on an invalidated slot:\n%s", out)
+	if err := p.wait(t, 60*time.Second); err == nil {
+		t.Fatalf("run exited 0 on an invalidated slot:\n%s", p.output())
 	}
-	for _, want := range []string{"invalidated", "Changes committed after " + confirmed, "may be missing", "teardown", "setup", "backfill the mapped rows committed since " + confirmed, "docs/dba.md"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("run output lacks %q:\n%s", want, out)
+	for _, w := range want {
+		if !strings.Contains(p.output(), w) {
+			t.Errorf("run on the lost slot: output lacks %q:\n%s", w, p.output())
 		}
 	}
 	var slots []string
