@@ -2,7 +2,9 @@ package prometheus
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -215,5 +217,65 @@ func TestAlertProblems(t *testing.T) {
 				t.Errorf("problems %q, want one containing %q", problems, c.wants)
 			}
 		})
+	}
+}
+
+// TestOperationsGuideLogMessages checks that every log message and
+// attribute the operations guide's "Logs" section lists (the first cell of
+// its tables, in backquotes; ending in "…" for the start of a longer one)
+// is a string literal somewhere in the non-test Go sources, so the guide
+// cannot name a message nobody logs.
+func TestOperationsGuideLogMessages(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, logs, ok := strings.Cut(string(guide), "\n## Logs\n")
+	if !ok {
+		t.Fatal("docs/operations.md has no ## Logs section")
+	}
+	logs, _, _ = strings.Cut(logs, "\n## ")
+	var src strings.Builder
+	root := "../.."
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "tools" || d.Name() == "testdata" || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			src.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := src.String()
+	quoted := regexp.MustCompile("`([^`]+)`")
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first := strings.SplitN(line, "|", 3)[1]
+		for _, m := range quoted.FindAllStringSubmatch(first, -1) {
+			n++
+			lit := `"` + m[1] + `"`
+			if prefix, ok := strings.CutSuffix(m[1], "…"); ok { // the start of a longer message
+				lit = `"` + prefix
+			}
+			if !strings.Contains(code, lit) {
+				t.Errorf("docs/operations.md lists the log message or attribute %q, which no Go source logs", m[1])
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("only %d messages and attributes found in the Logs section", n)
 	}
 }
