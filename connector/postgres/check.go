@@ -102,7 +102,7 @@ func (c *checker) checkServer(ctx context.Context) error {
 	case c.server >= ColumnListVersion:
 		c.add("server version", CheckOK, "PostgreSQL "+version, "")
 	case c.server >= 100000:
-		c.add("server version", CheckWarn, "PostgreSQL "+version+": no publication column lists or row filters (15+): every column of the mapped tables leaves the server (the connector drops unmapped ones); where: is refused",
+		c.add("server version", CheckWarn, "PostgreSQL "+version+": no publication column lists or row filters (15+): every column and row of the mapped tables leaves the server; the connector drops unmapped columns and evaluates where: itself",
 			"upgrade to PostgreSQL 15 or later")
 	default:
 		c.add("server version", CheckFail, "PostgreSQL "+version+": no logical replication with pgoutput", "upgrade to PostgreSQL 15 or later")

@@ -309,16 +309,13 @@ func PlanPublication(name string, spec PublicationSpec, server int, tables map[s
 		}
 		if w, ok := spec.Where[t]; ok && strings.TrimSpace(w) != "" {
 			w = strings.TrimSpace(w)
-			switch {
+			switch err := CheckFilter(w); {
+			case err != nil:
+				refuse(t, "where: "+err.Error(), "write one SQL boolean expression over the table's columns, e.g. where: \"published AND company_id <> 0\"")
 			case !lists:
-				refuse(t, fmt.Sprintf("where: row filters need PostgreSQL 15 or later; the server is %s, and the connector does not evaluate row filters itself", versionText(server)),
-					"remove where: (every row is then published), or upgrade the server to PostgreSQL 15+")
+				p.Notes = append(p.Notes, fmt.Sprintf("PostgreSQL %s has no publication row filters (15+): every row of %s leaves the server; the connector evaluates where: (%s) itself, with PostgreSQL, and drops the rows that do not match.", versionText(server), t, w))
 			default:
-				if err := CheckFilter(w); err != nil {
-					refuse(t, "where: "+err.Error(), "write one SQL boolean expression over the table's columns, e.g. where: \"published AND company_id <> 0\"")
-				} else {
-					pt.Where = w
-				}
+				pt.Where = w
 			}
 		}
 		if ops := spec.Ops[t]; ops != nil {

@@ -100,10 +100,11 @@ func TestPlanPublication(t *testing.T) {
 		{name: "weird_names_quoted", server: 150004, tables: []config.Table{mapping("public.weird; drop", iu, []string{`a"b`}, `"a""b" <> 'x;y'`)}},
 		{name: "insert_only_no_identity", server: 150004, tables: []config.Table{mapping("public.nopk", ins, []string{"a"}, "b > 'm'")}},
 		{name: "pg14_no_column_lists", server: 140009, tables: []config.Table{mapping("public.apps", iu, []string{"company_id"}, "")}},
+		{name: "pg14_where_in_connector", server: 140009, tables: []config.Table{mapping("public.apps", iu, []string{"company_id"}, "status = 'open'")}},
 		{
-			name: "pg14_where_refused", server: 140009,
-			tables:  []config.Table{mapping("public.apps", ins, []string{"company_id"}, "status = 'open'")},
-			refused: []string{"row filters need PostgreSQL 15", "14.9", "remove where:"},
+			name: "pg14_bad_where_refused", server: 140009,
+			tables:  []config.Table{mapping("public.apps", ins, []string{"company_id"}, "status = 'open'; DROP TABLE x")},
+			refused: []string{"where: ", "';' is not allowed"},
 		},
 		{
 			name: "update_no_primary_key_refused", server: 150004,

@@ -369,8 +369,9 @@ func (r *recorder) stop(t *testing.T) {
 }
 
 // startRecorded streams slot and publication "cdc" (made by setup:
-// Create false) into a stdout pipeline, recording every change.
-func startRecorded(t *testing.T, dsn string, tables []config.Table, spec postgres.PublicationSpec) *recorder {
+// Create false) into a stdout pipeline, recording every change. opts may
+// adjust the subscription's options.
+func startRecorded(t *testing.T, dsn string, tables []config.Table, spec postgres.PublicationSpec, opts ...func(*postgres.Options)) *recorder {
 	t.Helper()
 	ms, err := connector.Mappings(tables)
 	if err != nil {
@@ -380,8 +381,12 @@ func startRecorded(t *testing.T, dsn string, tables []config.Table, spec postgre
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), connector.PipelineOptions{}, nil, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{Pipeline: pipe, cancel: cancel, done: make(chan error, 1)}
-	r.sub = postgres.New(postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Publish: spec,
-		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second}, r, log)
+	o := postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Publish: spec,
+		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	r.sub = postgres.New(o, r, log)
 	go func() {
 		errs := make(chan error, 2)
 		go func() { errs <- pipe.Run(ctx) }()

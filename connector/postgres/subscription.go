@@ -63,6 +63,10 @@ type Options struct {
 	// SlotBusyRetry is the wait between attempts while another connector
 	// streams the slot (a standby replica waiting to take over).
 	SlotBusyRetry time.Duration
+	// ConnectorRowFilters evaluates Publish.Where in the connector (see
+	// rowFilters) rather than relying on the publication's row filters.
+	// It is automatic on PostgreSQL < 15, whose publications have none.
+	ConnectorRowFilters bool
 }
 
 func (o *Options) defaults() {
@@ -246,6 +250,17 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 	defer stopWake()
 
 	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
+	if len(s.opts.Publish.Where) > 0 {
+		server, err := ServerVersion(ctx, meta)
+		if err != nil {
+			return err
+		}
+		if s.opts.ConnectorRowFilters || server < ColumnListVersion {
+			d.filters = newRowFilters(s.opts.Publish.Where, meta)
+			s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
+				"server_version", server, "tables", len(s.opts.Publish.Where))
+		}
+	}
 	nextStatus := time.Now().Add(s.opts.StatusInterval)
 	var deadline time.Time
 	var lastSent connector.LSN
@@ -376,6 +391,9 @@ type decoder struct {
 	row    rowMessage
 	change connector.Change
 	warned map[uint32]bool
+	// filters evaluates where: in the connector; nil when the publication
+	// filters rows itself.
+	filters *rowFilters
 }
 
 func (d *decoder) handle(ctx context.Context, data []byte, h Handler) error {
@@ -395,6 +413,9 @@ func (d *decoder) handle(ctx context.Context, data []byte, h Handler) error {
 		d.change = connector.Change{
 			Tx: d.tx, Seq: d.seq, Rel: rel, Op: d.row.op,
 			New: d.row.new, Old: d.row.old, OldIsKey: d.row.oldIsKey,
+		}
+		if keep, err := d.filters.apply(ctx, &d.change); err != nil || !keep {
+			return err
 		}
 		return h.Change(ctx, &d.change)
 	case 'B':

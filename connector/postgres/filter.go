@@ -1,0 +1,149 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/baitoru/baitoru-cdc/connector"
+)
+
+// rowFilters evaluates the mappings' where: predicates in the connector,
+// for servers whose publications cannot carry row filters (PostgreSQL
+// < 15; Options.ConnectorRowFilters forces it). PostgreSQL itself evaluates
+// each predicate, on the meta connection, over the row's values as the
+// stream carried them (text format, typed by the column types): one round
+// trip per change of a filtered table, so the semantics are PostgreSQL's.
+//
+// Like a publication row filter (PostgreSQL 15):
+//   - an insert passes when its new row matches;
+//   - an update with the whole old row (REPLICA IDENTITY FULL) passes as an
+//     update when both rows match, becomes a delete when only the old row
+//     matches, an insert when only the new row matches, and is dropped
+//     when neither does; without the whole old row it passes when the new
+//     row matches;
+//   - a NULL result does not match.
+//
+// Where it cannot decide, it keeps the change (publishing one event too
+// many, never losing one): a delete without the whole old row (the server
+// sent only the key), and a row with an unchanged TOAST value (not sent).
+//
+// Used by the subscription's reading goroutine only.
+type rowFilters struct {
+	where map[string]string // schema.table → expression
+	conn  *pgx.Conn
+	sql   map[*connector.Relation]string
+	oids  map[*connector.Relation][]uint32
+}
+
+func newRowFilters(where map[string]string, conn *pgx.Conn) *rowFilters {
+	if len(where) == 0 {
+		return nil
+	}
+	return &rowFilters{where: where, conn: conn, sql: map[*connector.Relation]string{}, oids: map[*connector.Relation][]uint32{}}
+}
+
+// apply reports whether c passes its table's filter; it may turn an update
+// into an insert or a delete. A change of an unfiltered table passes.
+func (f *rowFilters) apply(ctx context.Context, c *connector.Change) (bool, error) {
+	if f == nil {
+		return true, nil
+	}
+	if _, ok := f.where[c.Rel.Table]; !ok {
+		return true, nil
+	}
+	switch c.Op {
+	case connector.OpInsert:
+		m, err := f.match(ctx, c.Rel, c.New)
+		return m != no, err
+	case connector.OpDelete:
+		if c.OldIsKey || c.Old == nil {
+			return true, nil
+		}
+		m, err := f.match(ctx, c.Rel, c.Old)
+		return m != no, err
+	case connector.OpUpdate:
+		newM, err := f.match(ctx, c.Rel, c.New)
+		if err != nil {
+			return false, err
+		}
+		if c.Old == nil || c.OldIsKey {
+			return newM != no, nil
+		}
+		oldM, err := f.match(ctx, c.Rel, c.Old)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case newM == unknown || oldM == unknown || newM == yes && oldM == yes:
+			return true, nil
+		case oldM == yes:
+			c.Op, c.New = connector.OpDelete, nil
+			return true, nil
+		case newM == yes:
+			c.Op, c.Old, c.OldIsKey = connector.OpInsert, nil, false
+			return true, nil
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+type matched int
+
+const (
+	no matched = iota
+	yes
+	unknown
+)
+
+// match evaluates the table's filter over one row.
+func (f *rowFilters) match(ctx context.Context, rel *connector.Relation, row []connector.Datum) (matched, error) {
+	sql, ok := f.sql[rel]
+	if !ok {
+		cols := make([]string, len(rel.Columns))
+		oids := make([]uint32, len(rel.Columns))
+		for i, col := range rel.Columns {
+			cols[i] = fmt.Sprintf("$%d AS %s", i+1, pgx.Identifier{col.Name}.Sanitize())
+			oids[i] = col.TypeOID
+		}
+		where := f.where[rel.Table]
+		if err := CheckFilter(where); err != nil {
+			return no, fmt.Errorf("row filter of %s: %w: %w", rel.Table, err, connector.ErrPermanent)
+		}
+		sql = "SELECT (" + where + ")::boolean FROM (SELECT " + strings.Join(cols, ", ") + ") AS " + pgx.Identifier{rel.Name}.Sanitize()
+		f.sql[rel], f.oids[rel] = sql, oids
+	}
+	values := make([][]byte, len(rel.Columns))
+	for i := range rel.Columns {
+		if i >= len(row) {
+			continue
+		}
+		switch row[i].Kind {
+		case connector.DatumText:
+			values[i] = row[i].Value
+		case connector.DatumNull:
+		default: // unchanged TOAST (not sent), or binary: cannot evaluate
+			return unknown, nil
+		}
+	}
+	rr := f.conn.PgConn().ExecParams(ctx, sql, values, f.oids[rel], nil, nil)
+	result := no
+	for rr.NextRow() {
+		if v := rr.Values()[0]; string(v) == "t" {
+			result = yes
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || strings.HasPrefix(pgErr.Code, "22")) {
+			return no, fmt.Errorf("row filter of %s (where: %s): %w: fix where: in the config: %w", rel.Table, f.where[rel.Table], err, connector.ErrPermanent)
+		}
+		return no, fmt.Errorf("row filter of %s: %w", rel.Table, err)
+	}
+	return result, nil
+}

@@ -1,0 +1,11 @@
+-- note: PostgreSQL 14.9 has no publication column lists (15+): every column of public.apps leaves the server; the connector publishes only the mapped ones.
+-- note: PostgreSQL 14.9 has no publication row filters (15+): every row of public.apps leaves the server; the connector evaluates where: (status = 'open') itself, with PostgreSQL, and drops the rows that do not match.
+-- identity: public.apps (mapped with insert, update): replica identity is the primary key (id): an update/delete event's old row carries only those columns. For whole old rows: ALTER TABLE "public"."apps" REPLICA IDENTITY FULL (more WAL; no column list then).
+-- Publication cdc: 1 mapped table, publishing insert, update (never truncate).
+CREATE PUBLICATION "cdc" FOR TABLE
+    "public"."apps"
+  WITH (publish = 'insert, update');
+-- role: CREATE ROLE "cdc" WITH LOGIN REPLICATION;  -- then \password "cdc"; not a superuser
+-- role: GRANT CONNECT ON DATABASE "baitoru" TO "cdc";
+-- role: GRANT USAGE ON SCHEMA "public" TO "cdc";
+-- role: GRANT SELECT ON "public"."apps" TO "cdc";
