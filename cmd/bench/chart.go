@@ -85,7 +85,8 @@ func (r *Results) chart() string {
 			if wl == "one-tx" {
 				t = targetRSSMiB
 			}
-			v := float64(s.PeakRSS) / (1 << 20)
+			_, peak := r.runs(wl, "connector")
+			v := float64(peak) / (1 << 20)
 			rss = append(rss, bar{label: r.workloadShort(wl), value: v, text: fmt.Sprintf("%.1f MiB", v), target: t})
 		}
 	}

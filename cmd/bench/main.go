@@ -51,6 +51,7 @@ type options struct {
 	Out          string        `json:"-"`
 	Rows         int           `json:"rows"`         // rows of the throughput and RSS workloads
 	TxSize       int           `json:"tx_size"`      // rows per transaction of the main workload
+	Repeat       int           `json:"repeat"`       // runs of each reader over each throughput workload (the best counts)
 	RSSTxs       int           `json:"rss_txs"`      // the split workload: Rows in this many transactions
 	PublishRows  int           `json:"publish_rows"` // rows of the emulator workload (item 3)
 	Lanes        int           `json:"lanes"`        // connector publisher lanes = bare loop concurrency
@@ -75,6 +76,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.Out, "out", "bench-results", "directory for results.json, results.md, chart.svg, profiles and logs")
 	fs.IntVar(&o.Rows, "rows", 1_000_000, "rows of the throughput workloads (in -tx-size transactions, in one transaction, in -rss-txs transactions)")
 	fs.IntVar(&o.TxSize, "tx-size", 100, "rows per transaction of the main throughput workload")
+	fs.IntVar(&o.Repeat, "repeat", 2, "runs of the bare reader and of the connector over each throughput workload, interleaved; the fastest run of each counts (a shared machine's load only ever slows a run down)")
 	fs.IntVar(&o.RSSTxs, "rss-txs", 10, "number of transactions of the split RSS workload (-rows split evenly)")
 	fs.IntVar(&o.PublishRows, "publish-rows", 30_000, "rows published to the emulator (item 3); the emulator handles ~1.3k messages/s")
 	fs.IntVar(&o.Lanes, "lanes", 8, "connector publisher lanes, and the concurrency of the bare PublishBatch loop")
@@ -111,6 +113,8 @@ func parseFlags(args []string) (*options, error) {
 	switch {
 	case o.Rows < 10 || o.TxSize < 1 || o.RSSTxs < 1 || o.RSSTxs > o.Rows:
 		return nil, fmt.Errorf("-rows must be >= 10, -tx-size >= 1, 1 <= -rss-txs <= -rows")
+	case o.Repeat < 1 || o.Repeat > 10:
+		return nil, fmt.Errorf("-repeat must be between 1 and 10, got %d", o.Repeat)
 	case o.PublishRows < 1 || o.Lanes < 1 || o.Companies < 1:
 		return nil, fmt.Errorf("-publish-rows, -lanes and -companies must be >= 1")
 	case o.Rate < 1 || o.LatencyTx < 1 || o.LatencyDur < time.Second:

@@ -31,7 +31,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(t *testing.T, o *options)
 	}{
 		{name: "defaults", check: func(t *testing.T, o *options) {
-			if o.Rows != 1_000_000 || o.TxSize != 100 || o.RSSTxs != 10 || o.Rate != 1000 || o.LatencyDur != time.Minute {
+			if o.Rows != 1_000_000 || o.TxSize != 100 || o.RSSTxs != 10 || o.Rate != 1000 || o.LatencyDur != time.Minute || o.Repeat != 2 {
 				t.Errorf("defaults: %+v", o)
 			}
 		}},
@@ -46,6 +46,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "unknown skip item", args: []string{"-skip", "everything"}, wantErr: `unknown item "everything"`},
 		{name: "rss-txs over rows", args: []string{"-rows", "100", "-rss-txs", "101"}, wantErr: "-rss-txs"},
 		{name: "zero rate", args: []string{"-rate", "0"}, wantErr: "-rate"},
+		{name: "zero repeat", args: []string{"-repeat", "0"}, wantErr: "-repeat must be between 1 and 10"},
 		{name: "stray argument", args: []string{"now"}, wantErr: "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -72,7 +73,9 @@ func TestChartIsSVG(t *testing.T) {
 	full.Streams = []Stream{
 		{Workload: "main", Reader: "baseline", Rows: 1000, RowsPerSec: 100000},
 		{Workload: "main", Reader: "connector", Rows: 1000, RowsPerSec: 70000, PeakRSS: 20 << 20},
-		{Workload: "one-tx", Reader: "connector", Rows: 1000, RowsPerSec: 70000, PeakRSS: 80 << 20},
+		{Workload: "one-tx", Reader: "connector", Run: 1, Rows: 1000, RowsPerSec: 70000, PeakRSS: 80 << 20},
+		// A slower run: the ratio takes the fastest, the peak RSS the highest.
+		{Workload: "one-tx", Reader: "connector", Run: 2, Rows: 1000, RowsPerSec: 35000, PeakRSS: 90 << 20},
 	}
 	full.Publish = &PublishResult{Ratio: 0.95, BarePerSec: 1000, ConnectorPerSec: 950}
 	full.Latency = []Latency{{Path: "commit→SNS accepted", Short: "h", Rate: 1000, P50: 3, P95: 9, P99: 30},
@@ -84,7 +87,7 @@ func TestChartIsSVG(t *testing.T) {
 			svg := r.chart()
 			checkXML(t, svg)
 			if name == "full" {
-				for _, want := range []string{"0.70×", "0.95×", "30.0 ms", "80.0 MiB", "stroke-dasharray"} {
+				for _, want := range []string{"0.70×", "0.95×", "30.0 ms", "90.0 MiB", "stroke-dasharray"} {
 					if !strings.Contains(svg, want) {
 						t.Errorf("chart lacks %q", want)
 					}
@@ -165,6 +168,9 @@ func TestBenchTiny(t *testing.T) {
 			if s == nil {
 				t.Errorf("no %s stream over %s", reader, wl)
 				continue
+			}
+			if rates, _ := got.runs(wl, reader); len(rates) != 2 {
+				t.Errorf("%s over %s: %d runs, want 2 (-repeat's default)", reader, wl, len(rates))
 			}
 			if s.Rows != 2000 || s.RowsPerSec <= 0 || s.PeakRSS <= 0 || s.CPUSeconds <= 0 {
 				t.Errorf("%s over %s: %+v", reader, wl, s)

@@ -133,13 +133,28 @@ func met(ok bool) string {
 	return "NO"
 }
 
+// stream returns the fastest run of reader over workload, or nil.
 func (r *Results) stream(workload, reader string) *Stream {
+	var best *Stream
 	for i := range r.Streams {
-		if r.Streams[i].Workload == workload && r.Streams[i].Reader == reader {
-			return &r.Streams[i]
+		s := &r.Streams[i]
+		if s.Workload == workload && s.Reader == reader && (best == nil || s.RowsPerSec > best.RowsPerSec) {
+			best = s
 		}
 	}
-	return nil
+	return best
+}
+
+// runs returns the rows/s of every run of reader over workload, in run
+// order, and the highest peak RSS among them.
+func (r *Results) runs(workload, reader string) (rates []string, peakRSS int64) {
+	for _, s := range r.Streams {
+		if s.Workload == workload && s.Reader == reader {
+			rates = append(rates, count(int(s.RowsPerSec)))
+			peakRSS = max(peakRSS, s.PeakRSS)
+		}
+	}
+	return rates, peakRSS
 }
 
 func (r *Results) workloadLabel(name string) string {
@@ -162,21 +177,29 @@ func (r *Results) summarise() {
 		base, conn := r.stream(wl, "baseline"), r.stream(wl, "connector")
 		label := r.workloadLabel(wl)
 		if base != nil {
+			rates, _ := r.runs(wl, "baseline")
 			f := Figure{Item: "1", Name: "baseline: bare pglogrepl reader, " + label, Value: base.RowsPerSec, Unit: "rows/s",
-				Note: fmt.Sprintf("peak RSS %s, CPU %.1fs", mib(base.PeakRSS), base.CPUSeconds)}
+				Note: fmt.Sprintf("best of %d runs (%s rows/s); peak RSS %s, CPU %.1fs", len(rates), strings.Join(rates, ", "), mib(base.PeakRSS), base.CPUSeconds)}
 			if wl == "main" {
 				f.Target = "the limit (issue: 123–132k rows/s in 18–20 MB)"
 			}
 			add(f)
 		}
 		if conn != nil {
+			rates, _ := r.runs(wl, "connector")
 			f := Figure{Item: "2", Name: "connector → stdout (discarded), " + label, Value: conn.RowsPerSec, Unit: "rows/s",
 				Target: fmt.Sprintf("≥ %.1f× baseline", targetDiscardRatio),
-				Note:   fmt.Sprintf("peak RSS %s, CPU %.1fs, confirmed after %.2fs", mib(conn.PeakRSS), conn.CPUSeconds, conn.ConfirmSeconds)}
+				Note: fmt.Sprintf("best of %d runs (%s rows/s); peak RSS %s, CPU %.1fs, confirmed after %.2fs",
+					len(rates), strings.Join(rates, ", "), mib(conn.PeakRSS), conn.CPUSeconds, conn.ConfirmSeconds)}
 			if base != nil {
 				ratio := conn.RowsPerSec / base.RowsPerSec
 				f.Ratio = fmt.Sprintf("%.2f× baseline", ratio)
 				f.Met = met(ratio >= targetDiscardRatio)
+				// CPU per row does not depend on what else the machine
+				// runs: a second view of the same ratio.
+				if conn.CPUSeconds > 0 && base.CPUSeconds > 0 {
+					f.Note += fmt.Sprintf("; CPU per row %.2f× the baseline's", (conn.CPUSeconds/float64(conn.Rows))/(base.CPUSeconds/float64(base.Rows)))
+				}
 			}
 			add(f)
 		}
@@ -216,7 +239,8 @@ func (r *Results) summarise() {
 		if conn == nil || (wl == "main" && r.stream("one-tx", "connector") == nil) {
 			continue
 		}
-		f := Figure{Item: "5", Name: "connector peak RSS, " + r.workloadLabel(wl), Value: float64(conn.PeakRSS) / (1 << 20), Unit: "MiB"}
+		_, peak := r.runs(wl, "connector")
+		f := Figure{Item: "5", Name: "connector peak RSS, " + r.workloadLabel(wl), Value: float64(peak) / (1 << 20), Unit: "MiB", Note: "the highest of its runs"}
 		if wl == "one-tx" {
 			f.Target = fmt.Sprintf("≤ %.0f MiB", targetRSSMiB)
 			f.Met = met(f.Value <= targetRSSMiB)
@@ -345,8 +369,8 @@ func (r *Results) markdown() string {
 	p("Machine: %d CPUs (%s), %s MiB RAM, %s; PostgreSQL %s; %s; %s. Binary: %s.\n\n",
 		m.CPUs, m.CPUModel, count(int(m.MemoryMiB)), m.Kernel, m.PostgreSQL, m.Emulator, m.Go, r.Binary)
 	o := r.Options
-	p("Options: rows %s, tx-size %d, rss-txs %d, publish-rows %s, lanes %d, companies %d, rate %s rows/s, latency-duration %s, latency-tx-size %d, sink-messages %s",
-		count(o.Rows), o.TxSize, o.RSSTxs, count(o.PublishRows), o.Lanes, o.Companies, count(o.Rate), o.LatencyDur, o.LatencyTx, count(o.SinkMessages))
+	p("Options: repeat %d, rows %s, tx-size %d, rss-txs %d, publish-rows %s, lanes %d, companies %d, rate %s rows/s, latency-duration %s, latency-tx-size %d, sink-messages %s",
+		o.Repeat, count(o.Rows), o.TxSize, o.RSSTxs, count(o.PublishRows), o.Lanes, o.Companies, count(o.Rate), o.LatencyDur, o.LatencyTx, count(o.SinkMessages))
 	if len(o.Skip) > 0 {
 		p(", skipped: %s", strings.Join(o.Skip, ", "))
 	}
@@ -374,7 +398,7 @@ func (r *Results) markdown() string {
 	p("![throughput ratios and latency percentiles](chart.svg)\n\n")
 
 	p("### Streams (items 1, 2, 5)\n\nrows/s is from the first event to the last; \"from start\" counts from START_REPLICATION instead, so it includes the walsender decoding a transaction before its first row is sent (all of it, for one big transaction).\n\n")
-	p("| workload | reader | rows | seconds | rows/s | rows/s from start | confirmed after | peak RSS | CPU s | CPU µs/row | walsender CPU s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| workload | reader | run | rows | seconds | rows/s | rows/s from start | confirmed after | peak RSS | CPU s | CPU µs/row | walsender CPU s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Streams {
 		conf := ""
 		if s.ConfirmSeconds > 0 {
@@ -384,7 +408,7 @@ func (r *Results) markdown() string {
 		if s.FromStartSeconds > 0 {
 			fromStart = count(int(float64(s.Rows) / s.FromStartSeconds))
 		}
-		p("| %s | %s | %s | %.2f | %s | %s | %s | %s | %.1f | %.1f | %.1f |\n", r.workloadLabel(s.Workload), s.Reader, count(s.Rows), s.Seconds,
+		p("| %s | %s | %d | %s | %.2f | %s | %s | %s | %s | %.1f | %.1f | %.1f |\n", r.workloadLabel(s.Workload), s.Reader, s.Run, count(s.Rows), s.Seconds,
 			count(int(s.RowsPerSec)), fromStart, conf, mib(s.PeakRSS), s.CPUSeconds, s.CPUSeconds*1e6/float64(max(s.Rows, 1)), s.WalsenderCPU)
 	}
 	p("\n| workload | rows | transactions | WAL | insert time |\n|---|---:|---:|---:|---:|\n")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -206,35 +207,8 @@ func (b *bench) throughputMain(ctx context.Context) error {
 	if b.o.skipped(itemBaseline) && b.o.skipped(itemDiscard) && b.o.skipped(itemProfile) {
 		return nil
 	}
-	slots := []string{"bench_base_main", "bench_conn_main", "bench_prof_main"}
-	for _, s := range slots {
-		if err := b.createSlot(ctx, s); err != nil {
-			return err
-		}
-	}
-	defer b.dropSlots(context.WithoutCancel(ctx), slots...)
 	txs := (b.o.Rows + b.o.TxSize - 1) / b.o.TxSize
-	w, err := b.insert(ctx, "main", b.o.Rows, txs)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	if !b.o.skipped(itemBaseline) {
-		if err := b.measureBaseline(ctx, w, slots[0]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if !b.o.skipped(itemDiscard) {
-		if _, err := b.measureDiscard(ctx, w, slots[1], connectorRun{}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if !b.o.skipped(itemProfile) {
-		if err := b.profile(ctx, w, slots[2]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return b.throughput(ctx, "main", txs, !b.o.skipped(itemProfile))
 }
 
 // throughputRSS is item 5 (and items 1 and 2 on these workloads): Rows rows
@@ -243,39 +217,75 @@ func (b *bench) throughputRSS(ctx context.Context) error {
 	if b.o.skipped(itemRSS) {
 		return nil
 	}
-	var errs []error
-	for _, wl := range []struct {
-		name string
-		txs  int
-	}{{"one-tx", 1}, {"split", b.o.RSSTxs}} {
-		suffix := strings.ReplaceAll(wl.name, "-", "_")
-		base, conn, prof := "bench_base_"+suffix, "bench_conn_"+suffix, "bench_prof_"+suffix
-		slots := []string{base, conn}
-		// One big transaction is profiled too: it stresses the in-flight
-		// window and the acknowledgement of one huge transaction.
-		profiled := wl.txs == 1 && !b.o.skipped(itemProfile)
-		if profiled {
-			slots = append(slots, prof)
+	// One big transaction is profiled too: it stresses the in-flight window
+	// and the acknowledgement of one huge transaction.
+	return errors.Join(
+		b.throughput(ctx, "one-tx", 1, !b.o.skipped(itemProfile)),
+		b.throughput(ctx, "split", b.o.RSSTxs, false))
+}
+
+// throughput inserts Rows rows in txs transactions as workload name, then
+// streams them Repeat times with the bare reader and with the connector,
+// interleaved (the reader first in odd runs, the connector first in even
+// ones, so that a change of the machine's load hits both alike), each run
+// from a slot of its own created before the insert; then once more with
+// the profiling connector when profiled.
+func (b *bench) throughput(ctx context.Context, name string, txs int, profiled bool) error {
+	var slots []string
+	slot := func(kind string, run int) string {
+		return fmt.Sprintf("bench_%s_%s_%d", kind, strings.ReplaceAll(name, "-", "_"), run)
+	}
+	baseline := !b.o.skipped(itemBaseline)
+	discard := !b.o.skipped(itemDiscard) || name != "main" // items 5 are connector runs
+	for r := 1; r <= b.o.Repeat; r++ {
+		if baseline {
+			slots = append(slots, slot("base", r))
 		}
-		for _, s := range slots {
-			if err := b.createSlot(ctx, s); err != nil {
+		if discard {
+			slots = append(slots, slot("conn", r))
+		}
+	}
+	if profiled {
+		slots = append(slots, slot("prof", 1))
+	}
+	for _, s := range slots {
+		if err := b.createSlot(ctx, s); err != nil {
+			return err
+		}
+	}
+	defer b.dropSlots(context.WithoutCancel(ctx), slots...)
+	w, err := b.insert(ctx, name, b.o.Rows, txs)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for r := 1; r <= b.o.Repeat; r++ {
+		steps := []func() error{}
+		if baseline {
+			steps = append(steps, func() error { return b.measureBaseline(ctx, w, slot("base", r), r) })
+		}
+		if discard {
+			steps = append(steps, func() error {
+				_, err := b.measureDiscard(ctx, w, slot("conn", r), connectorRun{run: r})
 				return err
+			})
+		}
+		if r%2 == 0 {
+			slices.Reverse(steps)
+		}
+		for _, step := range steps {
+			if err := step(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			}
 		}
-		w, err := b.insert(ctx, wl.name, b.o.Rows, wl.txs)
-		if err == nil && !b.o.skipped(itemBaseline) {
-			err = b.measureBaseline(ctx, w, base)
+		// Each finished slot is dropped at once: a slot left behind holds
+		// WAL and catalog rows back for the next runs.
+		b.dropSlots(context.WithoutCancel(ctx), slot("base", r), slot("conn", r))
+	}
+	if profiled {
+		if err := b.profile(ctx, w, slot("prof", 1)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
-		if err == nil {
-			_, err = b.measureDiscard(ctx, w, conn, connectorRun{})
-		}
-		if err == nil && profiled {
-			err = b.profile(ctx, w, prof)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", wl.name, err))
-		}
-		b.dropSlots(context.WithoutCancel(ctx), slots...)
 	}
 	return errors.Join(errs...)
 }
@@ -284,6 +294,7 @@ func (b *bench) throughputRSS(ctx context.Context) error {
 type Stream struct {
 	Workload   string  `json:"workload"`
 	Reader     string  `json:"reader"` // "baseline" or "connector"
+	Run        int     `json:"run"`    // 1..Repeat
 	Rows       int     `json:"rows"`
 	Seconds    float64 `json:"seconds"` // first event to last event
 	RowsPerSec float64 `json:"rows_per_sec"`
@@ -305,7 +316,7 @@ type Stream struct {
 }
 
 // measureBaseline runs the bare reader (item 1) over w from slot.
-func (b *bench) measureBaseline(ctx context.Context, w *Workload, slot string) error {
+func (b *bench) measureBaseline(ctx context.Context, w *Workload, slot string, run int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -338,13 +349,13 @@ func (b *bench) measureBaseline(ctx context.Context, w *Workload, slot string) e
 	}
 	watch.stop()
 	maxRSS, cpu := c.usage()
-	s := Stream{Workload: w.Name, Reader: "baseline", Rows: rep.Rows, WalsenderCPU: watch.walsenderCPU().Seconds(),
+	s := Stream{Workload: w.Name, Reader: "baseline", Run: run, Rows: rep.Rows, WalsenderCPU: watch.walsenderCPU().Seconds(),
 		Seconds: time.Duration(rep.LastNano - rep.FirstNano).Seconds(), FromStartSeconds: time.Duration(rep.LastNano - rep.StartNano).Seconds(),
 		PeakRSS: maxRSS, MaxRSS: maxRSS, CPUSeconds: cpu.Seconds()}
 	s.RowsPerSec = float64(s.Rows) / s.Seconds
 	b.res.Streams = append(b.res.Streams, s)
-	b.logf("baseline %s: %d rows in %.2fs = %.0f rows/s (%.2fs from start), peak RSS %s, CPU %.1fs, walsender CPU %.1fs",
-		w.Name, s.Rows, s.Seconds, s.RowsPerSec, s.FromStartSeconds, mib(s.PeakRSS), s.CPUSeconds, s.WalsenderCPU)
+	b.logf("baseline %s run %d: %d rows in %.2fs = %.0f rows/s (%.2fs from start), peak RSS %s, CPU %.1fs, walsender CPU %.1fs",
+		w.Name, run, s.Rows, s.Seconds, s.RowsPerSec, s.FromStartSeconds, mib(s.PeakRSS), s.CPUSeconds, s.WalsenderCPU)
 	return nil
 }
 
@@ -354,6 +365,7 @@ type connectorRun struct {
 	env     []string
 	capture bool   // keep every output line (events) in memory
 	label   string // stream label; "" = not recorded as a Stream
+	run     int    // Stream.Run
 }
 
 // measureDiscard runs `baitoru-cdc run` with the stdout publisher over w
@@ -406,7 +418,7 @@ func (b *bench) measureDiscard(ctx context.Context, w *Workload, slot string, r 
 	maxRSS, cpu := c.usage()
 	first, last := counter.times()
 	if r.label != "" {
-		s := Stream{Workload: w.Name, Reader: r.label, Rows: counter.count(), Seconds: last.Sub(first).Seconds(),
+		s := Stream{Workload: w.Name, Reader: r.label, Run: r.run, Rows: counter.count(), Seconds: last.Sub(first).Seconds(),
 			ConfirmSeconds: confirmedAt.Sub(first).Seconds(), PeakRSS: hwm, MaxRSS: maxRSS, CPUSeconds: cpu.Seconds()}
 		if t := watch.activeAt(); !t.IsZero() {
 			s.FromStartSeconds = last.Sub(t).Seconds()
@@ -414,8 +426,8 @@ func (b *bench) measureDiscard(ctx context.Context, w *Workload, slot string, r 
 		s.WalsenderCPU = watch.walsenderCPU().Seconds()
 		s.RowsPerSec = float64(w.Rows) / s.Seconds
 		b.res.Streams = append(b.res.Streams, s)
-		b.logf("connector %s: %d events in %.2fs = %.0f rows/s (%.2fs from start, confirmed after %.2fs), peak RSS %s, CPU %.1fs, walsender CPU %.1fs",
-			w.Name, s.Rows, s.Seconds, s.RowsPerSec, s.FromStartSeconds, s.ConfirmSeconds, mib(s.PeakRSS), s.CPUSeconds, s.WalsenderCPU)
+		b.logf("connector %s run %d: %d events in %.2fs = %.0f rows/s (%.2fs from start, confirmed after %.2fs), peak RSS %s, CPU %.1fs, walsender CPU %.1fs",
+			w.Name, r.run, s.Rows, s.Seconds, s.RowsPerSec, s.FromStartSeconds, s.ConfirmSeconds, mib(s.PeakRSS), s.CPUSeconds, s.WalsenderCPU)
 	}
 	if counter.count() != w.Rows {
 		return nil, fmt.Errorf("connector on %s: %d events for %d rows", w.Name, counter.count(), w.Rows)
