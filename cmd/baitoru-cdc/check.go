@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/baitoru/baitoru-cdc/config"
@@ -78,7 +79,7 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []post
 		dbRows, err := postgres.Check(ctx, conn, postgres.CheckOptions{
 			Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
 			Spec: postgres.SpecFromConfig(cfg.Tables), Create: cfg.Source.Create,
-			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd,
+			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd, Role: sourceRole(cfg),
 		})
 		rows = append(rows, dbRows...)
 		if err != nil {
@@ -87,6 +88,16 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []post
 		}
 	}
 	return append(rows, snsChecks(ctx, cfg)...)
+}
+
+// sourceRole is the user of source.dsn: the connector's role, checked
+// whoever runs check (--dsn). Empty when the DSN names none.
+func sourceRole(cfg *config.Config) string {
+	pc, err := pgconn.ParseConfig(cfg.Source.DSN)
+	if err != nil {
+		return ""
+	}
+	return pc.User
 }
 
 // snsChecks checks every topic the config publishes to: reachable, and a

@@ -254,6 +254,12 @@ func TestSetupCheckTeardown(t *testing.T) {
 			t.Errorf("setup progress: no %q in:\n%s", want, res.stderr)
 		}
 	}
+	// Before the role exists, check (run by the DBA) says so, with the fix.
+	rep, res := checkJSON(t, "--config", cfg, "--dsn", admin)
+	if r := rowsWith(rep, "role cdc"); res.code != 1 || len(r) != 1 || r[0].Status != postgres.CheckFail ||
+		!strings.Contains(r[0].Observed, "does not exist") || !strings.Contains(r[0].Fix, `CREATE ROLE "cdc" WITH LOGIN REPLICATION`) {
+		t.Fatalf("check before the role exists: %+v\n%s", r, res)
+	}
 	roles := roleStatements(dry.stdout)
 	if len(roles) < 4 {
 		t.Fatalf("setup printed %d role statements: %q", len(roles), roles)
@@ -263,7 +269,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	}
 
 	// check as the connector's role: every row ✓.
-	rep, res := checkJSON(t, "--config", cfg)
+	rep, res = checkJSON(t, "--config", cfg)
 	if res.code != 0 || rep.Status != "ok" || len(notOK(rep)) > 0 {
 		t.Fatalf("check after setup: not all ok: %+v\n%s", notOK(rep), res)
 	}
@@ -291,13 +297,24 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Fatalf("second setup changed the database:\n%s\n%s", before, after)
 	}
 
-	// As a superuser: works, but the role is a warning: exit 2.
-	rep, res = checkJSON(t, "--config", cfg, "--dsn", admin)
+	// Run by the DBA (--dsn), check still checks the connector's role.
+	if rep, res = checkJSON(t, "--config", cfg, "--dsn", admin); res.code != 0 || len(rowsWith(rep, "role cdc")) != 1 {
+		t.Fatalf("check run by the DBA: %+v\n%s", notOK(rep), res)
+	}
+	// A connector configured to run as a superuser works, but that is a
+	// warning: exit 2.
+	cfgSuper := filepath.Join(dir, "config-super.yaml")
+	dbaConfig(t, cfgSuper, admin, topic, emu)
+	rep, res = checkJSON(t, "--config", cfgSuper)
 	if res.code != 2 || rep.Status != "warn" {
 		t.Fatalf("check as superuser: want exit 2: %s", res)
 	}
 	if bad := notOK(rep); len(bad) != 1 || bad[0].Check != "role postgres" || bad[0].Fix == "" {
 		t.Fatalf("check as superuser: want one warning (role) with a fix: %+v", bad)
+	}
+	table = runCLI(t, "check", "--config", cfgSuper)
+	if table.code != 2 || !strings.Contains(table.stdout, "! role postgres") || !strings.Contains(table.stdout, "warnings only") {
+		t.Fatalf("check table as superuser: %s", table)
 	}
 
 	// Drift: a table removed by hand, a column added to the config.
@@ -330,7 +347,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	// A publication made by hand that would make every UPDATE of postings
 	// fail (row filter outside the replica identity, updates published).
 	testenv.MustExec(t, admin, `ALTER PUBLICATION cdc SET TABLE apps (application_id, company_id, answers), postings (posting_id, title) WHERE (title <> '')`)
-	rep, _ = checkJSON(t, "--config", cfg, "--dsn", admin)
+	rep, _ = checkJSON(t, "--config", cfgSuper)
 	writes := rowsWith(rep, "writes on public.postings")
 	if len(writes) == 0 || writes[0].Status != postgres.CheckFail || !strings.Contains(writes[0].Observed, "title") || !strings.Contains(writes[0].Fix, "publish only insert") {
 		t.Fatalf("check did not flag the publication that blocks UPDATE: %+v", rep.Checks)

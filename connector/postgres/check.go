@@ -43,6 +43,10 @@ type CheckOptions struct {
 	// SetupCommand is how the fixes name setup, e.g.
 	// "baitoru-cdc setup --config config.yaml".
 	SetupCommand string
+	// Role is the connector's role (the user of source.dsn): its
+	// attributes, grants and privileges are checked whoever runs check.
+	// Empty: the connected role.
+	Role string
 }
 
 // Check runs the database part of the preflight on conn (the connector's
@@ -69,8 +73,10 @@ type checker struct {
 	rows   []CheckResult
 	server int
 	db     string
-	role   string
-	super  bool
+	role   string // the connector's role (CheckOptions.Role, or the connected one)
+	super  bool   // role is a superuser
+	// noRole: the role does not exist; its grants are not checked.
+	noRole bool
 	info   map[string]*TableInfo
 	plan   *Plan
 	slotSt *SlotStatus
@@ -97,6 +103,9 @@ func (c *checker) checkServer(ctx context.Context) error {
 	if err := c.conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('server_version_num')::int, current_database(), current_user`).
 		Scan(&version, &c.server, &c.db, &c.role); err != nil {
 		return fmt.Errorf("server: %w", err)
+	}
+	if c.o.Role != "" {
+		c.role = c.o.Role
 	}
 	switch {
 	case c.server >= ColumnListVersion:
@@ -156,12 +165,21 @@ func (c *checker) checkCapacity(ctx context.Context) error {
 
 func (c *checker) checkRole(ctx context.Context) error {
 	var login, repl bool
-	if err := c.conn.QueryRow(ctx, `SELECT rolcanlogin, rolreplication, rolsuper FROM pg_roles WHERE rolname = current_user`).
-		Scan(&login, &repl, &c.super); err != nil {
-		return fmt.Errorf("role: %w", err)
-	}
+	err := c.conn.QueryRow(ctx, `SELECT rolcanlogin, rolreplication, rolsuper FROM pg_roles WHERE rolname = $1`, c.role).
+		Scan(&login, &repl, &c.super)
 	r := pgx.Identifier{c.role}.Sanitize()
 	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		c.noRole = true
+		c.add("role "+c.role, CheckFail, "does not exist (the user of source.dsn)",
+			"CREATE ROLE "+r+" WITH LOGIN REPLICATION; plus the grants `"+c.o.SetupCommand+" --dry-run` lists (docs/dba.md, The role to create)")
+		return nil
+	case err != nil:
+		return fmt.Errorf("role: %w", err)
+	}
+	switch {
+	case !login:
+		c.add("role "+c.role, CheckFail, "no LOGIN attribute: the connector cannot connect as it", "ALTER ROLE "+r+" LOGIN")
 	case c.super:
 		c.add("role "+c.role, CheckWarn, "superuser",
 			"run the connector as a dedicated role: CREATE ROLE baitoru_cdc WITH LOGIN REPLICATION, plus the grants `"+c.o.SetupCommand+" --dry-run` lists; keep superusers for setup")
@@ -387,15 +405,21 @@ func (p *Plan) table(name string) PlannedTable {
 // source.create, the right to create/alter the publication; the SELECT
 // grants that let check compare row filters.
 func (c *checker) privileges(ctx context.Context, mustChange bool) {
+	if c.noRole {
+		return
+	}
 	if c.o.Create && !c.super {
 		var notOwned []string
 		for _, t := range c.o.Spec.Tables {
-			if info := c.info[t]; info != nil && info.Exists && !info.Owned {
-				notOwned = append(notOwned, t)
+			if info := c.info[t]; info != nil && info.Exists {
+				var owns bool
+				if err := c.conn.QueryRow(ctx, `SELECT pg_has_role($1, relowner, 'USAGE') FROM pg_class WHERE oid = $2::regclass`, c.role, QuoteTable(t)).Scan(&owns); err == nil && !owns {
+					notOwned = append(notOwned, t)
+				}
 			}
 		}
 		var canCreate bool
-		_ = c.conn.QueryRow(ctx, `SELECT has_database_privilege(current_database(), 'CREATE')`).Scan(&canCreate)
+		_ = c.conn.QueryRow(ctx, `SELECT has_database_privilege($1, current_database(), 'CREATE')`, c.role).Scan(&canCreate)
 		if len(notOwned) > 0 || !canCreate {
 			why := "the role does not own " + strings.Join(notOwned, ", ")
 			if !canCreate {
@@ -429,7 +453,7 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 		var missing []string
 		for _, col := range cols {
 			var ok bool
-			if err := c.conn.QueryRow(ctx, `SELECT has_column_privilege($1::regclass, $2, 'SELECT')`, QuoteTable(t.Table), col).Scan(&ok); err == nil && !ok {
+			if err := c.conn.QueryRow(ctx, `SELECT has_column_privilege($1, $2::regclass, $3, 'SELECT')`, c.role, QuoteTable(t.Table), col).Scan(&ok); err == nil && !ok {
 				lacking = append(lacking, t.Table+"."+col)
 				missing = append(missing, col)
 			}
