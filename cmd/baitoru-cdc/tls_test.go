@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	sinkpg "github.com/baitoru/baitoru-cdc/sink/postgres"
 )
 
 // testCA is a self-signed certificate authority for the TLS tests.
@@ -122,10 +124,10 @@ func enableSSL(t *testing.T, pg *testenv.Postgres, certPEM, keyPEM []byte) {
 
 // TestTLSVerifyFull runs the connector against a PostgreSQL that serves a
 // certificate of a self-signed CA, with sslmode=verify-full and the CA
-// file in the DSN (docs/operations.md, "TLS to PostgreSQL"): it streams, its
+// file in the DSN (docs/reliability.md, "Security"): it streams, its
 // replication and metadata connections are encrypted, and it refuses to
 // connect when the CA is another one or the host name is not the
-// certificate's.
+// certificate's. The sink's store connects the same way.
 func TestTLSVerifyFull(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -197,6 +199,40 @@ tables:
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		if err := p.wait(t, 30*time.Second); err != nil {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.output())
+		}
+	})
+
+	t.Run("the sink's store over TLS", func(t *testing.T) {
+		sinkDB := pg.NewDatabase(t)
+		su, err := url.Parse(sinkDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sinkDSN := fmt.Sprintf("postgres://postgres@localhost:%d%s?sslmode=verify-full&sslrootcert=%s", pg.Port, su.Path, url.QueryEscape(caFile))
+		store, err := sinkpg.Open(sinkDSN, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if _, err := store.Migrate(t.Context()); err != nil {
+			t.Fatalf("migrate over TLS: %v", err)
+		}
+		var plain, encrypted int
+		if err := testenvQueryRow(sinkDB, `SELECT count(*) FILTER (WHERE NOT s.ssl), count(*) FILTER (WHERE s.ssl)
+			FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+			WHERE a.pid <> pg_backend_pid() AND a.datname = current_database() AND a.backend_type = 'client backend'`, &plain, &encrypted); err != nil {
+			t.Fatal(err)
+		}
+		if plain != 0 || encrypted == 0 {
+			t.Fatalf("sink store sessions: %d encrypted, %d plain", encrypted, plain)
+		}
+		bad, err := sinkpg.Open(strings.Replace(sinkDSN, url.QueryEscape(caFile), url.QueryEscape(otherCA), 1), slog.New(slog.DiscardHandler))
+		if err == nil {
+			defer bad.Close()
+			_, err = bad.Migrate(t.Context())
+		}
+		if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+			t.Fatalf("sink store with another CA: %v, want a certificate error", err)
 		}
 	})
 
