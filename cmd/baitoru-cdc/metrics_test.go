@@ -587,3 +587,83 @@ func TestStandbyConnectorTakesOver(t *testing.T) {
 		t.Errorf("%d duplicates after a clean handover", c.Duplicates())
 	}
 }
+
+// TestSinkReadinessFollowsDatabase runs the sink as a process against a
+// database cluster of its own: /readyz is ready with every check "ok", turns
+// not ready (503) naming the database when PostgreSQL stops while /healthz
+// stays 200, and ready again once PostgreSQL is back, without a restart.
+func TestSinkReadinessFollowsDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	ctx := context.Background()
+	pg := testenv.OwnPG(t, testenv.PostgresOptions{})
+	sinkDSN := pg.NewDatabase(t)
+	emu := testenv.Emu(t)
+	name := fmt.Sprintf("sinkready-%d", time.Now().UnixNano()%1e9)
+	queueURL, _, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb := newKobotReceiver(t)
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	cfg := fmt.Sprintf(`
+log: {level: info, format: json}
+sink:
+  dsn: %s
+  sqs: {region: %s, endpoint: %s, queue_url: %s, wait_time: 1s}
+  kobot: {endpoint: %s, secret: "${KOBOT_TEST_SECRET}"}
+  api: {listen: "127.0.0.1:0", token: readiness-test-token}
+  links:
+    - {table: public.apps, field: company_id}
+`, sinkDSN, emu.Region, emu.Endpoint, queueURL, kb.srv.URL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KOBOT_TEST_SECRET", kb.secret)
+	sinkProc := startProc(t, "sink", "--config", cfgPath)
+	base := "http://" + logAttr(t, sinkProc, "sink ready", "api")
+	ready := func(what string) {
+		eventually(t, 30*time.Second, what, func() string {
+			code, r := readyz(t, base)
+			if code != 200 || r.Status != "ready" || len(r.Checks) < 3 {
+				return fmt.Sprintf("%d %+v", code, r)
+			}
+			for check, msg := range r.Checks {
+				if msg != "ok" {
+					return fmt.Sprintf("%s: %s", check, msg)
+				}
+			}
+			return ""
+		})
+	}
+	ready("sink ready")
+
+	if err := pg.Stop("fast"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 15*time.Second, "not ready with its database stopped", func() string {
+		code, r := readyz(t, base)
+		if code != http.StatusServiceUnavailable || r.Status != "not ready" || !strings.Contains(r.Checks["database"], "ping sink database") {
+			return fmt.Sprintf("%d %+v", code, r)
+		}
+		return ""
+	})
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/healthz with the database stopped: %v %v", resp, err)
+	}
+	t.Logf("not ready %s after PostgreSQL stopped", time.Since(start).Round(time.Millisecond))
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	ready("ready again after the database restarted")
+	t.Logf("ready %s after PostgreSQL started", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	_ = sinkProc.cmd.Process.Signal(syscall.SIGTERM)
+	if err := sinkProc.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("sink exit after SIGTERM: %v\n%s", err, sinkProc.output())
+	}
+	t.Logf("sink exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+}
