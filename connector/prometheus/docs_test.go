@@ -180,6 +180,30 @@ func TestAlertRulesFile(t *testing.T) {
 	for _, p := range alertProblems(b, metricNames(t)) {
 		t.Errorf("docs/prometheus-alerts.yml: %s", p)
 	}
+	// The operations guide names only alerts the file has.
+	groups, errs := rulefmt.Parse(b, false)
+	if len(errs) > 0 {
+		return
+	}
+	alerts := map[string]bool{}
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			alerts[r.Alert] = true
+		}
+	}
+	guide, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := regexp.MustCompile(`\bBaitoruCDC[A-Za-z]+`).FindAllString(string(guide), -1)
+	if len(named) < 5 {
+		t.Errorf("docs/operations.md names only %d alerts", len(named))
+	}
+	for _, a := range named {
+		if !alerts[a] {
+			t.Errorf("docs/operations.md names the alert %s, which docs/prometheus-alerts.yml does not have", a)
+		}
+	}
 }
 
 // TestAlertProblems checks that alertProblems catches each kind of mistake.
