@@ -4,11 +4,14 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/baitoru/baitoru-cdc/connector/prometheus"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -86,4 +89,42 @@ func TestDBADocMatchesDryRun(t *testing.T) {
 		return
 	}
 	t.Errorf("docs/dba.md's SQL differs from `setup --config config.yaml --dry-run` (go test ./cmd/baitoru-cdc -run TestDBADocMatchesDryRun -update rewrites it; then review the prose around it)\n--- dry run\n%s--- docs/dba.md\n%s", got, want)
+}
+
+// TestDBADocNamesRealThings: the metrics, alerts and tests docs/dba.md
+// names exist.
+func TestDBADocNamesRealThings(t *testing.T) {
+	root := testenv.ModuleRoot()
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "dba.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := prometheus.New().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := map[string]bool{}
+	for _, mf := range mfs {
+		metrics[mf.GetName()] = true
+	}
+	for _, m := range regexp.MustCompile(`baitoru_cdc_[a-z_]+`).FindAllString(string(doc), -1) {
+		if !metrics[m] {
+			t.Errorf("docs/dba.md names metric %s, which the connector does not export", m)
+		}
+	}
+	alerts, err := os.ReadFile(filepath.Join(root, "docs", "prometheus-alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range regexp.MustCompile(`BaitoruCDC[A-Za-z]+`).FindAllString(string(doc), -1) {
+		if !strings.Contains(string(alerts), "alert: "+a+"\n") {
+			t.Errorf("docs/dba.md names alert %s, which docs/prometheus-alerts.yml does not define", a)
+		}
+	}
+	for _, m := range regexp.MustCompile("`(Test[A-Za-z]+)`").FindAllStringSubmatch(string(doc), -1) {
+		out, err := exec.Command("grep", "-rlE", "--include=*_test.go", "^func "+m[1]+"\\(", root).Output()
+		if err != nil || len(out) == 0 {
+			t.Errorf("docs/dba.md names test %s, which does not exist", m[1])
+		}
+	}
 }
