@@ -388,6 +388,25 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSlotActive(t, admin, true)
+	// check shows who streams the slot.
+	rep, _ = checkJSON(t, "--config", cfg2)
+	if r := rowsWith(rep, "slot cdc"); len(r) != 1 || r[0].Status != postgres.CheckOK || !regexp.MustCompile(`active \(streamed by pid \d+\)`).MatchString(r[0].Observed) {
+		t.Fatalf("check while streamed: %+v", r)
+	}
+	// A retained-WAL threshold below what the slot keeps: a warning.
+	cfgLag := filepath.Join(dir, "config-lag.yaml")
+	dbaConfig(t, cfgLag, roleDSN, topic, emu, "applied_at")
+	lagYAML, err := os.ReadFile(cfgLag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgLag, []byte(strings.Replace(string(lagYAML), "  create: false\n", "  create: false\n  max_lag_bytes: 1\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, res = checkJSON(t, "--config", cfgLag)
+	if r := rowsWith(rep, "slot retained WAL"); res.code != 2 || len(r) != 1 || r[0].Status != postgres.CheckWarn || !strings.Contains(r[0].Observed, "source.max_lag_bytes 1 B") || r[0].Fix == "" {
+		t.Fatalf("check with max_lag_bytes 1: %+v\n%s", r, res)
+	}
 	before = publicationState(t, admin)
 	res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes")
 	if res.code != 1 || !strings.Contains(res.stderr, "refused, nothing dropped") || !strings.Contains(res.stderr, "streamed by pid") {
@@ -469,6 +488,10 @@ tables:
 	if res.code != 1 || len(wl) != 1 || wl[0].Status != postgres.CheckFail || !strings.Contains(wl[0].Observed, "replica") ||
 		!strings.Contains(wl[0].Fix, "ALTER SYSTEM SET wal_level = logical") || !strings.Contains(wl[0].Fix, "restart") {
 		t.Fatalf("check on wal_level=replica: %+v\n%s", wl, res)
+	}
+	if k := rowsWith(rep, "max_slot_wal_keep_size"); len(k) != 1 || k[0].Status != postgres.CheckWarn || !strings.Contains(k[0].Observed, "-1 (unlimited)") ||
+		!strings.Contains(k[0].Fix, "ALTER SYSTEM SET max_slot_wal_keep_size") {
+		t.Errorf("check with max_slot_wal_keep_size unset: %+v", k)
 	}
 	table := runCLI(t, "check", "--config", cfg)
 	if !regexp.MustCompile(`(?m)^✗ wal_level +replica`).MatchString(table.stdout) {
