@@ -133,7 +133,7 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	}
 	say("publication %s: %s (checked before commit: UPDATE and DELETE on every mapped table still pass)", cfg.Source.Publication, verb)
 	if pub.Plan.Server < postgres.ColumnListVersion {
-		say("notice: PostgreSQL %d has no publication column lists (15+): every column of the mapped tables leaves the server and the connector drops the unmapped ones (see the notes in the SQL)", pub.Plan.Server/10000)
+		say("notice: PostgreSQL %d has no publication column lists or row filters (15+): every column and row of the mapped tables leaves the server; the connector drops the unmapped columns and evaluates where: itself (see the notes in the SQL)", pub.Plan.Server/10000)
 	}
 	exists, err := postgres.LookupSlot(ctx, conn, cfg.Source.Slot)
 	if err != nil {
