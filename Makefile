@@ -85,7 +85,7 @@ vet:
 	$(GO) vet ./...
 
 # Every test in the repository, integration tests included, then the demo as a check.
-test: deps vet
+test: deps vet fuzz-short
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory demo-check
 
