@@ -128,7 +128,7 @@ bench: deps
 # The fault suite of issue 7 (docs/reliability.md): the real binaries against a
 # throwaway PostgreSQL, the emulator behind a fault proxy and a Kobot receiver
 # with faults, while rows are committed; a table per scenario (lost must be 0).
-# Full scale, about 15 minutes; exit 1 when anything was lost or a check failed.
+# Full scale, about 20 minutes; exit 1 when anything was lost or a check failed.
 # The CI test (go test ./cmd/reliability) runs a subset at the "ci" scale.
 # One scenario: make reliability RELIABILITY_FLAGS="-only 4b".
 RELIABILITY_OUT   ?= reliability-results
