@@ -170,3 +170,29 @@ func TestConflicts(t *testing.T) {
 		})
 	}
 }
+
+func TestCLIBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-scale", "huge"}, `-scale "huge": want full or ci`},
+		{[]string{"-only", "1,42"}, `no scenario "42"; known: 1 2a`},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			if code := cli(tt.args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr %q, want it to contain %q", stderr.String(), tt.want)
+			}
+			if stdout.Len() != 0 {
+				t.Fatalf("stdout %q: nothing should run", stdout.String())
+			}
+		})
+	}
+}
