@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
@@ -105,11 +106,30 @@ type Delivery struct {
 	DeliveredAt time.Time // zero unless delivered
 }
 
-// DeliveryLog remembers which pushes succeeded, so that a redelivered
-// message is not pushed again to a link that already answered 2xx.
+// ClaimState is what DeliveryLog.Claim found for one (event, link) pair.
+type ClaimState int
+
+const (
+	// ClaimOwned: the caller holds the claim and pushes the pair.
+	ClaimOwned ClaimState = iota
+	// ClaimDelivered: Kobot already answered 2xx for the pair; skip it.
+	ClaimDelivered
+	// ClaimBusy: another receive (a duplicate message on another consumer
+	// or sink) holds a live claim and is pushing the pair now; leave the
+	// message for redelivery, by which time the pair is delivered.
+	ClaimBusy
+)
+
+// DeliveryLog remembers which pushes succeeded, so that a redelivered or
+// re-sent message is not pushed again to a link that already answered 2xx,
+// and serialises concurrent receives of the same event.
 type DeliveryLog interface {
-	// Delivered returns the pushes of these events that already succeeded.
-	Delivered(ctx context.Context, eventIDs []string) (map[DeliveryKey]bool, error)
+	// Claim claims the pushes of keys for lease and returns each pair's
+	// state. Safe for concurrent use by any number of processes: of
+	// concurrent claims of one pair, one gets ClaimOwned. A claim ends
+	// when RecordDeliveries records the pair's outcome, or when the lease
+	// runs out (a sink that died).
+	Claim(ctx context.Context, keys []DeliveryKey, lease time.Duration) (map[DeliveryKey]ClaimState, error)
 	// RecordDeliveries writes a batch of outcomes (one statement).
 	RecordDeliveries(ctx context.Context, ds []Delivery) error
 }
@@ -133,6 +153,10 @@ type ProcessorConfig struct {
 	// timeout); it doubles with each receive up to 15 minutes. A longer
 	// Retry-After from Kobot wins. 0 leaves the queue's visibility timeout.
 	RedeliveryBase time.Duration
+	// ClaimLease is how long a claim on a push lasts (DeliveryLog.Claim):
+	// longer than a push can take (ClaimLeaseFor), so that a duplicate
+	// receive waits for its outcome instead of pushing too. Default 1m.
+	ClaimLease time.Duration
 	// Parallel bounds concurrent pushes within one batch (default 32).
 	Parallel int
 }
@@ -156,6 +180,9 @@ func NewProcessor(c ProcessorConfig) (*Processor, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.ClaimLease <= 0 {
+		c.ClaimLease = time.Minute
+	}
 	if c.Parallel <= 0 {
 		c.Parallel = 32
 	}
@@ -172,6 +199,7 @@ type pending struct {
 type push struct {
 	link Link
 	dup  bool // already delivered before this receive
+	busy bool // being pushed by another receive right now
 	res  kobot.Result
 	end  time.Time // when the last attempt ended
 }
@@ -221,7 +249,7 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 		p.c.Metrics.BatchErrors.Inc()
 		return nil, fmt.Errorf("look up links: %w", err)
 	}
-	var linkedIDs []string
+	var pairs []DeliveryKey
 	for i, pe := range events {
 		if pe == nil {
 			continue
@@ -231,16 +259,18 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 			events[i] = nil
 			continue
 		}
-		linkedIDs = append(linkedIDs, pe.ev.ID)
+		for _, l := range byKey[pe.key] {
+			pairs = append(pairs, DeliveryKey{pe.ev.ID, l.ID})
+		}
 	}
-	var done map[DeliveryKey]bool
-	if len(linkedIDs) > 0 {
+	var claims map[DeliveryKey]ClaimState
+	if len(pairs) > 0 {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-		done, err = p.c.Log.Delivered(dctx, linkedIDs)
+		claims, err = p.c.Log.Claim(dctx, pairs, p.c.ClaimLease)
 		cancel()
 		if err != nil {
 			p.c.Metrics.BatchErrors.Inc()
-			return nil, fmt.Errorf("read delivery log: %w", err)
+			return nil, fmt.Errorf("claim deliveries: %w", err)
 		}
 	}
 
@@ -252,9 +282,13 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 			continue
 		}
 		for _, l := range byKey[pe.key] {
-			ps := &push{link: l, dup: done[DeliveryKey{pe.ev.ID, l.ID}]}
+			st, ok := claims[DeliveryKey{pe.ev.ID, l.ID}]
+			if !ok {
+				st = ClaimBusy // not answered for: do not push
+			}
+			ps := &push{link: l, dup: st == ClaimDelivered, busy: st == ClaimBusy}
 			pe.pairs = append(pe.pairs, ps)
-			if ps.dup {
+			if ps.dup || ps.busy {
 				continue
 			}
 			sem <- struct{}{}
@@ -304,10 +338,14 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 // decide turns the pushes of one event into its message's Result and
 // delivery-log rows.
 func (p *Processor) decide(pe *pending, m Message, log *[]Delivery) Result {
-	var retry, rejected *push
+	var retry, rejected, busy *push
 	delivered := false
 	for _, ps := range pe.pairs {
 		if ps.dup {
+			continue
+		}
+		if ps.busy {
+			busy = ps
 			continue
 		}
 		r := ps.res
@@ -348,6 +386,11 @@ func (p *Processor) decide(pe *pending, m Message, log *[]Delivery) Result {
 		delay = max(delay, retry.res.RetryAfter)
 		return Result{Action: Retry, Result: ResultRetry, Delay: delay,
 			Reason: fmt.Sprintf("link %d: %v", retry.link.ID, retry.res.Err)}
+	case busy != nil:
+		// Another receive is pushing this event to that link; once it
+		// recorded the outcome, the redelivered message finds it.
+		return Result{Action: Retry, Result: ResultRetry, Delay: p.redeliveryDelay(m.ReceiveCount),
+			Reason: fmt.Sprintf("link %d: event %s is being pushed by another receive", busy.link.ID, pe.ev.ID)}
 	case rejected != nil:
 		return Result{Action: DeadLetter, Result: ResultDLQ, Code: CodeKobotRejected,
 			Reason: fmt.Sprintf("kobot rejected event %s for link %d (account %s): %v",
@@ -357,6 +400,13 @@ func (p *Processor) decide(pe *pending, m Message, log *[]Delivery) Result {
 	default:
 		return Result{Action: Delete, Result: ResultDuplicate}
 	}
+}
+
+// ClaimLeaseFor is the claim lease for a Kobot client configured as k: the
+// longest a push can take (every attempt timing out, the longest backoff
+// between them) plus a margin for the delivery log write.
+func ClaimLeaseFor(k config.Kobot) time.Duration {
+	return time.Duration(max(k.MaxAttempts, 1))*(k.Timeout+k.Retry.Max) + 10*time.Second
 }
 
 // redeliveryDelay is base·2^(receives-1), capped.

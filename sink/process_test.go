@@ -17,19 +17,23 @@ import (
 type fakeLog struct {
 	mu        sync.Mutex
 	delivered map[DeliveryKey]bool
+	busy      map[DeliveryKey]bool // claimed by another receive
 	rows      []Delivery
 	failWrite bool
 }
 
-func (f *fakeLog) Delivered(_ context.Context, ids []string) (map[DeliveryKey]bool, error) {
+func (f *fakeLog) Claim(_ context.Context, keys []DeliveryKey, _ time.Duration) (map[DeliveryKey]ClaimState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[DeliveryKey]bool{}
-	for _, id := range ids {
-		for k := range f.delivered {
-			if k.EventID == id {
-				out[k] = true
-			}
+	out := map[DeliveryKey]ClaimState{}
+	for _, k := range keys {
+		switch {
+		case f.delivered[k]:
+			out[k] = ClaimDelivered
+		case f.busy[k]:
+			out[k] = ClaimBusy
+		default:
+			out[k] = ClaimOwned
 		}
 	}
 	return out, nil
@@ -154,6 +158,31 @@ func TestProcessDecisions(t *testing.T) {
 	res, _ = p.Process(t.Context(), []Message{msg("m1", "e-1", "7", 2)})
 	if res[0].Result != ResultDuplicate || len(snd.calls) != before {
 		t.Fatalf("redelivery: %+v, %d new pushes", res[0], len(snd.calls)-before)
+	}
+}
+
+// TestProcessBusyPairWaits: a pair claimed by another receive (a duplicate
+// message on another consumer) is not pushed; the message is left for
+// redelivery, and the pairs this receive owns are pushed and recorded.
+func TestProcessBusyPairWaits(t *testing.T) {
+	p, log, snd := newTestProcessor(t, ok)
+	log.busy = map[DeliveryKey]bool{{"e-1", 2}: true}
+	res, err := p.Process(t.Context(), []Message{msg("m1", "e-1", "7", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Action != Retry || res[0].Result != ResultRetry || res[0].Delay != 30*time.Second {
+		t.Fatalf("got %+v, want a retry after the redelivery delay", res[0])
+	}
+	if len(snd.calls) != 1 || snd.calls[0].Account != "a" {
+		t.Fatalf("pushes %+v, want only account a's", snd.calls)
+	}
+	// Redelivered once the other receive delivered it: a duplicate.
+	log.busy = nil
+	log.delivered[DeliveryKey{"e-1", 2}] = true
+	res, _ = p.Process(t.Context(), []Message{msg("m1", "e-1", "7", 2)})
+	if res[0].Result != ResultDuplicate || len(snd.calls) != 1 {
+		t.Fatalf("redelivery: %+v, %d pushes in all", res[0], len(snd.calls))
 	}
 }
 

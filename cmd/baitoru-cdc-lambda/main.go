@@ -68,6 +68,7 @@ func setup(ctx context.Context) (*lambda.Handler, error) {
 	}
 	proc, err := sink.NewProcessor(sink.ProcessorConfig{
 		Rules: rules, Links: store, Log: store, Sender: kc, Logger: log,
+		ClaimLease: sink.ClaimLeaseFor(cfg.Sink.Kobot),
 	})
 	if err != nil {
 		return nil, err

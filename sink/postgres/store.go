@@ -11,6 +11,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -302,21 +303,70 @@ func activeLinks(ctx context.Context, q querier, keys []string) ([]sink.Link, er
 	return ls, nil
 }
 
-// Delivered returns the (event, link) pushes of eventIDs that succeeded.
-func (s *Store) Delivered(ctx context.Context, eventIDs []string) (map[sink.DeliveryKey]bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT event_id, link_id FROM deliveries
-		WHERE event_id = ANY($1) AND status = 'delivered'`, eventIDs)
+// Claim claims the pushes of keys for lease (see sink.DeliveryLog): one
+// statement upserts a 'pending' row per pair, or takes over a row that is
+// neither delivered nor claimed by a live claim; the pairs it did not get
+// are then read back as delivered or busy. Concurrent claims of one pair
+// serialise on its row: exactly one wins.
+func (s *Store) Claim(ctx context.Context, keys []sink.DeliveryKey, lease time.Duration) (map[sink.DeliveryKey]sink.ClaimState, error) {
+	out := make(map[sink.DeliveryKey]sink.ClaimState, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b sink.DeliveryKey) int {
+		return cmp.Or(cmp.Compare(a.EventID, b.EventID), cmp.Compare(a.LinkID, b.LinkID))
+	})
+	keys = slices.Compact(keys) // ON CONFLICT cannot touch a row twice
+	ids, links := make([]string, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		ids[i], links[i] = k.EventID, k.LinkID
+		out[k] = sink.ClaimBusy
+	}
+	rows, err := s.pool.Query(ctx, `INSERT INTO deliveries AS d (event_id, link_id, status, attempts, claimed_until)
+		SELECT e, l, 'pending', 0, now() + $3::bigint * interval '1 microsecond'
+		FROM unnest($1::text[], $2::bigint[]) AS u(e, l)
+		ON CONFLICT (event_id, link_id) DO UPDATE SET claimed_until = excluded.claimed_until, updated_at = now()
+			WHERE d.status <> 'delivered' AND (d.claimed_until IS NULL OR d.claimed_until < now())
+		RETURNING event_id, link_id`, ids, links, lease.Microseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	for rows.Next() {
+		var k sink.DeliveryKey
+		if err := rows.Scan(&k.EventID, &k.LinkID); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("claim deliveries: %w", err)
+		}
+		out[k] = sink.ClaimOwned
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	var lostIDs []string
+	var lostLinks []int64
+	for _, k := range keys {
+		if out[k] != sink.ClaimOwned {
+			lostIDs, lostLinks = append(lostIDs, k.EventID), append(lostLinks, k.LinkID)
+		}
+	}
+	if len(lostIDs) == 0 {
+		return out, nil
+	}
+	rows, err = s.pool.Query(ctx, `SELECT d.event_id, d.link_id FROM deliveries d
+		JOIN unnest($1::text[], $2::bigint[]) AS u(e, l) ON d.event_id = u.e AND d.link_id = u.l
+		WHERE d.status = 'delivered'`, lostIDs, lostLinks)
 	if err != nil {
 		return nil, fmt.Errorf("read delivery log: %w", err)
 	}
 	defer rows.Close()
-	out := map[sink.DeliveryKey]bool{}
 	for rows.Next() {
 		var k sink.DeliveryKey
 		if err := rows.Scan(&k.EventID, &k.LinkID); err != nil {
 			return nil, fmt.Errorf("read delivery log: %w", err)
 		}
-		out[k] = true
+		out[k] = sink.ClaimDelivered
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read delivery log: %w", err)
@@ -358,6 +408,7 @@ func (s *Store) RecordDeliveries(ctx context.Context, ds []sink.Delivery) error 
 			last_error   = CASE WHEN d.status = 'delivered' THEN d.last_error ELSE excluded.last_error END,
 			latency_ms   = CASE WHEN d.status = 'delivered' THEN d.latency_ms ELSE excluded.latency_ms END,
 			delivered_at = coalesce(d.delivered_at, excluded.delivered_at),
+			claimed_until = NULL,
 			updated_at   = now()`,
 		ids, links, statuses, attempts, codes, errs, lat, at)
 	if err != nil {

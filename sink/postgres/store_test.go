@@ -3,8 +3,11 @@ package postgres_test
 import (
 	"context"
 	"log/slog"
+	"maps"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,9 +133,11 @@ func TestRecordDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done, err := s.Delivered(ctx, []string{"e-1", "e-2", "e-3"})
-	if err != nil || len(done) != 1 || !done[sink.DeliveryKey{EventID: "e-1", LinkID: l1.ID}] {
-		t.Fatalf("Delivered = %v, %v", done, err)
+	keys := []sink.DeliveryKey{{EventID: "e-1", LinkID: l1.ID}, {EventID: "e-1", LinkID: l2.ID}, {EventID: "e-2", LinkID: l1.ID}, {EventID: "e-3", LinkID: l1.ID}}
+	got, err := s.Claim(ctx, keys, time.Minute)
+	want := map[sink.DeliveryKey]sink.ClaimState{keys[0]: sink.ClaimDelivered, keys[1]: sink.ClaimOwned, keys[2]: sink.ClaimOwned, keys[3]: sink.ClaimOwned}
+	if err != nil || !maps.Equal(got, want) {
+		t.Fatalf("Claim = %v, %v; want %v", got, err, want)
 	}
 	// The redelivery: l2 now succeeds; a late failure report of l1 must
 	// not undo its delivery.
@@ -143,9 +148,9 @@ func TestRecordDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done, _ = s.Delivered(ctx, []string{"e-1"})
-	if len(done) != 2 {
-		t.Fatalf("Delivered after redelivery = %v", done)
+	got, _ = s.Claim(ctx, keys[:2], time.Minute)
+	if got[keys[0]] != sink.ClaimDelivered || got[keys[1]] != sink.ClaimDelivered {
+		t.Fatalf("Claim after redelivery = %v", got)
 	}
 	if a := query[int32](t, dsn, "SELECT attempts FROM deliveries WHERE event_id = 'e-1' AND link_id = $1", l2.ID); a != 4 {
 		t.Fatalf("attempts of l2 = %d, want 3 + 1", a)
@@ -155,6 +160,71 @@ func TestRecordDeliveries(t *testing.T) {
 	}
 	if err := s.RecordDeliveries(ctx, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClaim: of concurrent claims of one pair exactly one wins and the others
+// see it busy; an outcome ends the claim (delivered stays delivered, a retry
+// is claimable again); a claim of a sink that died expires with its lease.
+func TestClaim(t *testing.T) {
+	s, dsn := open(t)
+	if _, err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	l1, _, _ := s.StartLink(ctx, "a", "7")
+	l2, _, _ := s.StartLink(ctx, "b", "7")
+	k1, k2 := sink.DeliveryKey{EventID: "e-1", LinkID: l1.ID}, sink.DeliveryKey{EventID: "e-1", LinkID: l2.ID}
+
+	const racers = 16
+	var owned [2]atomic.Int32
+	var wg sync.WaitGroup
+	for range racers {
+		wg.Go(func() {
+			got, err := s.Claim(ctx, []sink.DeliveryKey{k2, k1, k1}, time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i, k := range []sink.DeliveryKey{k1, k2} {
+				switch got[k] {
+				case sink.ClaimOwned:
+					owned[i].Add(1)
+				case sink.ClaimBusy:
+				default:
+					t.Errorf("claim %v: state %v", k, got[k])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if owned[0].Load() != 1 || owned[1].Load() != 1 {
+		t.Fatalf("%d and %d of %d concurrent claims won, want exactly 1 each", owned[0].Load(), owned[1].Load(), racers)
+	}
+
+	err := s.RecordDeliveries(ctx, []sink.Delivery{
+		{EventID: "e-1", LinkID: l1.ID, Status: sink.DeliveryDelivered, Attempts: 1, HTTPStatus: 204, DeliveredAt: time.Now()},
+		{EventID: "e-1", LinkID: l2.ID, Status: sink.DeliveryRetry, Attempts: 3, HTTPStatus: 503},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Claim(ctx, []sink.DeliveryKey{k1, k2}, time.Minute)
+	if err != nil || got[k1] != sink.ClaimDelivered || got[k2] != sink.ClaimOwned {
+		t.Fatalf("after the outcomes: %v %v; want k1 delivered, k2 owned again", got, err)
+	}
+	// k2's claimer dies: the pair stays busy until the lease ends.
+	got, _ = s.Claim(ctx, []sink.DeliveryKey{k2}, time.Minute)
+	if got[k2] != sink.ClaimBusy {
+		t.Fatalf("claimed pair: %v, want busy", got[k2])
+	}
+	testenv.MustExec(t, dsn, "UPDATE deliveries SET claimed_until = now() - interval '1 second' WHERE link_id = "+strconv.FormatInt(l2.ID, 10))
+	got, _ = s.Claim(ctx, []sink.DeliveryKey{k2}, time.Minute)
+	if got[k2] != sink.ClaimOwned {
+		t.Fatalf("expired claim: %v, want owned", got[k2])
+	}
+	if st := query[string](t, dsn, "SELECT status FROM deliveries WHERE event_id = 'e-1' AND link_id = $1", l1.ID); st != "delivered" {
+		t.Fatalf("l1 row status %s after claims, want delivered", st)
 	}
 }
 

@@ -179,6 +179,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		Metrics:        s.metrics,
 		Logger:         s.logger,
 		RedeliveryBase: s.cfg.SQS.VisibilityTimeout,
+		ClaimLease:     sink.ClaimLeaseFor(s.cfg.Kobot),
 	})
 	if err != nil {
 		return err
