@@ -290,3 +290,56 @@ func TestPipelineShutdownFinishesInflight(t *testing.T) {
 		t.Fatalf("flushed = %s after graceful shutdown, want 0/110", p.Flushed())
 	}
 }
+
+// sizePublisher records the size of every call, then lets gatePublisher
+// decide when it is accepted.
+type sizePublisher struct {
+	*gatePublisher
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (s *sizePublisher) Publish(ctx context.Context, events []*Event) error {
+	s.mu.Lock()
+	s.sizes = append(s.sizes, len(events))
+	s.mu.Unlock()
+	return s.gatePublisher.Publish(ctx, events)
+}
+
+func (s *sizePublisher) calls() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.sizes...)
+}
+
+// TestPipelineFillsBatchesAcrossChunks: while a call is under way, small
+// transactions queue up in the lane as chunks of 3, 3 and 2 events; the
+// next calls carry MaxBatch (4) events each, splitting a chunk, in the
+// order the events were read, and every transaction is acknowledged.
+func TestPipelineFillsBatchesAcrossChunks(t *testing.T) {
+	pub := &sizePublisher{gatePublisher: newGatePublisher()}
+	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 1, MaxBatch: 4})
+	p.SetFlushed(0x10)
+	want := feed(t, p, 0x100, 0x110, "k")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pub.calls()) == 0 { // the first call is under way, held by the gate
+		if time.Now().After(deadline) {
+			t.Fatal("no Publish call")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	want = append(want, feed(t, p, 0x200, 0x210, "k", "k", "k")...)
+	want = append(want, feed(t, p, 0x300, 0x310, "k", "k", "k")...)
+	want = append(want, feed(t, p, 0x400, 0x410, "k", "k")...)
+	pub.release(want...)
+	waitFlushed(t, p, 0x410)
+	if got := fmt.Sprint(pub.calls()); got != "[1 4 4]" {
+		t.Errorf("call sizes = %s, want [1 4 4]", got)
+	}
+	pub.mu.Lock()
+	got := fmt.Sprint(pub.accepted)
+	pub.mu.Unlock()
+	if got != fmt.Sprint(want) {
+		t.Errorf("accepted in order %s, want %s", got, want)
+	}
+}
