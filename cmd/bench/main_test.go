@@ -218,7 +218,7 @@ func TestBenchTiny(t *testing.T) {
 	for _, p := range got.Profiles {
 		profiled[p.CPUFile] = len(p.CPUTop) > 0 && len(p.AllocTop) > 0
 	}
-	if !profiled["connector-main-cpu.pprof"] || !profiled["connector-one-tx-cpu.pprof"] || (res.hasSinkResults() && !profiled["sink-cpu.pprof"]) {
+	if !profiled["connector-main-cpu.pprof"] || !profiled["connector-one-tx-cpu.pprof"] || !profiled["connector-publish-cpu.pprof"] || (res.hasSinkResults() && !profiled["sink-cpu.pprof"]) {
 		t.Errorf("profiles: %v (unavailable: %v)", profiled, got.Unavailable)
 	}
 	if len(got.Figures) < 8 {

@@ -79,13 +79,18 @@ func (b *bench) publishPhase(ctx context.Context) error {
 	if _, err := b.emulator(); err != nil {
 		return err
 	}
-	sample, connSlot := "bench_sample_pub", "bench_conn_pub"
-	for _, s := range []string{sample, connSlot} {
+	slots := []string{"bench_sample_pub", "bench_conn_pub"}
+	sample, connSlot := slots[0], slots[1]
+	profiled := !b.o.skipped(itemProfile) && b.profBin != ""
+	if profiled {
+		slots = append(slots, "bench_prof_pub")
+	}
+	for _, s := range slots {
 		if err := b.createSlot(ctx, s); err != nil {
 			return err
 		}
 	}
-	defer b.dropSlots(context.WithoutCancel(ctx), sample, connSlot)
+	defer b.dropSlots(context.WithoutCancel(ctx), slots...)
 	w, err := b.insert(ctx, "publish", b.o.PublishRows, (b.o.PublishRows+b.o.TxSize-1)/b.o.TxSize)
 	if err != nil {
 		return err
@@ -184,7 +189,46 @@ func (b *bench) publishPhase(ctx context.Context) error {
 	if res.BareQueued != len(bodies) || res.ConnectorQueued < w.Rows {
 		return fmt.Errorf("queued messages: bare %d of %d, connector %d of %d", res.BareQueued, len(bodies), res.ConnectorQueued, w.Rows)
 	}
+	if profiled {
+		return b.profilePublish(ctx, w, "bench_prof_pub")
+	}
 	return nil
+}
+
+// profilePublish runs the profiling connector over w once more, publishing
+// to a topic of its own, until the slot confirmed it (not the measured
+// run: profiling costs a few percent). Files are named connector-publish-*.
+func (b *bench) profilePublish(ctx context.Context, w *Workload, slot string) error {
+	pp, err := b.newPipe(ctx, "bench-profiled")
+	if err != nil {
+		return err
+	}
+	cfg, err := b.connectorConfig("connector-publish-profiled", slot, "sns", pp.topic, "", "")
+	if err != nil {
+		return err
+	}
+	env, cpu, heap := b.profileEnv("connector-publish")
+	c, err := startProcess("connector-publish-profiled", b.logs, b.profBin, []string{"run", "--config", cfg}, append(envList(awsEnv()), env...), nil)
+	if err != nil {
+		return err
+	}
+	defer c.stop(15 * time.Second)
+	abort := func() error {
+		if c.exited() {
+			return c.exitErr()
+		}
+		return nil
+	}
+	if _, err := b.waitSlot(ctx, slot, timeoutFor(w.Rows, 200), abort, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) }); err != nil {
+		return fmt.Errorf("profiled connector → emulator: %w", err)
+	}
+	c.stop(15 * time.Second)
+	p, err := b.readProfiles(ctx, "connector-publish", cpu, heap)
+	if p != nil {
+		p.Workload = b.res.workloadLabel(w.Name) + ", publisher sns (emulator)"
+		b.res.Profiles = append(b.res.Profiles, p)
+	}
+	return err
 }
 
 // bareLoop publishes bodies to topic in PublishBatch calls of 10 entries
