@@ -177,9 +177,11 @@ func stringField(m map[string]json.RawMessage, name string, required bool) (stri
 	if len(raw) == 0 || raw[0] != '"' {
 		return "", invalid(CodeInvalidField, "%q is %s, want a string", name, jsonKind(raw))
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", invalid(CodeInvalidField, "%q is not a valid string", name)
+	s, ok := plainString(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", invalid(CodeInvalidField, "%q is not a valid string", name)
+		}
 	}
 	if s == "" {
 		return "", invalid(CodeMissingField, "%q is empty", name)
@@ -190,12 +192,45 @@ func stringField(m map[string]json.RawMessage, name string, required bool) (stri
 	return s, nil
 }
 
+// plainString returns the JSON string raw (a well-formed JSON string, as
+// objectMembers returns it) when it has no escape and is valid UTF-8: then
+// its value is its bytes, as json.Unmarshal would decode them.
+func plainString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	for _, c := range inner {
+		if c == '\\' || c == '"' || c < 0x20 {
+			return "", false
+		}
+	}
+	if !utf8.Valid(inner) {
+		return "", false
+	}
+	return string(inner), true
+}
+
 // objectMembers decodes a JSON object's members, keeping member names exactly
 // (encoding/json's struct decoding matches names case-insensitively, and
 // "Type" of an SNS envelope must not be confused with "type" of an event).
 // A duplicate member name is an error, so the sink and Kobot cannot read
 // different values from the same document.
+//
+// Well-formed objects whose member names are plain ASCII (the normal case)
+// are read by a hand-written scanner (scanObject) without a json.Decoder;
+// anything else, including every malformed input, is read by the
+// json.Decoder path, which decides the error.
 func objectMembers(b []byte) (map[string]json.RawMessage, error) {
+	if m, ok := scanObject(b); ok {
+		return m, nil
+	}
+	return decodeObjectMembers(b)
+}
+
+// decodeObjectMembers is objectMembers with a json.Decoder: the reference
+// behaviour, and the path of every input scanObject does not take.
+func decodeObjectMembers(b []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	tok, err := dec.Token()
@@ -243,6 +278,10 @@ func (e *Event) LinkKey(field string) (string, error) {
 	var key string
 	switch raw[0] {
 	case '"':
+		var plain bool
+		if key, plain = plainString(raw); plain {
+			break
+		}
 		if err := json.Unmarshal(raw, &key); err != nil {
 			return "", invalid(CodeInvalidLinkKey, "event %s data.%s is not a valid string", e.ID, clipString(field))
 		}
