@@ -326,7 +326,7 @@ func (b *bench) latencySNS(ctx context.Context) error {
 
 	if histErr == nil {
 		var after histogram
-		if after, histErr = scrapeHistogram(ctx, metricsURL, histCommitToPublish); histErr == nil {
+		if after, histErr = scrapeCaughtUp(ctx, metricsURL, histCommitToPublish, before, l.Received); histErr == nil {
 			hl := run
 			hl.Path, hl.Short = "commit→SNS accepted (connector histogram)", "connector histogram"
 			hl.Method = "the connector's histogram " + histCommitToPublish + " (commit timestamp → PublishBatch answered), percentiles interpolated in its doubling buckets: a coarse cross-check"
@@ -349,6 +349,24 @@ func (b *bench) latencySNS(ctx context.Context) error {
 		return fmt.Errorf("%d of %d events received from the queue", q.Received, q.Sent)
 	}
 	return nil
+}
+
+// scrapeCaughtUp scrapes histogram name until it counted want
+// observations more than before, or 10 s passed: a process observes an
+// event a moment after the receivers of the bench saw it.
+func scrapeCaughtUp(ctx context.Context, url, name string, before histogram, want int) (histogram, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := scrapeHistogram(ctx, url, name)
+		if err != nil || h.minus(before).total() >= float64(want) || time.Now().After(deadline) {
+			return h, err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return h, ctx.Err()
+		}
+	}
 }
 
 // Histograms scraped from the measured processes.
@@ -438,8 +456,11 @@ func (b *bench) latencyKobot(ctx context.Context) error {
 	rec.fill(&l)
 	b.res.Latency = append(b.res.Latency, l)
 	if histErr == nil {
+		// The sink observes a delivery after Kobot's answer, when its
+		// batch is decided: wait for the histogram to catch up with the
+		// receiver before reading it.
 		var after histogram
-		if after, histErr = scrapeHistogram(ctx, metricsURL, histCommitToDelivery); histErr == nil {
+		if after, histErr = scrapeCaughtUp(ctx, metricsURL, histCommitToDelivery, before, l.Received); histErr == nil {
 			hl := Latency{Path: "commit→Kobot 2xx (sink histogram)", Short: "sink histogram", Method: "the sink's histogram " + histCommitToDelivery + " (commit timestamp → Kobot's 2xx), percentiles interpolated in its buckets: a coarse cross-check",
 				Rate: l.Rate, TxSize: l.TxSize, Seconds: l.Seconds, Sent: l.Sent, InsertDelayP99: delay}
 			hl.fromHistogram(histCommitToDelivery, after.minus(before))
