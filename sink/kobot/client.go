@@ -215,11 +215,18 @@ func (c *Client) send(ctx context.Context, id string, body []byte) Response {
 		return Response{Class: Rejected, Err: fmt.Errorf("build request: %w", err)}
 	}
 	now := c.now()
-	req.Header.Set("Content-Type", ContentType)
-	req.Header.Set("User-Agent", "baitoru-cdc-sink")
-	req.Header.Set(HeaderID, id)
-	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
-	req.Header.Set(HeaderSignature, Sign(c.key, id, now, body))
+	ts := strconv.FormatInt(now.Unix(), 10)
+	// One map and one backing array instead of a Header.Set (a key
+	// canonicalisation and a slice) per header; the keys are the canonical
+	// forms Set would store.
+	vals := [...]string{ContentType, userAgent, id, ts, signature(c.key, id, ts, body)}
+	req.Header = http.Header{
+		"Content-Type":      vals[0:1:1],
+		"User-Agent":        vals[1:2:2],
+		"Webhook-Id":        vals[2:3:3],
+		"Webhook-Timestamp": vals[3:4:4],
+		"Webhook-Signature": vals[4:5:5],
+	}
 	resp, err := c.http.Do(req)
 	d := c.now().Sub(now)
 	if err != nil {
@@ -242,6 +249,9 @@ func (c *Client) send(ctx context.Context, id string, body []byte) Response {
 	r.Err = &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet)}
 	return r
 }
+
+// userAgent is the User-Agent of pushes.
+const userAgent = "baitoru-cdc-sink"
 
 // StatusError is a non-2xx answer from Kobot.
 type StatusError struct {

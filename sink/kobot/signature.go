@@ -62,7 +62,12 @@ func ParseSecret(s string) (Secret, error) {
 // Sign returns the webhook-signature header value, "v1,<base64>", of the
 // HMAC-SHA256 over "<id>.<unix seconds>.<body>".
 func Sign(key Secret, id string, ts time.Time, body []byte) string {
-	return "v1," + base64.StdEncoding.EncodeToString(mac(key, id, strconv.FormatInt(ts.Unix(), 10), body))
+	return signature(key, id, strconv.FormatInt(ts.Unix(), 10), body)
+}
+
+// signature is Sign with the timestamp already formatted as unix seconds.
+func signature(key Secret, id, ts string, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(mac(key, id, ts, body))
 }
 
 func mac(key Secret, id, ts string, body []byte) []byte {
