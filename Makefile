@@ -143,7 +143,7 @@ reliability: deps-postgres deps-emulator deps-go
 # package's testdata/fuzz/: commit it with the fix as a regression case.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./connector/postgres:FuzzEncode ./connector/postgres:FuzzParseRow \
-	./sink:FuzzParseEvent ./sink/kobot:FuzzVerifySignature ./config:FuzzLoad
+	./sink:FuzzParseEvent ./sink:FuzzScanObject ./sink/kobot:FuzzVerifySignature ./config:FuzzLoad
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
 		echo "fuzz: $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
