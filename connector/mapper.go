@@ -360,7 +360,7 @@ func bytesString(b []byte) string {
 func appendKey(b []byte, row []Datum, idx []int) []byte {
 	if len(idx) == 1 {
 		if idx[0] < len(row) && row[idx[0]].Kind == DatumText {
-			return appendJSONBytes(b, row[idx[0]].Value)
+			return AppendJSONString(b, row[idx[0]].Value)
 		}
 		return append(b, '"', '"')
 	}
@@ -461,23 +461,33 @@ func isSNSNumber(s []byte) bool {
 
 // EncodeString is the fallback ValueEncoder: the text form as a JSON string.
 func EncodeString(dst, text []byte) ([]byte, error) {
-	return appendJSONBytes(dst, text), nil
+	return AppendJSONString(dst, text), nil
 }
 
 const hexDigits = "0123456789abcdef"
 
 func appendJSONString(dst []byte, s string) []byte {
-	return appendJSONBytes(dst, []byte(s))
+	return AppendJSONString(dst, []byte(s))
 }
 
-// appendJSONBytes appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONBytes(dst []byte, s []byte) []byte {
+// jsonSafe[c] is true for ASCII bytes that appear unescaped in JSON strings.
+var jsonSafe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// AppendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, U+2028 and U+2029 escaped, invalid UTF-8
+// replaced by U+FFFD. Used by the mapper and by the type encoders.
+func AppendJSONString(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if jsonSafe[c] {
 				i++
 				continue
 			}
@@ -491,6 +501,10 @@ func appendJSONBytes(dst []byte, s []byte) []byte {
 				dst = append(dst, '\\', 'r')
 			case '\t':
 				dst = append(dst, '\\', 't')
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
 			default:
 				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}

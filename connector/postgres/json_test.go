@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/baitoru/baitoru-cdc/connector"
 )
 
 // encodeJSONReference is encodeJSON as it was before the one-pass
@@ -13,7 +15,7 @@ import (
 // give the same bytes for every input.
 func encodeJSONReference(dst, text []byte) []byte {
 	if !json.Valid(text) {
-		return appendString(dst, text)
+		return connector.AppendJSONString(dst, text)
 	}
 	inString := false
 	start := 0

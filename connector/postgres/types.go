@@ -278,7 +278,7 @@ func (t *Types) handled(oid uint32, depth int) bool {
 // is known (only then may it be cached). Called with t.mu held.
 func (t *Types) build(oid uint32, depth int) (connector.ValueEncoder, bool) {
 	if depth > maxTypeDepth {
-		return encodeString, false
+		return connector.EncodeString, false
 	}
 	if k, ok := builtinKind[oid]; ok {
 		if k == kindArray {
@@ -290,7 +290,7 @@ func (t *Types) build(oid uint32, depth int) (connector.ValueEncoder, bool) {
 	}
 	ti, ok := t.resolved[oid]
 	if !ok {
-		return encodeString, false
+		return connector.EncodeString, false
 	}
 	switch {
 	case ti.Type == 'd':
@@ -305,7 +305,7 @@ func (t *Types) build(oid uint32, depth int) (connector.ValueEncoder, bool) {
 	}
 	// Enums, category-S base types (citext), composites, ranges and other
 	// extension types: the text as a JSON string.
-	return encodeString, true
+	return connector.EncodeString, true
 }
 
 // kind selects the encoder of a builtin type.
@@ -357,7 +357,7 @@ func scalarEncoder(k kind, name string) connector.ValueEncoder {
 	case kindBytea:
 		return func(dst, text []byte) ([]byte, error) { return encodeBytea(dst, text, name) }
 	}
-	return encodeString
+	return connector.EncodeString
 }
 
 // builtinType is one row of the builtin table: a base type and its array.
@@ -473,7 +473,7 @@ func init() {
 	// _record is a pseudo-type, not an array type.
 	builtinInfo[pgtype.RecordArrayOID] = TypeInfo{OID: pgtype.RecordArrayOID, Name: "_record", Type: 'p', Category: 'P', Delim: ','}
 	builtinKind[pgtype.RecordArrayOID] = kindFallback
-	builtinEnc[pgtype.RecordArrayOID] = encodeString
+	builtinEnc[pgtype.RecordArrayOID] = connector.EncodeString
 	// int2vector and oidvector are category A with an element type, but
 	// their text form is space-separated, not an array literal.
 	for oid, elem := range map[uint32]uint32{22: pgtype.Int2OID, 30: pgtype.OIDOID} {
@@ -485,75 +485,7 @@ func init() {
 
 // --- scalar encoders ---
 
-// jsonSafe[c] is true for ASCII bytes that appear unescaped in JSON strings.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 const hexDigits = "0123456789abcdef"
-
-// encodeString appends text as a JSON string.
-func encodeString(dst, text []byte) ([]byte, error) {
-	return appendString(dst, text), nil
-}
-
-// appendString appends s as a JSON string: quotes, backslashes and control
-// characters escaped, U+2028 and U+2029 escaped, invalid UTF-8 replaced by
-// U+FFFD.
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
@@ -1000,7 +932,7 @@ func encodeJSON(dst, text []byte) ([]byte, error) {
 	if c.value(0) && c.skipSpace() == len(text) {
 		return c.dst, nil
 	}
-	return appendString(dst, text), nil
+	return connector.AppendJSONString(dst, text), nil
 }
 
 // maxJSONDepth is encoding/json's limit on nested arrays and objects.

@@ -22,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
+
+	"github.com/baitoru/baitoru-cdc/connector"
 )
 
 // Type OIDs used by the unit tests. Resolved OIDs are made up; the
@@ -434,7 +436,7 @@ func TestEncodeStringRoundTrip(t *testing.T) {
 			sb.WriteString(alphabet[r.IntN(len(alphabet))])
 		}
 		s := sb.String()
-		out, err := encodeString(nil, []byte(s))
+		out, err := connector.EncodeString(nil, []byte(s))
 		if err != nil {
 			t.Fatal(err)
 		}
