@@ -503,24 +503,14 @@ func (w *window) tryAcquire(size int64) bool {
 // acquire reserves room for one event of size bytes. An event larger than
 // the whole byte budget is let through alone.
 func (w *window) acquire(ctx context.Context, size int64, stop <-chan struct{}) error {
-	for {
-		w.mu.Lock()
+	return w.waitUntil(ctx, stop, func() bool {
 		if w.events < w.maxEvents && (w.bytes+size <= w.maxBytes || w.events == 0) {
 			w.events++
 			w.bytes += size
-			w.mu.Unlock()
-			return nil
+			return true
 		}
-		wake := w.wakeLocked()
-		w.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-stop:
-			return errWindowClosed
-		}
-	}
+		return false
+	})
 }
 
 func (w *window) release(n int, bytes int64) {
@@ -548,9 +538,15 @@ func (w *window) wakeLocked() chan struct{} {
 }
 
 func (w *window) waitEmpty(ctx context.Context, stop <-chan struct{}) error {
+	return w.waitUntil(ctx, stop, func() bool { return w.events == 0 })
+}
+
+// waitUntil calls ok under w.mu until it returns true, sleeping until the
+// next release in between; it gives up when ctx ends or stop is closed.
+func (w *window) waitUntil(ctx context.Context, stop <-chan struct{}, ok func() bool) error {
 	for {
 		w.mu.Lock()
-		if w.events == 0 {
+		if ok() {
 			w.mu.Unlock()
 			return nil
 		}
