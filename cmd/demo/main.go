@@ -206,7 +206,7 @@ func (d *demo) startPostgres(ctx context.Context) error {
 	// creates the publication and the permanent slot the config needs.
 	t = time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "baitoru-cdc"), "setup", "--config", filepath.Join(d.root, "config.yaml"), "--dsn", db)
-	cmd.Env = append(cleanEnv(), d.sourceEnv()...)
+	cmd.Env = append(testenv.ChildEnv(), d.sourceEnv()...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("baitoru-cdc setup: %v\n%s", err, out)

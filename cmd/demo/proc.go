@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
 // child is a process the demo started: one of the real binaries. It runs in
@@ -38,7 +40,7 @@ func start(name, logPath, bin string, args, env []string, stdout io.Writer) (*ch
 	}
 	c := &child{name: name, logPath: logPath, done: make(chan struct{})}
 	c.cmd = exec.Command(bin, args...)
-	c.cmd.Env = append(cleanEnv(), env...)
+	c.cmd.Env = append(testenv.ChildEnv(), env...)
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if stdout != nil {
 		c.cmd.Stdout = stdout
@@ -74,21 +76,6 @@ func start(name, logPath, bin string, args, env []string, stdout io.Writer) (*ch
 		close(c.done)
 	}()
 	return c, nil
-}
-
-// cleanEnv is our environment without what would redirect the children:
-// configuration overrides, libpq and AWS settings are set by the demo.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "BAITORU_") || strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "AWS_") ||
-			strings.HasPrefix(k, "SINK_") || strings.HasPrefix(k, "KOBOT_") || k == "LINKS_API_TOKEN" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 // waitLog waits until the child logged a JSON line with msg and returns

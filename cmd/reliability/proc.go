@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
 // proc is a running baitoru-cdc process (run or sink). It has its own
@@ -108,19 +110,9 @@ func startProc(name, logPath, bin string, args, env []string) (*proc, error) {
 	return p, nil
 }
 
-// cleanEnv is our environment without what would change the children's
-// configuration or their connections: the suite sets those explicitly.
+// cleanEnv is testenv.ChildEnv with the emulator's dummy credentials.
 func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "BAITORU_") || strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "AWS_") ||
-			strings.HasPrefix(k, "SINK_") || strings.HasPrefix(k, "KOBOT_") || k == "LINKS_API_TOKEN" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
+	return append(testenv.ChildEnv(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
 }
 
 // output returns everything the process wrote so far.
