@@ -106,21 +106,11 @@ func TestEndToEndKobot(t *testing.T) {
 	testenv.MustExec(t, src, string(schema))
 
 	name := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6)
-	topic, err := emu.CreateTopic(ctx, name)
+	fan, err := emu.CreateFanout(ctx, name, testenv.QueueOptions{MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlqURL, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queueURL, queueARN, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Subscribe(ctx, topic, queueARN, true); err != nil {
-		t.Fatal(err)
-	}
+	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
 
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	key, err := kobot.ParseSecret(secret)

@@ -201,21 +201,11 @@ func TestRunMetricsAndReadiness(t *testing.T) {
 	sinkDSN := testenv.PG(t).NewDatabase(t) // another cluster: stopping the source leaves the sink alone
 	emu := testenv.Emu(t)
 	name := fmt.Sprintf("metrics-%d", time.Now().UnixNano()%1e9)
-	topic, err := emu.CreateTopic(ctx, name)
+	fan, err := emu.CreateFanout(ctx, name, testenv.QueueOptions{MaxReceiveCount: 5, VisibilityTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlqURL, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queueURL, queueARN, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 5, VisibilityTimeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Subscribe(ctx, topic, queueARN, true); err != nil {
-		t.Fatal(err)
-	}
+	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
 	kb := newKobotReceiver(t)
 	const token = "metrics-test-token"
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")

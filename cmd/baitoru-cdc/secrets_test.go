@@ -63,21 +63,11 @@ func TestSecretsNeverOutput(t *testing.T) {
 	ctx := context.Background()
 	emu := testenv.Emu(t)
 	name := fmt.Sprintf("secrets-%d", time.Now().UnixNano()%1e6)
-	topic, err := emu.CreateTopic(ctx, name)
+	fan, err := emu.CreateFanout(ctx, name, testenv.QueueOptions{MaxReceiveCount: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dlqURL, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queueURL, queueARN, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := emu.Subscribe(ctx, topic, queueARN, true); err != nil {
-		t.Fatal(err)
-	}
+	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
 
 	key, err := kobot.ParseSecret(secret)
 	if err != nil {

@@ -358,3 +358,27 @@ func (e *Emulator) ReceiveAll(ctx context.Context, queueURL string, want int, ti
 	}
 	return got, nil
 }
+
+// Fanout is a topic with a queue subscribed to it (raw delivery) and the
+// queue's dead-letter queue, as the connector and the sink use them.
+type Fanout struct {
+	TopicARN, QueueURL, QueueARN, DLQURL string
+}
+
+// CreateFanout creates topic name, queue name with o's settings and a
+// redrive policy to queue name+"-dlq", and subscribes the queue to the
+// topic with raw delivery. o.DLQArn is ignored.
+func (e *Emulator) CreateFanout(ctx context.Context, name string, o QueueOptions) (Fanout, error) {
+	var f Fanout
+	var err error
+	if f.TopicARN, err = e.CreateTopic(ctx, name); err != nil {
+		return f, err
+	}
+	if f.DLQURL, o.DLQArn, err = e.CreateQueue(ctx, name+"-dlq", QueueOptions{}); err != nil {
+		return f, err
+	}
+	if f.QueueURL, f.QueueARN, err = e.CreateQueue(ctx, name, o); err != nil {
+		return f, err
+	}
+	return f, e.Subscribe(ctx, f.TopicARN, f.QueueARN, true)
+}
