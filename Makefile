@@ -19,11 +19,11 @@ EMULATOR_DIR := tools/emulator
 # sudo only when not root (CI and the dev machines run as root).
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps deps-postgres deps-emulator deps-podman deps-go test vet test-short build clean
+.PHONY: deps deps-postgres deps-emulator deps-podman deps-curl deps-go test vet test-short build clean
 
 ## ---------------------------------------------------------------- dependencies
 
-deps: deps-postgres deps-emulator deps-podman deps-go
+deps: deps-postgres deps-emulator deps-podman deps-curl deps-go
 
 # PostgreSQL server binaries (initdb, postgres): on PATH or in /usr/lib/postgresql/*/bin.
 # The package's default cluster is not created: tests start their own throwaway clusters.
@@ -71,6 +71,16 @@ deps-podman:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y podman; \
 	else \
 		echo "deps: $(CONTAINER) not found" >&2; exit 1; \
+	fi
+
+# curl runs the documented links API commands in the docs tests.
+deps-curl:
+	@if command -v curl >/dev/null 2>&1; then \
+		echo "deps: curl found"; \
+	else \
+		echo "deps: installing curl"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl; \
 	fi
 
 deps-go:

@@ -318,7 +318,7 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 func decodeBody(w http.ResponseWriter, r *http.Request, fields map[string]*string) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		WriteError(w, http.StatusUnsupportedMediaType, ErrCodeUnsupportedMedia, "Content-Type must be application/json")
+		WriteError(w, http.StatusUnsupportedMediaType, ErrCodeUnsupportedMedia, "Content-Type must be application/json: send the header Content-Type: application/json (curl: -H 'Content-Type: application/json')")
 		return false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
+)
+
+// docCommand is one shell command shown in the documentation, as a user
+// would paste it (continuation lines joined).
+type docCommand struct {
+	File string // relative to the module root
+	Line int    // 1-based line of its first line
+	Text string
+	// Output is the fenced block right after the command's block (only
+	// blank lines between) when it is json: the documented answer.
+	Output string
+}
+
+func (c docCommand) String() string { return c.File + ":" + strconv.Itoa(c.Line) + ": " + c.Text }
+
+// docFiles are the files whose shell commands users paste.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	root := testenv.ModuleRoot()
+	files := []string{"README.md", "docker-compose.yml"}
+	mds, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil || len(mds) == 0 {
+		t.Fatalf("no docs/*.md under %s (%v)", root, err)
+	}
+	for _, m := range mds {
+		rel, _ := filepath.Rel(root, m)
+		files = append(files, rel)
+	}
+	return files
+}
+
+// shellFences are the info strings of the fenced blocks holding commands.
+var shellFences = map[string]bool{"sh": true, "bash": true, "shell": true, "console": true}
+
+// docCommands returns every shell command of the documentation files: the
+// fenced sh/bash/shell/console blocks of Markdown files (in a console block
+// only the lines after a "$ " prompt), and the indented commands of a
+// YAML file's comments ("#     make image && ..."). Comment-only lines are
+// left out; a line ending in "\" continues on the next.
+func docCommands(t *testing.T, files ...string) []docCommand {
+	t.Helper()
+	root := testenv.ModuleRoot()
+	var out []docCommand
+	for _, rel := range files {
+		f, err := os.Open(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		f.Close()
+		if strings.HasSuffix(rel, ".md") {
+			out = append(out, markdownCommands(rel, lines)...)
+		} else {
+			out = append(out, commentCommands(rel, lines)...)
+		}
+	}
+	return out
+}
+
+func markdownCommands(file string, lines []string) []docCommand {
+	var out []docCommand
+	for i := 0; i < len(lines); i++ {
+		info, ok := strings.CutPrefix(strings.TrimSpace(lines[i]), "```")
+		if !ok {
+			continue
+		}
+		end := i + 1
+		for end < len(lines) && strings.TrimSpace(lines[end]) != "```" {
+			end++
+		}
+		if !shellFences[strings.TrimSpace(info)] {
+			i = end
+			continue
+		}
+		console := strings.TrimSpace(info) == "console"
+		cmds := joinCommands(file, i+2, lines[i+1:min(end, len(lines))], console)
+		// The documented answer: a json block right after this one.
+		j := end + 1
+		for j < len(lines) && strings.TrimSpace(lines[j]) == "" {
+			j++
+		}
+		if j < len(lines) && strings.TrimSpace(lines[j]) == "```json" && len(cmds) > 0 {
+			k := j + 1
+			for k < len(lines) && strings.TrimSpace(lines[k]) != "```" {
+				k++
+			}
+			cmds[len(cmds)-1].Output = strings.Join(lines[j+1:min(k, len(lines))], "\n")
+		}
+		out = append(out, cmds...)
+		i = end
+	}
+	return out
+}
+
+// commentCommandRe matches a command shown in a comment, indented by at
+// least four spaces after the "#".
+var commentCommandRe = regexp.MustCompile(`^#\s{4,}(\S.*)$`)
+
+func commentCommands(file string, lines []string) []docCommand {
+	var out []docCommand
+	for i := 0; i < len(lines); i++ {
+		m := commentCommandRe.FindStringSubmatch(lines[i])
+		if m == nil {
+			continue
+		}
+		start := i
+		block := []string{m[1]}
+		for strings.HasSuffix(strings.TrimSpace(block[len(block)-1]), `\`) && i+1 < len(lines) {
+			n := commentCommandRe.FindStringSubmatch(lines[i+1])
+			if n == nil {
+				break
+			}
+			block = append(block, n[1])
+			i++
+		}
+		out = append(out, joinCommands(file, start+1, block, false)...)
+	}
+	return out
+}
+
+// joinCommands splits a block into commands; first is the line number of
+// block[0].
+func joinCommands(file string, first int, block []string, console bool) []docCommand {
+	var out []docCommand
+	var cur []string
+	curLine := 0
+	for k, l := range block {
+		line := strings.TrimRight(l, " \t")
+		if len(cur) == 0 {
+			if console {
+				rest, ok := strings.CutPrefix(strings.TrimSpace(line), "$ ")
+				if !ok {
+					continue // output
+				}
+				line = rest
+			}
+			trimmed := strings.TrimSpace(line)
+			if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+				continue
+			}
+			curLine = first + k
+		}
+		if cont, ok := strings.CutSuffix(line, `\`); ok {
+			cur = append(cur, strings.TrimSpace(cont))
+			continue
+		}
+		cur = append(cur, strings.TrimSpace(line))
+		out = append(out, docCommand{File: file, Line: curLine, Text: strings.Join(cur, " ")})
+		cur = nil
+	}
+	if len(cur) > 0 {
+		out = append(out, docCommand{File: file, Line: curLine, Text: strings.Join(cur, " ")})
+	}
+	return out
+}
+
+// TestDocCommandsExtracted guards the extraction itself: the commands the
+// docs tests run are found, with their documented answers.
+func TestDocCommandsExtracted(t *testing.T) {
+	cmds := docCommands(t, docFiles(t)...)
+	var links, withAnswer, compose int
+	for _, c := range cmds {
+		if strings.Contains(c.Text, "/v1/links") && strings.HasPrefix(c.Text, "curl ") {
+			links++
+			if c.Output != "" {
+				withAnswer++
+			}
+			if c.File == "docker-compose.yml" {
+				compose++
+			}
+		}
+		if strings.HasSuffix(c.Text, `\`) {
+			t.Errorf("%s: continuation not joined", c)
+		}
+	}
+	if links < 6 || withAnswer < 2 || compose != 1 {
+		t.Fatalf("found %d links API commands (%d with a documented answer, %d in docker-compose.yml); the docs show at least 6 (2 with answers, 1 in docker-compose.yml):\n%v",
+			links, withAnswer, compose, cmds)
+	}
+}
