@@ -106,7 +106,7 @@ clean:
 	rm -rf bin/ coverage.out coverage.html
 
 ## ---------------------------------------------------------------- demo
-# The quickstart (cmd/demo): a throwaway PostgreSQL with the sample schema, the
+# The quickstart (tools/demo): a throwaway PostgreSQL with the sample schema, the
 # emulator with a topic and a raw-delivery queue with a DLQ, the connector and
 # the sink (the real binaries), a reference Kobot receiver, one link; sample
 # rows of a linked and an unlinked company. demo prints each event as Kobot
@@ -115,11 +115,11 @@ clean:
 # go run exits 1 after a Ctrl-C even when the demo stopped cleanly.
 .PHONY: demo demo-check
 demo: deps-postgres deps-emulator deps-go
-	$(GO) build -o bin/demo ./cmd/demo
+	$(GO) build -o bin/demo ./tools/demo
 	exec bin/demo
 
 demo-check: deps-postgres deps-emulator deps-go
-	$(GO) build -o bin/demo ./cmd/demo
+	$(GO) build -o bin/demo ./tools/demo
 	exec bin/demo -check
 
 ## ---------------------------------------------------------------- bench (owner: bench helper)
@@ -127,25 +127,25 @@ demo-check: deps-postgres deps-emulator deps-go
 # a throwaway PostgreSQL and emulator, 3 × 1M rows, 2 × 60 s of latency;
 # about 10 minutes. Run it on a quiet machine. Results, chart and profiles
 # go to $(BENCH_OUT)/. Smaller: make bench BENCH_FLAGS="-rows 100000 -latency-duration 10s"
-# (go run ./cmd/bench -h lists the flags).
+# (go run ./tools/bench -h lists the flags).
 BENCH_OUT   ?= bench-results
 BENCH_FLAGS ?=
 .PHONY: bench
 bench: deps
-	$(GO) run ./cmd/bench -out $(BENCH_OUT) $(BENCH_FLAGS)
+	$(GO) run ./tools/bench -out $(BENCH_OUT) $(BENCH_FLAGS)
 
 ## ---------------------------------------------------------------- reliability (owner: reliability helper)
 # The fault suite of issue 7 (docs/reliability.md): the real binaries against a
 # throwaway PostgreSQL, the emulator behind a fault proxy and a Kobot receiver
 # with faults, while rows are committed; a table per scenario (lost must be 0).
 # Full scale, about 20 minutes; exit 1 when anything was lost or a check failed.
-# The CI test (go test ./cmd/reliability) runs a subset at the "ci" scale.
+# The CI test (go test ./tools/reliability) runs a subset at the "ci" scale.
 # One scenario: make reliability RELIABILITY_FLAGS="-only 4b".
 RELIABILITY_OUT   ?= reliability-results
 RELIABILITY_FLAGS ?=
 .PHONY: reliability fuzz-short
 reliability: deps-postgres deps-emulator deps-go
-	$(GO) build -o bin/reliability ./cmd/reliability
+	$(GO) build -o bin/reliability ./tools/reliability
 	exec bin/reliability -scale full -out $(RELIABILITY_OUT) $(RELIABILITY_FLAGS)
 
 # Every fuzz target for FUZZTIME from its committed seed corpus (testdata/fuzz,

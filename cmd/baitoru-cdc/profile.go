@@ -8,7 +8,7 @@ import (
 )
 
 // Environment variables that make any command write pprof profiles, for
-// benchmarks (cmd/bench) and for investigating a slow deployment:
+// benchmarks (tools/bench) and for investigating a slow deployment:
 //
 //	BAITORU_CDC_CPUPROFILE=<file>  CPU profile of the whole command
 //	BAITORU_CDC_MEMPROFILE=<file>  heap profile written when the command

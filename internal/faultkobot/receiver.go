@@ -1,5 +1,5 @@
 // Package faultkobot is a Kobot webhook endpoint with programmable faults,
-// for the reliability suite (cmd/reliability): it verifies every push's
+// for the reliability suite (tools/reliability): it verifies every push's
 // Standard Webhooks signature, records it by (kobotaccount, event id), and
 // can be made slow (answering after the sink's timeout), down (connection
 // refused), failing (500 to every push), or rejecting one account (a

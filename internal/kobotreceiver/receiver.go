@@ -1,5 +1,5 @@
 // Package kobotreceiver is a reference Kobot endpoint for the sink's
-// pushes, used by cmd/kobot-receiver and the demo: it verifies each push's
+// pushes, used by tools/kobot-receiver and the demo: it verifies each push's
 // Standard Webhooks signature with kobot.Verify, drops duplicates by
 // (kobotaccount, event id), and reports every accepted push as a Receipt
 // with its commit→receipt latency.

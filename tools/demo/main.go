@@ -156,7 +156,7 @@ func (d *demo) build(ctx context.Context) error {
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", d.bin+"/", "./cmd/baitoru-cdc", "./cmd/kobot-receiver")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", d.bin+"/", "./cmd/baitoru-cdc", "./tools/kobot-receiver")
 	cmd.Dir = d.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)

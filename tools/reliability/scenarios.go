@@ -18,7 +18,7 @@ import (
 )
 
 // scale sizes a run: the full suite (make reliability) or the reduced one
-// that runs in CI (go test ./cmd/reliability).
+// that runs in CI (go test ./tools/reliability).
 type scale struct {
 	name      string
 	rowsPerTx int

@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
 
-	"github.com/baitoru/baitoru-cdc/internal/faultproxy"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	"github.com/baitoru/baitoru-cdc/tools/internal/faultproxy"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -4,7 +4,7 @@
 // endpoint is unreachable), or answer a fraction of the calls with AWS's
 // "slow down" error (HTTP 400, code Throttling) or with 503 Service
 // Unavailable, without forwarding them. The reliability suite
-// (cmd/reliability) points the connector's sns.endpoint and the sink's
+// (tools/reliability) points the connector's sns.endpoint and the sink's
 // sink.sqs.endpoint at it.
 //
 // Errors are written in the protocol of the call: SNS's query protocol

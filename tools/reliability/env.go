@@ -21,8 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/baitoru/baitoru-cdc/internal/faultkobot"
-	"github.com/baitoru/baitoru-cdc/internal/faultproxy"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	"github.com/baitoru/baitoru-cdc/tools/internal/faultproxy"
 )
 
 // Secrets of a run. They are test values, but the suite treats them as

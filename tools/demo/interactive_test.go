@@ -29,10 +29,10 @@ func TestInteractiveCtrlC(t *testing.T) {
 	}
 	root := testenv.ModuleRoot()
 	bin := filepath.Join(t.TempDir(), "demo")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/demo")
+	build := exec.Command("go", "build", "-o", bin, "./tools/demo")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/demo: %v\n%s", err, out)
+		t.Fatalf("go build ./tools/demo: %v\n%s", err, out)
 	}
 	// Everything the demo creates goes under TMPDIR; PostgreSQL runs as
 	// the postgres user when we are root, so the directory must be

@@ -14,7 +14,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/bench [-out bench-results] [-rows 1000000] [-skip latency,sink] ...
+//	go run ./tools/bench [-out bench-results] [-rows 1000000] [-skip latency,sink] ...
 //
 // It prints a table of figures, ratios and targets, and writes
 // results.json, results.md and chart.svg to -out. `make bench` runs it at

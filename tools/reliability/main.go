@@ -12,9 +12,9 @@
 // status is 1 when any scenario lost anything or failed a check, 2 on bad
 // flags.
 //
-//	go run ./cmd/reliability                 # full scale (make reliability)
-//	go run ./cmd/reliability -scale ci       # the reduced scale (the CI test)
-//	go run ./cmd/reliability -only 1,4       # scenario 1 and every 4x
+//	go run ./tools/reliability               # full scale (make reliability)
+//	go run ./tools/reliability -scale ci     # the reduced scale (the CI test)
+//	go run ./tools/reliability -only 1,4     # scenario 1 and every 4x
 package main
 
 import (
