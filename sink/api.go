@@ -43,7 +43,7 @@ const (
 // LinkFilter selects links for GET /v1/links.
 type LinkFilter struct {
 	Account string // exact match; empty: any
-	Key     string // exact match; empty: any
+	Key     string // canonical key (CanonicalKey), exact match; empty: any
 	Status  string // StatusActive, StatusStopped; empty: any
 	AfterID int64  // links with a greater id (pagination)
 	Limit   int
@@ -108,26 +108,59 @@ func NewAPI(store LinkStore, token string, logger *slog.Logger) (*API, error) {
 	return &API{store: store, token: sha256.Sum256([]byte(token)), logger: logger}, nil
 }
 
-// Register adds the API's routes to mux.
+// Register adds the API's routes to mux. Serve mux through JSONErrors, so
+// that an unknown path or method gets a JSON error too.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/links", a.auth(a.start))
 	mux.Handle("GET /v1/links", a.auth(a.list))
 	mux.Handle("GET /v1/links/{id}", a.auth(a.get))
 	mux.Handle("DELETE /v1/links/{id}", a.auth(a.stop))
-	// Anything else under /v1/ gets a JSON 404 or 405 (ServeMux's own are
-	// plain text).
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		switch p := strings.TrimSuffix(r.URL.Path, "/"); {
-		case p == "/v1/links":
-			w.Header().Set("Allow", "GET, POST")
-		case strings.HasPrefix(p, "/v1/links/") && !strings.Contains(p[len("/v1/links/"):], "/"):
-			w.Header().Set("Allow", "GET, DELETE")
-		default:
-			WriteError(w, http.StatusNotFound, ErrCodeNotFound, "no such endpoint")
+}
+
+// JSONErrors serves mux, answering what ServeMux would answer itself (404
+// for a path no route has, 405 with Allow for a route's path with another
+// method) with the API's JSON error body instead of plain text, so every
+// error of the port is JSON, outside /v1/ too.
+func JSONErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
 			return
 		}
-		WriteError(w, http.StatusMethodNotAllowed, ErrCodeMethodNotAllowed, r.Method+" is not allowed here")
+		// ServeMux's own answer: learn its status and Allow header, then
+		// answer in JSON.
+		var c capture
+		h.ServeHTTP(&c, r)
+		switch c.status {
+		case http.StatusNotFound:
+			WriteError(w, http.StatusNotFound, ErrCodeNotFound, "no such endpoint: "+clipString(r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", c.header.Get("Allow"))
+			WriteError(w, http.StatusMethodNotAllowed, ErrCodeMethodNotAllowed, r.Method+" is not allowed here; allowed: "+c.header.Get("Allow"))
+		default: // a redirect (path cleaning): as ServeMux answers it
+			mux.ServeHTTP(w, r)
+		}
 	})
+}
+
+// capture records the status and headers of a handler's answer.
+type capture struct {
+	header http.Header
+	status int
+}
+
+func (c *capture) Header() http.Header {
+	if c.header == nil {
+		c.header = http.Header{}
+	}
+	return c.header
+}
+func (c *capture) Write(b []byte) (int, error) { return len(b), nil }
+func (c *capture) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
 }
 
 func (a *API) auth(h http.HandlerFunc) http.Handler {
@@ -158,10 +191,12 @@ func (a *API) start(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "kobot_account "+err.Error())
 		return
 	}
-	if err := ValidateKey(req.Key); err != nil {
+	key, err := CanonicalKey(req.Key)
+	if err != nil {
 		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "link_key "+err.Error())
 		return
 	}
+	req.Key = key
 	l, created, err := a.store.StartLink(r.Context(), req.Account, req.Key)
 	if err != nil {
 		a.internal(w, "start link", err)
@@ -205,14 +240,19 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if f.Key, ok = one("key"); !ok {
 		return
 	}
-	for name, v := range map[string]string{"account": f.Account, "key": f.Key} {
-		if v == "" {
-			continue
-		}
-		if err := ValidateKey(v); err != nil {
-			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, name+" "+err.Error())
+	if f.Account != "" {
+		if err := ValidateKey(f.Account); err != nil {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "account "+err.Error())
 			return
 		}
+	}
+	if f.Key != "" {
+		key, err := CanonicalKey(f.Key)
+		if err != nil {
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "key "+err.Error())
+			return
+		}
+		f.Key = key
 	}
 	if f.Status, ok = one("status"); !ok {
 		return

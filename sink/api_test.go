@@ -32,7 +32,7 @@ func startAPI(t *testing.T) (base string, store *postgres.Store) {
 	}
 	mux := http.NewServeMux()
 	api.Register(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(sink.JSONErrors(mux))
 	t.Cleanup(srv.Close)
 	return srv.URL, store
 }

@@ -268,8 +268,9 @@ func decodeObjectMembers(b []byte) (map[string]json.RawMessage, error) {
 	return m, nil
 }
 
-// LinkKey returns the link key held by member field of the event's data: a
-// string as is, a number as its JSON text (7 and "7" are the same key).
+// LinkKey returns the link key held by member field of the event's data, a
+// string or a number, in canonical form (CanonicalKey: 7, 7.0, 7e0 and "7"
+// are the same key).
 func (e *Event) LinkKey(field string) (string, error) {
 	raw, ok := e.Data[field]
 	if !ok || string(raw) == "null" {
@@ -290,8 +291,9 @@ func (e *Event) LinkKey(field string) (string, error) {
 	default:
 		return "", invalid(CodeInvalidLinkKey, "event %s data.%s is %s, want a string or number", e.ID, clipString(field), jsonKind(raw))
 	}
-	if err := ValidateKey(key); err != nil {
-		return "", invalid(CodeInvalidLinkKey, "event %s data.%s: %v", e.ID, clipString(field), err)
+	key, err := CanonicalKey(key)
+	if err != nil {
+		return "", invalid(CodeInvalidLinkKey, "event %s data.%s %v", e.ID, clipString(field), err)
 	}
 	return key, nil
 }

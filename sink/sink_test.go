@@ -302,6 +302,41 @@ func TestConcurrentCopiesPushedOnce(t *testing.T) {
 	}
 }
 
+// TestNumericLinkKeysMatchByValue: a link key written as a number matches
+// whatever way its producer wrote the number (1, 1.0, 1e0, "1.0"); one whose
+// plain text cannot be a key goes to the DLQ with the reason, never counted
+// as unlinked.
+func TestNumericLinkKeysMatchByValue(t *testing.T) {
+	integration(t)
+	h := startHarness(t, harnessOptions{})
+	h.startLink("kobot-acme", "1")
+	if l := h.startLink("kobot-globex", "2.50"); l.Key != "2.5" {
+		t.Fatalf("link started with key 2.50 has key %q, want the canonical 2.5", l.Key)
+	}
+	if status, b := h.call(http.MethodGet, "/v1/links?key=1.0", ""); status != http.StatusOK || !strings.Contains(string(b), `"link_key":"1"`) {
+		t.Fatalf("GET /v1/links?key=1.0: %d %s", status, b)
+	}
+	acme := []any{json.RawMessage("1.0"), json.RawMessage("1e0"), json.RawMessage("10E-1"), "1.0", "1", 1}
+	for i, k := range acme {
+		h.send(event("0/A000000-"+strconv.Itoa(i), k))
+	}
+	h.send(event("0/A100000-1", json.RawMessage("2.5")))
+	h.send(event("0/A100000-2", "2.500"))
+	h.send(event("0/A200000-1", json.RawMessage("1e300")))
+	waitFor(t, 15*time.Second, "every linked event pushed", func() bool { return len(h.kobot.got()) >= len(acme)+2 })
+	ms := h.receiveDLQ(1, 10*time.Second)
+	if len(ms) != 1 || attr(ms[0], "reason_code") != sink.CodeInvalidLinkKey || !strings.Contains(attr(ms[0], "reason"), "longer than 256 bytes") {
+		t.Fatalf("DLQ: %+v", ms)
+	}
+	waitFor(t, 5*time.Second, "queue empty", func() bool { return h.queueCount(h.queueURL) == 0 })
+	if n, m := countFor(h.kobot, "kobot-acme"), countFor(h.kobot, "kobot-globex"); n != len(acme) || m != 2 {
+		t.Fatalf("pushes: kobot-acme %d (want %d), kobot-globex %d (want 2)", n, len(acme), m)
+	}
+	if n := metric(t, h.reg, "baitoru_cdc_sink_deliveries_total", "result", "unlinked"); n != 0 {
+		t.Fatalf("%v events counted as unlinked", n)
+	}
+}
+
 func countFor(k *kobotReceiver, account string) int {
 	n := 0
 	for _, p := range k.got() {
@@ -415,6 +450,46 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	if status, _ := call(t, bad.api, "", http.MethodGet, "/healthz", ""); status != http.StatusOK {
 		t.Fatalf("healthz: %d", status)
+	}
+}
+
+// TestEveryErrorIsJSON: the sink's HTTP port answers every error, outside
+// /v1/ too, with the API's JSON error body (ServeMux's own are plain text).
+func TestEveryErrorIsJSON(t *testing.T) {
+	integration(t)
+	h := startHarness(t, harnessOptions{})
+	for _, tc := range []struct {
+		method, path, token string
+		status              int
+		code, allow         string
+	}{
+		{http.MethodGet, "/", "", 404, sink.ErrCodeNotFound, ""},
+		{http.MethodGet, "/nothing", testToken, 404, sink.ErrCodeNotFound, ""},
+		{http.MethodGet, "/v2/links", testToken, 404, sink.ErrCodeNotFound, ""},
+		{http.MethodGet, "/metrics/x", "", 404, sink.ErrCodeNotFound, ""},
+		{http.MethodGet, "/v1/nothing", testToken, 404, sink.ErrCodeNotFound, ""},
+		{http.MethodPost, "/healthz", "", 405, sink.ErrCodeMethodNotAllowed, "GET, HEAD"},
+		{http.MethodDelete, "/metrics", "", 405, sink.ErrCodeMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPut, "/readyz", "", 405, sink.ErrCodeMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPut, "/v1/links", testToken, 405, sink.ErrCodeMethodNotAllowed, "GET, HEAD, POST"},
+		{http.MethodGet, "/v1/links", "", 401, sink.ErrCodeUnauthorized, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, h.api+tc.path, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e sink.ErrorBody
+		derr := json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || derr != nil || e.Error.Code != tc.code || e.Error.Message == "" ||
+			resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d %s %+v (%v), Allow %q; want %d %s, Allow %q",
+				tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), e, derr, resp.Header.Get("Allow"), tc.status, tc.code, tc.allow)
+		}
 	}
 }
 

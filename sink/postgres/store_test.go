@@ -98,6 +98,51 @@ func TestMigrateConcurrentlyAndIdempotent(t *testing.T) {
 	}
 }
 
+// TestMigrationCanonicalisesNumericKeys: links started before keys were
+// compared by value get their canonical key; a pair that becomes a duplicate
+// keeps its oldest link.
+func TestMigrationCanonicalisesNumericKeys(t *testing.T) {
+	s, dsn := open(t)
+	ms, err := postgres.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.MustExec(t, dsn, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+	for _, m := range ms {
+		if m.Name == "canonical_link_keys" {
+			break
+		}
+		testenv.MustExec(t, dsn, m.SQL)
+		testenv.MustExec(t, dsn, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name)
+	}
+	testenv.MustExec(t, dsn, `INSERT INTO links (kobot_account, link_key) VALUES
+		('a', '7'), ('a', '7.0'), ('b', '1e0'), ('c', '007'), ('d', '1.50'), ('e', '1e300'), ('f', '-0.0'), ('g', 'x1.0')`)
+	testenv.MustExec(t, dsn, "UPDATE links SET status = 'stopped', ended_at = now() WHERE kobot_account = 'd'")
+	if _, err := s.Migrate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	ls, err := s.ListLinks(t.Context(), sink.LinkFilter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		got[l.Account+" "+strconv.FormatInt(l.ID, 10)] = l.Key + " " + l.Status
+	}
+	want := map[string]string{
+		"a 1": "7 active", "a 2": "7 stopped", "b 3": "1 active", "c 4": "007 active",
+		"d 5": "1.5 stopped", "e 6": "1e300 active", "f 7": "0 active", "g 8": "x1.0 active",
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("links after migration:\n got %v\nwant %v", got, want)
+	}
+	for _, l := range ls {
+		if c, err := sink.CanonicalKey(l.Key); l.Account != "e" && (err != nil || c != l.Key) {
+			t.Errorf("link %d key %q: canonical %q %v", l.ID, l.Key, c, err)
+		}
+	}
+}
+
 func TestSchemaEnforcesOneActivePair(t *testing.T) {
 	s, dsn := open(t)
 	if _, err := s.Migrate(t.Context()); err != nil {
