@@ -16,6 +16,11 @@ import "time"
 // Config is the whole file. The connector (`run`) reads Source, SNS,
 // Publisher, Metrics, Log and Tables; the sink (`sink`) reads Sink and Log.
 type Config struct {
+	// Demo marks a local demo or development setup: the public demo
+	// secrets published with baitoru-cdc (the shipped config.yaml's
+	// fallbacks, the docs' examples) are accepted. Default false: a
+	// production start refuses them. Never set it in production.
+	Demo      bool      `mapstructure:"demo"`
 	Source    Source    `mapstructure:"source"`
 	SNS       SNS       `mapstructure:"sns"`
 	Publisher Publisher `mapstructure:"publisher"`
@@ -33,9 +38,14 @@ type Config struct {
 
 // Source is the Baitoru PostgreSQL database the connector replicates from.
 type Source struct {
-	// DSN is a libpq connection string or URL. Put the password in an
-	// environment variable: dsn: postgres://cdc:${PGPASSWORD}@db:5432/baitoru
+	// DSN is a libpq connection string or URL, without the password (see
+	// Password).
 	DSN string `mapstructure:"dsn"`
+	// Password of the DSN's role, e.g. ${BAITORU_DB_PASSWORD}; empty: the
+	// DSN's own, else libpq's PGPASSWORD or ~/.pgpass. Load moves it into
+	// DSN (escaped as the DSN's form needs) and empties it, so the runtime
+	// reads DSN only.
+	Password string `mapstructure:"password"`
 	// Slot is the permanent logical replication slot (the checkpoint).
 	// Default "baitoru_cdc"; 1 to 63 of [a-z0-9_].
 	Slot string `mapstructure:"slot"`
@@ -165,8 +175,10 @@ type Attribute struct {
 // Sink is the SQS consumer that pushes events to Kobot.
 type Sink struct {
 	// DSN of the sink's own PostgreSQL database (links, delivery log).
-	DSN string  `mapstructure:"dsn"`
-	SQS SinkSQS `mapstructure:"sqs"`
+	DSN string `mapstructure:"dsn"`
+	// Password of the DSN's role, as Source.Password (moved into DSN by Load).
+	Password string  `mapstructure:"password"`
+	SQS      SinkSQS `mapstructure:"sqs"`
 	// Kobot is where events are pushed.
 	Kobot Kobot `mapstructure:"kobot"`
 	// API is the links API (also serves /metrics, /healthz, /readyz).

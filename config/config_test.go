@@ -157,8 +157,11 @@ func clearReferencedVars(t *testing.T, path string) {
 	}
 }
 
+// TestShippedConfigValidates loads the shipped config.yaml as the local
+// demo runs it: no variable set, demo: true (its public fallback secrets).
 func TestShippedConfigValidates(t *testing.T) {
 	clearReferencedVars(t, "../config.yaml")
+	t.Setenv("BAITORU_CDC_DEMO", "true")
 	cfg := mustLoad(t, "../config.yaml")
 	if !cfg.HasConnector() || !cfg.HasSink() {
 		t.Errorf("HasConnector=%v HasSink=%v, want both", cfg.HasConnector(), cfg.HasSink())

@@ -100,6 +100,8 @@ func load(path string, validate func(*Config) Problems) (*Config, error) {
 	if len(ps) > 0 {
 		return nil, ps.err()
 	}
+	cfg.Source.DSN, cfg.Source.Password = withPassword(cfg.Source.DSN, cfg.Source.Password), ""
+	cfg.Sink.DSN, cfg.Sink.Password = withPassword(cfg.Sink.DSN, cfg.Sink.Password), ""
 	return cfg, nil
 }
 

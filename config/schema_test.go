@@ -55,6 +55,7 @@ func TestShippedConfigMatchesSampleSchema(t *testing.T) {
 	}
 
 	clearReferencedVars(t, "../config.yaml")
+	t.Setenv("BAITORU_CDC_DEMO", "true")
 	cfg := mustLoad(t, "../config.yaml")
 	published := map[string]map[string]bool{} // table -> published names
 	for _, tb := range cfg.Tables {

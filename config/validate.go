@@ -156,12 +156,13 @@ func (k *checker) source() {
 	s := k.c.Source
 	switch {
 	case s.DSN == "" && len(k.c.Tables) > 0:
-		k.add("source.dsn", "required: the connection string of Baitoru's PostgreSQL, e.g. postgres://cdc:${PGPASSWORD}@db:5432/baitoru")
+		k.add("source.dsn", "required: the connection string of Baitoru's PostgreSQL, e.g. postgres://baitoru_cdc@db:5432/baitoru (the password goes in source.password)")
 	case s.DSN != "":
 		if msg := dsnProblem(s.DSN); msg != "" {
 			k.add("source.dsn", "%s", msg)
 		}
 	}
+	k.password("source", s.DSN, s.Password)
 	if !slotNameRe.MatchString(s.Slot) {
 		k.add("source.slot", "%q is not a valid replication slot name: use 1 to 63 lowercase letters, digits and underscores", s.Slot)
 	}
@@ -488,10 +489,11 @@ func notPublished(col string, t Table, published map[string]string, fix string) 
 func (k *checker) sink() {
 	s := k.c.Sink
 	if s.DSN == "" {
-		k.add("sink.dsn", "required: the sink's own PostgreSQL database (links, delivery log), e.g. postgres://sink:${SINK_DB_PASSWORD}@db:5432/sink")
+		k.add("sink.dsn", "required: the sink's own PostgreSQL database (links, delivery log), e.g. postgres://baitoru_sink@db:5432/baitoru_sink (the password goes in sink.password)")
 	} else if msg := dsnProblem(s.DSN); msg != "" {
 		k.add("sink.dsn", "%s", msg)
 	}
+	k.password("sink", s.DSN, s.Password)
 
 	q := s.SQS
 	switch {
@@ -534,6 +536,8 @@ func (k *checker) sink() {
 	}
 	if msg := secretProblem(kb.Secret); msg != "" {
 		k.add("sink.kobot.secret", "%s", msg)
+	} else if what, public := publicSecrets[kb.Secret]; public && !k.c.Demo {
+		k.add("sink.kobot.secret", "is %s, which anyone can read: set KOBOT_WEBHOOK_SECRET to a secret of your own (whsec_$(openssl rand -base64 32)) and give Kobot the same; demo: true (BAITORU_CDC_DEMO=true) allows it in a local demo only", what)
 	}
 	k.positive("sink.kobot.timeout", kb.Timeout)
 	if kb.MaxAttempts <= 0 {
@@ -554,6 +558,10 @@ func (k *checker) sink() {
 		k.add("sink.api.token", "required: the links API's bearer token; write ${VAR} or set token_file")
 	case a.Token != "" && len(a.Token) < 16:
 		k.add("sink.api.token", "too short (%d characters); use at least 16 random characters (the value is not shown)", len(a.Token))
+	case a.Token != "" && !k.c.Demo:
+		if what, public := publicSecrets[a.Token]; public {
+			k.add("sink.api.token", "is %s, which anyone can read: set LINKS_API_TOKEN to a token of your own ($(openssl rand -hex 32)) or use token_file; demo: true (BAITORU_CDC_DEMO=true) allows it in a local demo only", what)
+		}
 	}
 
 	seen := map[string]int{}
@@ -589,6 +597,23 @@ func (k *checker) sink() {
 			continue
 		}
 		seen[id] = i
+	}
+}
+
+// publicSecrets are the webhook secrets and API tokens published with
+// baitoru-cdc — the shipped config.yaml's fallbacks and the docs' examples
+// — with where they come from. Anyone can read them, so only demo: true
+// accepts them (TestPublicSecretsRefused finds every one in the repository).
+var publicSecrets = map[string]string{
+	"whsec_YmFpdG9ydS1jZGMgZGVtbyBzZWNyZXQsIG5vdCBmb3I=": "the public demo secret (config.yaml's fallback when KOBOT_WEBHOOK_SECRET is unset)",
+	"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw":             "the example secret of docs/kobot.md",
+	"demo-links-token-change-me":                         "the public demo token (config.yaml's fallback when LINKS_API_TOKEN is unset)",
+}
+
+// password checks that a section's password is set in one place only.
+func (k *checker) password(section, dsn, password string) {
+	if password != "" && dsnHasPassword(dsn) {
+		k.add(section+".password", "the password is set twice: %s.dsn has one too; remove the one in %s.dsn", section, section)
 	}
 }
 
@@ -679,7 +704,7 @@ func dsnProblem(dsn string) string {
 	if err == nil {
 		return ""
 	}
-	const msg = "not a valid PostgreSQL connection string (write postgres://user:${PGPASSWORD}@host:5432/db or host=... user=... dbname=...)"
+	const msg = "not a valid PostgreSQL connection string (write postgres://user@host:5432/db or host=... user=... dbname=..., and the password in password)"
 	detail := err.Error()
 	var pce *pgconn.ParseConfigError
 	if errors.As(err, &pce) {

@@ -73,7 +73,7 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []post
 	conn, err := connectSource(ctx, cfg, dsn)
 	if err != nil {
 		rows = append(rows, postgres.CheckResult{Check: "connect", Status: postgres.CheckFail, Observed: err.Error(),
-			Fix: "check source.dsn (host, port, database, user; the password comes from PGPASSWORD or ~/.pgpass), pg_hba.conf, and that PostgreSQL is running"})
+			Fix: "check source.dsn (host, port, database, user) and source.password (the shipped config.yaml reads it from BAITORU_DB_PASSWORD), pg_hba.conf, and that PostgreSQL is running"})
 	} else {
 		defer conn.Close(context.Background())
 		dbRows, err := postgres.Check(ctx, conn, postgres.CheckOptions{

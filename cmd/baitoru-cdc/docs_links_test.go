@@ -86,6 +86,7 @@ func TestDocumentedLinksAPICommands(t *testing.T) {
 		"BAITORU_CDC_SINK_API_LISTEN":      "127.0.0.1:0",
 		"BAITORU_CDC_LOG_FORMAT":           "json",
 		"BAITORU_CDC_SINK_SQS_CONCURRENCY": "1",
+		"BAITORU_CDC_DEMO":                 "true", // the Compose demo's token
 	} {
 		t.Setenv(k, v)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -18,8 +19,9 @@ type docCommand struct {
 	File string // relative to the module root
 	Line int    // 1-based line of its first line
 	Text string
-	// Output is the fenced block right after the command's block (only
-	// blank lines between) when it is json: the documented answer.
+	// Output is what the docs show the command printing: in a console
+	// block the lines after it; else the fenced block right after the
+	// command's block (only blank lines between) when it is json.
 	Output string
 }
 
@@ -146,8 +148,11 @@ func joinCommands(file string, first int, block []string, console bool) []docCom
 		if len(cur) == 0 {
 			if console {
 				rest, ok := strings.CutPrefix(strings.TrimSpace(line), "$ ")
-				if !ok {
-					continue // output
+				if !ok { // the output of the command before
+					if n := len(out); n > 0 {
+						out[n-1].Output += l + "\n"
+					}
+					continue
 				}
 				line = rest
 			}
@@ -193,5 +198,35 @@ func TestDocCommandsExtracted(t *testing.T) {
 	if links < 6 || withAnswer < 2 || compose != 1 {
 		t.Fatalf("found %d links API commands (%d with a documented answer, %d in docker-compose.yml); the docs show at least 6 (2 with answers, 1 in docker-compose.yml):\n%v",
 			links, withAnswer, compose, cmds)
+	}
+}
+
+// TestDocumentedValidateOutput pastes each documented `baitoru-cdc
+// validate` whose documented output is a valid summary into bash, in the
+// repository (where the shipped config.yaml is), with a clean environment,
+// and compares what it prints with the docs.
+func TestDocumentedValidateOutput(t *testing.T) {
+	bin := buildBinary(t)
+	clearOverrides(t)
+	n := 0
+	for _, c := range docCommands(t, docFiles(t)...) {
+		if !strings.Contains(c.Text, "baitoru-cdc validate") || !strings.Contains(c.Output, ": valid:") {
+			continue
+		}
+		n++
+		cmd := exec.Command("bash", "-c", c.Text)
+		cmd.Dir = testenv.ModuleRoot()
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s\n  %v: %s", c, err, out)
+			continue
+		}
+		if string(out) != c.Output {
+			t.Errorf("%s\n  prints:\n%s  the docs show:\n%s", c, out, c.Output)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no documented validate command with a valid summary found")
 	}
 }

@@ -112,7 +112,7 @@ func TestEndToEndKobot(t *testing.T) {
 	}
 	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
 
-	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	const secret = "whsec_ZTJlLWtvYm90LXRlc3Qtc2VjcmV0LTAxMjM0NTY3"
 	key, err := kobot.ParseSecret(secret)
 	if err != nil {
 		t.Fatal(err)

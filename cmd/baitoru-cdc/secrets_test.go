@@ -21,44 +21,49 @@ import (
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
-// TestSecretsNeverOutput runs the connector and the sink against a
-// PostgreSQL that checks passwords (scram-sha-256), the emulator and a
+// TestSecretsNeverOutput runs the connector and the sink with the shipped
+// config.yaml against a PostgreSQL that checks passwords (scram-sha-256),
+// set up as docs/dba.md says (roles baitoru_cdc with REPLICATION and
+// baitoru_sink, `setup` as the DBA), with the passwords given the one
+// documented way: BAITORU_DB_PASSWORD and SINK_DB_PASSWORD, which the
+// shipped file reads into source.password and sink.password. The password
+// has the characters a URL must escape. It also runs the emulator and a
 // Kobot that fails its first pushes, drives the links API (good and bad
-// requests), runs validate and check, and a connector with a wrong
-// password; then it greps everything any of them printed or served — logs,
-// errors, API answers, /metrics, /healthz, /readyz — for the DSN password,
-// the webhook secret (whole and its key part) and the API token.
+// requests), runs validate and check, and a connector and a sink with a
+// wrong password; then it greps everything any of them printed or served —
+// logs, errors, API answers, /metrics, /healthz, /readyz — for the
+// passwords, the webhook secret (whole and its key part) and the API token.
 func TestSecretsNeverOutput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
 	const (
-		role      = "cdc_app"
-		password  = "Pw-9f2c1e7b-leakcheck"
-		wrongPass = "Wrong-5d1a77c3-leakcheck"
-		secret    = "whsec_c2VjcmV0cy1uZXZlci1vdXRwdXQtdGVzdC1rZXk="
-		token     = "links-token-3b8e0c55-leakcheck"
+		password     = `Pw@9f2c:1e7b/leak%check'?`
+		sinkPassword = `Sink-pw 4e1f#leakcheck`
+		wrongPass    = "Wrong-5d1a77c3-leakcheck"
+		secret       = "whsec_c2VjcmV0cy1uZXZlci1vdXRwdXQtdGVzdC1rZXk="
+		token        = "links-token-3b8e0c55-leakcheck"
 	)
 	pg := testenv.OwnPG(t, testenv.PostgresOptions{HBA: []string{
-		"host all " + role + " 127.0.0.1/32 scram-sha-256",
-		"host replication " + role + " 127.0.0.1/32 scram-sha-256",
+		"host all baitoru_cdc,baitoru_sink 127.0.0.1/32 scram-sha-256",
+		"host replication baitoru_cdc 127.0.0.1/32 scram-sha-256",
 	}})
-	testenv.MustExec(t, pg.DSN("postgres"), fmt.Sprintf(`CREATE ROLE %s LOGIN REPLICATION SUPERUSER PASSWORD '%s'`, role, password))
-	srcAdmin, sinkAdmin := pg.NewDatabase(t), pg.NewDatabase(t)
-	withRole := func(adminDSN, pass string) string {
-		u, err := url.Parse(adminDSN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.User = url.UserPassword(role, pass)
-		return u.String()
+	super := pg.DSN("postgres")
+	for _, sql := range []string{
+		`CREATE ROLE baitoru_cdc LOGIN REPLICATION PASSWORD ` + quoteLiteral(password),
+		`CREATE ROLE baitoru_sink LOGIN PASSWORD ` + quoteLiteral(sinkPassword),
+		`CREATE DATABASE baitoru`,
+		`CREATE DATABASE baitoru_sink OWNER baitoru_sink`,
+	} {
+		testenv.MustExec(t, super, sql)
 	}
-	srcDSN, sinkDSN := withRole(srcAdmin, password), withRole(sinkAdmin, password)
+	srcAdmin := pg.DSN("baitoru")
 	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.MustExec(t, srcAdmin, string(schema))
+	testenv.MustExec(t, srcAdmin, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO baitoru_cdc`)
 
 	ctx := context.Background()
 	emu := testenv.Emu(t)
@@ -85,15 +90,18 @@ func TestSecretsNeverOutput(t *testing.T) {
 	defer kobotSrv.Close()
 
 	metricsAddr, apiAddr := freeAddr(t), freeAddr(t)
+	port := fmt.Sprint(pg.Port)
 	env := []string{
-		"BAITORU_CDC_SOURCE_DSN=" + srcDSN,
+		"BAITORU_DB_HOST=127.0.0.1", "BAITORU_DB_PORT=" + port, "BAITORU_DB_SSLMODE=disable",
+		"BAITORU_DB_PASSWORD=" + password,
+		"SINK_DB_HOST=127.0.0.1", "SINK_DB_PORT=" + port, "SINK_DB_SSLMODE=disable",
+		"SINK_DB_PASSWORD=" + sinkPassword,
 		"BAITORU_CDC_SNS_REGION=" + emu.Region,
 		"BAITORU_CDC_SNS_ENDPOINT=" + emu.Endpoint,
 		"BAITORU_CDC_SNS_TOPIC_ARN=" + topic,
 		"BAITORU_CDC_METRICS_LISTEN=" + metricsAddr,
 		"BAITORU_CDC_LOG_FORMAT=json",
 		"BAITORU_CDC_LOG_LEVEL=debug",
-		"BAITORU_CDC_SINK_DSN=" + sinkDSN,
 		"BAITORU_CDC_SINK_SQS_REGION=" + emu.Region,
 		"BAITORU_CDC_SINK_SQS_ENDPOINT=" + emu.Endpoint,
 		"BAITORU_CDC_SINK_SQS_QUEUE_URL=" + queueURL,
@@ -106,6 +114,11 @@ func TestSecretsNeverOutput(t *testing.T) {
 		"BAITORU_CDC_SINK_API_TOKEN=" + token,
 	}
 	shipped := filepath.Join(testenv.ModuleRoot(), "config.yaml")
+	// The DBA's step (docs/dba.md): setup as the owner of the tables.
+	setupOut, err := exec.Command(buildBinary(t), "setup", "--config", shipped, "--dsn", srcAdmin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("setup: %v\n%s", err, setupOut)
+	}
 
 	// Everything printed or served, by where it came from.
 	outputs := map[string]string{}
@@ -161,12 +174,12 @@ func TestSecretsNeverOutput(t *testing.T) {
 	oneShot("check", nil, "check", "--config", shipped)
 	oneShot("check --json", nil, "check", "--config", shipped, "--json")
 	oneShot("setup --dry-run", nil, "setup", "--config", shipped, "--dry-run")
-	wrong := withRole(srcAdmin, wrongPass)
-	oneShot("check with a wrong password", []string{"BAITORU_CDC_SOURCE_DSN=" + wrong}, "check", "--config", shipped)
-	bad := startProcEnv(t, append(append([]string(nil), env...), "BAITORU_CDC_SOURCE_DSN="+wrong, "BAITORU_CDC_METRICS_LISTEN="+freeAddr(t),
+	oneShot("check with a wrong password", []string{"BAITORU_DB_PASSWORD=" + wrongPass}, "check", "--config", shipped)
+	oneShot("check without the password", []string{"BAITORU_DB_PASSWORD="}, "check", "--config", shipped)
+	bad := startProcEnv(t, append(append([]string(nil), env...), "BAITORU_DB_PASSWORD="+wrongPass, "BAITORU_CDC_METRICS_LISTEN="+freeAddr(t),
 		"BAITORU_CDC_SOURCE_SLOT=other"), "run", "--config", shipped)
 	bad.waitLog(t, `password authentication failed`, 30*time.Second)
-	badSink := startProcEnv(t, append(append([]string(nil), env...), "BAITORU_CDC_SINK_DSN="+withRole(sinkAdmin, wrongPass), "BAITORU_CDC_SINK_API_LISTEN="+freeAddr(t)), "sink", "--config", shipped)
+	badSink := startProcEnv(t, append(append([]string(nil), env...), "SINK_DB_PASSWORD="+wrongPass, "BAITORU_CDC_SINK_API_LISTEN="+freeAddr(t)), "sink", "--config", shipped)
 	select {
 	case <-badSink.done:
 	case <-time.After(30 * time.Second):
@@ -185,6 +198,7 @@ func TestSecretsNeverOutput(t *testing.T) {
 	for label, want := range map[string]string{
 		"run with a wrong password":    "password authentication failed",
 		"check with a wrong password":  "password authentication failed",
+		"check without the password":   "BAITORU_DB_PASSWORD",
 		"sink with a wrong password":   "password authentication failed",
 		"validate with a bad override": "BAITORU_CDC_SINK_KOBOT_SECRET",
 		"api: wrong token":             "401",
@@ -198,8 +212,10 @@ func TestSecretsNeverOutput(t *testing.T) {
 	raw, _ := base64.StdEncoding.DecodeString(keyPart)
 	secrets := map[string]string{
 		"DSN password":            password,
+		"sink DSN password":       sinkPassword,
 		"wrong DSN password":      wrongPass,
 		"DSN password, escaped":   url.QueryEscape(password),
+		"DSN password, in a URL":  url.UserPassword("u", password).String()[2:],
 		"webhook secret":          secret,
 		"webhook secret key":      keyPart,
 		"webhook secret, decoded": string(raw),
@@ -219,3 +235,6 @@ func TestSecretsNeverOutput(t *testing.T) {
 	}
 	t.Logf("%d outputs, %d bytes, free of %d secret forms", len(outputs), total, len(secrets))
 }
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -28,6 +28,9 @@ and exits 0.`,
 				return &exitError{code: 1, msg: err.Error()}
 			}
 			log := newLogger(cfg.Log, os.Stderr)
+			if cfg.Demo {
+				log.Warn("demo: true: the public demo webhook secret and API token are accepted; never run this configuration in production")
+			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			s, err := service.New(cfg.Sink, service.Options{Logger: log, Registry: reg})

@@ -32,7 +32,7 @@ func TestSinkCommand(t *testing.T) {
 	}
 	const (
 		token    = "sink-cmd-token-0123456789"
-		secret   = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+		secret   = "whsec_c2luay1jbWQtdGVzdC1zZWNyZXQtMDEyMzQ1Njc="
 		password = "pw-that-must-not-leak"
 	)
 	pg := testenv.PG(t)
