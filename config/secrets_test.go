@@ -16,7 +16,7 @@ import (
 func publishedSecrets(t *testing.T) map[string]string {
 	t.Helper()
 	files := []string{"../config.yaml", "../docker-compose.yml", "../README.md"}
-	for _, g := range []string{"../docs/*.md", "../compose/*", "../cmd/kobot-receiver/*.go"} {
+	for _, g := range []string{"../docs/*.md", "../compose/*", "../tools/kobot-receiver/*.go"} {
 		m, _ := filepath.Glob(g)
 		files = append(files, m...)
 	}
