@@ -17,3 +17,15 @@ import "context"
 type Publisher interface {
 	Publish(ctx context.Context, events []*Event) error
 }
+
+// RetryObserver is told when a Publisher sends events again after a
+// retryable failure; the connector's metrics implement it. Publishers call
+// it from Publish, concurrently, so it must be fast and safe for concurrent
+// use.
+type RetryObserver interface {
+	// Retried is called before an attempt is repeated: entries events of a
+	// call to topic are sent again because of code (the destination's
+	// error code, e.g. an AWS error code, or "" for a network error or
+	// timeout).
+	Retried(topic, code string, entries int)
+}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/baitoru/baitoru-cdc/internal/httpjson"
 )
 
 // API limits.
@@ -209,7 +211,7 @@ func (a *API) start(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "/v1/links/"+strconv.FormatInt(l.ID, 10))
 		a.logger.Info("link started", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
 	}
-	writeJSON(w, status, l)
+	httpjson.Write(w, status, l)
 }
 
 // ListResponse is the body of GET /v1/links.
@@ -300,7 +302,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if resp.Links == nil {
 		resp.Links = []Link{}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpjson.Write(w, http.StatusOK, resp)
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
@@ -317,7 +319,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "get link", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, l)
+	httpjson.Write(w, http.StatusOK, l)
 }
 
 func (a *API) stop(w http.ResponseWriter, r *http.Request) {
@@ -336,7 +338,7 @@ func (a *API) stop(w http.ResponseWriter, r *http.Request) {
 	}
 	a.notify(r.Context(), l.Key)
 	a.logger.Info("link stopped", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
-	writeJSON(w, http.StatusOK, l)
+	httpjson.Write(w, http.StatusOK, l)
 }
 
 func (a *API) internal(w http.ResponseWriter, what string, err error) {
@@ -436,14 +438,5 @@ type ErrorBody struct {
 func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, msg
-	writeJSON(w, status, b)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	httpjson.Write(w, status, b)
 }

@@ -13,6 +13,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
@@ -433,7 +434,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		}
 	}
 	_, body := call(t, h.api, "", http.MethodGet, "/readyz", "")
-	var r sink.Readiness
+	var r monitoring.Readiness
 	if err := json.Unmarshal(body, &r); err != nil || r.Status != "ready" || r.Checks["sqs"] != "ok" || r.Checks["database"] != "ok" || r.Checks["links"] != "ok" {
 		t.Fatalf("readyz %s", body)
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/baitoru/baitoru-cdc/connector/prometheus"
+	"github.com/baitoru/baitoru-cdc/connector/telemetry"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -99,7 +99,7 @@ func TestDBADocNamesRealThings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := prometheus.New().Registry().Gather()
+	mfs, err := telemetry.New().Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/baitoru/baitoru-cdc/connector/prometheus"
+	"github.com/baitoru/baitoru-cdc/connector/telemetry"
+	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
@@ -102,14 +103,14 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() st
 	}
 }
 
-func readyz(t *testing.T, base string) (int, prometheus.Readiness) {
+func readyz(t *testing.T, base string) (int, monitoring.Readiness) {
 	t.Helper()
 	resp, err := http.Get(base + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var r prometheus.Readiness
+	var r monitoring.Readiness
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		t.Fatalf("/readyz body: %v", err)
 	}
@@ -267,13 +268,13 @@ sink:
 	}
 	for range 5 {
 		code, r := readyz(t, base)
-		if code != http.StatusServiceUnavailable || r.Status != "not ready" || r.Checks["replication"] != prometheus.ErrNotStreaming.Error() {
+		if code != http.StatusServiceUnavailable || r.Status != "not ready" || r.Checks["replication"] != telemetry.ErrNotStreaming.Error() {
 			t.Fatalf("/readyz with PostgreSQL down = %d %+v", code, r)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if v := sample(scrape(t, base+"/metrics"), prometheus.ReplicationStreaming); v != 0 {
-		t.Fatalf("%s = %v with PostgreSQL down", prometheus.ReplicationStreaming, v)
+	if v := sample(scrape(t, base+"/metrics"), telemetry.ReplicationStreaming); v != 0 {
+		t.Fatalf("%s = %v with PostgreSQL down", telemetry.ReplicationStreaming, v)
 	}
 
 	// PostgreSQL up: ready once streaming.
@@ -334,10 +335,10 @@ sink:
 	upd := []string{"table", "public.apps", "op", "update"}
 	eventually(t, 60*time.Second, "connector published every change", func() string {
 		m := scrape(t, metrics)
-		if p, u := sample(m, prometheus.EventsPublished, ins...), sample(m, prometheus.EventsPublished, upd...); p != inserts || u != updates {
+		if p, u := sample(m, telemetry.EventsPublished, ins...), sample(m, telemetry.EventsPublished, upd...); p != inserts || u != updates {
 			return fmt.Sprintf("published insert %v update %v, want %d %d", p, u, inserts, updates)
 		}
-		if n := sample(m, prometheus.InflightEvents); n != 0 {
+		if n := sample(m, telemetry.InflightEvents); n != 0 {
 			return fmt.Sprintf("%v events in flight", n)
 		}
 		return ""
@@ -348,25 +349,25 @@ sink:
 		labels []string
 		want   float64
 	}{
-		{prometheus.ChangesRead, ins, inserts},
-		{prometheus.ChangesRead, upd, updates},
-		{prometheus.ChangesRead, []string{"table", "public.apps", "op", "delete"}, 0},
-		{prometheus.PublishFailures, ins, 0},
-		{prometheus.CommitToPublish, nil, inserts + updates},
-		{prometheus.InflightBytes, nil, 0},
-		{prometheus.ReplicationStreaming, nil, 1},
+		{telemetry.ChangesRead, ins, inserts},
+		{telemetry.ChangesRead, upd, updates},
+		{telemetry.ChangesRead, []string{"table", "public.apps", "op", "delete"}, 0},
+		{telemetry.PublishFailures, ins, 0},
+		{telemetry.CommitToPublish, nil, inserts + updates},
+		{telemetry.InflightBytes, nil, 0},
+		{telemetry.ReplicationStreaming, nil, 1},
 	} {
 		if got := sample(m, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	if n := sample(m, prometheus.PublishBatchDuration); n < 1 || n > inserts+updates {
-		t.Errorf("%s count = %v", prometheus.PublishBatchDuration, n)
+	if n := sample(m, telemetry.PublishBatchDuration); n < 1 || n > inserts+updates {
+		t.Errorf("%s count = %v", telemetry.PublishBatchDuration, n)
 	}
 	// The confirmed position is past the last commit, and PostgreSQL got it.
-	confirmed := uint64(sample(m, prometheus.ConfirmedLSN))
+	confirmed := uint64(sample(m, telemetry.ConfirmedLSN))
 	if confirmed <= parseLSN(t, beforeLast) {
-		t.Errorf("%s = %X, not past the last commit (> %s)", prometheus.ConfirmedLSN, confirmed, beforeLast)
+		t.Errorf("%s = %X, not past the last commit (> %s)", telemetry.ConfirmedLSN, confirmed, beforeLast)
 	}
 	eventually(t, 10*time.Second, "slot confirmed", func() string {
 		var s string
@@ -381,8 +382,8 @@ sink:
 
 	// The slot monitor reports the WAL the slot retains (every 5 s).
 	eventually(t, 15*time.Second, "retained WAL measured", func() string {
-		if v := sample(scrape(t, metrics), prometheus.SlotRetainedWALBytes); v <= 0 {
-			return fmt.Sprintf("%s = %v", prometheus.SlotRetainedWALBytes, v)
+		if v := sample(scrape(t, metrics), telemetry.SlotRetainedWALBytes); v <= 0 {
+			return fmt.Sprintf("%s = %v", telemetry.SlotRetainedWALBytes, v)
 		}
 		return ""
 	})
@@ -452,13 +453,13 @@ sink:
 	}
 	eventually(t, 15*time.Second, "not ready after PostgreSQL stopped", func() string {
 		code, r := readyz(t, base)
-		if code != http.StatusServiceUnavailable || r.Checks["replication"] != prometheus.ErrNotStreaming.Error() {
+		if code != http.StatusServiceUnavailable || r.Checks["replication"] != telemetry.ErrNotStreaming.Error() {
 			return fmt.Sprintf("%d %+v", code, r)
 		}
 		return ""
 	})
-	if v := sample(scrape(t, metrics), prometheus.ReplicationStreaming); v != 0 {
-		t.Errorf("%s = %v after PostgreSQL stopped", prometheus.ReplicationStreaming, v)
+	if v := sample(scrape(t, metrics), telemetry.ReplicationStreaming); v != 0 {
+		t.Errorf("%s = %v after PostgreSQL stopped", telemetry.ReplicationStreaming, v)
 	}
 	if err := source.Start(); err != nil {
 		t.Fatal(err)
@@ -467,7 +468,7 @@ sink:
 	testenv.MustExec(t, srcDSN, `INSERT INTO apps (application_id, company_id) SELECT g, 7 FROM generate_series(52, 55) g`)
 	eventually(t, 60*time.Second, "published after restart", func() string {
 		m := scrape(t, metrics)
-		if p := sample(m, prometheus.EventsPublished, ins...); p != inserts+4 {
+		if p := sample(m, telemetry.EventsPublished, ins...); p != inserts+4 {
 			return fmt.Sprintf("published inserts %v, want %d", p, inserts+4)
 		}
 		return ""
@@ -479,8 +480,8 @@ sink:
 		}
 		return ""
 	})
-	if m := scrape(t, metrics); sample(m, prometheus.EventsPublished, upd...) != updates || sample(m, prometheus.ChangesRead, ins...) != inserts+4 {
-		t.Errorf("counts after restart: read %v published updates %v", sample(m, prometheus.ChangesRead, ins...), sample(m, prometheus.EventsPublished, upd...))
+	if m := scrape(t, metrics); sample(m, telemetry.EventsPublished, upd...) != updates || sample(m, telemetry.ChangesRead, ins...) != inserts+4 {
+		t.Errorf("counts after restart: read %v published updates %v", sample(m, telemetry.ChangesRead, ins...), sample(m, telemetry.EventsPublished, upd...))
 	}
 
 	for _, p := range []*proc{conn, sinkProc} {
@@ -534,7 +535,7 @@ func TestStandbyConnectorTakesOver(t *testing.T) {
 	standby := startProc(t, "run", "--config", e.config)
 	standbyURL := "http://" + logAttr(t, standby, "serving /metrics, /healthz, /readyz", "addr")
 	standby.waitLog(t, `"msg":"waiting for the replication slot; another connector streams it"`, 30*time.Second)
-	if code, r := readyz(t, standbyURL); code != http.StatusServiceUnavailable || r.Checks["replication"] != prometheus.ErrNotStreaming.Error() {
+	if code, r := readyz(t, standbyURL); code != http.StatusServiceUnavailable || r.Checks["replication"] != telemetry.ErrNotStreaming.Error() {
 		t.Fatalf("standby /readyz = %d %+v", code, r)
 	}
 	if code, _ := readyz(t, activeURL); code != 200 {
@@ -543,7 +544,7 @@ func TestStandbyConnectorTakesOver(t *testing.T) {
 	testenv.MustExec(t, e.dsn, insertApps(1, 20))
 	ins := []string{"table", "public.apps", "op", "insert"}
 	eventually(t, 30*time.Second, "active published", func() string {
-		if p := sample(scrape(t, activeURL+"/metrics"), prometheus.EventsPublished, ins...); p != 20 {
+		if p := sample(scrape(t, activeURL+"/metrics"), telemetry.EventsPublished, ins...); p != 20 {
 			return fmt.Sprintf("published %v", p)
 		}
 		return ""
@@ -563,7 +564,7 @@ func TestStandbyConnectorTakesOver(t *testing.T) {
 	t.Logf("standby ready %s after the active connector exited", time.Since(start).Round(time.Millisecond))
 	testenv.MustExec(t, e.dsn, insertApps(21, 30))
 	eventually(t, 30*time.Second, "standby published", func() string {
-		if p := sample(scrape(t, standbyURL+"/metrics"), prometheus.EventsPublished, ins...); p != 10 {
+		if p := sample(scrape(t, standbyURL+"/metrics"), telemetry.EventsPublished, ins...); p != 10 {
 			return fmt.Sprintf("published %v, want 10 (the rows after the takeover, nothing re-sent)", p)
 		}
 		return ""

@@ -13,9 +13,10 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
-	"github.com/baitoru/baitoru-cdc/connector/prometheus"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
+	"github.com/baitoru/baitoru-cdc/connector/telemetry"
+	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 )
 
 func runCmd() *cobra.Command {
@@ -57,7 +58,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("source.dsn: %s", postgres.Redact(err.Error()))
 	}
 	mapper := connector.NewMapper("baitoru/"+pgCfg.Database, mappings)
-	metrics := prometheus.New()
+	metrics := telemetry.New()
 	for _, t := range cfg.Tables {
 		metrics.AddTable(t.Table)
 	}
@@ -122,10 +123,10 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		})
 	}
 	if cfg.Metrics.Listen != "" {
-		srv := prometheus.NewServer(cfg.Metrics.Listen, metrics.Registry(),
-			[]prometheus.Check{prometheus.ReplicationCheck(sub)}, log)
+		srv := telemetry.NewServer(cfg.Metrics.Listen, metrics.Registry(),
+			[]monitoring.Check{telemetry.ReplicationCheck(sub)}, log)
 		g.Go(func() error { return srv.Run(ctx) })
 	}
-	g.Go(func() error { return prometheus.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })
+	g.Go(func() error { return telemetry.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })
 	return g.Wait()
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/baitoru/baitoru-cdc/config"
@@ -31,9 +29,7 @@ and exits 0.`,
 			if cfg.Demo {
 				log.Warn("demo: true: the public demo webhook secret and API token are accepted; never run this configuration in production")
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			s, err := service.New(cfg.Sink, service.Options{Logger: log, Registry: reg})
+			s, err := service.New(cfg.Sink, service.Options{Logger: log})
 			if err != nil {
 				return err
 			}

@@ -47,17 +47,9 @@ type Options struct {
 	// CallTimeout bounds one PublishBatch attempt; a call that takes longer
 	// is abandoned and retried (default 30s).
 	CallTimeout time.Duration
-	// Observer, when set, is told about retries (metrics).
-	Observer Observer
-}
-
-// Observer is told what the Publisher does. Its methods are called from
-// Publish, concurrently, and must be fast.
-type Observer interface {
-	// Retried is called before an attempt is repeated: entries events of a
-	// call to topic are sent again because of code (an AWS error code,
-	// or "" for a network error or timeout).
-	Retried(topic, code string, entries int)
+	// Observer, when set, is told about retries (metrics); code is the
+	// AWS error code, or "" for a network error or timeout.
+	Observer connector.RetryObserver
 }
 
 func (o *Options) defaults() {

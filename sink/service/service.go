@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/sink/postgres"
@@ -40,7 +41,9 @@ import (
 type Options struct {
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Registry receives the metrics and is served on /metrics; nil: a new one.
+	// Registry receives the metrics and is served on /metrics; nil: a new
+	// one with the Go runtime and process collectors
+	// (monitoring.NewRegistry).
 	Registry *prometheus.Registry
 	// SQS client; nil: one built from sink.sqs (region, endpoint) and the
 	// default AWS credential chain.
@@ -72,7 +75,7 @@ func New(cfg config.Sink, o Options) (*Sink, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Registry == nil {
-		o.Registry = prometheus.NewRegistry()
+		o.Registry = monitoring.NewRegistry()
 	}
 	if cfg.DSN == "" {
 		return nil, errors.New("sink.dsn is empty")
@@ -206,7 +209,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	var stopping atomic.Bool
 	mux := http.NewServeMux()
 	api.Register(mux)
-	sink.RegisterHealth(mux, s.reg, []sink.Check{
+	monitoring.Register(mux, s.reg, []monitoring.Check{
 		{Name: "database", Check: store.Ping},
 		{Name: "links", Check: func(context.Context) error {
 			if !cache.Synced() {
@@ -221,7 +224,7 @@ func (s *Sink) Run(ctx context.Context) error {
 			}
 			return nil
 		}},
-	})
+	}, s.logger)
 	srv := &http.Server{Handler: sink.JSONErrors(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)

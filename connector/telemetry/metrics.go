@@ -1,13 +1,14 @@
-// Package prometheus is what the connector (`baitoru-cdc run`) tells the
+// Package telemetry is what the connector (`baitoru-cdc run`) tells the
 // outside world about itself: Prometheus metrics (Metrics, an observer of
-// the pipeline and of the SNS publisher), the HTTP endpoint serving them
-// with /healthz and /readyz (Server), and the periodic one-line status log
-// (Status).
+// the pipeline and of the publisher's retries through the connector's
+// Observer and RetryObserver interfaces), the HTTP endpoint serving them
+// with /healthz and /readyz (Server, on the routes of internal/monitoring
+// that the sink serves too), and the periodic one-line status log (Status).
 //
 // Every metric is named baitoru_cdc_<what>_<unit>, in base units (seconds,
 // bytes), counters ending in _total. The sink's metrics
 // (baitoru_cdc_sink_*) are served by the sink itself.
-package prometheus
+package telemetry
 
 import (
 	"sync"
@@ -15,10 +16,9 @@ import (
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/baitoru/baitoru-cdc/connector"
-	"github.com/baitoru/baitoru-cdc/connector/sns"
+	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 )
 
 // Metric names, for dashboards, alert rules and tests.
@@ -43,7 +43,8 @@ var ops = [...]connector.Op{connector.OpInsert, connector.OpUpdate, connector.Op
 
 // Metrics are the connector's Prometheus metrics. They implement
 // connector.Observer (the pipeline's hot path: per-table counters are
-// resolved once per table, not per event) and sns.Observer (retries).
+// resolved once per table, not per event), connector.RetryObserver (the
+// publisher's retries) and the slot monitor's observer (retained WAL).
 // Safe for concurrent use.
 type Metrics struct {
 	reg *prom.Registry
@@ -95,15 +96,15 @@ type watched struct {
 }
 
 var (
-	_ connector.Observer = (*Metrics)(nil)
-	_ sns.Observer       = (*Metrics)(nil)
+	_ connector.Observer      = (*Metrics)(nil)
+	_ connector.RetryObserver = (*Metrics)(nil)
 )
 
 // New returns the connector's metrics, registered on a registry of their
 // own together with the Go runtime and process collectors.
 func New() *Metrics {
 	m := &Metrics{
-		reg: prom.NewRegistry(),
+		reg: monitoring.NewRegistry(),
 		read: prom.NewCounterVec(prom.CounterOpts{
 			Name: ChangesRead,
 			Help: "Row changes read from the replication stream, by table and operation (mapped or not).",
@@ -139,8 +140,6 @@ func New() *Metrics {
 	empty := map[string]*tableCounters{}
 	m.tables.Store(&empty)
 	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.read, m.published, m.failed, m.retries,
 		m.batchDuration, m.commitToPublish,
 		m.confirmed, m.retained,
@@ -292,7 +291,7 @@ func (m *Metrics) Flushed(lsn connector.LSN) {
 	m.confirmed.Set(float64(lsn)) // exact below 2^53 bytes of WAL (8 PiB)
 }
 
-// Retried counts events sent to SNS again (sns.Observer).
+// Retried counts events sent to SNS again (connector.RetryObserver).
 func (m *Metrics) Retried(_, code string, entries int) {
 	if code == "" {
 		code = "network"

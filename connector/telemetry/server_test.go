@@ -1,4 +1,4 @@
-package prometheus
+package telemetry
 
 import (
 	"context"
@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 )
 
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
@@ -39,7 +42,7 @@ func TestServer(t *testing.T) {
 	repl := &fakeRepl{}
 	m.Watch(&fakeWindow{}, repl)
 	dbErr := errors.New("database: connection refused")
-	checks := []Check{
+	checks := []monitoring.Check{
 		ReplicationCheck(repl),
 		{Name: "other", Check: func(context.Context) error { return nil }},
 	}
@@ -57,9 +60,9 @@ func TestServer(t *testing.T) {
 		t.Errorf("/healthz = %d %s", code, body)
 	}
 
-	readyz := func() (int, Readiness) {
+	readyz := func() (int, monitoring.Readiness) {
 		code, body := get(t, base+"/readyz")
-		var r Readiness
+		var r monitoring.Readiness
 		if err := json.Unmarshal([]byte(body), &r); err != nil {
 			t.Fatalf("/readyz body %q: %v", body, err)
 		}
@@ -74,12 +77,14 @@ func TestServer(t *testing.T) {
 		t.Errorf("/readyz while streaming = %d %+v", code, r)
 	}
 	// Any failing check makes it not ready, and says what.
-	srv.checks = append(srv.checks, Check{Name: "db", Check: func(context.Context) error { return dbErr }})
-	if code, r := readyz(); code != 503 || r.Checks["db"] != dbErr.Error() || r.Checks["replication"] != "ok" {
-		t.Errorf("/readyz with a failing check = %d %+v", code, r)
+	failing := httptest.NewServer(NewServer("", m.Registry(), append(checks, monitoring.Check{Name: "db", Check: func(context.Context) error { return dbErr }}), slog.New(slog.DiscardHandler)).Handler())
+	defer failing.Close()
+	code, body := get(t, failing.URL+"/readyz")
+	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 503 || r.Checks["db"] != dbErr.Error() || r.Checks["replication"] != "ok" {
+		t.Errorf("/readyz with a failing check = %d %s", code, body)
 	}
 
-	code, body := get(t, base+"/metrics")
+	code, body = get(t, base+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics = %d", code)
 	}
