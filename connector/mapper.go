@@ -95,23 +95,39 @@ func Mappings(tables []config.Table) ([]*Mapping, error) {
 	return out, nil
 }
 
+// TypeChange is a published column whose type changed between two
+// announcements of its table (ALTER COLUMN … TYPE): its values in events may
+// change JSON form (a number becoming a string, a string an object).
+type TypeChange struct {
+	Table   string // schema.name
+	Column  string // column name in the table
+	Field   string // field name in the event's data
+	OldType string // PostgreSQL type names, e.g. "int8", "text"
+	NewType string
+}
+
 // Mapper turns changes into events. It is used by the single goroutine that
 // reads the replication stream and is not safe for concurrent use.
 type Mapper struct {
 	source  string // CloudEvents source, "baitoru/<database>"
 	byTable map[string]*Mapping
 	plans   map[uint32]*plan // by relation ID; replaced when the relation is re-announced
-	buf     []byte
-	tx      *Tx
-	txLSN   []byte // the commit LSN, text form
-	txHead  []byte // `"lsn":"...","xid":N` of the current transaction
-	txTime  []byte // `"time":"..."` of the current transaction
+	// colTypes remembers the type of every published column as last
+	// announced (kept across Reset: a reconnect re-announces the same
+	// types), so that a change of type is reported once.
+	colTypes    map[[2]string]string
+	typeChanges []TypeChange
+	buf         []byte
+	tx          *Tx
+	txLSN       []byte // the commit LSN, text form
+	txHead      []byte // `"lsn":"...","xid":N` of the current transaction
+	txTime      []byte // `"time":"..."` of the current transaction
 }
 
 // NewMapper returns a Mapper for the given mappings. source is the
 // CloudEvents source attribute (e.g. "baitoru/baitoru").
 func NewMapper(source string, mappings []*Mapping) *Mapper {
-	m := &Mapper{source: source, byTable: map[string]*Mapping{}, plans: map[uint32]*plan{}}
+	m := &Mapper{source: source, byTable: map[string]*Mapping{}, plans: map[uint32]*plan{}, colTypes: map[[2]string]string{}}
 	for _, mp := range mappings {
 		m.byTable[mp.Table] = mp
 	}
@@ -120,6 +136,14 @@ func NewMapper(source string, mappings []*Mapping) *Mapper {
 
 // Mapping returns the mapping of a schema-qualified table, or nil.
 func (m *Mapper) Mapping(table string) *Mapping { return m.byTable[table] }
+
+// TypeChanges returns the type changes of published columns seen since the
+// previous call (each change once), and forgets them.
+func (m *Mapper) TypeChanges() []TypeChange {
+	tc := m.typeChanges
+	m.typeChanges = nil
+	return tc
+}
 
 // Reset forgets compiled relation plans; call it when the stream restarts
 // (relations are re-announced on every connection).
@@ -165,6 +189,7 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 			missing = append(missing, c.Column)
 			continue
 		}
+		m.noteType(mp.Table, c, rel.Columns[i].TypeName)
 		enc := rel.Columns[i].Encode
 		if enc == nil {
 			enc = EncodeString
@@ -213,6 +238,19 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 		p.tableOp[op] = t
 	}
 	return p, nil
+}
+
+// noteType records the announced type of a published column, and a
+// TypeChange when it differs from the previous announcement.
+func (m *Mapper) noteType(table string, c MappedColumn, typ string) {
+	if typ == "" {
+		return
+	}
+	k := [2]string{table, c.Column}
+	if old, ok := m.colTypes[k]; ok && old != typ {
+		m.typeChanges = append(m.typeChanges, TypeChange{Table: table, Column: c.Column, Field: c.Name, OldType: old, NewType: typ})
+	}
+	m.colTypes[k] = typ
 }
 
 // Map returns the event for a change, or nil when the change's table or

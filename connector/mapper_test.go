@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -160,5 +161,48 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 	if !bytes.Equal(bytes.TrimSpace(want), bytes.TrimSpace(got)) {
 		t.Fatalf("%s differs:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// TestMapperTypeChanges: a published column whose type differs from its
+// previous announcement is reported once, also after Reset (a reconnect);
+// unpublished columns and unchanged types are not.
+func TestMapperTypeChanges(t *testing.T) {
+	rel := func(company, email string) *Relation {
+		return &Relation{ID: 7, Schema: "public", Name: "applications", Columns: []Column{
+			{Name: "application_id", TypeName: "int8", Key: true, Encode: rawJSON},
+			{Name: "company_id", TypeName: company, Encode: rawJSON},
+			{Name: "applicant_email", TypeName: email, Encode: EncodeString},
+		}}
+	}
+	ms, err := Mappings([]config.Table{{Table: "public.applications",
+		Columns: []config.Column{{Column: "application_id"}, {Column: "company_id", Rename: "company"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMapper("baitoru/test", ms)
+	tx := &Tx{XID: 1, CommitLSN: 0x100}
+	steps := []struct {
+		rel   *Relation
+		reset bool
+		want  []TypeChange
+	}{
+		{rel: rel("int8", "text")},
+		{rel: rel("int8", "text")},
+		{rel: rel("int8", "varchar")}, // not published: not reported
+		{rel: rel("text", "varchar"), want: []TypeChange{{Table: "public.applications", Column: "company_id", Field: "company", OldType: "int8", NewType: "text"}}},
+		{rel: rel("text", "varchar"), reset: true},
+		{rel: rel("jsonb", "varchar"), reset: true, want: []TypeChange{{Table: "public.applications", Column: "company_id", Field: "company", OldType: "text", NewType: "jsonb"}}},
+	}
+	for i, s := range steps {
+		if s.reset {
+			m.Reset()
+		}
+		if _, err := m.Map(&Change{Tx: tx, Seq: i + 1, Rel: s.rel, Op: OpInsert, New: []Datum{text("1"), text("2"), text("x")}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.TypeChanges(); !slices.Equal(got, s.want) {
+			t.Errorf("step %d: %+v, want %+v", i, got, s.want)
+		}
 	}
 }

@@ -62,6 +62,14 @@ type Observer interface {
 	Flushed(lsn LSN)
 }
 
+// SchemaObserver is an Observer that also counts schema changes of the
+// mapped tables; the pipeline tells it when it implements it.
+type SchemaObserver interface {
+	// ColumnTypeChanged is called once per type change of a published
+	// column, on the reader goroutine.
+	ColumnTypeChanged(tc TypeChange)
+}
+
 type nopObserver struct{}
 
 func (nopObserver) ChangeRead(string, Op)             {}
@@ -228,6 +236,24 @@ func (p *Pipeline) lane(ctx context.Context, id int, ch chan []*Event) {
 	}
 }
 
+// typeChanged reports type changes of published columns: a warning each
+// (consumers see another JSON form from this transaction on) and the
+// observer's count.
+func (p *Pipeline) typeChanged(tx *Tx, tcs []TypeChange) {
+	so, _ := p.obs.(SchemaObserver)
+	for _, tc := range tcs {
+		attrs := []any{"table", tc.Table, "column", tc.Column, "field", tc.Field, "old_type", tc.OldType, "new_type", tc.NewType}
+		if tx != nil {
+			attrs = append(attrs, "lsn", tx.CommitLSN.String(), "commit_time", tx.CommitTime)
+		}
+		attrs = append(attrs, "action", "events from this transaction on carry the new type's JSON form; make sure the consumers (Kobot) accept it, or map the column to a stable form")
+		p.log.Warn("a published column changed type: its values in events change form", attrs...)
+		if so != nil {
+			so.ColumnTypeChanged(tc)
+		}
+	}
+}
+
 // Begin starts a transaction. Reader goroutine only.
 func (p *Pipeline) Begin(tx *Tx) {
 	p.tracker.begin(tx)
@@ -243,6 +269,9 @@ func (p *Pipeline) Change(ctx context.Context, c *Change) error {
 	}
 	p.obs.ChangeRead(c.Rel.QualifiedName(), c.Op)
 	ev, err := p.mapper.Map(c)
+	if tcs := p.mapper.TypeChanges(); tcs != nil {
+		p.typeChanged(c.Tx, tcs)
+	}
 	if err != nil || ev == nil {
 		return err
 	}

@@ -35,6 +35,7 @@ const (
 	InflightBytes        = "baitoru_cdc_inflight_bytes"
 	ReplicationStreaming = "baitoru_cdc_replication_streaming"
 	LastPublishTimestamp = "baitoru_cdc_last_publish_timestamp_seconds"
+	ColumnTypeChanges    = "baitoru_cdc_column_type_changes_total"
 )
 
 // ops are the operations every table's series are created for, so that
@@ -51,6 +52,7 @@ type Metrics struct {
 
 	read, published, failed *prom.CounterVec
 	retries                 *prom.CounterVec
+	typeChanges             *prom.CounterVec
 	batchDuration           *durations
 	commitToPublish         *durations
 	confirmed               prom.Gauge
@@ -96,8 +98,9 @@ type watched struct {
 }
 
 var (
-	_ connector.Observer      = (*Metrics)(nil)
-	_ connector.RetryObserver = (*Metrics)(nil)
+	_ connector.Observer       = (*Metrics)(nil)
+	_ connector.RetryObserver  = (*Metrics)(nil)
+	_ connector.SchemaObserver = (*Metrics)(nil)
 )
 
 // New returns the connector's metrics, registered on a registry of their
@@ -121,6 +124,10 @@ func New() *Metrics {
 			Name: PublishRetries,
 			Help: "Events sent again to SNS after a retryable failure, by reason (AWS error code, or network).",
 		}, []string{"reason"}),
+		typeChanges: prom.NewCounterVec(prom.CounterOpts{
+			Name: ColumnTypeChanges,
+			Help: "Type changes of published columns (ALTER COLUMN … TYPE) seen in the stream, by table: the JSON form of a field in events changed.",
+		}, []string{"table"}),
 		batchDuration: newDurations(PublishBatchDuration,
 			"Time to publish one batch, retries included.",
 			time.Millisecond, 2, 15), // 1ms .. 16s
@@ -140,7 +147,7 @@ func New() *Metrics {
 	empty := map[string]*tableCounters{}
 	m.tables.Store(&empty)
 	m.reg.MustRegister(
-		m.read, m.published, m.failed, m.retries,
+		m.read, m.published, m.failed, m.retries, m.typeChanges,
 		m.batchDuration, m.commitToPublish,
 		m.confirmed, m.retained,
 		prom.NewGaugeFunc(prom.GaugeOpts{
@@ -208,6 +215,7 @@ func (m *Metrics) table(table string) *tableCounters {
 		return t
 	}
 	t := &tableCounters{}
+	m.typeChanges.WithLabelValues(table)
 	for _, op := range ops {
 		t.read[op] = m.read.WithLabelValues(table, op.String())
 		t.published[op] = m.published.WithLabelValues(table, op.String())
@@ -289,6 +297,12 @@ func (m *Metrics) eachRun(events []*connector.Event, fn func(t *tableCounters, o
 func (m *Metrics) Flushed(lsn connector.LSN) {
 	m.lastLSN.Store(uint64(lsn))
 	m.confirmed.Set(float64(lsn)) // exact below 2^53 bytes of WAL (8 PiB)
+}
+
+// ColumnTypeChanged counts a type change of a published column
+// (connector.SchemaObserver).
+func (m *Metrics) ColumnTypeChanged(tc connector.TypeChange) {
+	m.typeChanges.WithLabelValues(tc.Table).Inc()
 }
 
 // Retried counts events sent to SNS again (connector.RetryObserver).
