@@ -22,10 +22,16 @@
 # /usr/local/bin/baitoru-cdc-lambda and BAITORU_CDC_CONFIG to the file.
 FROM scratch
 
+# The binaries carry the same values (baitoru-cdc version); make image
+# passes them.
 ARG VERSION=dev
+ARG COMMIT=
+ARG BUILD_DATE=
 LABEL org.opencontainers.image.title="baitoru-cdc" \
       org.opencontainers.image.description="PostgreSQL logical replication to AWS SNS, and signed delivery to Kobot" \
-      org.opencontainers.image.version="${VERSION}"
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}" \
+      org.opencontainers.image.created="${BUILD_DATE}"
 
 COPY passwd group /etc/
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt

@@ -109,8 +109,18 @@ deps-go:
 
 ## ---------------------------------------------------------------- build and test
 
+# The build's version, commit and date, stamped into every binary
+# (baitoru-cdc version, the first log line of run and sink, the
+# baitoru_cdc_build_info gauge); internal/buildinfo falls back to what Go
+# records when they are missing.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO  := github.com/baitoru/baitoru-cdc/internal/buildinfo
+LDFLAGS    := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(BUILD_DATE)
+
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/ ./cmd/...
 
 vet:
 	$(GO) vet ./...
@@ -189,18 +199,17 @@ CONTAINER ?= podman
 IMAGE     ?= localhost/baitoru-cdc:dev
 IMAGE_DIR ?= bin/image
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 .PHONY: image image-context
 image-context:
 	@[ -s $(CA_BUNDLE) ] || { echo "image: no CA bundle at $(CA_BUNDLE) (apt-get install -y ca-certificates)" >&2; exit 1; }
 	rm -rf $(IMAGE_DIR)
 	mkdir -p $(IMAGE_DIR)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(IMAGE_DIR)/ ./cmd/baitoru-cdc ./cmd/baitoru-cdc-lambda
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o $(IMAGE_DIR)/ ./cmd/baitoru-cdc ./cmd/baitoru-cdc-lambda
 	cp $(CA_BUNDLE) $(IMAGE_DIR)/ca-certificates.crt
 	printf 'root:x:0:0:root:/root:/sbin/nologin\nbaitoru:x:65532:65532:baitoru-cdc:/nonexistent:/sbin/nologin\n' > $(IMAGE_DIR)/passwd
 	printf 'root:x:0:\nbaitoru:x:65532:\n' > $(IMAGE_DIR)/group
 	chmod 0644 $(IMAGE_DIR)/ca-certificates.crt $(IMAGE_DIR)/passwd $(IMAGE_DIR)/group
 
 image: deps-podman image-context
-	$(CONTAINER) build --file Dockerfile --build-arg VERSION=$(VERSION) --tag $(IMAGE) $(IMAGE_DIR)
+	$(CONTAINER) build --file Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg BUILD_DATE=$(BUILD_DATE) --tag $(IMAGE) $(IMAGE_DIR)
 	@echo "image: $(IMAGE)"

@@ -20,6 +20,7 @@ import (
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/sink/lambda"
@@ -47,6 +48,7 @@ func setup(ctx context.Context) (*lambda.Handler, error) {
 		return nil, err
 	}
 	log := newLogger(cfg.Log)
+	log.Info("baitoru-cdc-lambda starting", buildinfo.Get().LogAttrs()...)
 	store, err := postgres.Open(cfg.Sink.DSN, log)
 	if err != nil {
 		return nil, err

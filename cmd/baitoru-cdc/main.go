@@ -12,18 +12,28 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	err := newRootCmd().ExecuteContext(ctx)
+	os.Exit(exitCode(err))
+}
+
+// newRootCmd is the command tree.
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "baitoru-cdc",
 		Short:         "Change data capture from Baitoru PostgreSQL to SNS, and delivery to Kobot",
+		Version:       buildinfo.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("baitoru-cdc {{.Version}}\n")
 	root.AddCommand(
 		runCmd(),
 		validateCmd(),
@@ -31,9 +41,9 @@ func main() {
 		setupCmd(),
 		checkCmd(),
 		teardownCmd(),
+		versionCmd(),
 	)
-	err := root.ExecuteContext(ctx)
-	os.Exit(exitCode(err))
+	return root
 }
 
 // exitError carries a process exit code chosen by a command (validate: 1 for

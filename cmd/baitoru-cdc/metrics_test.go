@@ -266,6 +266,7 @@ sink:
 	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/healthz with PostgreSQL down: %v %v", resp, err)
 	}
+	checkBuildInfo(t, conn, "baitoru-cdc run starting", base+"/metrics")
 	for range 5 {
 		code, r := readyz(t, base)
 		if code != http.StatusServiceUnavailable || r.Status != "not ready" || r.Checks["replication"] != telemetry.ErrNotStreaming.Error() {
@@ -297,6 +298,7 @@ sink:
 
 	sinkProc := startProc(t, "sink", "--config", cfgPath)
 	sinkBase := "http://" + logAttr(t, sinkProc, "sink ready", "api")
+	checkBuildInfo(t, sinkProc, "baitoru-cdc sink starting", sinkBase+"/metrics")
 	req, _ := http.NewRequest("POST", sinkBase+"/v1/links", strings.NewReader(`{"kobot_account":"acct-1","link_key":"7"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")

@@ -16,6 +16,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
 	"github.com/baitoru/baitoru-cdc/connector/telemetry"
+	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 )
 
@@ -31,6 +32,7 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg.Log, os.Stderr)
+			log.Info("baitoru-cdc run starting", buildinfo.Get().LogAttrs()...)
 			return run(cmd.Context(), cfg, log)
 		},
 	}

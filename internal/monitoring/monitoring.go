@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 	"github.com/baitoru/baitoru-cdc/internal/httpjson"
 )
 
@@ -44,11 +45,12 @@ const (
 )
 
 // NewRegistry returns a registry holding the Go runtime and process
-// collectors, to which a process adds its own metrics. Never the global
-// registry: tests run several processes' metrics in one binary.
+// collectors and baitoru_cdc_build_info (which build runs), to which a
+// process adds its own metrics. Never the global registry: tests run
+// several processes' metrics in one binary.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.Get().Collector())
 	return reg
 }
 
