@@ -9,6 +9,7 @@
 #   make demo        the whole flow locally (PostgreSQL, emulator, connector, sink, Kobot receiver)
 #   make demo-check  the demo as a non-interactive check (part of make test)
 #   make image       the container image (static binaries FROM scratch), built with podman
+#   make lambda      the sink's Lambda packages (bootstrap for provided.al2023, arm64 and amd64)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -104,8 +105,11 @@ deps-curl:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl; \
 	fi
 
+# The second module is the Lambda Runtime Interface Emulator the Lambda
+# tests build (tools/rie/go.mod pins it).
 deps-go:
 	$(GO) mod download
+	$(GO) -C tools/rie mod download
 
 ## ---------------------------------------------------------------- build and test
 
@@ -213,3 +217,25 @@ image-context:
 image: deps-podman image-context
 	$(CONTAINER) build --file Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg BUILD_DATE=$(BUILD_DATE) --tag $(IMAGE) $(IMAGE_DIR)
 	@echo "image: $(IMAGE)"
+
+## ---------------------------------------------------------------- lambda
+# The sink's AWS Lambda packages for the provided.al2023 runtime, one per
+# architecture: bootstrap (static, -tags lambda.norpc, version stamped) and
+# LAMBDA_CONFIG as config.yaml, zipped by tools/lambdazip so that the same
+# sources give the same bytes. deploy/template.yaml deploys the arm64 one.
+LAMBDA_DIR    ?= bin/lambda
+LAMBDA_CONFIG ?= deploy/config.yaml
+LAMBDA_ARCHES ?= arm64 amd64
+# The commit's time, not the build's, as the build date: reproducible.
+SOURCE_DATE   ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+LAMBDA_LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT) -X $(BUILDINFO).date=$(SOURCE_DATE)
+.PHONY: lambda
+lambda:
+	@for arch in $(LAMBDA_ARCHES); do \
+		rm -rf $(LAMBDA_DIR)/$$arch && mkdir -p $(LAMBDA_DIR)/$$arch && \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -buildvcs=false -tags lambda.norpc \
+			-ldflags='-s -w -buildid= $(LAMBDA_LDFLAGS)' -o $(LAMBDA_DIR)/$$arch/bootstrap ./cmd/baitoru-cdc-lambda && \
+		cp $(LAMBDA_CONFIG) $(LAMBDA_DIR)/$$arch/config.yaml && \
+		$(GO) run ./tools/lambdazip -o $(LAMBDA_DIR)/baitoru-cdc-lambda-$$arch.zip $(LAMBDA_DIR)/$$arch/bootstrap $(LAMBDA_DIR)/$$arch/config.yaml && \
+		echo "lambda: $(LAMBDA_DIR)/baitoru-cdc-lambda-$$arch.zip ($(VERSION))" || exit 1; \
+	done

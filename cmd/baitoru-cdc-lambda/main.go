@@ -7,6 +7,12 @@
 // database's migrations. Links are read from the database once per batch
 // (no cache: a frozen Lambda process cannot keep a LISTEN connection); the
 // delivery log, signing, retries and DLQ handling are those of the sink.
+//
+// The function's handler setting (the runtime's _HANDLER) picks what one
+// package serves: "sink" (the default) handles SQS batches; "links-api"
+// serves the links API behind a Lambda function URL (InvokeMode
+// RESPONSE_STREAM), with the same bearer token as `baitoru-cdc sink`.
+// deploy/template.yaml deploys both from one zip (make lambda).
 package main
 
 import (
@@ -14,10 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
 	awslambda "github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdaurl"
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
@@ -30,12 +38,60 @@ import (
 )
 
 func main() {
-	h, err := setup(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "baitoru-cdc-lambda:", err)
-		os.Exit(1)
+	ctx := context.Background()
+	switch handler := os.Getenv("_HANDLER"); handler {
+	case "", "sink":
+		h, err := setup(ctx)
+		if err != nil {
+			fail(err)
+		}
+		awslambda.Start(h.Handle)
+	case "links-api":
+		mux, err := setupAPI(ctx)
+		if err != nil {
+			fail(err)
+		}
+		lambdaurl.Start(mux)
+	default:
+		fail(fmt.Errorf("unknown handler %q: set the function's handler to sink or links-api", handler))
 	}
-	awslambda.Start(h.Handle)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "baitoru-cdc-lambda:", err)
+	os.Exit(1)
+}
+
+// setupAPI serves the links API from the sink database.
+func setupAPI(ctx context.Context) (http.Handler, error) {
+	path := os.Getenv("BAITORU_CDC_CONFIG")
+	if path == "" {
+		return nil, errors.New("set BAITORU_CDC_CONFIG to the configuration file")
+	}
+	cfg, err := config.LoadSink(path)
+	if err != nil {
+		return nil, err
+	}
+	log := newLogger(cfg.Log)
+	log.Info("baitoru-cdc-lambda starting", append([]any{"handler", "links-api"}, buildinfo.Get().LogAttrs()...)...)
+	token, err := service.Token(cfg.Sink.API)
+	if err != nil {
+		return nil, err
+	}
+	store, err := postgres.Open(cfg.Sink.DSN, log)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	api, err := sink.NewAPI(store, token, log)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	return mux, nil
 }
 
 func setup(ctx context.Context) (*lambda.Handler, error) {
@@ -48,7 +104,7 @@ func setup(ctx context.Context) (*lambda.Handler, error) {
 		return nil, err
 	}
 	log := newLogger(cfg.Log)
-	log.Info("baitoru-cdc-lambda starting", buildinfo.Get().LogAttrs()...)
+	log.Info("baitoru-cdc-lambda starting", append([]any{"handler", "sink"}, buildinfo.Get().LogAttrs()...)...)
 	store, err := postgres.Open(cfg.Sink.DSN, log)
 	if err != nil {
 		return nil, err
