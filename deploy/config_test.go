@@ -1,6 +1,8 @@
 package deploy_test
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -64,7 +66,9 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 		case strings.HasSuffix(k, "_PORT"):
 			return "5432"
 		case k == "KOBOT_WEBHOOK_SECRET":
-			return "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+			key := make([]byte, 32)
+			rand.Read(key)
+			return "whsec_" + base64.StdEncoding.EncodeToString(key)
 		case strings.Contains(fmt.Sprint(subArg(v)), "{{resolve:secretsmanager:"):
 			return "secret-value-of-" + strings.ToLower(k)
 		case ref(v) != "":
@@ -84,15 +88,15 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 		env := map[string]string{"AWS_REGION": "ap-northeast-1"} // set by the Lambda runtime
 		for k, v := range fn.Environment.Variables {
 			env[k] = sample(k, v)
-			if !used[k] && k != "BAITORU_CDC_CONFIG" && k != "PGPASSWORD" {
+			if !used[k] && k != "BAITORU_CDC_CONFIG" {
 				t.Errorf("%s sets %s, which config.yaml does not read", name, k)
 			}
 		}
 		if env["BAITORU_CDC_CONFIG"] != "/var/task/config.yaml" {
 			t.Errorf("%s: BAITORU_CDC_CONFIG %q, want /var/task/config.yaml (make lambda puts config.yaml beside bootstrap)", name, env["BAITORU_CDC_CONFIG"])
 		}
-		if env["PGPASSWORD"] == "" {
-			t.Errorf("%s: no PGPASSWORD for the sink database", name)
+		if env["SINK_DB_PASSWORD"] == "" {
+			t.Errorf("%s: no SINK_DB_PASSWORD for the sink database", name)
 		}
 		cfg := load(name, env, config.LoadSink)
 		if !strings.HasSuffix(cfg.Sink.SQS.QueueURL, "/baitoru-cdc-kobot") || !strings.HasSuffix(cfg.Sink.SQS.DLQURL, "/baitoru-cdc-kobot-dlq") {
@@ -122,8 +126,8 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 			t.Errorf("connector command %v", c.Command)
 		}
 	}
-	if env["PGPASSWORD"] == "" {
-		t.Error("the connector has no PGPASSWORD secret")
+	if env["BAITORU_DB_PASSWORD"] == "" {
+		t.Error("the connector has no BAITORU_DB_PASSWORD secret")
 	}
 	cfg := load("connector", env, config.LoadConnector)
 	// Every table publishes to the topic the template creates.
