@@ -22,13 +22,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdaurl"
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
+	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/sink/lambda"
@@ -120,7 +120,7 @@ func setup(ctx context.Context) (*lambda.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := service.NewSQSClient(ctx, cfg.Sink.SQS)
+	client, err := sqs.NewClient(ctx, cfg.Sink.SQS)
 	if err != nil {
 		return nil, err
 	}
@@ -134,9 +134,9 @@ func setup(ctx context.Context) (*lambda.Handler, error) {
 	return lambda.New(proc, sqs.NewDLQ(client, cfg.Sink.SQS.DLQURL), log), nil
 }
 
-// newLogger logs JSON to stderr (CloudWatch) at the configured level.
+// newLogger logs JSON to stderr whatever log.format says (CloudWatch Logs
+// Insights reads its fields), at the configured level.
 func newLogger(c config.Log) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(c.Level)))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	c.Format = "json"
+	return logging.New(c, os.Stderr)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
 	"github.com/baitoru/baitoru-cdc/connector/telemetry"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
+	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 )
 
@@ -31,7 +32,7 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg.Log, os.Stderr)
+			log := logging.New(cfg.Log, os.Stderr)
 			log.Info("baitoru-cdc run starting", buildinfo.Get().LogAttrs()...)
 			return run(cmd.Context(), cfg, log)
 		},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
+	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/sink/service"
 )
 
@@ -26,7 +27,7 @@ and exits 0.`,
 			if err != nil {
 				return &exitError{code: 1, msg: err.Error()}
 			}
-			log := newLogger(cfg.Log, os.Stderr)
+			log := logging.New(cfg.Log, os.Stderr)
 			log.Info("baitoru-cdc sink starting", buildinfo.Get().LogAttrs()...)
 			if cfg.Demo {
 				log.Warn("demo: true: the public demo webhook secret and API token are accepted; never run this configuration in production")

@@ -23,9 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -45,8 +42,7 @@ type Options struct {
 	// one with the Go runtime and process collectors
 	// (monitoring.NewRegistry).
 	Registry *prometheus.Registry
-	// SQS client; nil: one built from sink.sqs (region, endpoint) and the
-	// default AWS credential chain.
+	// SQS client; nil: sqs.NewClient for sink.sqs.
 	SQS sqs.Client
 	// HTTPClient for pushes to Kobot; nil: kobot.NewHTTPClient().
 	HTTPClient *http.Client
@@ -124,24 +120,6 @@ func Token(a config.API) (string, error) {
 	return t, nil
 }
 
-// NewSQSClient builds an SQS client for sink.sqs: its region and endpoint
-// override, credentials from the default AWS chain.
-func NewSQSClient(ctx context.Context, c config.SinkSQS) (*awssqs.Client, error) {
-	var opts []func(*awsconfig.LoadOptions) error
-	if c.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(c.Region))
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
-	}
-	return awssqs.NewFromConfig(ac, func(o *awssqs.Options) {
-		if c.Endpoint != "" {
-			o.BaseEndpoint = aws.String(c.Endpoint)
-		}
-	}), nil
-}
-
 // Ready is closed once the database is migrated, the link cache loaded and
 // the API listening (consumers start then).
 func (s *Sink) Ready() <-chan struct{} { return s.ready }
@@ -169,7 +147,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	client := s.opts.SQS
 	if client == nil {
-		if client, err = NewSQSClient(ctx, s.cfg.SQS); err != nil {
+		if client, err = sqs.NewClient(ctx, s.cfg.SQS); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
@@ -32,6 +33,15 @@ type Client interface {
 }
 
 var _ Client = (*awssqs.Client)(nil)
+
+// NewClient builds an SQS client for c: its region and endpoint override,
+// credentials from the default AWS chain, and the SDK's standard retries
+// for the calls the consumer makes once (awsclient.SDKRetries says why).
+func NewClient(ctx context.Context, c config.SinkSQS) (*awssqs.Client, error) {
+	return awsclient.SQS(ctx, awsclient.Options{
+		Region: c.Region, Endpoint: c.Endpoint, RegionKey: "sink.sqs.region", Retries: awsclient.SDKRetries,
+	})
+}
 
 // Processor decides what happens to each message of a batch (sink.Processor).
 type Processor interface {

@@ -1,0 +1,92 @@
+package awsclient
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// testCredentials makes the default chain find static test credentials and
+// nothing else (no shared files, no instance metadata).
+func testCredentials(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_ENDPOINT_URL", "")
+	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+// failing is an endpoint answering every request 500, counting them.
+func failing(t *testing.T) (url string, calls *atomic.Int64) {
+	calls = new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, calls
+}
+
+// TestRetries checks the one deliberate difference between the clients:
+// the SNS client built for the publisher makes one attempt per call, the
+// SQS client keeps the SDK's three.
+func TestRetries(t *testing.T) {
+	testCredentials(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		name    string
+		retries Retries
+		call    func(url string, r Retries) error
+		want    int64
+	}{
+		{"sns, caller retries", CallerRetries, func(url string, r Retries) error {
+			c, err := SNS(ctx, Options{Region: "us-east-1", Endpoint: url, RegionKey: "sns.region", Retries: r})
+			if err != nil {
+				return err
+			}
+			_, err = c.GetTopicAttributes(ctx, &awssns.GetTopicAttributesInput{TopicArn: aws.String("arn:aws:sns:us-east-1:000000000000:t")})
+			return err
+		}, 1},
+		{"sqs, sdk retries", SDKRetries, func(url string, r Retries) error {
+			c, err := SQS(ctx, Options{Region: "us-east-1", Endpoint: url, RegionKey: "sink.sqs.region", Retries: r})
+			if err != nil {
+				return err
+			}
+			_, err = c.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(url + "/000000000000/q")})
+			return err
+		}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, calls := failing(t)
+			if err := tc.call(url, tc.retries); err == nil {
+				t.Fatal("a call answered 500 succeeded")
+			}
+			if n := calls.Load(); n != tc.want {
+				t.Errorf("%d requests for one call, want %d", n, tc.want)
+			}
+		})
+	}
+}
+
+func TestNoRegion(t *testing.T) {
+	testCredentials(t)
+	_, err := SQS(t.Context(), Options{RegionKey: "sink.sqs.region"})
+	if err == nil || !strings.Contains(err.Error(), "set sink.sqs.region in the config or AWS_REGION") {
+		t.Fatalf("no region: %v", err)
+	}
+}
