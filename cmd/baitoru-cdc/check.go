@@ -16,6 +16,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 )
 
@@ -67,23 +68,23 @@ Exit code: 0 all ok, 1 a blocking problem, 2 warnings only.`,
 }
 
 // runChecks runs the database checks and the SNS checks.
-func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []postgres.CheckResult {
-	var rows []postgres.CheckResult
+func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.CheckResult {
+	var rows []dba.CheckResult
 	setupCmd := "baitoru-cdc setup --config " + file
 	conn, err := connectSource(ctx, cfg, dsn)
 	if err != nil {
-		rows = append(rows, postgres.CheckResult{Check: "connect", Status: postgres.CheckFail, Observed: err.Error(),
+		rows = append(rows, dba.CheckResult{Check: "connect", Status: dba.CheckFail, Observed: err.Error(),
 			Fix: "check source.dsn (host, port, database, user) and source.password (the shipped config.yaml reads it from BAITORU_DB_PASSWORD), pg_hba.conf, and that PostgreSQL is running"})
 	} else {
 		defer conn.Close(context.Background())
-		dbRows, err := postgres.Check(ctx, conn, postgres.CheckOptions{
+		dbRows, err := dba.Check(ctx, conn, dba.CheckOptions{
 			Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
-			Spec: postgres.SpecFromConfig(cfg.Tables), Create: cfg.Source.Create,
+			Spec: dba.SpecFromConfig(cfg.Tables), Create: cfg.Source.Create,
 			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd, Role: sourceRole(cfg),
 		})
 		rows = append(rows, dbRows...)
 		if err != nil {
-			rows = append(rows, postgres.CheckResult{Check: "database checks", Status: postgres.CheckFail,
+			rows = append(rows, dba.CheckResult{Check: "database checks", Status: dba.CheckFail,
 				Observed: "stopped: " + postgres.Redact(err.Error()), Fix: "fix the error and run check again"})
 		}
 	}
@@ -102,9 +103,9 @@ func sourceRole(cfg *config.Config) string {
 
 // snsChecks checks every topic the config publishes to: reachable, and a
 // FIFO topic exactly when its ARN says so (the config relies on it).
-func snsChecks(ctx context.Context, cfg *config.Config) []postgres.CheckResult {
+func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
 	if cfg.Publisher.Kind == "stdout" {
-		return []postgres.CheckResult{{Check: "sns", Status: postgres.CheckOK, Observed: "publisher.kind stdout: no SNS topic used"}}
+		return []dba.CheckResult{{Check: "sns", Status: dba.CheckOK, Observed: "publisher.kind stdout: no SNS topic used"}}
 	}
 	topics := map[string]bool{}
 	for _, t := range cfg.Tables {
@@ -121,21 +122,21 @@ func snsChecks(ctx context.Context, cfg *config.Config) []postgres.CheckResult {
 	sort.Strings(arns)
 	client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
 	if err != nil {
-		return []postgres.CheckResult{{Check: "sns", Status: postgres.CheckFail, Observed: err.Error(), Fix: "set sns.region (or AWS_REGION) and AWS credentials"}}
+		return []dba.CheckResult{{Check: "sns", Status: dba.CheckFail, Observed: err.Error(), Fix: "set sns.region (or AWS_REGION) and AWS credentials"}}
 	}
 	pub := sns.New(client, sns.Options{CallTimeout: 10 * time.Second}, slog.New(slog.DiscardHandler))
-	var rows []postgres.CheckResult
+	var rows []dba.CheckResult
 	for _, arn := range arns {
 		name := "sns topic"
 		fifo, err := pub.CheckTopic(ctx, arn)
 		want := strings.HasSuffix(arn, ".fifo")
 		switch {
 		case err != nil:
-			rows = append(rows, postgres.CheckResult{Check: name, Status: postgres.CheckFail, Observed: "not reachable: " + err.Error(),
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail, Observed: "not reachable: " + err.Error(),
 				Fix: "check the ARN, sns.region/sns.endpoint, and that the connector's AWS identity may sns:GetTopicAttributes and sns:Publish on it"})
 		case fifo != want:
 			kind := map[bool]string{true: "a FIFO topic", false: "a standard topic"}
-			rows = append(rows, postgres.CheckResult{Check: name, Status: postgres.CheckFail,
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail,
 				Observed: arn + " is " + kind[fifo] + " but the config treats it as " + kind[want] + " (ARN suffix .fifo)",
 				Fix:      "use the topic's real ARN"})
 		default:
@@ -143,43 +144,43 @@ func snsChecks(ctx context.Context, cfg *config.Config) []postgres.CheckResult {
 			if fifo {
 				kind = "FIFO topic (MessageGroupId = key, deduplication by event id)"
 			}
-			rows = append(rows, postgres.CheckResult{Check: name, Status: postgres.CheckOK, Observed: arn + ": reachable, " + kind})
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckOK, Observed: arn + ": reachable, " + kind})
 		}
 	}
 	return rows
 }
 
-func checkExitCode(rows []postgres.CheckResult) int {
+func checkExitCode(rows []dba.CheckResult) int {
 	code := 0
 	for _, r := range rows {
 		switch r.Status {
-		case postgres.CheckFail:
+		case dba.CheckFail:
 			return 1
-		case postgres.CheckWarn:
+		case dba.CheckWarn:
 			code = 2
 		}
 	}
 	return code
 }
 
-var checkMarks = map[postgres.CheckStatus]string{postgres.CheckOK: "✓", postgres.CheckWarn: "!", postgres.CheckFail: "✗"}
+var checkMarks = map[dba.CheckStatus]string{dba.CheckOK: "✓", dba.CheckWarn: "!", dba.CheckFail: "✗"}
 
-func writeCheckTable(w io.Writer, rows []postgres.CheckResult, code int) {
+func writeCheckTable(w io.Writer, rows []dba.CheckResult, code int) {
 	width := 0
 	for _, r := range rows {
 		width = max(width, utf8.RuneCountInString(r.Check))
 	}
-	counts := map[postgres.CheckStatus]int{}
+	counts := map[dba.CheckStatus]int{}
 	for _, r := range rows {
 		counts[r.Status]++
 		fmt.Fprintf(w, "%s %-*s  %s\n", checkMarks[r.Status], width, r.Check, r.Observed)
-		if r.Fix != "" && r.Status != postgres.CheckOK {
+		if r.Fix != "" && r.Status != dba.CheckOK {
 			fmt.Fprintf(w, "  %*s  fix: %s\n", width, "", r.Fix)
 		}
 	}
 	summary := fmt.Sprintf("%d ok, %d %s, %d %s",
-		counts[postgres.CheckOK], counts[postgres.CheckWarn], countNoun(counts[postgres.CheckWarn], "warning", "warnings"),
-		counts[postgres.CheckFail], countNoun(counts[postgres.CheckFail], "problem", "problems"))
+		counts[dba.CheckOK], counts[dba.CheckWarn], countNoun(counts[dba.CheckWarn], "warning", "warnings"),
+		counts[dba.CheckFail], countNoun(counts[dba.CheckFail], "problem", "problems"))
 	switch code {
 	case 0:
 		fmt.Fprintf(w, "\ncheck: all good (%s)\n", summary)
@@ -192,15 +193,15 @@ func writeCheckTable(w io.Writer, rows []postgres.CheckResult, code int) {
 
 // checkReport is the --json document.
 type checkReport struct {
-	Status   string                 `json:"status"` // ok, warn, fail
-	ExitCode int                    `json:"exit_code"`
-	Checks   []postgres.CheckResult `json:"checks"`
+	Status   string            `json:"status"` // ok, warn, fail
+	ExitCode int               `json:"exit_code"`
+	Checks   []dba.CheckResult `json:"checks"`
 }
 
-func writeCheckJSON(w io.Writer, rows []postgres.CheckResult, code int) {
+func writeCheckJSON(w io.Writer, rows []dba.CheckResult, code int) {
 	status := map[int]string{0: "ok", 1: "fail", 2: "warn"}[code]
 	if rows == nil {
-		rows = []postgres.CheckResult{}
+		rows = []dba.CheckResult{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

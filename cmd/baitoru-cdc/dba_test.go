@@ -21,7 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/baitoru/baitoru-cdc/config"
-	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -79,8 +79,8 @@ func checkJSON(t *testing.T, args ...string) (checkReport, cliResult) {
 }
 
 // rowsWith returns the checks whose name starts with prefix.
-func rowsWith(rep checkReport, prefix string) []postgres.CheckResult {
-	var out []postgres.CheckResult
+func rowsWith(rep checkReport, prefix string) []dba.CheckResult {
+	var out []dba.CheckResult
 	for _, r := range rep.Checks {
 		if strings.HasPrefix(r.Check, prefix) {
 			out = append(out, r)
@@ -89,10 +89,10 @@ func rowsWith(rep checkReport, prefix string) []postgres.CheckResult {
 	return out
 }
 
-func notOK(rep checkReport) []postgres.CheckResult {
-	var out []postgres.CheckResult
+func notOK(rep checkReport) []dba.CheckResult {
+	var out []dba.CheckResult
 	for _, r := range rep.Checks {
-		if r.Status != postgres.CheckOK {
+		if r.Status != dba.CheckOK {
 			out = append(out, r)
 		}
 	}
@@ -256,7 +256,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	}
 	// Before the role exists, check (run by the DBA) says so, with the fix.
 	rep, res := checkJSON(t, "--config", cfg, "--dsn", admin)
-	if r := rowsWith(rep, "role cdc"); res.code != 1 || len(r) != 1 || r[0].Status != postgres.CheckFail ||
+	if r := rowsWith(rep, "role cdc"); res.code != 1 || len(r) != 1 || r[0].Status != dba.CheckFail ||
 		!strings.Contains(r[0].Observed, "does not exist") || !strings.Contains(r[0].Fix, `CREATE ROLE "cdc" WITH LOGIN REPLICATION`) {
 		t.Fatalf("check before the role exists: %+v\n%s", r, res)
 	}
@@ -326,7 +326,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	drift := rowsWith(rep, "publication drift")
 	var sawMissing, sawColumn bool
 	for _, d := range drift {
-		if d.Status != postgres.CheckFail || !strings.Contains(d.Fix, "baitoru-cdc setup --config "+cfg2) || !strings.Contains(d.Fix, `ALTER PUBLICATION "cdc" SET TABLE`) {
+		if d.Status != dba.CheckFail || !strings.Contains(d.Fix, "baitoru-cdc setup --config "+cfg2) || !strings.Contains(d.Fix, `ALTER PUBLICATION "cdc" SET TABLE`) {
 			t.Errorf("drift row without the fix: %+v", d)
 		}
 		sawMissing = sawMissing || strings.Contains(d.Observed, "public.postings: not in the publication")
@@ -336,7 +336,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Fatalf("drift rows %+v; want the removed table and the added column", drift)
 	}
 	// The role may not read the added column: the fix is the exact grant.
-	if g := rowsWith(rep, "grants"); len(g) != 1 || g[0].Status != postgres.CheckWarn || !strings.Contains(g[0].Fix, `GRANT SELECT ("applied_at") ON "public"."apps" TO "cdc"`) {
+	if g := rowsWith(rep, "grants"); len(g) != 1 || g[0].Status != dba.CheckWarn || !strings.Contains(g[0].Fix, `GRANT SELECT ("applied_at") ON "public"."apps" TO "cdc"`) {
 		t.Errorf("grants row: %+v", g)
 	}
 	table = runCLI(t, "check", "--config", cfg2)
@@ -349,7 +349,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	testenv.MustExec(t, admin, `ALTER PUBLICATION cdc SET TABLE apps (application_id, company_id, answers), postings (posting_id, title) WHERE (title <> '')`)
 	rep, _ = checkJSON(t, "--config", cfgSuper)
 	writes := rowsWith(rep, "writes on public.postings")
-	if len(writes) == 0 || writes[0].Status != postgres.CheckFail || !strings.Contains(writes[0].Observed, "title") || !strings.Contains(writes[0].Fix, "publish only insert") {
+	if len(writes) == 0 || writes[0].Status != dba.CheckFail || !strings.Contains(writes[0].Observed, "title") || !strings.Contains(writes[0].Fix, "publish only insert") {
 		t.Fatalf("check did not flag the publication that blocks UPDATE: %+v", rep.Checks)
 	}
 	if err := testenv.Exec(ctx, admin, `INSERT INTO postings VALUES (1, 't'); UPDATE postings SET published = true`); err == nil || !strings.Contains(err.Error(), "cannot update table") {
@@ -390,7 +390,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	waitSlotActive(t, admin, true)
 	// check shows who streams the slot.
 	rep, _ = checkJSON(t, "--config", cfg2)
-	if r := rowsWith(rep, "slot cdc"); len(r) != 1 || r[0].Status != postgres.CheckOK || !regexp.MustCompile(`active \(streamed by pid \d+\)`).MatchString(r[0].Observed) {
+	if r := rowsWith(rep, "slot cdc"); len(r) != 1 || r[0].Status != dba.CheckOK || !regexp.MustCompile(`active \(streamed by pid \d+\)`).MatchString(r[0].Observed) {
 		t.Fatalf("check while streamed: %+v", r)
 	}
 	// A retained-WAL threshold below what the slot keeps: a warning.
@@ -404,7 +404,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, res = checkJSON(t, "--config", cfgLag)
-	if r := rowsWith(rep, "slot retained WAL"); res.code != 2 || len(r) != 1 || r[0].Status != postgres.CheckWarn || !strings.Contains(r[0].Observed, "source.max_lag_bytes 1 B") || r[0].Fix == "" {
+	if r := rowsWith(rep, "slot retained WAL"); res.code != 2 || len(r) != 1 || r[0].Status != dba.CheckWarn || !strings.Contains(r[0].Observed, "source.max_lag_bytes 1 B") || r[0].Fix == "" {
 		t.Fatalf("check with max_lag_bytes 1: %+v\n%s", r, res)
 	}
 	before = publicationState(t, admin)
@@ -485,11 +485,11 @@ tables:
 	}
 	rep, res := checkJSON(t, "--config", cfg)
 	wl := rowsWith(rep, "wal_level")
-	if res.code != 1 || len(wl) != 1 || wl[0].Status != postgres.CheckFail || !strings.Contains(wl[0].Observed, "replica") ||
+	if res.code != 1 || len(wl) != 1 || wl[0].Status != dba.CheckFail || !strings.Contains(wl[0].Observed, "replica") ||
 		!strings.Contains(wl[0].Fix, "ALTER SYSTEM SET wal_level = logical") || !strings.Contains(wl[0].Fix, "restart") {
 		t.Fatalf("check on wal_level=replica: %+v\n%s", wl, res)
 	}
-	if k := rowsWith(rep, "max_slot_wal_keep_size"); len(k) != 1 || k[0].Status != postgres.CheckWarn || !strings.Contains(k[0].Observed, "-1 (unlimited)") ||
+	if k := rowsWith(rep, "max_slot_wal_keep_size"); len(k) != 1 || k[0].Status != dba.CheckWarn || !strings.Contains(k[0].Observed, "-1 (unlimited)") ||
 		!strings.Contains(k[0].Fix, "ALTER SYSTEM SET max_slot_wal_keep_size") {
 		t.Errorf("check with max_slot_wal_keep_size unset: %+v", k)
 	}
@@ -534,12 +534,12 @@ func TestCheckSNSTopics(t *testing.T) {
 		Tables: []config.Table{{Table: "public.a"}, {Table: "public.b", TopicARN: fifo}, {Table: "public.c", TopicARN: missing}}}
 	rows := snsChecks(ctx, cfg)
 	want := map[string]struct {
-		status postgres.CheckStatus
+		status dba.CheckStatus
 		text   string
 	}{
-		std:     {postgres.CheckOK, "reachable, standard topic"},
-		fifo:    {postgres.CheckOK, "reachable, FIFO topic"},
-		missing: {postgres.CheckFail, "not reachable"},
+		std:     {dba.CheckOK, "reachable, standard topic"},
+		fifo:    {dba.CheckOK, "reachable, FIFO topic"},
+		missing: {dba.CheckFail, "not reachable"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d sns rows, want %d: %+v", len(rows), len(want), rows)
@@ -554,7 +554,7 @@ func TestCheckSNSTopics(t *testing.T) {
 			}
 		}
 		w, ok := want[arn]
-		if !ok || r.Status != w.status || !strings.Contains(r.Observed, w.text) || (r.Status == postgres.CheckFail && !strings.Contains(r.Fix, "sns:GetTopicAttributes")) {
+		if !ok || r.Status != w.status || !strings.Contains(r.Observed, w.text) || (r.Status == dba.CheckFail && !strings.Contains(r.Fix, "sns:GetTopicAttributes")) {
 			t.Errorf("sns row %+v; want %+v for %s", r, w, arn)
 		}
 	}
@@ -635,7 +635,7 @@ tables:
 
 	rep, _ := checkJSON(t, "--config", cfg)
 	ws := rowsWith(rep, "slot wal_status")
-	if len(ws) != 1 || ws[0].Status != postgres.CheckFail || !strings.Contains(ws[0].Observed, "lost") || !strings.Contains(ws[0].Fix, "teardown --yes") || !strings.Contains(ws[0].Fix, "backfill") {
+	if len(ws) != 1 || ws[0].Status != dba.CheckFail || !strings.Contains(ws[0].Observed, "lost") || !strings.Contains(ws[0].Fix, "teardown --yes") || !strings.Contains(ws[0].Fix, "backfill") {
 		t.Fatalf("check on a lost slot: %+v", rep.Checks)
 	}
 

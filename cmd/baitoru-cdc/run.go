@@ -13,6 +13,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
 	"github.com/baitoru/baitoru-cdc/connector/telemetry"
@@ -94,13 +95,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ShutdownGrace:     cfg.Publisher.ShutdownGrace,
 	}, metrics, log)
 
-	spec := postgres.SpecFromConfig(cfg.Tables)
+	spec := dba.SpecFromConfig(cfg.Tables)
 	sub := postgres.New(postgres.Options{
 		DSN:              cfg.Source.DSN,
 		Slot:             cfg.Source.Slot,
 		Publication:      cfg.Source.Publication,
-		Create:           cfg.Source.Create,
-		Publish:          spec,
+		RowFilters:       spec.Where,
 		StatusInterval:   cfg.Source.StatusInterval,
 		ReconnectInitial: cfg.Source.Reconnect.Initial,
 		ReconnectMax:     cfg.Source.Reconnect.Max,
@@ -111,7 +111,18 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pipe.Run(ctx) })
-	g.Go(func() error { return sub.Run(ctx) })
+	// The publication and the slot are prepared once, then streamed.
+	g.Go(func() error {
+		err := dba.Prepare(ctx, dba.PrepareOptions{
+			DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
+			Create: cfg.Source.Create, Spec: spec,
+			RetryInitial: cfg.Source.Reconnect.Initial, RetryMax: cfg.Source.Reconnect.Max,
+		}, log)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		return sub.Run(ctx)
+	})
 	// The slot monitor stops the connector when the slot is lost or
 	// vanished (rows may be missing: a person decides how to recover);
 	// the heartbeat keeps an idle database's slot moving.

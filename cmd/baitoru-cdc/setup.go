@@ -13,6 +13,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 )
 
 // setupCmd prints (--dry-run) or runs the SQL the configuration needs on
@@ -98,26 +99,26 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	}
 	c := conn.Config()
 	say("connected to database %s on %s:%d as %s (PostgreSQL %s)", db, c.Host, c.Port, user, version)
-	walLevel, err := postgres.WALLevel(ctx, conn)
+	walLevel, err := dba.WALLevel(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
 	switch {
 	case walLevel != "logical" && !dryRun:
-		return &exitError{code: 1, msg: "setup: " + postgres.WALLevelError(walLevel).Error() + "\nnothing was changed; `setup --dry-run` prints the SQL to review meanwhile."}
+		return &exitError{code: 1, msg: "setup: " + dba.WALLevelError(walLevel).Error() + "\nnothing was changed; `setup --dry-run` prints the SQL to review meanwhile."}
 	case walLevel != "logical":
 		say("wal_level is %s: the slot cannot be created until it is logical (ALTER SYSTEM SET wal_level = logical; restart PostgreSQL)", walLevel)
 	}
 	if dryRun {
 		say("dry run: every statement runs inside a transaction that is rolled back; nothing will be changed")
 	}
-	spec := postgres.SpecFromConfig(cfg.Tables)
+	spec := dba.SpecFromConfig(cfg.Tables)
 	say("publication %s: planning %d mapped %s (%s), publishing %s; reading the tables and the existing publication",
-		cfg.Source.Publication, len(spec.Tables), countNoun(len(spec.Tables), "table", "tables"), strings.Join(spec.Tables, ", "), strings.Join(postgres.SpecOperations(spec), ", "))
-	pub, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{
+		cfg.Source.Publication, len(spec.Tables), countNoun(len(spec.Tables), "table", "tables"), strings.Join(spec.Tables, ", "), strings.Join(dba.SpecOperations(spec), ", "))
+	pub, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{
 		Publication: cfg.Source.Publication, Spec: spec, DryRun: dryRun,
 	})
-	var pe *postgres.PlanError
+	var pe *dba.PlanError
 	if errors.As(err, &pe) {
 		say("publication %s: refused; nothing was changed", cfg.Source.Publication)
 		return &exitError{code: 1, msg: "setup: " + err.Error() + "\nnothing was changed."}
@@ -125,10 +126,10 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	verb := map[postgres.PublicationAction]string{
-		postgres.PublicationCreated: "created", postgres.PublicationAltered: "altered", postgres.PublicationUnchanged: "already matches the config; unchanged",
+	verb := map[dba.PublicationAction]string{
+		dba.PublicationCreated: "created", dba.PublicationAltered: "altered", dba.PublicationUnchanged: "already matches the config; unchanged",
 	}[pub.Action]
-	if dryRun && pub.Action != postgres.PublicationUnchanged {
+	if dryRun && pub.Action != dba.PublicationUnchanged {
 		verb = "would be " + verb
 	}
 	say("publication %s: %s (checked before commit: UPDATE and DELETE on every mapped table still pass)", cfg.Source.Publication, verb)
@@ -142,22 +143,22 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	if exists == nil && !dryRun {
 		say("slot %s: creating; this waits until the transactions running now have finished (if it hangs, look for long transactions in pg_stat_activity)", cfg.Source.Slot)
 	}
-	slot, err := postgres.EnsureSlot(ctx, conn, cfg.Source.Slot, dryRun)
+	slot, err := dba.EnsureSlot(ctx, conn, cfg.Source.Slot, dryRun)
 	if err != nil {
-		if pub.Action != postgres.PublicationUnchanged && !dryRun {
+		if pub.Action != dba.PublicationUnchanged && !dryRun {
 			err = fmt.Errorf("%w (the publication was %s)", err, pub.Action)
 		}
 		return fmt.Errorf("setup: %w", err)
 	}
 	switch {
-	case slot.Action == postgres.SlotExists:
+	case slot.Action == dba.SlotExists:
 		say("slot %s: exists (pgoutput, confirmed up to %s); unchanged", cfg.Source.Slot, slot.Slot.ConfirmedFlush)
 	case dryRun:
 		say("slot %s: would be created", cfg.Source.Slot)
 	default:
 		say("slot %s: created at %s", cfg.Source.Slot, slot.Slot.ConfirmedFlush)
 	}
-	tables, err := postgres.ReadTables(ctx, conn, pub.Plan.Server, spec.Tables)
+	tables, err := dba.ReadTables(ctx, conn, pub.Plan.Server, spec.Tables)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -167,12 +168,12 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	}
 	writeScript(out, scriptInput{
 		file: file, db: db, cfg: cfg, role: role, dryRun: dryRun,
-		pub: pub, slot: slot, identity: postgres.IdentityNotes(spec, tables),
+		pub: pub, slot: slot, identity: dba.IdentityNotes(spec, tables),
 	})
 	switch {
 	case dryRun:
 		say("dry run done: nothing was changed; the SQL above is what setup would run")
-	case pub.Action == postgres.PublicationUnchanged && slot.Action == postgres.SlotExists:
+	case pub.Action == dba.PublicationUnchanged && slot.Action == dba.SlotExists:
 		say("nothing changed: publication %s and slot %s already match the config", cfg.Source.Publication, cfg.Source.Slot)
 	default:
 		say("done; next: baitoru-cdc check --config %s", file)
@@ -184,8 +185,8 @@ type scriptInput struct {
 	file, db, role string
 	cfg            *config.Config
 	dryRun         bool
-	pub            *postgres.PublicationResult
-	slot           *postgres.SlotResult
+	pub            *dba.PublicationResult
+	slot           *dba.SlotResult
 	identity       []string
 }
 
@@ -194,7 +195,7 @@ type scriptInput struct {
 func writeScript(w io.Writer, in scriptInput) {
 	p := in.pub.Plan
 	major := p.Server / 10000
-	fmt.Fprintf(w, "-- %s\n", postgres.CommentSafe(fmt.Sprintf("baitoru-cdc setup: database %s (PostgreSQL %d), publication %s, slot %s.", in.db, major, in.cfg.Source.Publication, in.cfg.Source.Slot)))
+	fmt.Fprintf(w, "-- %s\n", dba.CommentSafe(fmt.Sprintf("baitoru-cdc setup: database %s (PostgreSQL %d), publication %s, slot %s.", in.db, major, in.cfg.Source.Publication, in.cfg.Source.Slot)))
 	if in.dryRun {
 		fmt.Fprintf(w, "-- Dry run: checked in a transaction that was rolled back; nothing was changed.\n")
 		fmt.Fprintf(w, "-- To apply: baitoru-cdc setup --config %s (or run this script with psql).\n", in.file)
@@ -205,11 +206,11 @@ func writeScript(w io.Writer, in scriptInput) {
 		}
 		fmt.Fprintf(w, "--\n-- %s\n", title)
 		for _, l := range lines {
-			fmt.Fprintf(w, "--   %s\n", postgres.CommentSafe(l))
+			fmt.Fprintf(w, "--   %s\n", dba.CommentSafe(l))
 		}
 	}
 	comment("The connector's role (create it yourself; setup does not; run it as this role, not a superuser):",
-		postgres.RoleNotes(in.role, in.db, p, in.pub.FilterColumns))
+		dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns))
 	comment("Replica identity (tables mapped with update or delete):", in.identity)
 	var notes []string
 	for _, t := range p.Tables {
@@ -234,16 +235,16 @@ func writeScript(w io.Writer, in scriptInput) {
 	default:
 		fmt.Fprintf(w, "BEGIN;\n\n")
 		for _, st := range in.pub.Statements {
-			fmt.Fprintf(w, "-- %s\n%s;\n\n", postgres.CommentSafe(st.Comment), st.SQL)
+			fmt.Fprintf(w, "-- %s\n%s;\n\n", dba.CommentSafe(st.Comment), st.SQL)
 		}
 		fmt.Fprintf(w, "COMMIT;\n")
 	}
 	fmt.Fprintln(w)
 	switch in.slot.Action {
-	case postgres.SlotExists:
+	case dba.SlotExists:
 		fmt.Fprintf(w, "-- Slot %s exists (pgoutput, confirmed up to %s): nothing to do.\n", in.cfg.Source.Slot, in.slot.Slot.ConfirmedFlush)
 	default:
-		fmt.Fprintf(w, "-- %s\n%s;\n", postgres.CommentSafe(in.slot.Statement.Comment), in.slot.Statement.SQL)
+		fmt.Fprintf(w, "-- %s\n%s;\n", dba.CommentSafe(in.slot.Statement.Comment), in.slot.Statement.SQL)
 	}
 	if in.dryRun {
 		return
@@ -251,12 +252,12 @@ func writeScript(w io.Writer, in scriptInput) {
 	fmt.Fprintln(w)
 	var did []string
 	switch in.pub.Action {
-	case postgres.PublicationCreated:
+	case dba.PublicationCreated:
 		did = append(did, "publication "+p.Publication+" created")
-	case postgres.PublicationAltered:
+	case dba.PublicationAltered:
 		did = append(did, "publication "+p.Publication+" altered")
 	}
-	if in.slot.Action == postgres.SlotCreated {
+	if in.slot.Action == dba.SlotCreated {
 		at := ""
 		if in.slot.Slot != nil {
 			at = " at " + in.slot.Slot.ConfirmedFlush.String()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 )
 
 // teardownCmd drops the replication slot and the publication. It refuses
@@ -39,8 +39,8 @@ streams the slot (stop it first).`,
 				return err
 			}
 			defer conn.Close(context.Background())
-			res, err := postgres.Teardown(ctx, conn, cfg.Source.Slot, cfg.Source.Publication)
-			if errors.Is(err, postgres.ErrSlotActive) {
+			res, err := dba.Teardown(ctx, conn, cfg.Source.Slot, cfg.Source.Publication)
+			if errors.Is(err, dba.ErrSlotActive) {
 				return &exitError{code: 1, msg: "teardown: refused, nothing dropped: " + err.Error()}
 			}
 			out := cmd.OutOrStdout()

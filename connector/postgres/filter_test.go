@@ -8,6 +8,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -35,13 +36,13 @@ func TestConnectorRowFilters(t *testing.T) {
 		{Table: "public.t_full", Operations: iud, Where: "status = 'open'"},
 		{Table: "public.t_key", Operations: iud, Where: "status = 'open'"},
 	}
-	spec := postgres.SpecFromConfig(tables)
+	spec := dba.SpecFromConfig(tables)
 	pubSpec := spec
 	pubSpec.Where = nil
-	if _, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "cdc", Spec: pubSpec}); err != nil {
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: pubSpec}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.EnsureSlot(ctx, conn, "cdc", false); err != nil {
+	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	rec := startRecorded(t, dsn, tables, spec, func(o *postgres.Options) { o.ConnectorRowFilters = true })
@@ -77,7 +78,7 @@ func TestConnectorRowFilters(t *testing.T) {
 	// A filter PostgreSQL cannot evaluate stops the connector with the
 	// table and the fix, without skipping anything.
 	bad := []config.Table{{Table: "public.t_key", Operations: iud, Where: "no_such_column > 0"}}
-	badSpec := postgres.SpecFromConfig(bad)
+	badSpec := dba.SpecFromConfig(bad)
 	rec = startRecorded(t, dsn, bad, badSpec, func(o *postgres.Options) { o.ConnectorRowFilters = true })
 	exec(t, dsn, `INSERT INTO t_key VALUES (200, 'open', 'x')`)
 	err := <-rec.done

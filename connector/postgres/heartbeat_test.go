@@ -9,6 +9,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -25,11 +26,11 @@ func TestHeartbeat(t *testing.T) {
 	exec(t, dsn, appsDDL, `CREATE TABLE hb_flush (x int)`)
 	conn := connect(t, dsn)
 	tables := []config.Table{appsMapping()}
-	spec := postgres.SpecFromConfig(tables)
-	if _, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
+	spec := dba.SpecFromConfig(tables)
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.EnsureSlot(ctx, conn, "cdc", false); err != nil {
+	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, dsn, `SELECT pg_create_logical_replication_slot('hb_probe', 'test_decoding')`)

@@ -18,6 +18,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
@@ -39,215 +40,6 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	return conn
 }
 
-// One table per kind of replica identity. Every table has the columns
-// id, a, b, c; key is the replica identity column used by filters.
-const safetyDDL = `
-CREATE TABLE t_pk (id int PRIMARY KEY, a int, b text, c int);
-CREATE TABLE t_full (id int PRIMARY KEY, a int, b text, c int);
-ALTER TABLE t_full REPLICA IDENTITY FULL;
-CREATE TABLE t_nopk (id int, a int, b text, c int);
-CREATE TABLE t_idx (id int, u int NOT NULL, a int, b text, c int);
-CREATE UNIQUE INDEX t_idx_u ON t_idx (u);
-ALTER TABLE t_idx REPLICA IDENTITY USING INDEX t_idx_u;
-CREATE TABLE t_nothing (id int PRIMARY KEY, a int, b text, c int);
-ALTER TABLE t_nothing REPLICA IDENTITY NOTHING;`
-
-var safetyTables = []struct{ name, key string }{
-	{"public.t_pk", "id"}, {"public.t_full", "id"}, {"public.t_nopk", "id"}, {"public.t_idx", "u"}, {"public.t_nothing", "id"},
-}
-
-// writesSucceed runs INSERT, UPDATE (one row, every row, the key) and
-// DELETE on every table, as Baitoru's application would.
-func writesSucceed(ctx context.Context, conn *pgx.Conn, n int) error {
-	for _, tb := range safetyTables {
-		qt := postgres.QuoteTable(tb.name)
-		cols, vals := "id, a, b, c", "$1, $1, 'x', $1"
-		if tb.name == "public.t_idx" {
-			cols, vals = "id, u, a, b, c", "$1, $1, $1, 'x', $1"
-		}
-		for _, sql := range []string{
-			"INSERT INTO " + qt + " (" + cols + ") VALUES (" + vals + ")",
-			"UPDATE " + qt + " SET b = 'y', c = c + 1 WHERE id = $1",
-			"UPDATE " + qt + " SET a = a + 1",
-			"UPDATE " + qt + " SET " + tb.key + " = " + tb.key + " + 100000 WHERE id = $1",
-			"DELETE FROM " + qt + " WHERE id = $1",
-		} {
-			args := []any{n}
-			if !strings.Contains(sql, "$1") {
-				args = nil
-			}
-			if _, err := conn.Exec(ctx, sql, args...); err != nil {
-				return fmt.Errorf("%s: %w", sql, err)
-			}
-		}
-	}
-	return nil
-}
-
-// pubString renders a publication deterministically, for comparisons.
-func pubString(st *postgres.PublicationState) string {
-	if st == nil {
-		return "none"
-	}
-	var names []string
-	for n := range st.Tables {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	s := fmt.Sprintf("publish=%v truncate=%v", st.Operations(), st.Truncate)
-	for _, n := range names {
-		pt := st.Tables[n]
-		s += fmt.Sprintf("; %s %v where=%s", n, pt.Columns, pt.Where)
-	}
-	return s
-}
-
-type shape struct {
-	tables []config.Table
-}
-
-func (s shape) String() string {
-	var parts []string
-	for _, t := range s.tables {
-		cols := "all"
-		if t.Columns != nil {
-			var cs []string
-			for _, c := range t.Columns {
-				cs = append(cs, c.Column)
-			}
-			cols = strings.Join(cs, ",")
-		}
-		p := fmt.Sprintf("%s[%s] cols=%s", t.Table, strings.Join(t.Operations, ","), cols)
-		if t.Where != "" {
-			p += " where=" + t.Where
-		}
-		parts = append(parts, p)
-	}
-	return strings.Join(parts, " + ")
-}
-
-// TestSetupNeverBreaksWrites applies, one after the other on the same
-// publication (so creation and every kind of ALTER are exercised), every
-// mapping shape the config allows: each kind of replica identity; inserts
-// only, updates, deletes, both; with and without a column list (with and
-// without the key); with no filter, a filter on the key, a filter on
-// another column; and tables mixing them. After every setup, accepted or
-// refused, INSERT, UPDATE and DELETE on every table must still succeed. An
-// accepted shape applied again must change nothing; a refused one must
-// leave the publication as it was and say why and what to do.
-func TestSetupNeverBreaksWrites(t *testing.T) {
-	integration(t)
-	ctx := context.Background()
-	dsn := testenv.PG(t).NewDatabase(t)
-	testenv.MustExec(t, dsn, safetyDDL)
-	conn := connect(t, dsn)
-
-	col := func(names ...string) []config.Column {
-		if names == nil {
-			return nil
-		}
-		out := make([]config.Column, len(names))
-		for i, n := range names {
-			out[i] = config.Column{Column: n}
-		}
-		return out
-	}
-	var shapes []shape
-	for _, tb := range safetyTables {
-		for _, ops := range [][]string{{"insert"}, {"update"}, {"insert", "update"}, {"delete"}, {"insert", "update", "delete"}} {
-			for _, cols := range [][]string{nil, {"a", "b"}, {tb.key, "a"}} {
-				for _, where := range []string{"", tb.key + " > 0", "c > 0"} {
-					shapes = append(shapes, shape{[]config.Table{{Table: tb.name, Operations: ops, Columns: col(cols...), Where: where}}})
-				}
-			}
-		}
-	}
-	shapes = append(shapes,
-		shape{[]config.Table{
-			{Table: "public.t_pk", Operations: []string{"insert"}, Columns: col("a"), Where: "c > 0"},
-			{Table: "public.t_idx", Operations: []string{"insert", "update"}, Columns: col("a")},
-		}},
-		shape{[]config.Table{
-			{Table: "public.t_full", Operations: []string{"insert"}, Columns: col("a"), Where: "c > 0"},
-			{Table: "public.t_pk", Operations: []string{"insert", "update", "delete"}, Columns: col("b"), Where: "id > 0"},
-		}},
-		shape{[]config.Table{
-			{Table: "public.t_nopk", Operations: []string{"insert"}, Columns: col("a")},
-			{Table: "public.t_pk", Operations: []string{"insert", "update"}, Columns: col("a")},
-		}},
-		shape{[]config.Table{
-			{Table: "public.t_nopk", Operations: []string{"insert"}, Where: "c > 0"},
-			{Table: "public.t_pk", Operations: []string{"insert"}, Columns: col("b"), Where: "a > 0 AND b <> 'z'"},
-			{Table: "public.t_nothing", Operations: []string{"insert"}, Columns: col("a")},
-		}},
-	)
-	// Some outcomes stated explicitly, so that a planner refusing
-	// everything (or nothing) fails.
-	want := map[string]bool{
-		"public.t_pk[insert] cols=a,b where=c > 0":                                    true,
-		"public.t_pk[insert,update] cols=a,b":                                         true, // identity added to the list
-		"public.t_pk[update] cols=a,b where=c > 0":                                    false,
-		"public.t_pk[delete] cols=id,a where=id > 0":                                  true,
-		"public.t_full[insert,update] cols=a,b where=c > 0":                           true, // no column list with FULL
-		"public.t_full[delete] cols=all where=c > 0":                                  true,
-		"public.t_nopk[insert] cols=a,b where=c > 0":                                  true,
-		"public.t_nopk[update] cols=all":                                              false,
-		"public.t_nothing[delete] cols=a,b":                                           false,
-		"public.t_idx[insert,update,delete] cols=a,b where=u > 0":                     true,
-		"public.t_idx[update] cols=all where=c > 0":                                   false,
-		"public.t_nopk[insert] cols=a + public.t_pk[insert,update] cols=a":            false, // publish update reaches t_nopk too
-		"public.t_pk[insert] cols=a where=c > 0 + public.t_idx[insert,update] cols=a": false,
-	}
-	accepted, refused := 0, 0
-	for i, s := range shapes {
-		spec := postgres.SpecFromConfig(s.tables)
-		before, err := postgres.ReadPublication(ctx, conn, 150000, "safety")
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "safety", Spec: spec})
-		var pe *postgres.PlanError
-		switch {
-		case err == nil:
-			accepted++
-			again, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "safety", Spec: spec})
-			if err != nil || again.Action != postgres.PublicationUnchanged || len(again.Statements) != 0 {
-				t.Errorf("%s: second setup was not a no-op: %+v, %v", s, again, err)
-			}
-			if w, ok := want[s.String()]; ok && !w {
-				t.Errorf("%s: accepted (%s), want refused", s, res.Action)
-			}
-		case errors.As(err, &pe):
-			refused++
-			if !strings.Contains(err.Error(), "fix: ") {
-				t.Errorf("%s: refusal without a fix: %v", s, err)
-			}
-			after, rerr := postgres.ReadPublication(ctx, conn, 150000, "safety")
-			if rerr != nil {
-				t.Fatal(rerr)
-			}
-			if pubString(before) != pubString(after) {
-				t.Errorf("%s: refused, but the publication changed", s)
-			}
-			if w, ok := want[s.String()]; ok && w {
-				t.Errorf("%s: refused, want accepted: %v", s, err)
-			}
-		default:
-			t.Fatalf("%s: %v", s, err)
-		}
-		if err := writesSucceed(ctx, conn, i+1); err != nil {
-			t.Fatalf("after setup of %s: a write fails: %v", s, err)
-		}
-	}
-	for k := range want {
-		found := slices.ContainsFunc(shapes, func(s shape) bool { return s.String() == k })
-		if !found {
-			t.Errorf("expected outcome for unknown shape %q", k)
-		}
-	}
-	t.Logf("%d shapes: %d accepted, %d refused; writes succeeded after each", len(shapes), accepted, refused)
-}
-
 // TestSetupQuotesIdentifiers sets up a table named `weird; drop` with a
 // column holding a double quote and a mixed-case key, twice, then streams
 // a row of it: every identifier is quoted, nothing is injected.
@@ -260,15 +52,15 @@ func TestSetupQuotesIdentifiers(t *testing.T) {
 	conn := connect(t, dsn)
 	tables := []config.Table{{Table: "public.weird; drop", Operations: []string{"insert"},
 		Columns: []config.Column{{Column: "Id"}, {Column: `a"b`}}, Where: `"a""b" <> 'x;y'`}}
-	spec := postgres.SpecFromConfig(tables)
-	res, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "cdc", Spec: spec})
+	spec := dba.SpecFromConfig(tables)
+	res, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Action != postgres.PublicationCreated {
+	if res.Action != dba.PublicationCreated {
 		t.Fatalf("action %s", res.Action)
 	}
-	st, err := postgres.ReadPublication(ctx, conn, 150000, "cdc")
+	st, err := dba.ReadPublication(ctx, conn, 150000, "cdc")
 	if err != nil || st == nil {
 		t.Fatal(st, err)
 	}
@@ -276,14 +68,14 @@ func TestSetupQuotesIdentifiers(t *testing.T) {
 	if pt == nil || strings.Join(pt.Columns, ",") != `Id,a"b` || !slices.Equal(pt.WhereColumns, []string{`a"b`}) {
 		t.Fatalf("published table: %+v (tables %v)", pt, st.Tables)
 	}
-	if res, err = postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil || res.Action != postgres.PublicationUnchanged {
+	if res, err = dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil || res.Action != dba.PublicationUnchanged {
 		t.Fatalf("second setup: %+v %v", res, err)
 	}
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = 'drop_me'`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("drop_me: %d %v", n, err)
 	}
-	if _, err := postgres.EnsureSlot(ctx, conn, "cdc", false); err != nil {
+	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	rec := startRecorded(t, dsn, tables, spec)
@@ -371,7 +163,7 @@ func (r *recorder) stop(t *testing.T) {
 // startRecorded streams slot and publication "cdc" (made by setup:
 // Create false) into a stdout pipeline, recording every change. opts may
 // adjust the subscription's options.
-func startRecorded(t *testing.T, dsn string, tables []config.Table, spec postgres.PublicationSpec, opts ...func(*postgres.Options)) *recorder {
+func startRecorded(t *testing.T, dsn string, tables []config.Table, spec dba.PublicationSpec, opts ...func(*postgres.Options)) *recorder {
 	t.Helper()
 	ms, err := connector.Mappings(tables)
 	if err != nil {
@@ -381,7 +173,7 @@ func startRecorded(t *testing.T, dsn string, tables []config.Table, spec postgre
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), connector.PipelineOptions{}, nil, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{Pipeline: pipe, cancel: cancel, done: make(chan error, 1)}
-	o := postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Publish: spec,
+	o := postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", RowFilters: spec.Where,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second}
 	for _, f := range opts {
 		f(&o)
@@ -419,11 +211,11 @@ func TestRowFilterPushdown(t *testing.T) {
 	conn := connect(t, dsn)
 	tables := []config.Table{{Table: "public.apps", Operations: []string{"insert"}, Where: "company_id % 2 = 0",
 		Columns: []config.Column{{Column: "application_id"}, {Column: "company_id"}}}}
-	spec := postgres.SpecFromConfig(tables)
-	if _, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
+	spec := dba.SpecFromConfig(tables)
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.EnsureSlot(ctx, conn, "cdc", false); err != nil {
+	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	rec := startRecorded(t, dsn, tables, spec)
@@ -461,11 +253,11 @@ func TestIdleSlotAdvances(t *testing.T) {
 	exec(t, other, `CREATE TABLE busy (id serial PRIMARY KEY, v text)`)
 	conn := connect(t, dsn)
 	tables := []config.Table{appsMapping()}
-	spec := postgres.SpecFromConfig(tables)
-	if _, err := postgres.ApplyPublication(ctx, conn, postgres.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
+	spec := dba.SpecFromConfig(tables)
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.EnsureSlot(ctx, conn, "cdc", false); err != nil {
+	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	rec := startRecorded(t, dsn, tables, spec)
@@ -558,7 +350,7 @@ func TestSlotMonitor(t *testing.T) {
 	dsn := testenv.PG(t).NewDatabase(t)
 	exec(t, dsn, appsDDL)
 	conn := connect(t, dsn)
-	if _, err := postgres.EnsureSlot(ctx, conn, "cdc", false); err != nil {
+	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, dsn, insertApps(1, 2000))
@@ -602,11 +394,14 @@ func TestSlotVanishedWhileStreaming(t *testing.T) {
 	exec(t, dsn, appsDDL)
 	conn := connect(t, dsn)
 	tables := []config.Table{appsMapping()}
-	spec := postgres.SpecFromConfig(tables)
+	spec := dba.SpecFromConfig(tables)
 	ms, _ := connector.Mappings(tables)
 	log := testLogger(t)
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), connector.PipelineOptions{}, nil, log)
-	sub := postgres.New(postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Publish: spec,
+	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Spec: spec}, log); err != nil {
+		t.Fatal(err)
+	}
+	sub := postgres.New(postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc",
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}, pipe, log)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"strings"
 
@@ -108,87 +107,42 @@ func deref(s *string) string {
 	return *s
 }
 
-// ensure checks (and, when allowed, creates or updates) the publication
-// and the permanent slot the subscription streams from. streamed is the
-// position this process confirmed when it already streamed from the slot
-// (ok false: it never did): a slot missing then is an error, never a new
-// slot created further on.
-func ensure(ctx context.Context, meta *pgx.Conn, repl *pgconn.PgConn, o Options, streamed connector.LSN, streamedBefore bool, log *slog.Logger) (*SlotInfo, error) {
-	if o.Create {
-		res, err := ApplyPublication(ctx, meta, ApplyOptions{Publication: o.Publication, Spec: o.Publish})
-		if err != nil {
-			return nil, err
-		}
-		switch res.Action {
-		case PublicationCreated:
-			log.Info("created publication", "publication", o.Publication, "tables", strings.Join(o.Publish.Tables, ","), "sql", res.Statements[0].SQL)
-		case PublicationAltered:
-			ds := make([]string, len(res.Drift))
-			for i, d := range res.Drift {
-				ds[i] = d.String()
-			}
-			log.Info("altered publication to match the config", "publication", o.Publication, "changes", strings.Join(ds, "; "))
-		}
-	} else {
-		var exists bool
-		if err := meta.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, o.Publication).Scan(&exists); err != nil {
-			return nil, fmt.Errorf("look up publication %s: %w", o.Publication, err)
-		}
-		if !exists {
-			return nil, fmt.Errorf("publication %q does not exist; create it with `baitoru-cdc setup`, or set source.create: true: %w", o.Publication, connector.ErrPermanent)
-		}
-		if _, _, drift, err := DiffPublication(ctx, meta, o.Publication, o.Publish); err != nil {
-			log.Debug("could not compare the publication with the config", "error", err)
-		} else if len(drift) > 0 {
-			ds := make([]string, len(drift))
-			for i, d := range drift {
-				ds[i] = d.String()
-			}
-			log.Warn("the publication differs from the config; run `baitoru-cdc setup` to align it (or `baitoru-cdc check` for details)", "publication", o.Publication, "differences", strings.Join(ds, "; "))
-		}
-	}
-
-	slot, err := LookupSlot(ctx, meta, o.Slot)
+// slot looks up the slot the subscription streams and checks that it can
+// serve it: it exists (creating it is the job of setup, or of dba.Prepare
+// before run streams), uses pgoutput, belongs to this database and was not
+// invalidated. streamed is the position this process confirmed when it
+// already streamed from the slot (seen): a slot missing then is the loud
+// vanished error, never a new slot created further on.
+func (s *Subscription) slot(ctx context.Context, meta *pgx.Conn, streamed connector.LSN, seen bool) (*SlotInfo, error) {
+	name := s.opts.Slot
+	slot, err := LookupSlot(ctx, meta, name)
 	if err != nil {
 		return nil, err
 	}
 	if slot == nil {
-		if streamedBefore {
-			return nil, vanishedError(o.Slot, streamed)
+		if seen {
+			return nil, vanishedError(name, streamed)
 		}
-		if !o.Create {
-			return nil, fmt.Errorf("replication slot %q does not exist; create it with `baitoru-cdc setup`, or set source.create: true: %w", o.Slot, connector.ErrPermanent)
-		}
-		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, o.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
-			Mode:           pglogrepl.LogicalReplication,
-			SnapshotAction: "NOEXPORT_SNAPSHOT",
-		})
-		if err != nil {
-			return nil, fmt.Errorf("create replication slot %s: %w", o.Slot, err)
-		}
-		log.Info("created permanent replication slot", "slot", o.Slot, "consistent_point", res.ConsistentPoint)
-		if slot, err = LookupSlot(ctx, meta, o.Slot); err != nil {
-			return nil, err
-		}
-		if slot == nil {
-			return nil, fmt.Errorf("slot %s vanished right after creation", o.Slot)
-		}
+		return nil, fmt.Errorf("replication slot %q does not exist; create it with `baitoru-cdc setup`, or set source.create: true: %w", name, connector.ErrPermanent)
 	}
 	var db string
 	if err := meta.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
 		return nil, fmt.Errorf("current database: %w", err)
 	}
 	if slot.WALStatus == "lost" {
-		return nil, lostError(o.Slot, slot.ConfirmedFlush, currentLSN(ctx, meta))
+		return nil, lostError(name, slot.ConfirmedFlush, currentLSN(ctx, meta))
 	}
-	if err := slotUsable(slot, o.Slot, db); err != nil {
+	if err := slot.Usable(db); err != nil {
 		return nil, err
 	}
 	return slot, nil
 }
 
-// slotUsable checks that an existing slot is one the connector can stream.
-func slotUsable(slot *SlotInfo, name, db string) error {
+// Usable checks that an existing slot is one the connector can stream from
+// database db: pgoutput, of that database, not invalidated. The error wraps
+// connector.ErrPermanent and says what to do.
+func (slot *SlotInfo) Usable(db string) error {
+	name := slot.Name
 	switch {
 	case slot.Plugin != "pgoutput":
 		return fmt.Errorf("slot %q uses plugin %q, not pgoutput; drop it or choose another source.slot: %w", name, slot.Plugin, connector.ErrPermanent)
@@ -213,81 +167,7 @@ func currentLSN(ctx context.Context, conn *pgx.Conn) connector.LSN {
 	return connector.LSN(l)
 }
 
-// DiffPublication compares the server's publication with the plan for
-// spec, in a read-only transaction. cur is nil when the publication does
-// not exist (drift is then empty).
-func DiffPublication(ctx context.Context, conn *pgx.Conn, name string, spec PublicationSpec) (*Plan, *PublicationState, []Drift, error) {
-	server, err := ServerVersion(ctx, conn)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
-	tables, err := ReadTables(ctx, tx, server, spec.Tables)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	plan, err := PlanPublication(name, spec, server, tables)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cur, err := ReadPublication(ctx, tx, server, name)
-	if err != nil || cur == nil {
-		return plan, nil, nil, err
-	}
-	drift, err := plan.Diff(ctx, cur, CompareFilters(tx))
-	if err != nil {
-		return plan, cur, nil, err
-	}
-	return plan, cur, drift, nil
-}
-
-// CreatePublicationSQL returns the CREATE PUBLICATION statement for spec,
-// with every identifier quoted.
-func CreatePublicationSQL(name string, spec PublicationSpec) (string, error) {
-	if len(spec.Tables) == 0 {
-		return "", fmt.Errorf("publication %s: no tables: %w", name, connector.ErrPermanent)
-	}
-	var b strings.Builder
-	b.WriteString("CREATE PUBLICATION ")
-	b.WriteString(pgx.Identifier{name}.Sanitize())
-	b.WriteString(" FOR TABLE ")
-	for i, t := range spec.Tables {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(QuoteTable(t))
-	}
-	ops := spec.Operations
-	if len(ops) == 0 {
-		ops = []string{"insert"}
-	}
-	b.WriteString(" WITH (publish = '")
-	b.WriteString(escapeLiteral(strings.Join(ops, ", ")))
-	b.WriteString("')")
-	return b.String(), nil
-}
-
-// QuoteTable quotes a "schema.name" table name as an identifier pair.
-func QuoteTable(t string) string {
-	schema, name, ok := strings.Cut(t, ".")
-	if !ok {
-		return pgx.Identifier{t}.Sanitize()
-	}
-	return pgx.Identifier{schema, name}.Sanitize()
-}
-
 func escapeLiteral(s string) string { return strings.ReplaceAll(s, "'", "''") }
-
-// isSQLError reports a syntax or access-rule error (SQLSTATE class 42, 22):
-// retrying cannot fix it.
-func isSQLError(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || strings.HasPrefix(pgErr.Code, "22"))
-}
 
 var (
 	urlPasswordRE = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)

@@ -21,6 +21,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
@@ -98,12 +99,15 @@ func startConnector(t *testing.T, dsn, topic string, tables []config.Table, emu 
 	}
 	pub := sns.New(emu.SNS(), sns.Options{DefaultTopic: topic}, log)
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), pub, opts, nil, log)
-	spec := postgres.PublicationSpec{Operations: []string{"insert", "update", "delete"}}
+	spec := dba.PublicationSpec{Operations: []string{"insert", "update", "delete"}}
 	for _, tb := range tables {
 		spec.Tables = append(spec.Tables, tb.Table)
 	}
+	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Spec: spec}, log); err != nil {
+		t.Fatal(err)
+	}
 	sub := postgres.New(postgres.Options{
-		DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Publish: spec,
+		DSN: dsn, Slot: "cdc", Publication: "cdc",
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 	}, pipe, log)
 	c := &connectorUnderTest{cancel: cancel, done: make(chan error, 1), pipe: pipe, sub: sub}

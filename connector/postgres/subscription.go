@@ -1,7 +1,10 @@
 // Package postgres reads Baitoru's PostgreSQL write-ahead log through
 // logical replication (pgoutput over a pgx replication connection), decodes
 // it into connector changes, and confirms to the server only what the
-// connector's pipeline reports as accepted.
+// connector's pipeline reports as accepted. It also watches the slot while
+// the connector runs (SlotMonitor) and keeps an idle slot moving
+// (Heartbeat). Creating, checking and dropping the publication and the slot
+// is the DBA's side, in package dba.
 package postgres
 
 import (
@@ -49,11 +52,10 @@ type Options struct {
 	DSN         string
 	Slot        string
 	Publication string
-	// Create makes the subscription create the slot and publication when
-	// they are absent.
-	Create bool
-	// Publish describes the publication to create (tables and operations).
-	Publish PublicationSpec
+	// RowFilters are the mappings' where: expressions by schema-qualified
+	// table; the connector evaluates them itself when the publication
+	// cannot (see ConnectorRowFilters).
+	RowFilters map[string]string
 	// StatusInterval is the period of standby status updates.
 	StatusInterval time.Duration
 	// ReconnectInitial and ReconnectMax bound the reconnection backoff.
@@ -63,7 +65,7 @@ type Options struct {
 	// SlotBusyRetry is the wait between attempts while another connector
 	// streams the slot (a standby replica waiting to take over).
 	SlotBusyRetry time.Duration
-	// ConnectorRowFilters evaluates Publish.Where in the connector (see
+	// ConnectorRowFilters evaluates RowFilters in the connector (see
 	// rowFilters) rather than relying on the publication's row filters.
 	// It is automatic on PostgreSQL < 15, whose publications have none.
 	ConnectorRowFilters bool
@@ -196,7 +198,7 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("identify system: %w", err)
 	}
-	slot, err := ensure(ctx, meta, conn, s.opts, s.h.Flushed(), s.slotSeen, s.log)
+	slot, err := s.slot(ctx, meta, s.h.Flushed(), s.slotSeen)
 	if err != nil {
 		return false, err
 	}
@@ -250,15 +252,15 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 	defer stopWake()
 
 	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
-	if len(s.opts.Publish.Where) > 0 {
+	if len(s.opts.RowFilters) > 0 {
 		server, err := ServerVersion(ctx, meta)
 		if err != nil {
 			return err
 		}
 		if s.opts.ConnectorRowFilters || server < ColumnListVersion {
-			d.filters = newRowFilters(s.opts.Publish.Where, meta)
+			d.filters = newRowFilters(s.opts.RowFilters, meta)
 			s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
-				"server_version", server, "tables", len(s.opts.Publish.Where))
+				"server_version", server, "tables", len(s.opts.RowFilters))
 		}
 	}
 	nextStatus := time.Now().Add(s.opts.StatusInterval)

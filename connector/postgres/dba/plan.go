@@ -1,4 +1,4 @@
-package postgres
+package dba
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
 // The planner turns the configuration into the publication PostgreSQL must
@@ -204,10 +205,6 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// ColumnListVersion is the first server version with publication column
-// lists and row filters (PostgreSQL 15).
-const ColumnListVersion = 150000
-
 // PlanPublication returns the publication for spec on a server of the given
 // version whose tables are described by tables (by schema-qualified name).
 // It refuses (a *PlanError) what would make an UPDATE or DELETE fail or what
@@ -241,7 +238,7 @@ func PlanPublication(name string, spec PublicationSpec, server int, tables map[s
 	}
 	pubUD := ops["update"] || ops["delete"]
 	udList := strings.Join(intersect(p.Operations, []string{"update", "delete"}), " and ")
-	lists := server >= ColumnListVersion
+	lists := server >= postgres.ColumnListVersion
 
 	for _, t := range spec.Tables {
 		qt := QuoteTable(t)
@@ -309,7 +306,7 @@ func PlanPublication(name string, spec PublicationSpec, server int, tables map[s
 		}
 		if w, ok := spec.Where[t]; ok && strings.TrimSpace(w) != "" {
 			w = strings.TrimSpace(w)
-			switch err := CheckFilter(w); {
+			switch err := postgres.CheckFilter(w); {
 			case err != nil:
 				refuse(t, "where: "+err.Error(), "write one SQL boolean expression over the table's columns, e.g. where: \"published AND company_id <> 0\"")
 			case !lists:
@@ -377,73 +374,6 @@ func versionText(num int) string {
 		return fmt.Sprintf("%d.%d", num/10000, num%10000)
 	}
 	return fmt.Sprintf("%d.%d", num/10000, num/100%100)
-}
-
-// CheckFilter checks the shape of a row filter before PostgreSQL parses it:
-// one expression, so that it cannot end the statement it is put in. It
-// refuses ';', comments, dollar quoting and parentheses that close more
-// than they open; quotes must be closed. PostgreSQL then parses it (setup
-// runs every statement alone with the extended protocol, which refuses
-// several statements) and setup checks that the publication it made is the
-// one planned.
-func CheckFilter(expr string) error {
-	depth := 0
-	for i := 0; i < len(expr); i++ {
-		c := expr[i]
-		switch {
-		case c == '\'' || c == '"':
-			j := i + 1
-			for ; j < len(expr); j++ {
-				if expr[j] == c {
-					if j+1 < len(expr) && expr[j+1] == c { // doubled quote
-						j++
-						continue
-					}
-					break
-				}
-				if c == '\'' && expr[j] == '\\' && escapeString(expr, i) {
-					j++ // E'...\'...'
-				}
-			}
-			if j >= len(expr) {
-				return fmt.Errorf("unterminated %c quote", c)
-			}
-			i = j
-		case c == ';':
-			return errors.New("';' is not allowed: one expression, not statements")
-		case c == '-' && i+1 < len(expr) && expr[i+1] == '-', c == '/' && i+1 < len(expr) && expr[i+1] == '*':
-			return errors.New("comments are not allowed")
-		case c == '$':
-			return errors.New("'$' (dollar quoting, parameters) is not allowed; use '...' string literals")
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-			if depth < 0 {
-				return errors.New("')' closes a parenthesis the expression did not open")
-			}
-		}
-	}
-	if depth != 0 {
-		return errors.New("unbalanced parentheses")
-	}
-	if strings.TrimSpace(expr) == "" {
-		return errors.New("empty expression")
-	}
-	return nil
-}
-
-// escapeString reports whether the quote at i starts an E'...' string: an
-// E (or e) that begins a token right before it.
-func escapeString(expr string, i int) bool {
-	if i == 0 || (expr[i-1] != 'E' && expr[i-1] != 'e') {
-		return false
-	}
-	if i == 1 {
-		return true
-	}
-	c := expr[i-2]
-	return !(c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80)
 }
 
 // tableSQL is one entry of a FOR TABLE / SET TABLE list.
@@ -569,14 +499,6 @@ func CommentSafe(s string) string {
 		}
 		return r
 	}, s)
-}
-
-// SlotStatement is the statement creating the permanent slot.
-func SlotStatement(slot string) Statement {
-	return Statement{
-		Comment: fmt.Sprintf("Permanent logical replication slot %s (pgoutput), the connector's checkpoint: the server keeps WAL from the position the connector last confirmed.", slot),
-		SQL:     "SELECT pg_create_logical_replication_slot('" + escapeLiteral(slot) + "', 'pgoutput')",
-	}
 }
 
 // RoleNotes are the comments describing the role the connector should use:

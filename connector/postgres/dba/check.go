@@ -1,4 +1,4 @@
-package postgres
+package dba
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
 // CheckStatus is the outcome of one preflight check.
@@ -79,7 +81,7 @@ type checker struct {
 	noRole bool
 	info   map[string]*TableInfo
 	plan   *Plan
-	slotSt *SlotStatus
+	slotSt *postgres.SlotStatus
 }
 
 func (c *checker) add(name string, st CheckStatus, observed, fix string) {
@@ -108,7 +110,7 @@ func (c *checker) checkServer(ctx context.Context) error {
 		c.role = c.o.Role
 	}
 	switch {
-	case c.server >= ColumnListVersion:
+	case c.server >= postgres.ColumnListVersion:
 		c.add("server version", CheckOK, "PostgreSQL "+version, "")
 	case c.server >= 100000:
 		c.add("server version", CheckWarn, "PostgreSQL "+version+": no publication column lists or row filters (15+): every column and row of the mapped tables leaves the server; the connector drops unmapped columns and evaluates where: itself",
@@ -197,7 +199,7 @@ func (c *checker) checkTables(ctx context.Context) error {
 	if c.info, err = ReadTables(ctx, c.conn, c.server, c.o.Spec.Tables); err != nil {
 		return err
 	}
-	types := NewTypes()
+	types := postgres.NewTypes()
 	var oids []uint32
 	for _, info := range c.info {
 		for _, col := range info.Columns {
@@ -474,7 +476,7 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 }
 
 func (c *checker) checkSlot(ctx context.Context) error {
-	si, err := LookupSlot(ctx, c.conn, c.o.Slot)
+	si, err := postgres.LookupSlot(ctx, c.conn, c.o.Slot)
 	if err != nil {
 		return err
 	}
@@ -496,7 +498,7 @@ func (c *checker) checkSlot(ctx context.Context) error {
 		default:
 			c.add(name, CheckOK, "pgoutput, inactive (no connector streams it now; it keeps WAL until one does)", "")
 		}
-		st, err := ReadSlotStatus(ctx, c.conn, c.o.Slot)
+		st, err := postgres.ReadSlotStatus(ctx, c.conn, c.o.Slot)
 		if err != nil {
 			return err
 		}
@@ -526,7 +528,7 @@ func (c *checker) checkSlot(ctx context.Context) error {
 	return nil
 }
 
-func (c *checker) slotRows(st *SlotStatus) {
+func (c *checker) slotRows(st *postgres.SlotStatus) {
 	safe := "unlimited"
 	if st.SafeWALSize >= 0 {
 		safe = HumanBytes(st.SafeWALSize)

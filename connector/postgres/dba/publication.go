@@ -1,4 +1,4 @@
-package postgres
+package dba
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
 // querier is what the catalog readers need: a connection or a transaction.
@@ -21,19 +22,6 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-// ServerVersion returns server_version_num, e.g. 150004.
-func ServerVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
-	var s string
-	if err := conn.QueryRow(ctx, `SHOW server_version_num`).Scan(&s); err != nil {
-		return 0, fmt.Errorf("server version: %w", err)
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, fmt.Errorf("server version %q: %w", s, err)
-	}
-	return n, nil
 }
 
 // ReadTables describes the named tables (schema-qualified, case-sensitive
@@ -150,7 +138,7 @@ func ReadPublication(ctx context.Context, q querier, server int, name string) (*
 		return nil, fmt.Errorf("read publication %s: %w", name, err)
 	}
 	cols := `NULL::text[], NULL::text, NULL::text`
-	if server >= ColumnListVersion {
+	if server >= postgres.ColumnListVersion {
 		cols = `CASE WHEN pr.prattrs IS NULL THEN NULL ELSE array(SELECT a.attname FROM pg_attribute a
 		            WHERE a.attrelid = pr.prrelid AND a.attnum = ANY (pr.prattrs::int2[]) ORDER BY a.attnum) END,
 		        pg_get_expr(pr.prqual, pr.prrelid), pr.prqual::text`
@@ -178,7 +166,9 @@ func ReadPublication(ctx context.Context, q querier, server int, name string) (*
 			return nil, fmt.Errorf("read tables of publication %s: %w", name, err)
 		}
 		pt.Table = schema + "." + rel
-		pt.Where = deref(where)
+		if where != nil {
+			pt.Where = *where
+		}
 		st.Tables[pt.Table] = pt
 		if node != nil {
 			quals = append(quals, qual{pt.Table, relid, *node})
@@ -204,7 +194,7 @@ func ReadPublication(ctx context.Context, q querier, server int, name string) (*
 		}
 		st.Tables[ql.table].WhereColumns = names
 	}
-	if server >= ColumnListVersion {
+	if server >= postgres.ColumnListVersion {
 		rows, err := q.Query(ctx, `SELECT n.nspname FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid WHERE pn.pnpubid = $1 ORDER BY 1`, oid)
 		if err != nil {
 			return nil, fmt.Errorf("read schemas of publication %s: %w", name, err)
@@ -371,7 +361,7 @@ func CompareFilters(q pgx.Tx) filterComparer {
 }
 
 func explainFilter(ctx context.Context, q pgx.Tx, table, filter string) (string, error) {
-	if err := CheckFilter(filter); err != nil {
+	if err := postgres.CheckFilter(filter); err != nil {
 		return "", fmt.Errorf("row filter of %s: %w: %w", table, err, connector.ErrPermanent)
 	}
 	rr := q.Conn().PgConn().ExecParams(ctx, "EXPLAIN (COSTS OFF, VERBOSE) SELECT FROM ONLY "+QuoteTable(table)+" WHERE ("+filter+")", nil, nil, nil, nil)
@@ -561,7 +551,7 @@ type ApplyOptions struct {
 // refusal rolls everything back and returns an error wrapping ErrRefused.
 // A dry run does the same and rolls back.
 func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*PublicationResult, error) {
-	server, err := ServerVersion(ctx, conn)
+	server, err := postgres.ServerVersion(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -670,80 +660,53 @@ func permanentIfSQL(err error) error {
 	return err
 }
 
-// SlotAction is what EnsureSlot did (or would do).
-type SlotAction string
-
-// Slot actions.
-const (
-	SlotCreated SlotAction = "created"
-	SlotExists  SlotAction = "exists"
-)
-
-// SlotResult reports EnsureSlot.
-type SlotResult struct {
-	Action    SlotAction
-	Statement *Statement // the statement run (or to run)
-	Slot      *SlotInfo  // after creation, or the existing one
-	// WALLevel is the server's wal_level when the slot is to be created.
-	// A dry run reports a level other than logical here instead of failing,
-	// so that the DBA can review the SQL before changing it.
-	WALLevel string
-}
-
-// EnsureSlot creates the permanent pgoutput slot unless it exists, and
-// checks an existing one (plugin, database, not lost). Outside any
-// transaction: creating a slot waits for running transactions to end.
-// Creating needs wal_level = logical (an error wrapping
-// connector.ErrPermanent otherwise); a dry run only reports the level in
-// SlotResult.WALLevel.
-func EnsureSlot(ctx context.Context, conn *pgx.Conn, slot string, dryRun bool) (*SlotResult, error) {
-	si, err := LookupSlot(ctx, conn, slot)
+// DiffPublication compares the server's publication with the plan for
+// spec, in a read-only transaction. cur is nil when the publication does
+// not exist (drift is then empty).
+func DiffPublication(ctx context.Context, conn *pgx.Conn, name string, spec PublicationSpec) (*Plan, *PublicationState, []Drift, error) {
+	server, err := postgres.ServerVersion(ctx, conn)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	if si != nil {
-		var db string
-		if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&db); err != nil {
-			return nil, fmt.Errorf("current database: %w", err)
-		}
-		if err := slotUsable(si, slot, db); err != nil {
-			return nil, err
-		}
-		return &SlotResult{Action: SlotExists, Slot: si}, nil
-	}
-	st := SlotStatement(slot)
-	res := &SlotResult{Action: SlotCreated, Statement: &st}
-	walLevel, err := WALLevel(ctx, conn)
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, fmt.Errorf("begin: %w", err)
 	}
-	res.WALLevel = walLevel
-	if dryRun {
-		return res, nil
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	tables, err := ReadTables(ctx, tx, server, spec.Tables)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	if walLevel != "logical" {
-		return nil, WALLevelError(walLevel)
+	plan, err := PlanPublication(name, spec, server, tables)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
-		return nil, permanentIfSQL(fmt.Errorf("create replication slot %s: %w", slot, err))
+	cur, err := ReadPublication(ctx, tx, server, name)
+	if err != nil || cur == nil {
+		return plan, nil, nil, err
 	}
-	if res.Slot, err = LookupSlot(ctx, conn, slot); err != nil {
-		return nil, err
+	drift, err := plan.Diff(ctx, cur, CompareFilters(tx))
+	if err != nil {
+		return plan, cur, nil, err
 	}
-	return res, nil
+	return plan, cur, drift, nil
 }
 
-// WALLevel returns the server's wal_level.
-func WALLevel(ctx context.Context, conn *pgx.Conn) (string, error) {
-	var walLevel string
-	if err := conn.QueryRow(ctx, `SHOW wal_level`).Scan(&walLevel); err != nil {
-		return "", fmt.Errorf("wal_level: %w", err)
+// QuoteTable quotes a "schema.name" table name as an identifier pair.
+func QuoteTable(t string) string {
+	schema, name, ok := strings.Cut(t, ".")
+	if !ok {
+		return pgx.Identifier{t}.Sanitize()
 	}
-	return walLevel, nil
+	return pgx.Identifier{schema, name}.Sanitize()
 }
 
-// WALLevelError is the error for a server whose wal_level is not logical:
-// no logical replication slot can exist there. It says how to fix it.
-func WALLevelError(walLevel string) error {
-	return fmt.Errorf("wal_level is %s; logical decoding needs wal_level = logical: ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL (the setting needs a restart): %w", walLevel, connector.ErrPermanent)
+// escapeLiteral doubles the quotes of s for a '...' string literal.
+func escapeLiteral(s string) string { return strings.ReplaceAll(s, "'", "''") }
+
+// isSQLError reports a syntax or access-rule error (SQLSTATE class 42, 22):
+// retrying cannot fix it.
+func isSQLError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || strings.HasPrefix(pgErr.Code, "22"))
 }

@@ -1,4 +1,4 @@
-package postgres
+package dba
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
 // ErrSlotActive means a connector streams the slot: teardown refuses.
@@ -17,7 +18,7 @@ var ErrSlotActive = errors.New("replication slot is in use")
 // TeardownResult says what Teardown dropped.
 type TeardownResult struct {
 	// Slot is the dropped slot as it was (nil: there was none).
-	Slot *SlotInfo
+	Slot *postgres.SlotInfo
 	// Publication reports whether the publication existed and was dropped.
 	Publication bool
 }
@@ -28,7 +29,7 @@ type TeardownResult struct {
 // its confirmed position will never be streamed.
 func Teardown(ctx context.Context, conn *pgx.Conn, slot, publication string) (*TeardownResult, error) {
 	res := &TeardownResult{}
-	si, err := LookupSlot(ctx, conn, slot)
+	si, err := postgres.LookupSlot(ctx, conn, slot)
 	if err != nil {
 		return nil, err
 	}
