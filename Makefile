@@ -157,8 +157,8 @@ demo-check: deps-postgres deps-emulator deps-go
 	$(GO) build -o bin/demo ./tools/demo
 	exec bin/demo -check
 
-## ---------------------------------------------------------------- bench (owner: bench helper)
-# The benchmarks of issue 6 against the physical limit (docs/benchmarks.md):
+## ---------------------------------------------------------------- bench
+# The benchmarks against the physical limit (docs/benchmarks.md):
 # a throwaway PostgreSQL and emulator, 3 × 1M rows, 2 × 60 s of latency;
 # about 10 minutes. Run it on a quiet machine. Results, chart and profiles
 # go to $(BENCH_OUT)/. Smaller: make bench BENCH_FLAGS="-rows 100000 -latency-duration 10s"
@@ -169,8 +169,8 @@ BENCH_FLAGS ?=
 bench: deps
 	$(GO) run ./tools/bench -out $(BENCH_OUT) $(BENCH_FLAGS)
 
-## ---------------------------------------------------------------- reliability (owner: reliability helper)
-# The fault suite of issue 7 (docs/reliability.md): the real binaries against a
+## ---------------------------------------------------------------- reliability
+# The fault suite (docs/reliability.md): the real binaries against a
 # throwaway PostgreSQL, the emulator behind a fault proxy and a Kobot receiver
 # with faults, while rows are committed; a table per scenario (lost must be 0).
 # Full scale, about 20 minutes; exit 1 when anything was lost or a check failed.

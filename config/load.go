@@ -60,6 +60,7 @@ type meta struct {
 	env                   map[string]string // key path -> environment variable that set it
 	bad                   map[string]bool   // paths already reported by Load; checks below them are skipped
 	expand                Problems          // ${VAR} problems, validated with their section
+	warnings              Problems          // see Config.Warnings
 	hasConnector, hasSink bool
 }
 
@@ -96,9 +97,11 @@ func load(path string, validate func(*Config) Problems) (*Config, error) {
 	if cfg == nil {
 		return nil, ps.err()
 	}
+	cfg.meta.warnings = unknownVariables(path, os.Environ())
 	ps = append(ps, validate(cfg)...)
 	if len(ps) > 0 {
-		return nil, ps.err()
+		// A misspelled variable is a likely cause: list it with the rest.
+		return nil, append(ps, cfg.meta.warnings...).err()
 	}
 	cfg.Source.DSN, cfg.Source.Password = withPassword(cfg.Source.DSN, cfg.Source.Password), ""
 	cfg.Sink.DSN, cfg.Sink.Password = withPassword(cfg.Sink.DSN, cfg.Sink.Password), ""
@@ -207,6 +210,17 @@ func sections(m *meta) (connector, sink bool) {
 		check(p)
 	}
 	return connector, sink
+}
+
+// Warnings are what Load noticed that does not stop a command, one line
+// each: BAITORU_CDC_* variables that name no key (with the closest one
+// that does), which would otherwise be ignored silently. Commands print or
+// log them.
+func (c *Config) Warnings() Problems {
+	if c.meta == nil {
+		return nil
+	}
+	return c.meta.warnings
 }
 
 // HasConnector reports whether the file or the environment configures the

@@ -139,3 +139,50 @@ func withSource(dsn, password string) string {
 	return strings.Replace(minimal, "  dsn: postgres://cdc@localhost:5432/baitoru\n",
 		"  dsn: '"+dsn+"'\n  password: '"+password+"'\n", 1)
 }
+
+// TestUnknownVariables: a BAITORU_CDC_* variable that names no key is a
+// warning with the closest real variable; real ones and the processes'
+// own are not.
+func TestUnknownVariables(t *testing.T) {
+	got := unknownVariables("config.yaml", []string{
+		"BAITORU_CDC_SINK_KOBOT_SECRT=x", "BAITORU_CDC_SORCE_DSN=x", "BAITORU_CDC_LOG_LEVL=debug",
+		"BAITORU_CDC_TABLES=x", "BAITORU_CDC_WHATEVER_ELSE_ENTIRELY=1",
+		"BAITORU_CDC_SOURCE_DSN=ok", "BAITORU_CDC_CONFIG=/etc/c.yaml", "BAITORU_CDC_CPUPROFILE=/tmp/p", "BAITORU_CDC_DEMO=true",
+		"PATH=/bin", "BAITORU_DB_PASSWORD=x",
+	}).Error()
+	want := strings.Join([]string{
+		"config.yaml (from BAITORU_CDC_LOG_LEVL): names no configuration key, so it is ignored; did you mean BAITORU_CDC_LOG_LEVEL?",
+		"config.yaml (from BAITORU_CDC_SINK_KOBOT_SECRT): names no configuration key, so it is ignored; did you mean BAITORU_CDC_SINK_KOBOT_SECRET?",
+		"config.yaml (from BAITORU_CDC_SORCE_DSN): names no configuration key, so it is ignored; did you mean BAITORU_CDC_SOURCE_DSN?",
+		"config.yaml (from BAITORU_CDC_TABLES): tables is a list, which the environment cannot override; set it in the file",
+		`config.yaml (from BAITORU_CDC_WHATEVER_ELSE_ENTIRELY): names no configuration key, so it is ignored; the variable of a key is BAITORU_CDC_ and its path in upper case, "." as "_" (docs/config.md lists them)`,
+	}, "\n")
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestProcessVariablesListed: every BAITORU_CDC_* variable the code reads
+// is a key's or listed in ProcessVariables (else it would be warned about).
+func TestProcessVariablesListed(t *testing.T) {
+	var files []string
+	for _, g := range []string{"../cmd/*/*.go", "../tools/*/*.go", "../sink/*/*.go", "../connector/*/*.go", "../internal/*/*.go", "../docker-compose.yml"} {
+		m, _ := filepath.Glob(g)
+		files = append(files, m...)
+	}
+	re := regexp.MustCompile(`BAITORU_CDC_[A-Z][A-Z0-9_]*[A-Z0-9]`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range re.FindAllString(string(data), -1) {
+			if ws := unknownVariables("x", []string{name + "=1"}); len(ws) > 0 {
+				t.Errorf("%s uses %s: %v", f, name, ws)
+			}
+		}
+	}
+}

@@ -478,6 +478,43 @@ func editDistance(a, b string) int {
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// maxBadLineSearch bounds the files firstBadLine searches (it parses up to
+// one prefix per line).
+const maxBadLineSearch = 2000
+
+// firstBadLine finds the line a YAML syntax error is on: one after the
+// longest prefix of whole lines that still parses. The parser's own line
+// is often the start of the enclosing block (and 0-based), not the line to
+// fix. 0 when it cannot tell (a file that parses, or a long one).
+func firstBadLine(data []byte) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxBadLineSearch {
+		return 0
+	}
+	for n := len(lines) - 1; n >= 0; n-- {
+		var doc yaml.Node
+		dec := yaml.NewDecoder(bytes.NewReader(bytes.Join(lines[:n], nil)))
+		ok := true
+		for {
+			err := dec.Decode(&doc)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			if n == len(lines)-1 && len(bytes.TrimSpace(lines[n])) == 0 {
+				return 0 // the whole file parses
+			}
+			return n + 1
+		}
+	}
+	return 0
+}
+
 // parseYAML parses the file into its root node (nil for an empty file). A
 // non-nil Problems means the file cannot be read at all.
 func parseYAML(file string, data []byte) (root *yaml.Node, ps Problems) {
@@ -492,6 +529,9 @@ func parseYAML(file string, data []byte) (root *yaml.Node, ps Problems) {
 		if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 			p.Line, _ = strconv.Atoi(m[1])
 			msg = m[2]
+		}
+		if l := firstBadLine(data); l > 0 {
+			p.Line = l
 		}
 		p.Message = "YAML syntax error: " + strings.TrimPrefix(msg, "yaml: ")
 		return Problems{p}

@@ -2,14 +2,18 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -228,5 +232,208 @@ func TestDocumentedValidateOutput(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no documented validate command with a valid summary found")
+	}
+}
+
+// TestDocEventExamplesAgree: the example event of the README and the
+// example push of docs/kobot.md describe the same event (same envelope),
+// and its subject is what the shipped config.yaml makes of it (the key
+// columns' values joined with "/").
+func TestDocEventExamplesAgree(t *testing.T) {
+	root := testenv.ModuleRoot()
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide, err := os.ReadFile(filepath.Join(root, "docs", "kobot.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fenced := func(doc, info, contains string) string {
+		for _, block := range strings.Split(doc, "```"+info+"\n")[1:] {
+			block, _, _ = strings.Cut(block, "\n```")
+			if strings.Contains(block, contains) {
+				return block
+			}
+		}
+		t.Fatalf("no ```%s block with %q", info, contains)
+		return ""
+	}
+	var ev, push map[string]any
+	if err := json.Unmarshal([]byte(fenced(string(readme), "json", `"specversion"`)), &ev); err != nil {
+		t.Fatalf("README's example event: %v", err)
+	}
+	_, body, _ := strings.Cut(fenced(string(guide), "http", "webhook-id"), "\n\n")
+	if err := json.Unmarshal([]byte(body), &push); err != nil {
+		t.Fatalf("docs/kobot.md's example push: %v", err)
+	}
+	for _, k := range []string{"specversion", "id", "source", "type", "subject", "table", "op", "lsn", "xid", "datacontenttype"} {
+		if fmt.Sprint(ev[k]) != fmt.Sprint(push[k]) {
+			t.Errorf("%s: README's example event has %v, docs/kobot.md's push %v", k, ev[k], push[k])
+		}
+	}
+	clearOverrides(t)
+	t.Setenv("BAITORU_CDC_DEMO", "true")
+	cfg, err := config.LoadConnector(filepath.Join(root, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tb := range cfg.Tables {
+		if tb.Table != ev["table"] {
+			continue
+		}
+		for name, e := range map[string]map[string]any{"README.md": ev, "docs/kobot.md": push} {
+			data, _ := e["data"].(map[string]any)
+			var parts []string
+			for _, k := range tb.Key {
+				parts = append(parts, fmt.Sprint(data[k]))
+			}
+			if want := strings.Join(parts, "/"); e["subject"] != want {
+				t.Errorf("%s: subject %v, but the shipped config.yaml's key %v of %s gives %q", name, e["subject"], tb.Key, tb.Table, want)
+			}
+		}
+	}
+}
+
+// TestDocsSpeakOfTheProduct: the user-facing files speak of the product,
+// not of how it was built (issue numbers, who worked on it).
+func TestDocsSpeakOfTheProduct(t *testing.T) {
+	root := testenv.ModuleRoot()
+	files := append(docFiles(t), "Makefile", "config.yaml", "Dockerfile")
+	re := regexp.MustCompile(`(?i)\bissue\s*#?\s*\d+|\bthe issue\b|\bissue's\b|\bowner:\s|\b\w+ helper\b`)
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if m := re.FindString(line); m != "" {
+				t.Errorf("%s:%d: %q: say what the product does, not how it was built", f, i+1, m)
+			}
+		}
+	}
+}
+
+// shellWords splits a command line the way the shell would for the simple
+// commands the docs show: words separated by blanks, '...' and "..."
+// quoting, a backslash escaping the next character. It stops at a command
+// separator (&&, ||, ;, |) or a comment.
+func shellWords(line string) []string {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\'':
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				j = len(line) - i - 1
+			}
+			cur.WriteString(line[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '"':
+			j := strings.IndexByte(line[i+1:], '"')
+			if j < 0 {
+				j = len(line) - i - 1
+			}
+			cur.WriteString(line[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '\\' && i+1 < len(line):
+			cur.WriteByte(line[i+1])
+			i++
+			inWord = true
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case (c == '#' && !inWord) || c == ';' || c == '|' || c == '&':
+			if inWord {
+				words = append(words, cur.String())
+			}
+			return words
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// TestDocumentedCommandsParse: every `baitoru-cdc ...` invocation the docs
+// and the commands' own help examples show names a real command and real
+// flags (so a renamed flag cannot leave the docs behind).
+func TestDocumentedCommandsParse(t *testing.T) {
+	cmds := docCommands(t, docFiles(t)...)
+	root := newRootCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		for i, line := range strings.Split(c.Example, "\n") {
+			if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+				cmds = append(cmds, docCommand{File: "baitoru-cdc " + c.Name() + " --help (Examples)", Line: i + 1, Text: l})
+			}
+		}
+	}
+	n := 0
+	for _, dc := range cmds {
+		// Every command of the line: a && b, a | b.
+		for _, part := range regexp.MustCompile(`&&|\|\||;|\|`).Split(dc.Text, -1) {
+			words := shellWords(part)
+			at := slices.IndexFunc(words, func(w string) bool { return w == "baitoru-cdc" || strings.HasSuffix(w, "/baitoru-cdc") })
+			if at < 0 {
+				// docker run … IMAGE sink --config …: the image's entrypoint is baitoru-cdc.
+				at = slices.IndexFunc(words, func(w string) bool { return strings.Contains(w, "/baitoru-cdc:") })
+				if at < 0 || words[0] != "docker" && words[0] != "podman" {
+					continue
+				}
+			}
+			args := words[at+1:]
+			if len(args) == 0 {
+				continue
+			}
+			n++
+			fresh := newRootCmd()
+			fresh.InitDefaultCompletionCmd()
+			fresh.InitDefaultVersionFlag()
+			fresh.InitDefaultHelpFlag()
+			sub, rest, err := fresh.Find(args)
+			if err != nil || sub == fresh && !strings.HasPrefix(args[0], "-") {
+				t.Errorf("%s\n  no such command: %v", dc, err)
+				continue
+			}
+			if err := sub.ParseFlags(rest); err != nil {
+				t.Errorf("%s\n  %s: %v", dc, sub.CommandPath(), err)
+			}
+		}
+	}
+	if n < 15 {
+		t.Fatalf("only %d documented invocations found; the extraction is broken", n)
+	}
+}
+
+// TestShellCompletion runs the documented completion commands' generators
+// and asks the binary to complete a command name, as the shells do.
+func TestShellCompletion(t *testing.T) {
+	bin := buildBinary(t)
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		out, err := exec.Command(bin, "completion", shell).Output()
+		if err != nil || !strings.Contains(string(out), "baitoru-cdc") || len(out) < 500 {
+			t.Errorf("completion %s: %v (%d bytes)", shell, err, len(out))
+		}
+	}
+	out, err := exec.Command(bin, "__complete", "ch").Output()
+	if err != nil || !strings.Contains(string(out), "check\t") {
+		t.Errorf("completing \"ch\": %v %q, want check", err, out)
+	}
+	out, err = exec.Command(bin, "__complete", "check", "--js").Output()
+	if err != nil || !strings.Contains(string(out), "--json") {
+		t.Errorf("completing \"check --js\": %v %q, want --json", err, out)
 	}
 }

@@ -27,7 +27,32 @@ func runCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Stream committed changes of the mapped tables to SNS (or stdout)",
-		Args:  cobra.NoArgs,
+		Long: `Stream every committed insert (and, where configured, update or delete) of
+the mapped tables to SNS, as CloudEvents, through the permanent replication
+slot source.slot and the publication source.publication.
+
+The connector confirms a position to PostgreSQL only once SNS accepted every
+event up to it: a crash re-sends, never skips (re-sent events keep their id).
+With source.create: true it creates the slot and publication when they are
+missing; otherwise a DBA runs "baitoru-cdc setup" first. A second connector
+with the same slot waits and takes over when the first stops.
+
+It logs (log.format text or json, on standard error) which build runs,
+when it streams and from which position, every error with its context, and
+a status line every log.status_interval. metrics.listen serves /metrics,
+/healthz and /readyz (ready while streaming). SIGTERM or SIGINT stops it
+after the events in flight are accepted (publisher.shutdown_grace), and it
+exits 0; exit 1 is an error it cannot fix by retrying, printed last.
+
+Secrets come from the environment: source.password (config.yaml reads
+BAITORU_DB_PASSWORD) and the usual AWS credential chain.`,
+		Example: `  # against SNS
+  export BAITORU_DB_PASSWORD=... AWS_REGION=ap-northeast-1
+  baitoru-cdc run --config config.yaml
+
+  # try a mapping without SNS: one event per line on standard output
+  BAITORU_CDC_PUBLISHER_KIND=stdout baitoru-cdc run --config config.yaml`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {
@@ -35,6 +60,7 @@ func runCmd() *cobra.Command {
 			}
 			log := logging.New(cfg.Log, os.Stderr)
 			log.Info("baitoru-cdc run starting", buildinfo.Get().LogAttrs()...)
+			logConfigWarnings(log, cfg)
 			return run(cmd.Context(), cfg, log)
 		},
 	}

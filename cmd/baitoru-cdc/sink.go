@@ -20,7 +20,24 @@ func sinkCmd() *cobra.Command {
 accounts linked to each event's link key, and pushes the event to Kobot signed
 per Standard Webhooks. It serves the links API, /metrics, /healthz and /readyz
 on sink.api.listen. SIGTERM stops receiving, finishes the deliveries under way
-and exits 0.`,
+and exits 0.
+
+Kobot's 2xx means delivered (never pushed to that link again); 429, 5xx and
+timeouts are retried with backoff, then left for SQS to redeliver; other
+4xx and messages that are not events go to sink.sqs.dlq_url with the reason.
+Links live in the sink's own database (sink.dsn; migrations are applied at
+start). Run as many sinks as needed: they compete for the queue.
+
+Secrets come from the environment: sink.password (config.yaml reads
+SINK_DB_PASSWORD), the webhook secret (KOBOT_WEBHOOK_SECRET) and the links
+API token (LINKS_API_TOKEN); the public demo values of the shipped
+config.yaml are refused unless demo: true.`,
+		Example: `  export SINK_DB_PASSWORD=... KOBOT_WEBHOOK_SECRET=whsec_... LINKS_API_TOKEN=...
+  baitoru-cdc sink --config config.yaml
+
+  # start a link for Kobot account acct-1 and Baitoru company 7
+  curl -sS -H "Authorization: Bearer $LINKS_API_TOKEN" -H 'Content-Type: application/json' \
+    -d '{"kobot_account":"acct-1","link_key":"7"}' localhost:8080/v1/links`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadSink(file)
@@ -29,6 +46,7 @@ and exits 0.`,
 			}
 			log := logging.New(cfg.Log, os.Stderr)
 			log.Info("baitoru-cdc sink starting", buildinfo.Get().LogAttrs()...)
+			logConfigWarnings(log, cfg)
 			if cfg.Demo {
 				log.Warn("demo: true: the public demo webhook secret and API token are accepted; never run this configuration in production")
 			}

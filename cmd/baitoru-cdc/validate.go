@@ -21,7 +21,23 @@ func validateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check a configuration file offline; print every problem with file:line: key",
-		Args:  cobra.NoArgs,
+		Long: `Check a configuration file without connecting to anything: the YAML, every
+key and value, ${VAR} references, BAITORU_CDC_* overrides, the mappings
+(tables, columns, renames, attributes, keys), the sink's links and secrets.
+
+Every problem is printed on standard error as "file:line: key.path: message"
+(or "file (from BAITORU_CDC_X): ..." for an environment override), with how
+to fix it, and the exit code is 1. A valid file prints one summary line on
+standard output and exits 0. Unknown BAITORU_CDC_* variables are warned
+about, with the closest real one. Secrets are never printed.
+
+What needs the database (tables, columns, privileges, the slot) is checked
+by "baitoru-cdc check".`,
+		Example: `  baitoru-cdc validate --config config.yaml
+
+  # as a deploy step: stop on the first invalid file
+  baitoru-cdc validate -c prod.yaml && kubectl apply -f deploy/`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(file)
 			if err != nil {
@@ -31,6 +47,7 @@ func validateCmd() *cobra.Command {
 				}
 				return &exitError{code: 1, msg: fmt.Sprintf("%s\n%s: invalid: %d %s", ps.Error(), file, len(ps), countNoun(len(ps), "problem", "problems"))}
 			}
+			printConfigWarnings(cmd.ErrOrStderr(), cfg)
 			fmt.Fprintln(cmd.OutOrStdout(), validSummary(cfg))
 			return nil
 		},

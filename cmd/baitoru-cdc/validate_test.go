@@ -169,7 +169,7 @@ func TestValidateProcess(t *testing.T) {
 		stderr string
 	}{
 		{"../../config.yaml", 0, "../../config.yaml: valid: 2 tables", ""},
-		{"../../testdata/config/yaml_syntax/config.yaml", 1, "", "../../testdata/config/yaml_syntax/config.yaml:6: YAML syntax error: did not find expected key\n"},
+		{"../../testdata/config/yaml_syntax/config.yaml", 1, "", "../../testdata/config/yaml_syntax/config.yaml:10: YAML syntax error: did not find expected key\n"},
 		{"../../testdata/config/bad_dsn_password_not_echoed/config.yaml", 1, "", "source.dsn: not a valid PostgreSQL connection string"},
 	} {
 		cmd := exec.Command(bin, "validate", "--config", tt.config)

@@ -1,5 +1,5 @@
 // Command bench measures baitoru-cdc against the physical limit of the
-// machine it runs on (issue 6), in one run on a throwaway PostgreSQL and a
+// machine it runs on, in one run on a throwaway PostgreSQL and a
 // throwaway fauxqs SNS/SQS emulator:
 //
 //  1. baseline: a bare pglogrepl reader of a slot (decode only) — the limit;

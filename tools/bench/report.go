@@ -15,7 +15,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
-// Targets of issue 6.
+// Targets of the benchmark (docs/benchmarks.md).
 const (
 	targetDiscardRatio = 0.8  // connector→discard ≥ 0.8× the bare reader
 	targetPublishRatio = 0.9  // connector→emulator ≥ 0.9× the bare PublishBatch loop

@@ -1,4 +1,4 @@
-// Command reliability is the fault suite of issue 7 (`make reliability`):
+// Command reliability is the fault suite (`make reliability`):
 // it builds baitoru-cdc, starts a throwaway source PostgreSQL, a sink
 // PostgreSQL and the SNS/SQS emulator, and runs each scenario as its own
 // stage — connector, sink, a fault proxy in front of the emulator, a Kobot
