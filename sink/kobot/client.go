@@ -14,13 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/baitoru/baitoru-cdc/config"
 )
@@ -166,6 +167,7 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	}
 	start := c.now()
 	var res Result
+	var bo *backoff.ExponentialBackOff // made at the first retry: most pushes need none
 	for attempt := 1; ; attempt++ {
 		res.Response = c.send(ctx, r.EventID, body)
 		res.Attempts = attempt
@@ -175,7 +177,10 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 		if res.Class != Retryable || attempt >= c.maxAttempts {
 			break
 		}
-		wait := backoff(c.initial, c.max, attempt)
+		if bo == nil {
+			bo = retryBackoff(c.initial, c.max)
+		}
+		wait := bo.NextBackOff()
 		if res.RetryAfter > 0 {
 			if res.RetryAfter > c.max {
 				break // longer than we wait in process: leave it to redelivery
@@ -195,14 +200,21 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	return res
 }
 
-// backoff is exponential with equal jitter: half the step plus a random
-// part of the other half.
-func backoff(initial, maxWait time.Duration, attempt int) time.Duration {
-	d := initial << min(attempt-1, 30)
-	if d <= 0 || d > maxWait {
-		d = maxWait
+// retryBackoff returns the waits between the attempts of one push:
+// exponential with equal jitter, the n-th wait drawn uniformly from
+// [d/2, d] where d = min(initial·2^(n-1), maxWait). backoff randomises
+// symmetrically around its interval (interval·[1-f, 1+f]), so the interval
+// is ¾·d and the factor ⅓: ¾·d·[⅔, 4⁄3] = [d/2, d]. No wait exceeds maxWait,
+// which ClaimLeaseFor counts on.
+func retryBackoff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     initial * 3 / 4,
+		RandomizationFactor: 1.0 / 3,
+		Multiplier:          2,
+		MaxInterval:         maxWait * 3 / 4,
 	}
-	return d/2 + rand.N(d/2+1)
+	bo.Reset()
+	return bo
 }
 
 // send makes one attempt. Its request runs under a context detached from

@@ -250,3 +250,36 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Error("empty endpoint accepted")
 	}
 }
+
+// TestRetryBackoff checks the waits between attempts: the n-th drawn from
+// [d/2, d], d = min(initial·2^(n-1), max), spread over that range.
+func TestRetryBackoff(t *testing.T) {
+	for _, tc := range []struct{ initial, max time.Duration }{
+		{200 * time.Millisecond, 5 * time.Second}, // the defaults
+		{5 * time.Millisecond, 50 * time.Millisecond},
+		{time.Second, time.Second},
+		{3 * time.Millisecond, 1 * time.Minute},
+	} {
+		t.Run(tc.initial.String()+"-"+tc.max.String(), func(t *testing.T) {
+			const runs = 300
+			lows, highs := make([]bool, 12), make([]bool, 12)
+			for range runs {
+				bo := retryBackoff(tc.initial, tc.max)
+				for n := 1; n <= 12; n++ {
+					d := min(tc.initial<<(n-1), tc.max)
+					w := bo.NextBackOff()
+					if w < d/2-time.Nanosecond || w > d+time.Nanosecond {
+						t.Fatalf("wait %d = %s, want within [%s, %s]", n, w, d/2, d)
+					}
+					lows[n-1] = lows[n-1] || w < d/2+d/8
+					highs[n-1] = highs[n-1] || w > d-d/8
+				}
+			}
+			for n := range lows {
+				if !lows[n] || !highs[n] {
+					t.Errorf("wait %d never came near one end of [d/2, d] in %d runs (low %v, high %v)", n+1, runs, lows[n], highs[n])
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
@@ -20,6 +21,12 @@ const (
 	watchPing = 10 * time.Second
 	// maxCoalesce bounds the keys reloaded with one query.
 	maxCoalesce = 1000
+	// The waits before reconnecting double from reconnectInitial to
+	// reconnectMax, and start again after a connection that lasted
+	// reconnectResetAfter.
+	reconnectInitial    = 100 * time.Millisecond
+	reconnectMax        = 5 * time.Second
+	reconnectResetAfter = time.Minute
 )
 
 // WatchLinks keeps cache equal to the active links of the database until ctx
@@ -34,7 +41,12 @@ func (s *Store) WatchLinks(ctx context.Context, cache *sink.LinkCache, reloaded 
 	if reloaded == nil {
 		reloaded = func(string) {}
 	}
-	wait := 100 * time.Millisecond
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval: reconnectInitial,
+		Multiplier:      2,
+		MaxInterval:     reconnectMax,
+	}
+	bo.Reset()
 	for {
 		start := time.Now()
 		err := s.watch(ctx, cache, reloaded)
@@ -42,9 +54,10 @@ func (s *Store) WatchLinks(ctx context.Context, cache *sink.LinkCache, reloaded 
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(start) > time.Minute {
-			wait = 100 * time.Millisecond
+		if time.Since(start) > reconnectResetAfter {
+			bo.Reset()
 		}
+		wait := bo.NextBackOff()
 		s.logger.Warn("link watcher lost its connection; deliveries pause until it reconnects", "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
@@ -53,7 +66,6 @@ func (s *Store) WatchLinks(ctx context.Context, cache *sink.LinkCache, reloaded 
 			return nil
 		case <-t.C:
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 

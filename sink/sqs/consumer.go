@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/awsclient"
@@ -123,8 +124,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
+// Waits between failed receives: doubling from receiveRetryInitial to
+// receiveRetryMax, back to the start after a receive succeeds.
+const (
+	receiveRetryInitial = 100 * time.Millisecond
+	receiveRetryMax     = 10 * time.Second
+)
+
 func (c *Consumer) loop(ctx context.Context, worker int) {
-	failWait := 100 * time.Millisecond
+	failWait := &backoff.ExponentialBackOff{
+		InitialInterval: receiveRetryInitial,
+		Multiplier:      2,
+		MaxInterval:     receiveRetryMax,
+	}
+	failWait.Reset()
 	for ctx.Err() == nil {
 		out, err := c.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
 			QueueUrl:              aws.String(c.queueURL),
@@ -141,12 +154,12 @@ func (c *Consumer) loop(ctx context.Context, worker int) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.logger.Warn("receive from SQS", "worker", worker, "err", err, "retry_in", failWait)
-			sleep(ctx, failWait)
-			failWait = min(failWait*2, 10*time.Second)
+			wait := failWait.NextBackOff()
+			c.logger.Warn("receive from SQS", "worker", worker, "err", err, "retry_in", wait)
+			sleep(ctx, wait)
 			continue
 		}
-		failWait = 100 * time.Millisecond
+		failWait.Reset()
 		if len(out.Messages) == 0 {
 			if c.waitTime == 0 { // short polling: do not spin
 				sleep(ctx, 200*time.Millisecond)
