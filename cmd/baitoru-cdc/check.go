@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"sort"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -101,12 +101,9 @@ func sourceRole(cfg *config.Config) string {
 	return pc.User
 }
 
-// snsChecks checks every topic the config publishes to: reachable, and a
-// FIFO topic exactly when its ARN says so (the config relies on it).
-func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
-	if cfg.Publisher.Kind == "stdout" {
-		return []dba.CheckResult{{Check: "sns", Status: dba.CheckOK, Observed: "publisher.kind stdout: no SNS topic used"}}
-	}
+// topicARNs is every topic the config publishes to (the default topic and
+// the tables' own), sorted.
+func topicARNs(cfg *config.Config) []string {
 	topics := map[string]bool{}
 	for _, t := range cfg.Tables {
 		arn := t.TopicARN
@@ -120,6 +117,16 @@ func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
 		arns = append(arns, arn)
 	}
 	sort.Strings(arns)
+	return arns
+}
+
+// snsChecks checks every topic the config publishes to: reachable, and a
+// FIFO topic exactly when its ARN says so (the config relies on it).
+func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
+	if cfg.Publisher.Kind == "stdout" {
+		return []dba.CheckResult{{Check: "sns", Status: dba.CheckOK, Observed: "publisher.kind stdout: no SNS topic used"}}
+	}
+	arns := topicARNs(cfg)
 	client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
 	if err != nil {
 		return []dba.CheckResult{{Check: "sns", Status: dba.CheckFail, Observed: err.Error(), Fix: "set sns.region (or AWS_REGION) and AWS credentials"}}
@@ -129,16 +136,10 @@ func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
 	for _, arn := range arns {
 		name := "sns topic"
 		fifo, err := pub.CheckTopic(ctx, arn)
-		want := strings.HasSuffix(arn, ".fifo")
+		var te *sns.TopicError
 		switch {
-		case err != nil:
-			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail, Observed: "not reachable: " + err.Error(),
-				Fix: "check the ARN, sns.region/sns.endpoint, and that the connector's AWS identity may sns:GetTopicAttributes and sns:Publish on it"})
-		case fifo != want:
-			kind := map[bool]string{true: "a FIFO topic", false: "a standard topic"}
-			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail,
-				Observed: arn + " is " + kind[fifo] + " but the config treats it as " + kind[want] + " (ARN suffix .fifo)",
-				Fix:      "use the topic's real ARN"})
+		case errors.As(err, &te):
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail, Observed: arn + " " + te.Problem, Fix: te.Fix})
 		default:
 			kind := "standard topic"
 			if fifo {

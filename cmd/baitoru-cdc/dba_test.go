@@ -539,7 +539,7 @@ func TestCheckSNSTopics(t *testing.T) {
 	}{
 		std:     {dba.CheckOK, "reachable, standard topic"},
 		fifo:    {dba.CheckOK, "reachable, FIFO topic"},
-		missing: {dba.CheckFail, "not reachable"},
+		missing: {dba.CheckFail, "does not exist"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d sns rows, want %d: %+v", len(rows), len(want), rows)

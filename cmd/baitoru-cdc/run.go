@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
@@ -77,6 +78,10 @@ func loadConnectorConfig(file string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// topicCheckWithin bounds the retries of the SNS topic check at start when
+// SNS does not answer (network, throttling): then run gives up with the error.
+const topicCheckWithin = 30 * time.Second
+
 // run wires the connector: subscription → pipeline → publisher.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	mappings, err := connector.Mappings(cfg.Tables)
@@ -105,12 +110,22 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		pub = sns.New(client, sns.Options{
+		snsPub := sns.New(client, sns.Options{
 			DefaultTopic: cfg.SNS.TopicARN,
 			RetryInitial: cfg.Publisher.Retry.Initial,
 			RetryMax:     cfg.Publisher.Retry.Max,
 			Observer:     metrics,
 		}, log)
+		// Nothing is read from the WAL before every topic is known to
+		// take events: a wrong ARN or endpoint stops here, as `check`
+		// reports it, instead of at the first publish.
+		if err := snsPub.VerifyTopics(ctx, topicARNs(cfg), topicCheckWithin); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		pub = snsPub
 	}
 
 	pipe := connector.NewPipeline(mapper, pub, connector.PipelineOptions{

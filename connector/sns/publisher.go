@@ -364,28 +364,3 @@ func fifoID(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return "sha256-" + hex.EncodeToString(sum[:])
 }
-
-// CheckTopic reports whether the topic exists and the connector may read
-// it, and whether it is a FIFO topic. The `check` command calls it. A
-// missing topic or a refused request is an error wrapping
-// connector.ErrPermanent, with a hint; network errors and throttling are
-// returned as they are (the caller may try again).
-func (p *Publisher) CheckTopic(ctx context.Context, arn string) (fifo bool, err error) {
-	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-	defer cancel()
-	out, err := p.api.GetTopicAttributes(cctx, &awssns.GetTopicAttributesInput{TopicArn: aws.String(arn)})
-	if err != nil {
-		if ctx.Err() == nil && !retryable(err) {
-			msg := fmt.Sprintf("topic %s", arn)
-			if h := hint(errorCode(err)); h != "" {
-				msg += " (" + h + ")"
-			}
-			return false, fmt.Errorf("%s: %w: %w", msg, err, connector.ErrPermanent)
-		}
-		return false, fmt.Errorf("topic %s: %w", arn, err)
-	}
-	if v, ok := out.Attributes["FifoTopic"]; ok {
-		return v == "true", nil
-	}
-	return strings.HasSuffix(arn, ".fifo"), nil
-}

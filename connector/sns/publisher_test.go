@@ -590,7 +590,56 @@ func TestCheckTopic(t *testing.T) {
 		}
 	}
 	_, err := p.CheckTopic(ctx, otherStd)
-	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), "does not exist") {
-		t.Errorf("CheckTopic(missing) = %v; want ErrPermanent saying it does not exist", err)
+	var te *sns.TopicError
+	if !errors.Is(err, connector.ErrPermanent) || !errors.As(err, &te) || !strings.Contains(te.Problem, "does not exist") ||
+		!strings.Contains(te.Fix, "sns:GetTopicAttributes") || strings.Contains(err.Error(), "permanent error") {
+		t.Errorf("CheckTopic(missing) = %v; want a permanent TopicError saying it does not exist, with the fix", err)
+	}
+	// A FIFO topic whose ARN does not say so: the config would publish to
+	// it without a message group.
+	odd := "arn:aws:sns:us-east-1:000000000000:odd"
+	f.topics[odd] = map[string]string{"TopicArn": odd, "FifoTopic": "true"}
+	if _, err := p.CheckTopic(ctx, odd); !errors.Is(err, connector.ErrPermanent) || !errors.As(err, &te) ||
+		te.Problem != "is a FIFO topic but the config treats it as a standard topic (ARN suffix .fifo)" {
+		t.Errorf("CheckTopic(FIFO topic without .fifo) = %v", err)
+	}
+}
+
+// TestVerifyTopics: topics that SNS does not answer for are tried again,
+// each retry logged with the attempt and the next delay, within a bound;
+// a missing topic is not retried.
+func TestVerifyTopics(t *testing.T) {
+	f := newFakeSNS(t, nil)
+	f.topics[stdTopic] = map[string]string{"TopicArn": stdTopic}
+	var logBuf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logBuf, nil))
+	ctx := ctxT(t, 30*time.Second)
+	p := sns.New(f.client(t), sns.Options{RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, log)
+	if err := p.VerifyTopics(ctx, []string{stdTopic}, time.Second); err != nil {
+		t.Fatalf("VerifyTopics(existing) = %v", err)
+	}
+	start := time.Now()
+	if err := p.VerifyTopics(ctx, []string{stdTopic, otherStd}, 10*time.Second); !errors.Is(err, connector.ErrPermanent) || time.Since(start) > 2*time.Second {
+		t.Fatalf("VerifyTopics(missing) = %v after %s; want a permanent error at once", err, time.Since(start))
+	}
+	if strings.Contains(logBuf.String(), "retrying") {
+		t.Fatalf("a missing topic was retried:\n%s", logBuf.String())
+	}
+	f.srv.Close() // nothing answers
+	start = time.Now()
+	err := p.VerifyTopics(ctx, []string{stdTopic}, 500*time.Millisecond)
+	var te *sns.TopicError
+	if !errors.As(err, &te) || !te.Retry || errors.Is(err, connector.ErrPermanent) || time.Since(start) > 5*time.Second {
+		t.Fatalf("VerifyTopics(no answer) = %v after %s", err, time.Since(start))
+	}
+	var attempts []float64
+	for _, line := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "sns topic not reachable; retrying" && m["retry_in"] != nil && m["topic"] == stdTopic {
+			attempts = append(attempts, m["attempt"].(float64))
+		}
+	}
+	if len(attempts) < 2 || attempts[0] != 1 || attempts[1] != 2 {
+		t.Fatalf("retries logged with attempts %v:\n%s", attempts, logBuf.String())
 	}
 }
