@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/service"
@@ -42,65 +42,18 @@ func integration(t *testing.T) {
 	}
 }
 
-// received is one push that reached the Kobot receiver.
-type received struct {
-	ID        string // webhook-id
-	Account   string // kobotaccount
-	Body      []byte
-	Event     map[string]any
-	VerifyErr error // verifyWebhook's verdict
-	At        time.Time
-}
-
-// kobotReceiver is an httptest Kobot: it verifies each push with the guide's
-// verifyWebhook, records it, and answers with respond's status (default 204).
-type kobotReceiver struct {
-	srv     *httptest.Server
-	mu      sync.Mutex
-	pushes  []received
-	respond func(r received, n int) int // n: 0-based index of this push
-	delay   time.Duration               // before answering
-}
-
-func newKobot(t *testing.T) *kobotReceiver {
-	k := &kobotReceiver{}
-	k.srv = httptest.NewServer(http.HandlerFunc(k.serve))
-	t.Cleanup(k.srv.Close)
+// newKobot starts the Kobot stand-in: it verifies each push with the
+// integration guide's verifyWebhook, records it, and answers 204 unless a
+// test sets a fault.
+func newKobot(t *testing.T) *kobottest.Receiver {
+	k := kobottest.New(kobottest.Options{Record: true, Verify: func(h http.Header, body []byte, now time.Time) error {
+		return verifyWebhook(testSecret, h, body, now)
+	}})
+	if err := k.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
 	return k
-}
-
-func (k *kobotReceiver) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	p := received{ID: r.Header.Get("webhook-id"), Body: body, At: time.Now()}
-	p.VerifyErr = verifyWebhook(testSecret, r.Header, body, time.Now())
-	if err := json.Unmarshal(body, &p.Event); err == nil {
-		p.Account, _ = p.Event["kobotaccount"].(string)
-	}
-	k.mu.Lock()
-	n := len(k.pushes)
-	k.pushes = append(k.pushes, p)
-	respond, delay := k.respond, k.delay
-	k.mu.Unlock()
-	if delay > 0 {
-		time.Sleep(delay)
-	}
-	status := http.StatusNoContent
-	if respond != nil {
-		status = respond(p, n)
-	}
-	w.WriteHeader(status)
-}
-
-func (k *kobotReceiver) setRespond(f func(r received, n int) int) {
-	k.mu.Lock()
-	k.respond = f
-	k.mu.Unlock()
-}
-
-func (k *kobotReceiver) got() []received {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]received(nil), k.pushes...)
 }
 
 // downURL returns a URL where nothing listens.
@@ -131,7 +84,7 @@ type harness struct {
 	queueURL string
 	queueARN string
 	dlqURL   string
-	kobot    *kobotReceiver
+	kobot    *kobottest.Receiver
 	sink     *service.Sink
 	reg      *prometheus.Registry
 	api      string
@@ -181,7 +134,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if o.QueueURL != "" {
 		queue = o.QueueURL
 	}
-	kobotURL := h.kobot.srv.URL + "/webhooks"
+	kobotURL := h.kobot.URL()
 	if o.KobotURL != "" {
 		kobotURL = o.KobotURL
 	}

@@ -13,15 +13,16 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
 // noMore waits d and fails if Kobot got more than n pushes.
-func noMore(t *testing.T, k *kobotReceiver, n int, d time.Duration) {
+func noMore(t *testing.T, k *kobottest.Receiver, n int, d time.Duration) {
 	t.Helper()
 	time.Sleep(d)
-	if got := k.got(); len(got) != n {
+	if got := k.Log(); len(got) != n {
 		t.Fatalf("Kobot got %d pushes, want %d: %+v", len(got), n, got)
 	}
 }
@@ -34,12 +35,12 @@ func TestLinkedEventDeliveredOnceSigned(t *testing.T) {
 	h.startLink("kobot-other", "8")
 
 	h.send(event("0/16B3748-1", 7))
-	waitFor(t, 10*time.Second, "two pushes", func() bool { return len(h.kobot.got()) >= 2 })
+	waitFor(t, 10*time.Second, "two pushes", func() bool { return len(h.kobot.Log()) >= 2 })
 	waitFor(t, 5*time.Second, "queue empty", func() bool { return h.queueCount(h.queueURL) == 0 })
 	noMore(t, h.kobot, 2, 1500*time.Millisecond) // past a visibility timeout: no redelivery
 
 	accounts := map[string]bool{}
-	for _, p := range h.kobot.got() {
+	for _, p := range h.kobot.Log() {
 		if p.VerifyErr != nil {
 			t.Errorf("push to %s: signature: %v", p.Account, p.VerifyErr)
 		}
@@ -86,8 +87,8 @@ func TestEnvelopeFromSNS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "push", func() bool { return len(h.kobot.got()) == 1 })
-	p := h.kobot.got()[0]
+	waitFor(t, 10*time.Second, "push", func() bool { return len(h.kobot.Log()) == 1 })
+	p := h.kobot.Log()[0]
 	if p.VerifyErr != nil || p.ID != "0/2000000-1" || p.Account != "kobot-acme" {
 		t.Fatalf("push %+v", p)
 	}
@@ -118,7 +119,7 @@ func TestStoppedLinkStopsDeliveries(t *testing.T) {
 	h := startHarness(t, harnessOptions{})
 	l := h.startLink("kobot-acme", "7")
 	h.send(event("0/4000000-1", 7))
-	waitFor(t, 10*time.Second, "first push", func() bool { return len(h.kobot.got()) == 1 })
+	waitFor(t, 10*time.Second, "first push", func() bool { return len(h.kobot.Log()) == 1 })
 
 	reloads := metric(t, h.reg, "baitoru_cdc_sink_link_reloads_total", "scope", "keys")
 	stopped := time.Now()
@@ -146,13 +147,13 @@ func TestStoppedLinkStopsDeliveries(t *testing.T) {
 		return metric(t, h.reg, "baitoru_cdc_sink_link_reloads_total", "scope", "keys") > reloads+1
 	})
 	h.send(event("0/4000000-3", 7))
-	waitFor(t, 10*time.Second, "push after restart", func() bool { return len(h.kobot.got()) == 2 })
+	waitFor(t, 10*time.Second, "push after restart", func() bool { return len(h.kobot.Log()) == 2 })
 }
 
 func TestKobot500TwiceThen200DeliveredOnce(t *testing.T) {
 	integration(t)
 	h := startHarness(t, harnessOptions{MaxAttempts: 3})
-	h.kobot.setRespond(func(_ received, n int) int {
+	h.kobot.Respond(func(_ kobottest.Request, n int) int {
 		if n < 2 {
 			return http.StatusInternalServerError
 		}
@@ -160,7 +161,7 @@ func TestKobot500TwiceThen200DeliveredOnce(t *testing.T) {
 	})
 	l := h.startLink("kobot-acme", "7")
 	h.send(event("0/5000000-1", 7))
-	waitFor(t, 10*time.Second, "3 requests", func() bool { return len(h.kobot.got()) == 3 })
+	waitFor(t, 10*time.Second, "3 requests", func() bool { return len(h.kobot.Log()) == 3 })
 	waitFor(t, 5*time.Second, "queue empty", func() bool { return h.queueCount(h.queueURL) == 0 })
 	noMore(t, h.kobot, 3, 1500*time.Millisecond)
 	rows := h.deliveryLog("0/5000000-1")
@@ -210,7 +211,7 @@ func TestKobotDownEndsInDLQ(t *testing.T) {
 func TestKobot400GoesToDLQWithReason(t *testing.T) {
 	integration(t)
 	h := startHarness(t, harnessOptions{})
-	h.kobot.setRespond(func(received, int) int { return http.StatusBadRequest })
+	h.kobot.Respond(func(kobottest.Request, int) int { return http.StatusBadRequest })
 	l := h.startLink("kobot-acme", "7")
 	h.send(event("0/7000000-1", 7))
 	ms := h.receiveDLQ(1, 10*time.Second)
@@ -237,7 +238,7 @@ func TestRedeliveredMessageNotDeliveredTwice(t *testing.T) {
 	h := startHarness(t, harnessOptions{MaxAttempts: 1})
 	// Globex fails the first time, so the message is redelivered by SQS;
 	// acme, which answered 2xx, must not get it again.
-	h.kobot.setRespond(func(r received, _ int) int {
+	h.kobot.Respond(func(r kobottest.Request, _ int) int {
 		if r.Account == "kobot-globex" && countFor(h.kobot, "kobot-globex") == 1 {
 			return http.StatusServiceUnavailable
 		}
@@ -275,7 +276,7 @@ func TestRedeliveredMessageNotDeliveredTwice(t *testing.T) {
 func TestConcurrentCopiesPushedOnce(t *testing.T) {
 	integration(t)
 	h := startHarness(t, harnessOptions{Concurrency: 4, Visibility: 2 * time.Second})
-	h.kobot.setRespond(func(received, int) int {
+	h.kobot.Respond(func(kobottest.Request, int) int {
 		time.Sleep(700 * time.Millisecond) // every copy is received while the first push is under way
 		return http.StatusNoContent
 	})
@@ -324,7 +325,7 @@ func TestNumericLinkKeysMatchByValue(t *testing.T) {
 	h.send(event("0/A100000-1", json.RawMessage("2.5")))
 	h.send(event("0/A100000-2", "2.500"))
 	h.send(event("0/A200000-1", json.RawMessage("1e300")))
-	waitFor(t, 15*time.Second, "every linked event pushed", func() bool { return len(h.kobot.got()) >= len(acme)+2 })
+	waitFor(t, 15*time.Second, "every linked event pushed", func() bool { return len(h.kobot.Log()) >= len(acme)+2 })
 	ms := h.receiveDLQ(1, 10*time.Second)
 	if len(ms) != 1 || attr(ms[0], "reason_code") != sink.CodeInvalidLinkKey || !strings.Contains(attr(ms[0], "reason"), "longer than 256 bytes") {
 		t.Fatalf("DLQ: %+v", ms)
@@ -338,9 +339,9 @@ func TestNumericLinkKeysMatchByValue(t *testing.T) {
 	}
 }
 
-func countFor(k *kobotReceiver, account string) int {
+func countFor(k *kobottest.Receiver, account string) int {
 	n := 0
-	for _, p := range k.got() {
+	for _, p := range k.Log() {
 		if p.Account == account {
 			n++
 		}
@@ -398,16 +399,16 @@ func TestHostileMessagesGoToDLQ(t *testing.T) {
 
 	// The sink is still serving: a good event goes through.
 	h.send(event("0/9000000-0", 7))
-	waitFor(t, 10*time.Second, "good push", func() bool { return len(h.kobot.got()) == 1 })
+	waitFor(t, 10*time.Second, "good push", func() bool { return len(h.kobot.Log()) == 1 })
 }
 
 func TestGracefulShutdownFinishesDeliveries(t *testing.T) {
 	integration(t)
 	h := startHarness(t, harnessOptions{})
-	h.kobot.delay = 700 * time.Millisecond
+	h.kobot.Slow(700 * time.Millisecond)
 	h.startLink("kobot-acme", "7")
 	h.send(event("0/A000000-1", 7))
-	waitFor(t, 10*time.Second, "push under way", func() bool { return len(h.kobot.got()) == 1 })
+	waitFor(t, 10*time.Second, "push under way", func() bool { return len(h.kobot.Log()) == 1 })
 	start := time.Now()
 	if err := h.stop(); err != nil { // as on SIGTERM
 		t.Fatalf("Run returned %v, want nil", err)

@@ -19,12 +19,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/baitoru/baitoru-cdc/internal/child"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
@@ -92,13 +94,13 @@ func startFunction(t *testing.T, rie, bootstrap, handler string, env []string) *
 	// starts the bootstrap lazily, on the first invocation (the cold start).
 	f.cmd = exec.Command(rie, "--runtime-interface-emulator-address", addr, "--runtime-api-address", runtimeAPI, bootstrap, handler)
 	f.cmd.Dir = filepath.Dir(bootstrap)
-	f.cmd.Env = append(testenv.ChildEnv(), env...)
+	f.cmd.Env = child.Env(env...)
 	f.cmd.Stdout, f.cmd.Stderr = f, f
-	if err := f.cmd.Start(); err != nil {
+	if err := child.StartCmd(f.cmd, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		f.cmd.Process.Kill()
+		_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL) // the emulator and the function it started
 		f.cmd.Wait()
 		if t.Failed() {
 			t.Logf("%s function output:\n%s", handler, f.log())

@@ -8,12 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,62 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
-
-// verifyingKobot is a Kobot stand-in that verifies every push with the
-// Standard Webhooks check Kobot is told to run (docs/kobot.md).
-type verifyingKobot struct {
-	t      *testing.T
-	secret kobot.Secret
-	mu     sync.Mutex
-	got    []received
-	bad    []string
-}
-
-type received struct {
-	Event struct {
-		ID      string         `json:"id"`
-		Type    string         `json:"type"`
-		Time    time.Time      `json:"time"`
-		Account string         `json:"kobotaccount"`
-		Data    map[string]any `json:"data"`
-	}
-	At time.Time
-}
-
-func (k *verifyingKobot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	at := time.Now()
-	if err := kobot.Verify(k.secret, r.Header, body, time.Now(), 5*time.Minute); err != nil {
-		k.mu.Lock()
-		k.bad = append(k.bad, err.Error())
-		k.mu.Unlock()
-		http.Error(w, "bad signature", http.StatusUnauthorized)
-		return
-	}
-	var rc received
-	if err := json.Unmarshal(body, &rc.Event); err != nil {
-		http.Error(w, "bad json", http.StatusBadRequest)
-		return
-	}
-	if rc.Event.ID != r.Header.Get("webhook-id") {
-		k.mu.Lock()
-		k.bad = append(k.bad, "webhook-id "+r.Header.Get("webhook-id")+" is not the event id "+rc.Event.ID)
-		k.mu.Unlock()
-	}
-	rc.At = at
-	k.mu.Lock()
-	k.got = append(k.got, rc)
-	k.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (k *verifyingKobot) snapshot() []received {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return append([]received(nil), k.got...)
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -113,13 +56,7 @@ func TestEndToEndKobot(t *testing.T) {
 	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
 
 	const secret = "whsec_ZTJlLWtvYm90LXRlc3Qtc2VjcmV0LTAxMjM0NTY3"
-	key, err := kobot.ParseSecret(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recv := &verifyingKobot{t: t, secret: key}
-	kobotSrv := httptest.NewServer(recv)
-	defer kobotSrv.Close()
+	recv := startKobot(t, secret)
 
 	apiAddr := freeAddr(t)
 	const token = "e2e-links-token-0123456789"
@@ -137,7 +74,7 @@ func TestEndToEndKobot(t *testing.T) {
 		"BAITORU_CDC_SINK_SQS_QUEUE_URL=" + queueURL,
 		"BAITORU_CDC_SINK_SQS_DLQ_URL=" + dlqURL,
 		"BAITORU_CDC_SINK_SQS_WAIT_TIME=1s",
-		"BAITORU_CDC_SINK_KOBOT_ENDPOINT=" + kobotSrv.URL + "/webhooks/baitoru",
+		"BAITORU_CDC_SINK_KOBOT_ENDPOINT=" + recv.URL(),
 		"BAITORU_CDC_SINK_KOBOT_SECRET=" + secret,
 		"BAITORU_CDC_SINK_API_LISTEN=" + apiAddr,
 		"BAITORU_CDC_SINK_API_TOKEN=" + token,
@@ -186,31 +123,35 @@ func TestEndToEndKobot(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	for len(recv.snapshot()) < want && time.Now().Before(deadline) {
+	for len(recv.got()) < want && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // anything unlinked that would wrongly arrive
-	got := recv.snapshot()
-	if len(recv.bad) > 0 {
-		t.Fatalf("pushes that failed Kobot's verification: %v", recv.bad)
+	got := recv.got()
+	if bad := recv.Bad(); len(bad) > 0 {
+		t.Fatalf("pushes that failed Kobot's verification: %v", bad)
 	}
 	ids := map[string]bool{}
 	var lat []time.Duration
 	for _, r := range got {
-		if c := fmt.Sprint(r.Event.Data["company_id"]); c != "1" {
-			t.Fatalf("Kobot got an event of unlinked company %s: %+v", c, r.Event)
+		var data map[string]any
+		if err := json.Unmarshal(r.Data, &data); err != nil {
+			t.Fatalf("event %s: data %s: %v", r.ID, r.Data, err)
 		}
-		if r.Event.Account != "kobot-acme" {
-			t.Fatalf("kobotaccount = %q", r.Event.Account)
+		if c := fmt.Sprint(data["company_id"]); c != "1" {
+			t.Fatalf("Kobot got an event of unlinked company %s: %+v", c, r)
 		}
-		if _, leaked := r.Event.Data["applicant_email"]; leaked {
-			t.Fatalf("applicant contact published: %+v", r.Event.Data)
+		if r.Account != "kobot-acme" {
+			t.Fatalf("kobotaccount = %q", r.Account)
 		}
-		if ids[r.Event.ID] {
-			t.Fatalf("event %s delivered twice", r.Event.ID)
+		if _, leaked := data["applicant_email"]; leaked {
+			t.Fatalf("applicant contact published: %s", r.Data)
 		}
-		ids[r.Event.ID] = true
-		lat = append(lat, r.At.Sub(r.Event.Time))
+		if ids[r.ID] {
+			t.Fatalf("event %s delivered twice", r.ID)
+		}
+		ids[r.ID] = true
+		lat = append(lat, r.ReceivedAt.Sub(r.CommitTime))
 	}
 	if len(got) != want {
 		t.Fatalf("Kobot got %d events of company 1, want %d", len(got), want)
@@ -230,28 +171,6 @@ func TestEndToEndKobot(t *testing.T) {
 			}
 		}
 	}
-}
-
-func startProcEnv(t *testing.T, env []string, args ...string) *proc {
-	t.Helper()
-	old := os.Environ()
-	p := &proc{done: make(chan struct{})}
-	p.cmd = newCmd(buildBinary(t), args...)
-	p.cmd.Env = append(append(old, "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"), env...)
-	p.cmd.Stderr = p
-	p.cmd.Stdout = p
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s output:\n%s", p.cmd.Args[1], tail(p.output(), 40))
-		}
-	})
-	return p
 }
 
 func tail(s string, n int) string {
@@ -278,8 +197,8 @@ func waitHTTP(t *testing.T, url string, p *proc) {
 			}
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("process exited (%v):\n%s", p.err, p.output())
+		case <-p.Done():
+			t.Fatalf("process exited (%v):\n%s", p.Err(), p.output())
 		default:
 		}
 		if time.Now().After(deadline) {

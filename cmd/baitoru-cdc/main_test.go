@@ -2,8 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -17,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baitoru/baitoru-cdc/internal/child"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
 // binary is the baitoru-cdc binary built once for the process tests.
@@ -53,71 +57,99 @@ func buildBinary(t *testing.T) string {
 
 func newCmd(bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
 
-// proc is a running baitoru-cdc process.
+// proc is a running baitoru-cdc process of a test, supervised by package
+// child (its own process group, killed if the test binary dies) and killed
+// when the test ends. Its environment is ours plus the emulator's
+// credentials: the tests set the binary's variables with t.Setenv.
 type proc struct {
-	cmd    *exec.Cmd
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	done   chan struct{}
-	err    error
+	*child.Process
+	cmd *exec.Cmd
 }
 
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.Write(b)
-}
+func startProc(t *testing.T, args ...string) *proc { return startProcEnv(t, nil, args...) }
 
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-func startProc(t *testing.T, args ...string) *proc {
+// startProcEnv is startProc with env added to the environment.
+func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: newCmd(buildBinary(t), args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
-	p.cmd.Stderr = p
-	p.cmd.Stdout = p
-	if err := p.cmd.Start(); err != nil {
+	env = append(append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"), env...)
+	c, err := child.Start(child.Spec{Name: "baitoru-cdc " + args[0], Path: buildBinary(t), Args: args, Env: env})
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		c.Kill()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", c.Name(), c.Tail(40))
+		}
 	})
-	return p
+	return &proc{Process: c, cmd: c.Cmd()}
 }
 
-// waitLog waits until the process logged a line matching re.
+func (p *proc) output() string { return p.Output() }
+
+// waitLog waits until the process wrote a line matching re.
 func (p *proc) waitLog(t *testing.T, re string, timeout time.Duration) {
 	t.Helper()
-	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(timeout)
-	for !rx.MatchString(p.output()) {
-		select {
-		case <-p.done:
-			t.Fatalf("process exited (%v) before logging %q:\n%s", p.err, re, p.output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line %q after %s:\n%s", re, timeout, p.output())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := p.WaitOutput(re, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
+// wait waits for the process to exit and returns exec's error for it.
 func (p *proc) wait(t *testing.T, timeout time.Duration) error {
 	t.Helper()
 	select {
-	case <-p.done:
-		return p.err
+	case <-p.Done():
+		return p.Err()
 	case <-time.After(timeout):
 		t.Fatalf("process did not exit within %s:\n%s", timeout, p.output())
 		return nil
 	}
+}
+
+// kobotStandIn is the Kobot of the command tests: package kobottest's
+// receiver, which verifies every push with the Standard Webhooks check
+// Kobot is told to run (docs/kobot.md), and the receipts of the pushes it
+// answered 2xx.
+type kobotStandIn struct {
+	*kobottest.Receiver
+	secret string
+
+	mu       sync.Mutex
+	receipts []kobottest.Receipt
+}
+
+// startKobot starts the stand-in verifying with secret ("" for a fresh
+// one); it stops when the test ends.
+func startKobot(t *testing.T, secret string) *kobotStandIn {
+	t.Helper()
+	if secret == "" {
+		raw := make([]byte, 32)
+		_, _ = crand.Read(raw)
+		secret = "whsec_" + base64.StdEncoding.EncodeToString(raw)
+	}
+	key, err := kobot.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &kobotStandIn{secret: secret}
+	k.Receiver = kobottest.New(kobottest.Options{Secret: key, OnReceipt: func(r kobottest.Receipt) {
+		k.mu.Lock()
+		k.receipts = append(k.receipts, r)
+		k.mu.Unlock()
+	}})
+	if err := k.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Close() })
+	return k
+}
+
+// got returns the receipts of the pushes answered 2xx so far.
+func (k *kobotStandIn) got() []kobottest.Receipt {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]kobottest.Receipt(nil), k.receipts...)
 }
 
 const appsDDL = `

@@ -3,18 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,7 +22,6 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/telemetry"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
 // scrape fetches url (a /metrics endpoint) and parses it.
@@ -134,57 +128,6 @@ func logAttr(t *testing.T, p *proc, msg, key string) string {
 	return ""
 }
 
-// kobotReceiver is Kobot for the test: it verifies every push's Standard
-// Webhooks signature and records the company of each event id.
-type kobotReceiver struct {
-	srv    *httptest.Server
-	secret string
-	mu     sync.Mutex
-	byID   map[string]int64 // event id -> data.company_id
-	bad    []string
-}
-
-func newKobotReceiver(t *testing.T) *kobotReceiver {
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	r := &kobotReceiver{secret: "whsec_" + base64.StdEncoding.EncodeToString(raw), byID: map[string]int64{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if err := kobot.Verify(raw, req.Header, body, time.Now(), kobot.DefaultTolerance); err != nil {
-			r.bad = append(r.bad, err.Error())
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var ev struct {
-			ID   string `json:"id"`
-			Data struct {
-				CompanyID int64 `json:"company_id"`
-			} `json:"data"`
-		}
-		if err := json.Unmarshal(body, &ev); err != nil {
-			r.bad = append(r.bad, err.Error())
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		r.byID[ev.ID] = ev.Data.CompanyID
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *kobotReceiver) received() (map[string]int64, []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := make(map[string]int64, len(r.byID))
-	for k, v := range r.byID {
-		m[k] = v
-	}
-	return m, append([]string(nil), r.bad...)
-}
-
 // TestRunMetricsAndReadiness runs the connector and the sink as processes
 // and checks what they expose: /readyz is not ready while PostgreSQL is
 // down, ready once streaming, not ready again when PostgreSQL stops and
@@ -207,7 +150,7 @@ func TestRunMetricsAndReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
-	kb := newKobotReceiver(t)
+	kb := startKobot(t, "")
 	const token = "metrics-test-token"
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	cfg := fmt.Sprintf(`
@@ -251,7 +194,7 @@ sink:
   links:
     - table: public.apps
       field: company_id
-`, srcDSN, emu.Region, emu.Endpoint, topic, sinkDSN, queueURL, dlqURL, kb.srv.URL, token)
+`, srcDSN, emu.Region, emu.Endpoint, topic, sinkDSN, queueURL, dlqURL, kb.URL(), token)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -409,8 +352,15 @@ sink:
 	if n := sample(sm, "baitoru_cdc_sink_commit_to_delivery_seconds"); n != linked {
 		t.Errorf("sink commit_to_delivery count = %v, want %d", n, linked)
 	}
-	got, bad := kb.received()
-	if len(bad) > 0 {
+	got := map[string]int64{} // event id → data.company_id
+	for _, r := range kb.got() {
+		var ev struct {
+			CompanyID int64 `json:"company_id"`
+		}
+		_ = json.Unmarshal(r.Data, &ev)
+		got[r.ID] = ev.CompanyID
+	}
+	if bad := kb.Bad(); len(bad) > 0 {
 		t.Errorf("receiver rejected pushes: %v", bad)
 	}
 	if len(got) != linked {
@@ -598,7 +548,7 @@ func TestSinkReadinessFollowsDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb := newKobotReceiver(t)
+	kb := startKobot(t, "")
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	cfg := fmt.Sprintf(`
 log: {level: info, format: json}
@@ -609,7 +559,7 @@ sink:
   api: {listen: "127.0.0.1:0", token: readiness-test-token}
   links:
     - {table: public.apps, field: company_id}
-`, sinkDSN, emu.Region, emu.Endpoint, queueURL, kb.srv.URL)
+`, sinkDSN, emu.Region, emu.Endpoint, queueURL, kb.URL())
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

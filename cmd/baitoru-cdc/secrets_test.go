@@ -6,19 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
 // TestSecretsNeverOutput runs the connector and the sink with the shipped
@@ -74,20 +72,13 @@ func TestSecretsNeverOutput(t *testing.T) {
 	}
 	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
 
-	key, err := kobot.ParseSecret(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recv := &verifyingKobot{t: t, secret: key}
-	var calls atomic.Int32
-	kobotSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) <= 2 { // the sink logs delivery errors, then retries
-			http.Error(w, "try later", http.StatusInternalServerError)
-			return
+	recv := startKobot(t, secret)
+	recv.Respond(func(_ kobottest.Request, n int) int {
+		if n < 2 { // the sink logs delivery errors, then retries
+			return http.StatusInternalServerError
 		}
-		recv.ServeHTTP(w, r)
-	}))
-	defer kobotSrv.Close()
+		return http.StatusNoContent
+	})
 
 	metricsAddr, apiAddr := freeAddr(t), freeAddr(t)
 	port := fmt.Sprint(pg.Port)
@@ -107,7 +98,7 @@ func TestSecretsNeverOutput(t *testing.T) {
 		"BAITORU_CDC_SINK_SQS_QUEUE_URL=" + queueURL,
 		"BAITORU_CDC_SINK_SQS_DLQ_URL=" + dlqURL,
 		"BAITORU_CDC_SINK_SQS_WAIT_TIME=1s",
-		"BAITORU_CDC_SINK_KOBOT_ENDPOINT=" + kobotSrv.URL + "/webhooks/baitoru",
+		"BAITORU_CDC_SINK_KOBOT_ENDPOINT=" + recv.URL(),
 		"BAITORU_CDC_SINK_KOBOT_SECRET=" + secret,
 		"BAITORU_CDC_SINK_KOBOT_RETRY_INITIAL=50ms",
 		"BAITORU_CDC_SINK_API_LISTEN=" + apiAddr,
@@ -158,11 +149,11 @@ func TestSecretsNeverOutput(t *testing.T) {
 	testenv.MustExec(t, srcAdmin, `INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email)
 		VALUES (1, 1, 'Secrets test', 'secrets@example.jp')`)
 	deadline := time.Now().Add(60 * time.Second)
-	for len(recv.snapshot()) == 0 && time.Now().Before(deadline) {
+	for len(recv.got()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if len(recv.snapshot()) == 0 {
-		t.Fatalf("no push reached Kobot (%d calls):\n%s\n%s", calls.Load(), tail(conn.output(), 10), tail(snk.output(), 10))
+	if len(recv.got()) == 0 {
+		t.Fatalf("no push reached Kobot (%d calls):\n%s\n%s", recv.Requests(), tail(conn.output(), 10), tail(snk.output(), 10))
 	}
 	for _, ep := range []string{"/metrics", "/healthz", "/readyz"} {
 		get("connector "+ep, http.MethodGet, "http://"+metricsAddr+ep, "", "", "")
@@ -181,14 +172,14 @@ func TestSecretsNeverOutput(t *testing.T) {
 	bad.waitLog(t, `password authentication failed`, 30*time.Second)
 	badSink := startProcEnv(t, append(append([]string(nil), env...), "SINK_DB_PASSWORD="+wrongPass, "BAITORU_CDC_SINK_API_LISTEN="+freeAddr(t)), "sink", "--config", shipped)
 	select {
-	case <-badSink.done:
+	case <-badSink.Done():
 	case <-time.After(30 * time.Second):
 	}
 
 	for label, p := range map[string]*proc{"run": conn, "sink": snk, "run with a wrong password": bad, "sink with a wrong password": badSink} {
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(30 * time.Second):
 			t.Errorf("%s did not stop after SIGTERM", label)
 		}

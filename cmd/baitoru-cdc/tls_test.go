@@ -250,7 +250,7 @@ tables:
 			deadline := time.Now().Add(30 * time.Second)
 			for !strings.Contains(p.output(), tt.want) && time.Now().Before(deadline) {
 				select {
-				case <-p.done:
+				case <-p.Done():
 					deadline = time.Now()
 				case <-time.After(20 * time.Millisecond):
 				}

@@ -19,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/baitoru/baitoru-cdc/internal/child"
 )
 
 // EmulatorOptions configures a fauxqs SNS/SQS emulator.
@@ -146,9 +148,9 @@ func (e *Emulator) Start() error {
 	defer logf.Close()
 	cmd := exec.Command(e.node, "--disable-warning=ExperimentalWarning", e.script)
 	cmd.Dir = filepath.Dir(e.script)
-	cmd.Env = childEnv(append([]string{"FAUXQS_PORT=" + strconv.Itoa(e.Port)}, e.env...)...)
+	cmd.Env = child.Env(append([]string{"FAUXQS_PORT=" + strconv.Itoa(e.Port)}, e.env...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := startChild(cmd, syscall.SIGKILL); err != nil {
+	if err := child.StartCmd(cmd, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("start emulator: %w", err)
 	}
 	done := make(chan struct{})

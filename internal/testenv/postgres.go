@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/baitoru/baitoru-cdc/internal/child"
 )
 
 // PostgresOptions configures a throwaway cluster.
@@ -145,7 +147,7 @@ func (p *Postgres) init(opts PostgresOptions) error {
 	cmd := exec.Command(filepath.Join(p.bin, "initdb"),
 		"-D", p.DataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	cmd.Dir = p.Dir
-	cmd.Env = childEnv()
+	cmd.Env = child.Env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
@@ -241,10 +243,10 @@ func (p *Postgres) Start() error {
 	defer logf.Close() // the child has its own copy
 	cmd := exec.Command(filepath.Join(p.bin, "postgres"), "-D", p.DataDir)
 	cmd.Dir = p.Dir
-	cmd.Env = childEnv()
+	cmd.Env = child.Env()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
-	if err := startChild(cmd, syscall.SIGQUIT); err != nil {
+	if err := child.StartCmd(cmd, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	done := make(chan struct{})

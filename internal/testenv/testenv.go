@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -101,57 +100,6 @@ func freePort() (int, error) {
 		return 0, fmt.Errorf("find free port: %w", err)
 	}
 	return port, nil
-}
-
-// spawner starts long-running children from one OS thread that never exits.
-// Pdeathsig fires when the thread that started a child exits, not the
-// process, so children must not be started from arbitrary Go threads.
-var (
-	spawnOnce sync.Once
-	spawnCh   chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
-
-// startChild starts cmd in its own process group; the child gets deathSig
-// when this process dies.
-func startChild(cmd *exec.Cmd, deathSig syscall.Signal) error {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = deathSig
-	spawnOnce.Do(func() {
-		spawnCh = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
-			for r := range spawnCh {
-				r.errc <- r.cmd.Start()
-			}
-		}()
-	})
-	errc := make(chan error, 1)
-	spawnCh <- spawnReq{cmd: cmd, errc: errc}
-	return <-errc
-}
-
-// childEnv is the environment for server processes: ours without the
-// variables that would redirect PostgreSQL or Node tools elsewhere.
-func childEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "PG") || strings.HasPrefix(k, "FAUXQS_") || strings.HasPrefix(k, "NODE_") ||
-			k == "LANG" || strings.HasPrefix(k, "LC_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "LANG=C", "LC_ALL=C")
-	return append(env, extra...)
 }
 
 // logTail returns the last n lines of the file at path, for error messages.

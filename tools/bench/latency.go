@@ -199,7 +199,7 @@ func (b *bench) latencyPhase(ctx context.Context) error {
 // startStreamingConnector starts `baitoru-cdc run` publishing to topic
 // (at endpoint; "" is the emulator) from a new slot, serving /metrics on
 // metricsAddr when set, and waits until it streams.
-func (b *bench) startStreamingConnector(ctx context.Context, name, slot, topic, endpoint, metricsAddr string) (*child, error) {
+func (b *bench) startStreamingConnector(ctx context.Context, name, slot, topic, endpoint, metricsAddr string) (*proc, error) {
 	if err := b.createSlot(ctx, slot); err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (b *bench) startStreamingConnector(ctx context.Context, name, slot, topic, 
 		return nil, err
 	}
 	_, err = b.waitSlot(ctx, slot, 60*time.Second, func() error {
-		if c.exited() {
+		if c.Exited() {
 			return c.exitErr()
 		}
 		return nil
@@ -339,7 +339,7 @@ func (b *bench) latencySNS(ctx context.Context) error {
 		b.res.Unavailable["latency commit→SNS accepted (connector histogram)"] = histErr.Error()
 	}
 	switch {
-	case c.exited():
+	case c.Exited():
 		return c.exitErr()
 	case accepted.badCount() > 0 || proxy.errs.Load() > 0:
 		return fmt.Errorf("proxy: %d unparseable events, %d calls not forwarded or not parsed", accepted.badCount(), proxy.errs.Load())
@@ -472,9 +472,9 @@ func (b *bench) latencyKobot(ctx context.Context) error {
 	}
 	b.logf("commit→Kobot: %d of %d events, p50 %.1fms p95 %.1fms p99 %.1fms max %.1fms", l.Received, l.Sent, l.P50, l.P95, l.P99, l.Max)
 	switch {
-	case c.exited():
+	case c.Exited():
 		return c.exitErr()
-	case s.exited():
+	case s.Exited():
 		return s.exitErr()
 	case rec.badCount() > 0:
 		return fmt.Errorf("%d requests with a bad signature or body", rec.badCount())

@@ -16,83 +16,33 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/baitoru/baitoru-cdc/internal/child"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
-// child is a process the bench started (the connector, the sink, the
-// baseline reader). It runs in its own process group and is killed if the
-// bench dies.
-type child struct {
-	name    string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	logPath string
-	started time.Time
-}
+// proc is a process the bench started (the connector, the sink, the
+// baseline reader), supervised by package child, with the bench's
+// measurements of it.
+type proc struct{ *child.Process }
 
-// startProcess starts bin with args and env (added to a clean copy of ours).
-// stdout, when nil, goes to the log file with stderr.
-func startProcess(name, logDir, bin string, args, env []string, stdout io.Writer) (*child, error) {
-	logPath := filepath.Join(logDir, name+".log")
-	logf, err := os.Create(logPath)
+// startProcess starts bin with args and env (added to child.Env). Its
+// output goes to logDir/name.log; stdout, when not nil, receives its
+// standard output instead.
+func startProcess(name, logDir, bin string, args, env []string, stdout io.Writer) (*proc, error) {
+	c, err := child.Start(child.Spec{Name: name, Path: bin, Args: args, Env: child.Env(env...),
+		LogPath: filepath.Join(logDir, name+".log"), Stdout: stdout})
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(cleanEnv(), env...)
-	cmd.Stderr = logf
-	cmd.Stdout = logf
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	c := &child{name: name, cmd: cmd, done: make(chan struct{}), logPath: logPath, started: time.Now()}
-	go func() {
-		c.waitErr = cmd.Wait()
-		logf.Close()
-		close(c.done)
-	}()
-	return c, nil
-}
-
-// cleanEnv is our environment without variables that would change how the
-// children behave (their own configuration and profiles are set explicitly).
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "BAITORU_CDC_") || strings.HasPrefix(k, "PG") || k == roleEnv {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
+	return &proc{c}, nil
 }
 
 // exitErr describes how the process ended, with the tail of its log.
-func (c *child) exitErr() error {
-	return fmt.Errorf("%s exited (%v); log %s:\n%s", c.name, c.waitErr, c.logPath, tail(c.logPath, 15))
-}
+func (c *proc) exitErr() error { return c.ExitError(15) }
 
 // vmHWM returns the process's peak resident set size so far (VmHWM), in
 // bytes; 0 when it cannot be read.
-func (c *child) vmHWM() int64 { return procStatusKB(c.pid(), "VmHWM") * 1024 }
+func (c *proc) vmHWM() int64 { return procStatusKB(c.Pid(), "VmHWM") * 1024 }
 
 func procStatusKB(pid int, field string) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
@@ -114,28 +64,24 @@ func procStatusKB(pid int, field string) int64 {
 
 // stop sends SIGTERM and waits up to grace for exit, then kills. A slow
 // stop is reported on stderr (it is a finding too).
-func (c *child) stop(grace time.Duration) {
-	if c.exited() {
+func (c *proc) stop(grace time.Duration) {
+	if c.Exited() {
 		return
 	}
 	start := time.Now()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-		if d := time.Since(start); d > 2*time.Second {
-			fmt.Fprintf(os.Stderr, "%s bench: %s took %s to stop after SIGTERM\n", time.Now().Format("15:04:05"), c.name, d.Round(time.Millisecond))
-		}
-	case <-time.After(grace):
-		fmt.Fprintf(os.Stderr, "%s bench: %s did not stop %s after SIGTERM; killed\n", time.Now().Format("15:04:05"), c.name, grace)
-		_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
-		<-c.done
+	err := c.Stop(grace)
+	switch {
+	case errors.Is(err, child.ErrKilled):
+		fmt.Fprintf(os.Stderr, "%s bench: %s did not stop %s after SIGTERM; killed\n", time.Now().Format("15:04:05"), c.Name(), grace)
+	case time.Since(start) > 2*time.Second:
+		fmt.Fprintf(os.Stderr, "%s bench: %s took %s to stop after SIGTERM\n", time.Now().Format("15:04:05"), c.Name(), time.Since(start).Round(time.Millisecond))
 	}
 }
 
 // wait waits for exit or ctx.
-func (c *child) wait(ctx context.Context) error {
+func (c *proc) wait(ctx context.Context) error {
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -144,14 +90,15 @@ func (c *child) wait(ctx context.Context) error {
 
 // usage returns the peak RSS (bytes) and CPU time (user+system) of an
 // exited process, from wait4's rusage.
-func (c *child) usage() (maxRSS int64, cpu time.Duration) {
-	if !c.exited() || c.cmd.ProcessState == nil {
+func (c *proc) usage() (maxRSS int64, cpu time.Duration) {
+	st := c.Cmd().ProcessState
+	if !c.Exited() || st == nil {
 		return 0, 0
 	}
-	if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
 		maxRSS = ru.Maxrss * 1024
 	}
-	return maxRSS, c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()
+	return maxRSS, st.UserTime() + st.SystemTime()
 }
 
 // procCPU returns the CPU time (user+system) process pid used so far; 0
@@ -188,18 +135,6 @@ func emulatorPID(port int) int {
 		return pid
 	}
 	return 0
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log)"
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // goTool returns the go command.

@@ -149,7 +149,7 @@ func (b *bench) publishPhase(ctx context.Context) error {
 	}
 	defer c.stop(15 * time.Second)
 	abort := func() error {
-		if c.exited() {
+		if c.Exited() {
 			return c.exitErr()
 		}
 		return nil
@@ -214,7 +214,7 @@ func (b *bench) profilePublish(ctx context.Context, w *Workload, slot string) er
 	}
 	defer c.stop(15 * time.Second)
 	abort := func() error {
-		if c.exited() {
+		if c.Exited() {
 			return c.exitErr()
 		}
 		return nil

@@ -396,7 +396,7 @@ func (b *bench) measureDiscard(ctx context.Context, w *Workload, slot string, r 
 	timeout := timeoutFor(w.Rows, 2000)
 	select {
 	case <-counter.done:
-	case <-c.done:
+	case <-c.Done():
 		return nil, c.exitErr()
 	case <-time.After(timeout):
 		return nil, fmt.Errorf("connector on %s: %d of %d events after %s", w.Name, counter.count(), w.Rows, timeout)
@@ -404,7 +404,7 @@ func (b *bench) measureDiscard(ctx context.Context, w *Workload, slot string, r 
 		return nil, ctx.Err()
 	}
 	confirmedAt, err := b.waitSlot(ctx, slot, 30*time.Second, func() error {
-		if c.exited() {
+		if c.Exited() {
 			return c.exitErr()
 		}
 		return nil

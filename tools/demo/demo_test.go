@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baitoru/baitoru-cdc/internal/kobotreceiver"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 )
 
-func receipt(table, op, data string) kobotreceiver.Receipt {
-	return kobotreceiver.Receipt{ReceivedAt: time.Now(), ID: "0/1-1", Account: account, Type: "t", Table: table, Op: op,
+func receipt(table, op, data string) kobottest.Receipt {
+	return kobottest.Receipt{ReceivedAt: time.Now(), ID: "0/1-1", Account: account, Type: "t", Table: table, Op: op,
 		LatencyMS: 12.5, Data: json.RawMessage(data)}
 }
 
@@ -29,15 +29,15 @@ func TestAwait(t *testing.T) {
 	dup.Duplicate = true
 	cases := []struct {
 		name     string
-		receipts []kobotreceiver.Receipt
+		receipts []kobottest.Receipt
 		unlinked float64 // the sink's baitoru_cdc_sink_deliveries_total{result="unlinked"}
 		wantErr  string
 	}{
-		{"all linked, unlinked dropped", []kobotreceiver.Receipt{app, post}, 1, ""},
-		{"redelivery is fine", []kobotreceiver.Receipt{app, dup, post}, 1, ""},
-		{"unlinked reached Kobot", []kobotreceiver.Receipt{app, other, post}, 1, "events of unlinked companies reached Kobot: [public.applications/insert/1005]"},
-		{"linked missing", []kobotreceiver.Receipt{app}, 1, "1 of 2 linked events reached Kobot (missing [public.job_postings/update/101])"},
-		{"unlinked not yet handled by the sink", []kobotreceiver.Receipt{app, post}, 0, "2 of 2 linked events reached Kobot"},
+		{"all linked, unlinked dropped", []kobottest.Receipt{app, post}, 1, ""},
+		{"redelivery is fine", []kobottest.Receipt{app, dup, post}, 1, ""},
+		{"unlinked reached Kobot", []kobottest.Receipt{app, other, post}, 1, "events of unlinked companies reached Kobot: [public.applications/insert/1005]"},
+		{"linked missing", []kobottest.Receipt{app}, 1, "1 of 2 linked events reached Kobot (missing [public.job_postings/update/101])"},
+		{"unlinked not yet handled by the sink", []kobottest.Receipt{app, post}, 0, "2 of 2 linked events reached Kobot"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,7 +47,7 @@ func TestAwait(t *testing.T) {
 			defer srv.Close()
 			var out bytes.Buffer
 			d := &demo{check: true, timeout: 500 * time.Millisecond, out: &out, apiURL: srv.URL, metricsURL: srv.URL,
-				receipts: make(chan kobotreceiver.Receipt, 10)}
+				receipts: make(chan kobottest.Receipt, 10)}
 			for _, r := range c.receipts {
 				d.receipts <- r
 			}
@@ -71,7 +71,7 @@ func TestAwait(t *testing.T) {
 
 func TestReceiptKey(t *testing.T) {
 	for _, c := range []struct {
-		r    kobotreceiver.Receipt
+		r    kobottest.Receipt
 		want string
 	}{
 		{receipt("public.applications", "insert", `{"application_id":7,"posting_id":3}`), "public.applications/insert/7"},

@@ -51,14 +51,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/baitoru/baitoru-cdc/internal/kobotreceiver"
+	"github.com/baitoru/baitoru-cdc/internal/child"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
-
-// Children get SIGKILL when the thread that started them exits
-// (Pdeathsig). The main goroutine, locked to the main thread, starts them
-// all, so they die with the demo even if it is killed.
-func init() { runtime.LockOSThread() }
 
 func main() {
 	check := flag.Bool("check", false, "run non-interactively; exit 0 only when exactly the linked events reached Kobot")
@@ -96,13 +92,13 @@ type demo struct {
 	root, dir, bin string
 	pg             *testenv.Postgres
 	emu            *testenv.Emulator
-	children       []*child
-	connector      *child
-	sink           *child
-	receiver       *child
+	children       []*child.Process
+	connector      *child.Process
+	sink           *child.Process
+	receiver       *child.Process
 
 	metricsURL, apiURL, token string
-	receipts                  chan kobotreceiver.Receipt
+	receipts                  chan kobottest.Receipt
 }
 
 func (d *demo) printf(format string, a ...any) {
@@ -206,7 +202,7 @@ func (d *demo) startPostgres(ctx context.Context) error {
 	// creates the publication and the permanent slot the config needs.
 	t = time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "baitoru-cdc"), "setup", "--config", filepath.Join(d.root, "config.yaml"), "--dsn", db)
-	cmd.Env = append(testenv.ChildEnv(), d.sourceEnv()...)
+	cmd.Env = child.Env(d.sourceEnv()...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("baitoru-cdc setup: %v\n%s", err, out)
@@ -265,7 +261,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	}
 
 	// Kobot.
-	d.receipts = make(chan kobotreceiver.Receipt, 1024)
+	d.receipts = make(chan kobottest.Receipt, 1024)
 	pr, pw := io.Pipe()
 	go d.readReceipts(pr)
 	rcv, err := d.spawn("kobot-receiver", "kobot-receiver", []string{"-listen", "127.0.0.1:0", "-json"},
@@ -274,7 +270,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 		return err
 	}
 	d.receiver = rcv
-	l, err := rcv.waitLog("listening", 10*time.Second)
+	l, _, err := rcv.WaitLog("^listening$", 10*time.Second)
 	if err != nil {
 		return err
 	}
@@ -309,7 +305,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	if d.connector, err = d.spawn("connector", "baitoru-cdc", []string{"run", "--config", cfg}, env, nil); err != nil {
 		return err
 	}
-	l, err = d.connector.waitLog("serving /metrics, /healthz, /readyz", 30*time.Second)
+	l, _, err = d.connector.WaitLog("^serving /metrics, /healthz, /readyz$", 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -326,7 +322,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	if d.sink, err = d.spawn("sink", "baitoru-cdc", []string{"sink", "--config", cfg}, env, nil); err != nil {
 		return err
 	}
-	if l, err = d.sink.waitLog("sink ready", 30*time.Second); err != nil {
+	if l, _, err = d.sink.WaitLog("^sink ready$", 30*time.Second); err != nil {
 		return err
 	}
 	api, _ := l["api"].(string)
@@ -339,8 +335,9 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	return nil
 }
 
-func (d *demo) spawn(name, bin string, args, env []string, stdout io.Writer) (*child, error) {
-	c, err := start(name, filepath.Join(d.dir, name+".log"), filepath.Join(d.bin, bin), args, env, stdout)
+func (d *demo) spawn(name, bin string, args, env []string, stdout io.Writer) (*child.Process, error) {
+	c, err := child.Start(child.Spec{Name: name, Path: filepath.Join(d.bin, bin), Args: args, Env: child.Env(env...),
+		LogPath: filepath.Join(d.dir, name+".log"), Stdout: stdout})
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +346,7 @@ func (d *demo) spawn(name, bin string, args, env []string, stdout io.Writer) (*c
 }
 
 // waitReady polls url (a /readyz) until it answers 200.
-func (d *demo) waitReady(ctx context.Context, c *child, url string) error {
+func (d *demo) waitReady(ctx context.Context, c *child.Process, url string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	var last string
 	for {
@@ -364,11 +361,11 @@ func (d *demo) waitReady(ctx context.Context, c *child, url string) error {
 		} else {
 			last = err.Error()
 		}
-		if c.exited() {
-			return fmt.Errorf("%s exited (%v); log %s:\n%s", c.name, c.err, c.logPath, c.tail(20))
+		if c.Exited() {
+			return c.ExitError(20)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after 30s: %s", c.name, last)
+			return fmt.Errorf("%s not ready after 30s: %s", c.Name(), last)
 		}
 		select {
 		case <-ctx.Done():
@@ -413,7 +410,7 @@ func (d *demo) readReceipts(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var rc kobotreceiver.Receipt
+		var rc kobottest.Receipt
 		if json.Unmarshal(sc.Bytes(), &rc) == nil {
 			d.receipts <- rc
 		}
@@ -429,7 +426,7 @@ func (d *demo) await(ctx context.Context, sc *scenario) error {
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	got := map[string]kobotreceiver.Receipt{}
+	got := map[string]kobottest.Receipt{}
 	var unexpected []string
 	var latencies []float64
 	for {
@@ -451,11 +448,11 @@ func (d *demo) await(ctx context.Context, sc *scenario) error {
 				got[k] = rc
 				latencies = append(latencies, rc.LatencyMS)
 			}
-			fmt.Fprintln(d.out, mark+kobotreceiver.Format(rc))
+			fmt.Fprintln(d.out, mark+kobottest.Format(rc))
 		case <-tick.C:
 			for _, c := range d.children {
-				if c.exited() {
-					return fmt.Errorf("%s exited (%v); log %s:\n%s", c.name, c.err, c.logPath, c.tail(20))
+				if c.Exited() {
+					return c.ExitError(20)
 				}
 			}
 			if len(got) < len(sc.linked) {
@@ -533,11 +530,11 @@ Ctrl-C stops everything and removes what the demo started.
 			fmt.Fprintln(d.out)
 			return nil
 		case rc := <-d.receipts:
-			fmt.Fprintln(d.out, "  ✓ "+kobotreceiver.Format(rc))
+			fmt.Fprintln(d.out, "  ✓ "+kobottest.Format(rc))
 		case <-tick.C:
 			for _, c := range d.children {
-				if c.exited() {
-					return fmt.Errorf("%s exited (%v); log %s:\n%s", c.name, c.err, c.logPath, c.tail(20))
+				if c.Exited() {
+					return c.ExitError(20)
 				}
 			}
 		}
@@ -547,7 +544,7 @@ Ctrl-C stops everything and removes what the demo started.
 // dumpLogs prints the end of every child's log (after a failure).
 func (d *demo) dumpLogs() {
 	for _, c := range d.children {
-		fmt.Fprintf(d.out, "--- last lines of %s (%s):\n%s\n", c.name, c.logPath, c.tail(15))
+		fmt.Fprintf(d.out, "--- last lines of %s (%s):\n%s\n", c.Name(), c.LogPath(), c.Tail(15))
 	}
 }
 
@@ -558,7 +555,7 @@ func (d *demo) cleanup() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.stop(20 * time.Second); err != nil {
+			if err := c.Stop(20 * time.Second); err != nil {
 				d.printf("stop: %v", err)
 			}
 		}()

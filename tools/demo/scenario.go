@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/baitoru/baitoru-cdc/internal/kobotreceiver"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 )
 
 // scenario is what the demo wrote: the keys ("table/op/id") of the events
@@ -24,7 +24,7 @@ type scenario struct {
 func key(table, op string, id int64) string { return fmt.Sprintf("%s/%s/%d", table, op, id) }
 
 // receiptKey is the scenario key of a received event.
-func receiptKey(r kobotreceiver.Receipt) string {
+func receiptKey(r kobottest.Receipt) string {
 	var data struct {
 		ApplicationID *int64 `json:"application_id"`
 		PostingID     *int64 `json:"posting_id"`

@@ -9,7 +9,7 @@
 // The secret is read from the environment, never from a flag (flags show in
 // ps). Without it the receiver uses the public demo secret of config.yaml
 // and says so. Output goes to stdout, one line per push: readable text, or
-// with -json one kobotreceiver.Receipt object per line. Logs go to stderr
+// with -json one kobottest.Receipt object per line. Logs go to stderr
 // (JSON with -json); the first one, "listening", names the address.
 package main
 
@@ -29,12 +29,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/baitoru/baitoru-cdc/internal/kobotreceiver"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
 // demoSecret is the public demo default of config.yaml's sink.kobot.secret.
 const demoSecret = "whsec_YmFpdG9ydS1jZGMgZGVtbyBzZWNyZXQsIG5vdCBmb3I="
+
+// maxPairs bounds the duplicate filter's memory.
+const maxPairs = 100_000
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9000", "address to listen on (port 0: any free port)")
@@ -63,17 +66,19 @@ func run(listen, path string, asJSON bool, out io.Writer, log *slog.Logger) erro
 		return fmt.Errorf("KOBOT_WEBHOOK_SECRET: %w", err)
 	}
 	var mu sync.Mutex
-	emit := func(r kobotreceiver.Receipt) {
+	emit := func(r kobottest.Receipt) {
 		mu.Lock()
 		defer mu.Unlock()
 		if asJSON {
 			_ = json.NewEncoder(out).Encode(r)
 			return
 		}
-		fmt.Fprintln(out, kobotreceiver.Format(r))
+		fmt.Fprintln(out, kobottest.Format(r))
 	}
 	mux := http.NewServeMux()
-	mux.Handle(path, kobotreceiver.New(key, log, emit))
+	// The duplicate filter remembers the last maxPairs (account, event id)
+	// pairs, so a receiver left running does not grow without bound.
+	mux.Handle(path, kobottest.New(kobottest.Options{Secret: key, Log: log, OnReceipt: emit, MaxPairs: maxPairs}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

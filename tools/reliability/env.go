@@ -20,8 +20,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/baitoru/baitoru-cdc/internal/faultkobot"
+	"github.com/baitoru/baitoru-cdc/internal/child"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
+	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/tools/internal/faultproxy"
 )
 
@@ -136,18 +138,18 @@ type stage struct {
 	dlqURL   string
 	audit    string
 	proxy    *faultproxy.Proxy
-	kobot    *faultkobot.Receiver
+	kobot    *kobottest.Receiver
 	config   string
 	extra    []string // per-stage BAITORU_CDC_* overrides
-	procs    []*proc
+	procs    []*child.Process
 	w        *writer
 	stopW    context.CancelFunc
 	wDone    chan struct{}
 	apiURL   string
 	faults   []faultMark
 	seq      int
-	conn     *proc // the connector streaming (or expected to)
-	sink     *proc // the first sink
+	conn     *child.Process // the connector streaming (or expected to)
+	sink     *child.Process // the first sink
 }
 
 // faultMark is the end of a fault: recovery is measured from at until
@@ -214,9 +216,11 @@ func (e *env) newStage(ctx context.Context, name string, extra []string) (*stage
 	if err := st.proxy.Start(); err != nil {
 		return nil, err
 	}
-	if st.kobot, err = faultkobot.New(webhookSecret); err != nil {
+	key, err := kobot.ParseSecret(webhookSecret)
+	if err != nil {
 		return nil, err
 	}
+	st.kobot = kobottest.New(kobottest.Options{Secret: key})
 	if err := st.kobot.Start(); err != nil {
 		return nil, err
 	}
@@ -252,9 +256,10 @@ func dropDatabase(ctx context.Context, pg *testenv.Postgres, name string) error 
 	return nil
 }
 
-// env is the process environment of the stage's binaries: the shipped
-// config.yaml pointed at the stage's servers through BAITORU_CDC_*
-// overrides, the SNS and SQS endpoints through the fault proxy. listen is
+// env is the process environment of the stage's binaries, child.Env plus
+// the shipped config.yaml pointed at the stage's servers through
+// BAITORU_CDC_* overrides, the SNS and SQS endpoints through the fault
+// proxy, and the emulator's credentials. listen is
 // the connector's metrics.listen or the sink's sink.api.listen: every
 // process gets its own free port (an empty override would leave the
 // shipped ":9090", which two connectors cannot share).
@@ -277,8 +282,10 @@ func (st *stage) env(listen string) []string {
 		"BAITORU_CDC_SINK_KOBOT_SECRET=" + webhookSecret,
 		"BAITORU_CDC_SINK_API_LISTEN=" + listen,
 		"BAITORU_CDC_SINK_API_TOKEN=" + apiToken,
+		// The emulator's static credentials.
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true",
 	}
-	return append(env, st.extra...)
+	return child.Env(append(env, st.extra...)...)
 }
 
 func (st *stage) logf(format string, a ...any) {
@@ -287,24 +294,25 @@ func (st *stage) logf(format string, a ...any) {
 
 // startConnector starts `baitoru-cdc run` and, when wait, waits until it
 // streams.
-func (st *stage) startConnector(wait bool) (*proc, error) {
+func (st *stage) startConnector(wait bool) (*child.Process, error) {
 	return st.startConnectorWith(st.config, wait)
 }
 
-func (st *stage) startConnectorWith(config string, wait bool) (*proc, error) {
+func (st *stage) startConnectorWith(config string, wait bool) (*child.Process, error) {
 	st.seq++
 	name := fmt.Sprintf("run-%d", st.seq)
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc(name, filepath.Join(st.dir, name+".log"), st.e.bin, []string{"run", "--config", config}, st.env(addr))
+	p, err := child.Start(child.Spec{Name: name, Path: st.e.bin, Args: []string{"run", "--config", config}, Env: st.env(addr),
+		LogPath: filepath.Join(st.dir, name+".log")})
 	if err != nil {
 		return nil, err
 	}
 	st.procs = append(st.procs, p)
 	if wait {
-		if _, _, err := p.waitLog(`^streaming$`, 60*time.Second); err != nil {
+		if _, _, err := p.WaitLog(`^streaming$`, 60*time.Second); err != nil {
 			return nil, err
 		}
 	}
@@ -313,14 +321,15 @@ func (st *stage) startConnectorWith(config string, wait bool) (*proc, error) {
 
 // startSink starts `baitoru-cdc sink` on a free port and waits until
 // /readyz answers 200.
-func (st *stage) startSink() (*proc, error) {
+func (st *stage) startSink() (*child.Process, error) {
 	st.seq++
 	name := fmt.Sprintf("sink-%d", st.seq)
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc(name, filepath.Join(st.dir, name+".log"), st.e.bin, []string{"sink", "--config", st.config}, st.env(addr))
+	p, err := child.Start(child.Spec{Name: name, Path: st.e.bin, Args: []string{"sink", "--config", st.config}, Env: st.env(addr),
+		LogPath: filepath.Join(st.dir, name+".log")})
 	if err != nil {
 		return nil, err
 	}
@@ -335,11 +344,11 @@ func (st *stage) startSink() (*proc, error) {
 				break
 			}
 		}
-		if p.exited() {
-			return nil, fmt.Errorf("%s exited (%v):\n%s", name, p.err, p.tail(15))
+		if p.Exited() {
+			return nil, fmt.Errorf("%s exited (%v):\n%s", name, p.Err(), p.Tail(15))
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s not ready after 60s:\n%s", name, p.tail(15))
+			return nil, fmt.Errorf("%s not ready after 60s:\n%s", name, p.Tail(15))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -414,7 +423,7 @@ func (st *stage) close(ctx context.Context) {
 	st.stopWriter()
 	var wg sync.WaitGroup
 	for _, p := range st.procs {
-		wg.Go(func() { _ = p.stop(30 * time.Second) })
+		wg.Go(func() { _ = p.Stop(30 * time.Second) })
 	}
 	wg.Wait()
 	if st.proxy != nil {

@@ -13,7 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/baitoru/baitoru-cdc/internal/faultkobot"
+	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 )
 
 // result is the figures of one stage.
@@ -147,8 +147,8 @@ func expected(rows []row, rejected map[string]bool) (map[pushKey]bool, int) {
 }
 
 // byRow folds the receiver's pushes by (account, application id).
-func byRow(ps map[faultkobot.Pair]faultkobot.Push) map[pushKey][]faultkobot.Push {
-	out := map[pushKey][]faultkobot.Push{}
+func byRow(ps map[kobottest.Pair]kobottest.Push) map[pushKey][]kobottest.Push {
+	out := map[pushKey][]kobottest.Push{}
 	for pair, p := range ps {
 		k := pushKey{pair.Account, p.ApplicationID}
 		out[k] = append(out[k], p)
@@ -168,7 +168,7 @@ func (st *stage) settle(ctx context.Context, r *result, timeout time.Duration, r
 			return fmt.Errorf("read rows: %w", err)
 		}
 		want, _ := expected(rows, rejected)
-		got := byRow(st.kobot.Pushes())
+		got := byRow(st.kobot.Pairs())
 		missing := 0
 		for k := range want {
 			if !processed(got[k]) {
@@ -189,7 +189,7 @@ func (st *stage) settle(ctx context.Context, r *result, timeout time.Duration, r
 	return st.measure(ctx, r, rows, rejected)
 }
 
-func processed(ps []faultkobot.Push) bool {
+func processed(ps []kobottest.Push) bool {
 	for _, p := range ps {
 		if p.Processed > 0 {
 			return true
@@ -230,7 +230,7 @@ func (st *stage) measure(ctx context.Context, r *result, rows []row, rejected ma
 	}
 
 	// Kobot's side.
-	got := byRow(st.kobot.Pushes())
+	got := byRow(st.kobot.Pairs())
 	first := map[pushKey]time.Time{}
 	for k, ps := range got {
 		if len(ps) > 1 {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/baitoru/baitoru-cdc/internal/child"
 )
 
 // scale sizes a run: the full suite (make reliability) or the reduced one
@@ -201,14 +203,14 @@ func between(lo, hi time.Duration) time.Duration {
 func connectorKills(ctx context.Context, st *stage, sc scale, r *result) error {
 	for i := 0; i < sc.kills && ctx.Err() == nil; i++ {
 		sleepCtx(ctx, between(sc.killMin, sc.killMax))
-		st.conn.kill()
+		st.conn.Kill()
 		p, err := st.startConnector(false)
 		if err != nil {
 			return err
 		}
 		st.faultEnded()
 		st.conn = p
-		if _, _, err := p.waitLog(`^streaming$`, 60*time.Second); err != nil {
+		if _, _, err := p.WaitLog(`^streaming$`, 60*time.Second); err != nil {
 			return err
 		}
 	}
@@ -228,10 +230,10 @@ func pgStop(mode string) func(context.Context, *stage, scale, *result) error {
 			return err
 		}
 		st.faultEnded()
-		if st.conn.exited() {
-			return fmt.Errorf("connector exited during the outage (%v):\n%s", st.conn.err, st.conn.tail(10))
+		if st.conn.Exited() {
+			return fmt.Errorf("connector exited during the outage (%v):\n%s", st.conn.Err(), st.conn.Tail(10))
 		}
-		if _, _, err := st.conn.waitLog(`^replication stream interrupted`, 30*time.Second); err != nil {
+		if _, _, err := st.conn.WaitLog(`^replication stream interrupted`, 30*time.Second); err != nil {
 			return err
 		}
 		r.note("connector reconnected by itself (same process)")
@@ -250,8 +252,8 @@ func sinkPGStop(ctx context.Context, st *stage, sc scale, r *result) error {
 		return err
 	}
 	st.faultEnded()
-	if st.sink.exited() {
-		return fmt.Errorf("sink exited during the outage (%v):\n%s", st.sink.err, st.sink.tail(10))
+	if st.sink.Exited() {
+		return fmt.Errorf("sink exited during the outage (%v):\n%s", st.sink.Err(), st.sink.Tail(10))
 	}
 	return nil
 }
@@ -265,9 +267,9 @@ func unreachable(ctx context.Context, st *stage, sc scale, r *result) error {
 		return err
 	}
 	st.faultEnded()
-	for _, p := range []*proc{st.conn, st.sink} {
-		if p.exited() {
-			return fmt.Errorf("%s exited during the outage (%v):\n%s", p.name, p.err, p.tail(10))
+	for _, p := range []*child.Process{st.conn, st.sink} {
+		if p.Exited() {
+			return fmt.Errorf("%s exited during the outage (%v):\n%s", p.Name(), p.Err(), p.Tail(10))
 		}
 	}
 	return nil
@@ -347,7 +349,7 @@ func sinkKills(ctx context.Context, st *stage, sc scale, r *result) error {
 			time.Sleep(5 * time.Millisecond)
 		}
 		inflight := st.kobot.InFlight()
-		st.sink.kill()
+		st.sink.Kill()
 		st.logf("sink SIGKILLed with %d pushes in flight", inflight)
 		p, err := st.startSink()
 		if err != nil {
@@ -373,13 +375,13 @@ func sinksCompete(ctx context.Context, st *stage, sc scale, r *result) error {
 }
 
 // sinkURL is the API address a sink process was given.
-func sinkURL(p *proc) string { return "http://" + envValue(p, "BAITORU_CDC_SINK_API_LISTEN") }
+func sinkURL(p *child.Process) string { return "http://" + envValue(p, "BAITORU_CDC_SINK_API_LISTEN") }
 
 // envValue is the value of variable k in p's environment (the last one
 // wins, as for the process).
-func envValue(p *proc, k string) string {
+func envValue(p *child.Process, k string) string {
 	v := ""
-	for _, kv := range p.cmd.Env {
+	for _, kv := range p.Cmd().Env {
 		if s, ok := strings.CutPrefix(kv, k+"="); ok {
 			v = s
 		}
@@ -411,16 +413,16 @@ func takeover(ctx context.Context, st *stage, sc scale, r *result) error {
 		return err
 	}
 	for round := 0; round < sc.haRounds && ctx.Err() == nil; round++ {
-		if _, _, err := standby.waitLog(`waiting for the replication slot`, 30*time.Second); err != nil {
+		if _, _, err := standby.WaitLog(`waiting for the replication slot`, 30*time.Second); err != nil {
 			return fmt.Errorf("the standby did not report that it waits for the slot: %w", err)
 		}
 		sleepCtx(ctx, between(time.Second, 3*time.Second))
-		if standby.exited() {
-			return fmt.Errorf("standby exited: %v\n%s", standby.err, standby.tail(10))
+		if standby.Exited() {
+			return fmt.Errorf("standby exited: %v\n%s", standby.Err(), standby.Tail(10))
 		}
 		killed := time.Now()
-		st.conn.kill()
-		_, seen, err := standby.waitLog(`^streaming$`, 60*time.Second)
+		st.conn.Kill()
+		_, seen, err := standby.WaitLog(`^streaming$`, 60*time.Second)
 		if err != nil {
 			return fmt.Errorf("standby did not take over: %w", err)
 		}
@@ -489,8 +491,8 @@ func bigTransaction(ctx context.Context, st *stage, sc scale, r *result) error {
 	if peak == 0 {
 		r.fail("no in-flight events sampled from the connector's /metrics")
 	}
-	if st.conn.exited() {
-		return fmt.Errorf("connector exited: %v\n%s", st.conn.err, st.conn.tail(10))
+	if st.conn.Exited() {
+		return fmt.Errorf("connector exited: %v\n%s", st.conn.Err(), st.conn.Tail(10))
 	}
 	return nil
 }
@@ -508,7 +510,7 @@ func rowsDelivered(st *stage, lo, hi int64) bool {
 		}
 	}
 	want, _ := expected(sel, nil)
-	got := byRow(st.kobot.Pushes())
+	got := byRow(st.kobot.Pairs())
 	for k := range want {
 		if !processed(got[k]) {
 			return false
@@ -556,15 +558,15 @@ func oversizeRow(ctx context.Context, st *stage, sc scale, r *result) error {
 		return fmt.Errorf("insert the oversize row: %w", err)
 	}
 	st.logf("committed row %d with a 300 KB answers document", big)
-	check := func(p *proc) (string, error) {
-		if err := p.wait(60 * time.Second); err == nil {
-			return "", fmt.Errorf("%s exited 0 on an event over the SNS limit", p.name)
-		} else if p.exitCode() <= 0 {
-			return "", fmt.Errorf("%s did not exit with an error status: %v", p.name, err)
+	check := func(p *child.Process) (string, error) {
+		if err := p.Wait(60 * time.Second); err == nil {
+			return "", fmt.Errorf("%s exited 0 on an event over the SNS limit", p.Name())
+		} else if p.ExitCode() <= 0 {
+			return "", fmt.Errorf("%s did not exit with an error status: %v", p.Name(), err)
 		}
-		m := eventIDRE.FindStringSubmatch(p.output())
+		m := eventIDRE.FindStringSubmatch(p.Output())
 		if m == nil {
-			return "", fmt.Errorf("%s's error does not name table public.applications, key 1, the event id and the size:\n%s", p.name, p.tail(5))
+			return "", fmt.Errorf("%s's error does not name table public.applications, key 1, the event id and the size:\n%s", p.Name(), p.Tail(5))
 		}
 		lsn := m[1]
 		var below bool
@@ -582,7 +584,7 @@ func oversizeRow(ctx context.Context, st *stage, sc scale, r *result) error {
 	if err != nil {
 		return err
 	}
-	r.note("connector exited %d: %s", st.conn.exitCode(), msg)
+	r.note("connector exited %d: %s", st.conn.ExitCode(), msg)
 	// A restart with the same mapping stops at the same event.
 	p, err := st.startConnector(false)
 	if err != nil {
@@ -592,7 +594,7 @@ func oversizeRow(ctx context.Context, st *stage, sc scale, r *result) error {
 	if msg, err = check(p); err != nil {
 		return fmt.Errorf("after a restart: %w", err)
 	}
-	r.note("restarted with the same mapping: exited %d again at the same event, slot still below it", p.exitCode())
+	r.note("restarted with the same mapping: exited %d again at the same event, slot still below it", p.ExitCode())
 
 	// The operator's fix: stop publishing the large column.
 	shipped, err := os.ReadFile(st.config)
