@@ -20,7 +20,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	err := newRootCmd().ExecuteContext(ctx)
+	err := withProfiles(func() error { return newRootCmd().ExecuteContext(ctx) })
 	os.Exit(exitCode(err))
 }
 
