@@ -20,10 +20,19 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 )
 
+// Exit codes of check, those of monitoring plugins (Nagios, Icinga,
+// Sensu): the worst row decides.
+const (
+	checkOK       = 0 // every row ✓
+	checkWarning  = 1 // a ! row, no ✗
+	checkCritical = 2 // a ✗ row
+	checkUnknown  = 3 // check could not run: bad flags or an invalid config
+)
+
 // checkCmd is the DBA's preflight: one row per check (✓ ok, ! warning,
 // ✗ blocking problem) with what was observed and how to fix it. Exit code 0
-// when everything is ok, 1 with a blocking problem, 2 with warnings only.
-// --json prints the same rows as one JSON document.
+// when everything is ok, 1 with warnings only, 2 with a blocking problem, 3
+// when it could not check. --json prints the same rows as one JSON document.
 func checkCmd() *cobra.Command {
 	var file, dsn string
 	var asJSON bool
@@ -40,13 +49,27 @@ fail, the slot (plugin, active pid, wal_status, retained WAL, confirmed-flush
 lag), max_slot_wal_keep_size, and the SNS topics (reachable, FIFO as the
 config says).
 
-Exit code: 0 all ok, 1 a blocking problem, 2 warnings only.`,
+Exit code, as monitoring plugins (Nagios, Icinga, Sensu) expect:
+  0  OK        every row ✓
+  1  WARNING   a ! row (it works, but look), no ✗
+  2  CRITICAL  a ✗ row: the connector cannot work as configured
+  3  UNKNOWN   check could not run: bad flags or an invalid configuration`,
+		Example: `  baitoru-cdc check --config config.yaml
+  # as the DBA, still checking the connector's role (the user of source.dsn)
+  baitoru-cdc check --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru'
+  # for scripts and CI
+  baitoru-cdc check --config config.yaml --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {
+				var ee *exitError
+				if errors.As(err, &ee) {
+					ee.code = checkUnknown
+				}
 				return err
 			}
+			printConfigWarnings(cmd.ErrOrStderr(), cfg)
 			rows := runChecks(cmd.Context(), cfg, file, dsn)
 			code := checkExitCode(rows)
 			out := cmd.OutOrStdout()
@@ -64,6 +87,9 @@ Exit code: 0 all ok, 1 a blocking problem, 2 warnings only.`,
 	cmd.Flags().StringVarP(&file, "config", "c", "config.yaml", "configuration file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the checks as JSON")
 	cmd.Flags().StringVar(&dsn, "dsn", "", "connect with this DSN instead of source.dsn")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: checkUnknown, msg: "baitoru-cdc check: " + err.Error() + " (see baitoru-cdc check --help)"}
+	})
 	return cmd
 }
 
@@ -152,13 +178,13 @@ func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
 }
 
 func checkExitCode(rows []dba.CheckResult) int {
-	code := 0
+	code := checkOK
 	for _, r := range rows {
 		switch r.Status {
 		case dba.CheckFail:
-			return 1
+			return checkCritical
 		case dba.CheckWarn:
-			code = 2
+			code = checkWarning
 		}
 	}
 	return code
@@ -183,12 +209,12 @@ func writeCheckTable(w io.Writer, rows []dba.CheckResult, code int) {
 		counts[dba.CheckOK], counts[dba.CheckWarn], countNoun(counts[dba.CheckWarn], "warning", "warnings"),
 		counts[dba.CheckFail], countNoun(counts[dba.CheckFail], "problem", "problems"))
 	switch code {
-	case 0:
+	case checkOK:
 		fmt.Fprintf(w, "\ncheck: all good (%s)\n", summary)
-	case 2:
-		fmt.Fprintf(w, "\ncheck: warnings only (%s); exit 2\n", summary)
+	case checkWarning:
+		fmt.Fprintf(w, "\ncheck: warnings only (%s); exit 1 (WARNING)\n", summary)
 	default:
-		fmt.Fprintf(w, "\ncheck: blocking problems (%s); exit 1\n", summary)
+		fmt.Fprintf(w, "\ncheck: blocking problems (%s); exit 2 (CRITICAL)\n", summary)
 	}
 }
 
@@ -200,7 +226,7 @@ type checkReport struct {
 }
 
 func writeCheckJSON(w io.Writer, rows []dba.CheckResult, code int) {
-	status := map[int]string{0: "ok", 1: "fail", 2: "warn"}[code]
+	status := map[int]string{checkOK: "ok", checkWarning: "warn", checkCritical: "fail"}[code]
 	if rows == nil {
 		rows = []dba.CheckResult{}
 	}

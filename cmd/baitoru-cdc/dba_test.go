@@ -256,7 +256,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	}
 	// Before the role exists, check (run by the DBA) says so, with the fix.
 	rep, res := checkJSON(t, "--config", cfg, "--dsn", admin)
-	if r := rowsWith(rep, "role cdc"); res.code != 1 || len(r) != 1 || r[0].Status != dba.CheckFail ||
+	if r := rowsWith(rep, "role cdc"); res.code != checkCritical || len(r) != 1 || r[0].Status != dba.CheckFail ||
 		!strings.Contains(r[0].Observed, "does not exist") || !strings.Contains(r[0].Fix, `CREATE ROLE "cdc" WITH LOGIN REPLICATION`) {
 		t.Fatalf("check before the role exists: %+v\n%s", r, res)
 	}
@@ -281,6 +281,27 @@ func TestSetupCheckTeardown(t *testing.T) {
 			t.Errorf("check has no row %q: %+v", name, rep.Checks)
 		}
 	}
+	// The same with source.create: true (the default): the role may not
+	// create the publication, but it exists and matches, so all is ok.
+	cfgCreate := filepath.Join(dir, "config-create.yaml")
+	y, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgCreate, []byte(strings.Replace(string(y), "  create: false\n", "  create: true\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, res = checkJSON(t, "--config", cfgCreate)
+	if p := rowsWith(rep, "privileges"); res.code != checkOK || len(p) != 1 || p[0].Status != dba.CheckOK || !strings.Contains(p[0].Observed, "run changes nothing") {
+		t.Fatalf("check with source.create: true after setup: want exit 0 and privileges ok: %+v\n%s", p, res)
+	}
+	// A check that cannot run is UNKNOWN (3), not a warning.
+	if res := runCLI(t, "check", "--config", filepath.Join(dir, "missing.yaml")); res.code != checkUnknown {
+		t.Errorf("check with a missing config: %s; want exit 3", res)
+	}
+	if res := runCLI(t, "check", "--config", cfg, "--no-such-flag"); res.code != checkUnknown || !strings.Contains(res.stderr, "unknown flag") {
+		t.Errorf("check with a bad flag: %s; want exit 3", res)
+	}
 	table := runCLI(t, "check", "--config", cfg)
 	if table.code != 0 || !strings.Contains(table.stdout, "✓ wal_level") || strings.Contains(table.stdout, "✗") || !strings.Contains(table.stdout, "check: all good") {
 		t.Fatalf("check table: %s", table)
@@ -302,26 +323,26 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Fatalf("check run by the DBA: %+v\n%s", notOK(rep), res)
 	}
 	// A connector configured to run as a superuser works, but that is a
-	// warning: exit 2.
+	// warning: exit 1 (WARNING).
 	cfgSuper := filepath.Join(dir, "config-super.yaml")
 	dbaConfig(t, cfgSuper, admin, topic, emu)
 	rep, res = checkJSON(t, "--config", cfgSuper)
-	if res.code != 2 || rep.Status != "warn" {
-		t.Fatalf("check as superuser: want exit 2: %s", res)
+	if res.code != checkWarning || rep.Status != "warn" {
+		t.Fatalf("check as superuser: want exit 1: %s", res)
 	}
 	if bad := notOK(rep); len(bad) != 1 || bad[0].Check != "role postgres" || bad[0].Fix == "" {
 		t.Fatalf("check as superuser: want one warning (role) with a fix: %+v", bad)
 	}
 	table = runCLI(t, "check", "--config", cfgSuper)
-	if table.code != 2 || !strings.Contains(table.stdout, "! role postgres") || !strings.Contains(table.stdout, "warnings only") {
+	if table.code != checkWarning || !strings.Contains(table.stdout, "! role postgres") || !strings.Contains(table.stdout, "warnings only") || !strings.Contains(table.stdout, "exit 1 (WARNING)") {
 		t.Fatalf("check table as superuser: %s", table)
 	}
 
 	// Drift: a table removed by hand, a column added to the config.
 	testenv.MustExec(t, admin, `ALTER PUBLICATION cdc DROP TABLE postings`)
 	rep, res = checkJSON(t, "--config", cfg2)
-	if res.code != 1 || rep.Status != "fail" {
-		t.Fatalf("check with drift: want exit 1: %s", res)
+	if res.code != checkCritical || rep.Status != "fail" {
+		t.Fatalf("check with drift: want exit 2: %s", res)
 	}
 	drift := rowsWith(rep, "publication drift")
 	var sawMissing, sawColumn bool
@@ -340,7 +361,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Errorf("grants row: %+v", g)
 	}
 	table = runCLI(t, "check", "--config", cfg2)
-	if table.code != 1 || !strings.Contains(table.stdout, "✗ publication drift") || !strings.Contains(table.stdout, "fix: baitoru-cdc setup") || !strings.Contains(table.stdout, "exit 1") {
+	if table.code != checkCritical || !strings.Contains(table.stdout, "✗ publication drift") || !strings.Contains(table.stdout, "fix: baitoru-cdc setup") || !strings.Contains(table.stdout, "exit 2 (CRITICAL)") {
 		t.Fatalf("check table with drift: %s", table)
 	}
 
@@ -404,7 +425,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, res = checkJSON(t, "--config", cfgLag)
-	if r := rowsWith(rep, "slot retained WAL"); res.code != 2 || len(r) != 1 || r[0].Status != dba.CheckWarn || !strings.Contains(r[0].Observed, "source.max_lag_bytes 1 B") || r[0].Fix == "" {
+	if r := rowsWith(rep, "slot retained WAL"); res.code != checkWarning || len(r) != 1 || r[0].Status != dba.CheckWarn || !strings.Contains(r[0].Observed, "source.max_lag_bytes 1 B") || r[0].Fix == "" {
 		t.Fatalf("check with max_lag_bytes 1: %+v\n%s", r, res)
 	}
 	before = publicationState(t, admin)
@@ -485,7 +506,7 @@ tables:
 	}
 	rep, res := checkJSON(t, "--config", cfg)
 	wl := rowsWith(rep, "wal_level")
-	if res.code != 1 || len(wl) != 1 || wl[0].Status != dba.CheckFail || !strings.Contains(wl[0].Observed, "replica") ||
+	if res.code != checkCritical || len(wl) != 1 || wl[0].Status != dba.CheckFail || !strings.Contains(wl[0].Observed, "replica") ||
 		!strings.Contains(wl[0].Fix, "ALTER SYSTEM SET wal_level = logical") || !strings.Contains(wl[0].Fix, "restart") {
 		t.Fatalf("check on wal_level=replica: %+v\n%s", wl, res)
 	}
@@ -558,8 +579,8 @@ func TestCheckSNSTopics(t *testing.T) {
 			t.Errorf("sns row %+v; want %+v for %s", r, w, arn)
 		}
 	}
-	if got := checkExitCode(rows); got != 1 {
-		t.Errorf("exit code %d, want 1", got)
+	if got := checkExitCode(rows); got != checkCritical {
+		t.Errorf("exit code %d, want %d", got, checkCritical)
 	}
 }
 

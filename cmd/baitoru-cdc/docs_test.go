@@ -386,11 +386,20 @@ func TestDocumentedCommandsParse(t *testing.T) {
 		// Every command of the line: a && b, a | b.
 		for _, part := range regexp.MustCompile(`&&|\|\||;|\|`).Split(dc.Text, -1) {
 			words := shellWords(part)
-			at := slices.IndexFunc(words, func(w string) bool { return w == "baitoru-cdc" || strings.HasSuffix(w, "/baitoru-cdc") })
+			for len(words) > 0 && (strings.Contains(words[0], "=") || words[0] == "exec" || words[0] == "sudo" || words[0] == "time") {
+				words = words[1:] // VAR=value, exec, sudo
+			}
+			at := -1
+			if len(words) > 0 && (words[0] == "baitoru-cdc" || strings.HasSuffix(words[0], "/baitoru-cdc")) {
+				at = 0
+			}
 			if at < 0 {
 				// docker run … IMAGE sink --config …: the image's entrypoint is baitoru-cdc.
-				at = slices.IndexFunc(words, func(w string) bool { return strings.Contains(w, "/baitoru-cdc:") })
-				if at < 0 || words[0] != "docker" && words[0] != "podman" {
+				if len(words) < 2 || words[0] != "docker" && words[0] != "podman" || words[1] != "run" {
+					continue
+				}
+				at = slices.IndexFunc(words, func(w string) bool { return strings.Contains(w, "/baitoru-cdc:") && !strings.Contains(w, "=") })
+				if at < 0 {
 					continue
 				}
 			}
@@ -435,5 +444,65 @@ func TestShellCompletion(t *testing.T) {
 	out, err = exec.Command(bin, "__complete", "check", "--js").Output()
 	if err != nil || !strings.Contains(string(out), "--json") {
 		t.Errorf("completing \"check --js\": %v %q, want --json", err, out)
+	}
+}
+
+// TestCheckRowsDocumented: the rows `check` can print and the rows of the
+// table in docs/dba.md are the same (a row named after a thing, e.g.
+// "table public.apps", is documented as "table <schema.table>").
+func TestCheckRowsDocumented(t *testing.T) {
+	root := testenv.ModuleRoot()
+	code := map[string]bool{} // exact names; prefixes end in " "
+	exact := regexp.MustCompile(`(?:add\(|Check: |(?:name|id) :?= )"([^"]+)"\s*[,}\n]`)
+	prefix := regexp.MustCompile(`(?:add\(|(?:name|id) :?= )"([^"]+ )"\s*\+`)
+	for _, f := range []string{"connector/postgres/dba/check.go", "cmd/baitoru-cdc/check.go"} {
+		src, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range exact.FindAllStringSubmatch(string(src), -1) {
+			code[m[1]] = true
+		}
+		for _, m := range prefix.FindAllStringSubmatch(string(src), -1) {
+			code[m[1]] = true
+		}
+	}
+	if len(code) < 20 {
+		t.Fatalf("found %d check rows in the code: %v; the extraction is broken", len(code), code)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "dba.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "## The preflight: check")
+	section, _, _ = strings.Cut(section, "\n## ")
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([^`]+)` \\|").FindAllStringSubmatch(section, -1) {
+		name := m[1]
+		if i := strings.Index(name, "<"); i > 0 {
+			name = name[:i]
+		}
+		documented[name] = true
+	}
+	for name := range code {
+		if !documented[name] {
+			t.Errorf("check prints a row %q that the table of docs/dba.md (The preflight: check) does not list", name)
+		}
+	}
+	for name := range documented {
+		if !code[name] {
+			t.Errorf("docs/dba.md lists a check row %q that check never prints", name)
+		}
+	}
+}
+
+// TestEveryCommandHasHelp: every command explains itself (Long) and shows
+// how it is used (Example); TestDocumentedCommandsParse checks that the
+// examples parse.
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range newRootCmd().Commands() {
+		if strings.Count(c.Long, "\n") < 2 || strings.TrimSpace(c.Example) == "" {
+			t.Errorf("baitoru-cdc %s --help: want a description of several lines and examples (Long: %d lines, Example: %q)", c.Name(), strings.Count(c.Long, "\n")+1, c.Example)
+		}
 	}
 }

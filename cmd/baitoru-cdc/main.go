@@ -47,8 +47,8 @@ func newRootCmd() *cobra.Command {
 }
 
 // exitError carries a process exit code chosen by a command (validate: 1 for
-// an invalid file; check: 1 blocking, 2 warnings only). Its message, when not
-// empty, is printed to stderr.
+// an invalid file; check: 1 warning, 2 critical, 3 unknown). Its message,
+// when not empty, is printed to stderr.
 type exitError struct {
 	code int
 	msg  string

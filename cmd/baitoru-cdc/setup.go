@@ -45,12 +45,17 @@ so "setup --dry-run > setup.sql" keeps a clean script for review. Run setup as a
 role that owns the mapped tables (the DBA): pass its DSN with --dsn (or
 BAITORU_CDC_SOURCE_DSN); the comments describe the connector's own role,
 the user of source.dsn.`,
+		Example: `  # the SQL to review, checked in a rolled-back transaction
+  baitoru-cdc setup --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru' --dry-run > setup.sql
+  # apply it (idempotent: run it again after a config change)
+  baitoru-cdc setup --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {
 				return err
 			}
+			printConfigWarnings(cmd.ErrOrStderr(), cfg)
 			return setup(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg, file, dsn, dryRun)
 		},
 	}

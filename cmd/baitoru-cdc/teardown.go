@@ -23,12 +23,14 @@ func teardownCmd() *cobra.Command {
 Dropping the slot releases the WAL it retains; changes it has not delivered
 are then never streamed. Refuses without --yes, and while a connector
 streams the slot (stop it first).`,
-		Args: cobra.NoArgs,
+		Example: `  baitoru-cdc teardown --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru' --yes`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {
 				return err
 			}
+			printConfigWarnings(cmd.ErrOrStderr(), cfg)
 			if !yes {
 				return &exitError{code: 1, msg: fmt.Sprintf("teardown: refusing without --yes: it would drop replication slot %s (changes it has not delivered are then lost) and publication %s",
 					cfg.Source.Slot, cfg.Source.Publication)}

@@ -17,6 +17,13 @@ func versionCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit and build date",
+		Long: `Print which build this is: the version (the release tag, as git describe
+gives it), the commit, the build date, the Go version and the platform.
+make build and make image stamp them; a binary built otherwise (go build,
+go install) says what Go recorded: the module version and the commit.
+
+The first log line of run and sink, and the baitoru_cdc_build_info gauge
+on their /metrics, carry the same values.`,
 		Example: `  baitoru-cdc version
   baitoru-cdc version --json
   baitoru-cdc --version`,

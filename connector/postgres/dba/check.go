@@ -427,12 +427,13 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 			if !canCreate {
 				why = "the role has no CREATE on database " + c.db
 			}
-			st := CheckWarn
 			if mustChange {
-				st = CheckFail
+				c.add("privileges", CheckFail, "source.create is true but "+why+": run cannot create or alter the publication, and it must",
+					"let a DBA run "+c.o.SetupCommand+", and set source.create: false")
+			} else {
+				// Nothing to create or alter: run only checks them.
+				c.add("privileges", CheckOK, "the publication matches the config, so run changes nothing ("+why+", so a config change that alters the publication needs "+c.o.SetupCommand+" by a DBA)", "")
 			}
-			c.add("privileges", st, "source.create is true but "+why+": run cannot create or alter the publication",
-				"set source.create: false and let a DBA run "+c.o.SetupCommand)
 		} else {
 			c.add("privileges", CheckOK, "may create and alter the publication (source.create: true)", "")
 		}
