@@ -61,7 +61,7 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	rules, _ := sink.NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
-	proc, err := sink.NewProcessor(sink.ProcessorConfig{Rules: rules, Links: cache, Log: store, Sender: kc})
+	proc, err := sink.NewProcessor(sink.ProcessorConfig{Rules: rules, Links: cache, Log: store, Pusher: kc})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
@@ -157,8 +158,8 @@ func TestKobotGuideExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := `{"specversion":"1.0","id":"0/16B3748-3","source":"baitoru/baitoru","type":"baitoru.applications.insert","data":{"company_id":7}}`
-	res := c.Deliver(t.Context(), kobot.Request{EventID: "0/16B3748-3", Account: "kobot-acme", Event: []byte(ev)})
-	if res.Class != kobot.Delivered || res.Status != http.StatusNoContent {
+	res := c.Push(t.Context(), sink.PushRequest{EventID: "0/16B3748-3", Account: "kobot-acme", Event: []byte(ev)})
+	if res.Class != sink.PushDelivered || res.Status != http.StatusNoContent {
 		t.Fatalf("push: %v %d %v", res.Class, res.Status, res.Err)
 	}
 	if len(got) != 1 || got[0].account != "kobot-acme" || got[0].id != "0/16B3748-3" || got[0].event["type"] != "baitoru.applications.insert" {
@@ -168,8 +169,8 @@ func TestKobotGuideExample(t *testing.T) {
 	// A push signed with another secret is refused with a 4xx, which the
 	// sink does not retry.
 	other, _ := kobot.New(config.Kobot{Endpoint: srv.URL, Secret: "whsec_b3RoZXItc2VjcmV0", MaxAttempts: 1}, nil)
-	res = other.Deliver(t.Context(), kobot.Request{EventID: "0/16B3748-3", Account: "kobot-acme", Event: []byte(ev)})
-	if res.Class != kobot.Rejected || res.Status != http.StatusUnauthorized || len(got) != 1 {
+	res = other.Push(t.Context(), sink.PushRequest{EventID: "0/16B3748-3", Account: "kobot-acme", Event: []byte(ev)})
+	if res.Class != sink.PushRejected || res.Status != http.StatusUnauthorized || len(got) != 1 {
 		t.Fatalf("forged push: %v %d, stored %d", res.Class, res.Status, len(got))
 	}
 }

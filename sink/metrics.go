@@ -78,6 +78,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+var _ PushObserver = (*Metrics)(nil)
+
+// Attempted counts a push attempt by Kobot's answer (PushObserver).
+func (m *Metrics) Attempted(a PushAttempt) {
+	m.KobotRequests.WithLabelValues(StatusClass(a.Status)).Inc()
+}
+
 // StatusClass is the class label of an HTTP status: 2xx, 4xx, 429, 5xx, or
 // error (no response).
 func StatusClass(status int) string {

@@ -4,10 +4,12 @@
 //
 // The package holds the domain: event parsing (ParseMessage), link rules and
 // the in-memory link cache, the delivery core (Processor), the links API
-// (API) and the metrics. Its dependencies live in sub-packages: postgres
-// (links, delivery log, migrations, LISTEN/NOTIFY), sqs (the consumer and the
-// DLQ), kobot (signed pushes), lambda (the AWS Lambda handler); service wires
-// them from the configuration.
+// (API), the metrics, and the ports the adapters implement (LinkSource,
+// LinkStore, DeliveryLog, Pusher). The adapters live in sub-packages and
+// import this one, never the reverse: postgres (links, delivery log,
+// migrations, LISTEN/NOTIFY), sqs (the consumer and the DLQ), kobot (signed
+// pushes), lambda (the AWS Lambda handler); service wires them from the
+// configuration.
 package sink
 
 import (
@@ -21,7 +23,6 @@ import (
 	"time"
 
 	"github.com/baitoru/baitoru-cdc/config"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
 // Delivery log statuses.
@@ -134,18 +135,12 @@ type DeliveryLog interface {
 	RecordDeliveries(ctx context.Context, ds []Delivery) error
 }
 
-// Sender pushes one event to one Kobot account, retrying in process as
-// configured (kobot.Client).
-type Sender interface {
-	Deliver(ctx context.Context, r kobot.Request) kobot.Result
-}
-
 // ProcessorConfig holds a Processor's parts.
 type ProcessorConfig struct {
 	Rules   *Rules
 	Links   LinkSource
 	Log     DeliveryLog
-	Sender  Sender
+	Pusher  Pusher
 	Metrics *Metrics
 	Logger  *slog.Logger
 	// RedeliveryBase is the delay before the first redelivery of a message
@@ -169,10 +164,10 @@ type Processor struct {
 	now func() time.Time
 }
 
-// NewProcessor returns a processor; Rules, Links, Log and Sender are required.
+// NewProcessor returns a processor; Rules, Links, Log and Pusher are required.
 func NewProcessor(c ProcessorConfig) (*Processor, error) {
-	if c.Rules == nil || c.Links == nil || c.Log == nil || c.Sender == nil {
-		return nil, errors.New("processor: rules, links, log and sender are required")
+	if c.Rules == nil || c.Links == nil || c.Log == nil || c.Pusher == nil {
+		return nil, errors.New("processor: rules, links, log and pusher are required")
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
@@ -200,7 +195,7 @@ type push struct {
 	link Link
 	dup  bool // already delivered before this receive
 	busy bool // being pushed by another receive right now
-	res  kobot.Result
+	res  PushResult
 	end  time.Time // when the last attempt ended
 }
 
@@ -294,7 +289,7 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				ps.res = p.c.Sender.Deliver(ctx, kobot.Request{EventID: pe.ev.ID, Account: l.Account, Event: pe.ev.Body})
+				ps.res = p.c.Pusher.Push(ctx, PushRequest{EventID: pe.ev.ID, Account: l.Account, Event: pe.ev.Body})
 				ps.end = p.now()
 			})
 		}
@@ -360,14 +355,14 @@ func (p *Processor) decide(pe *pending, m Message, log *[]Delivery) Result {
 			d.LastError = clipString(r.Err.Error())
 		}
 		switch r.Class {
-		case kobot.Delivered:
+		case PushDelivered:
 			d.Status, d.DeliveredAt = DeliveryDelivered, ps.end
 			delivered = true
 			p.c.Metrics.DeliveryLatency.Observe(r.Latency.Seconds())
 			if !pe.ev.Time.IsZero() {
 				p.c.Metrics.CommitToDelivery.Observe(ps.end.Sub(pe.ev.Time).Seconds())
 			}
-		case kobot.Retryable:
+		case PushRetryable:
 			d.Status = DeliveryRetry
 			if retry == nil || r.RetryAfter > retry.res.RetryAfter {
 				retry = ps

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/baitoru/baitoru-cdc/config"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
 )
 
 // Fakes for a unit test of the Processor's decisions; the integration tests
@@ -60,20 +59,20 @@ func (f *fakeLog) RecordDeliveries(_ context.Context, ds []Delivery) error {
 	return nil
 }
 
-type fakeSender struct {
+type fakePusher struct {
 	mu     sync.Mutex
-	calls  []kobot.Request
-	answer func(kobot.Request) kobot.Result
+	calls  []PushRequest
+	answer func(PushRequest) PushResult
 }
 
-func (f *fakeSender) Deliver(_ context.Context, r kobot.Request) kobot.Result {
+func (f *fakePusher) Push(_ context.Context, r PushRequest) PushResult {
 	f.mu.Lock()
 	f.calls = append(f.calls, r)
 	f.mu.Unlock()
 	return f.answer(r)
 }
 
-func newTestProcessor(t *testing.T, answer func(kobot.Request) kobot.Result) (*Processor, *fakeLog, *fakeSender) {
+func newTestProcessor(t *testing.T, answer func(PushRequest) PushResult) (*Processor, *fakeLog, *fakePusher) {
 	t.Helper()
 	rules, _ := NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
 	cache := NewLinkCache(nil)
@@ -83,8 +82,8 @@ func newTestProcessor(t *testing.T, answer func(kobot.Request) kobot.Result) (*P
 		{ID: 3, Account: "c", Key: "8", Status: StatusActive},
 	})
 	log := &fakeLog{delivered: map[DeliveryKey]bool{}}
-	snd := &fakeSender{answer: answer}
-	p, err := NewProcessor(ProcessorConfig{Rules: rules, Links: cache, Log: log, Sender: snd, RedeliveryBase: 30 * time.Second})
+	snd := &fakePusher{answer: answer}
+	p, err := NewProcessor(ProcessorConfig{Rules: rules, Links: cache, Log: log, Pusher: snd, RedeliveryBase: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,21 +95,21 @@ func msg(id, eventID, company string, receives int) Message {
 		`","source":"s","type":"baitoru.applications.insert","table":"public.applications","data":{"company_id":` + company + `}}`)}
 }
 
-func ok(kobot.Request) kobot.Result {
-	return kobot.Result{Response: kobot.Response{Class: kobot.Delivered, Status: 204}, Attempts: 1}
+func ok(PushRequest) PushResult {
+	return PushResult{PushAttempt: PushAttempt{Class: PushDelivered, Status: 204}, Attempts: 1}
 }
 
 func TestProcessDecisions(t *testing.T) {
-	p, log, snd := newTestProcessor(t, func(r kobot.Request) kobot.Result {
+	p, log, snd := newTestProcessor(t, func(r PushRequest) PushResult {
 		switch r.Account {
 		case "c": // key 8
 			if r.EventID == "e-retry-after" {
-				return kobot.Result{Response: kobot.Response{Class: kobot.Retryable, Status: 429, RetryAfter: 2 * time.Minute, Err: errors.New("429")}, Attempts: 1}
+				return PushResult{PushAttempt: PushAttempt{Class: PushRetryable, Status: 429, RetryAfter: 2 * time.Minute, Err: errors.New("429")}, Attempts: 1}
 			}
-			return kobot.Result{Response: kobot.Response{Class: kobot.Retryable, Status: 503, Err: errors.New("503")}, Attempts: 3}
+			return PushResult{PushAttempt: PushAttempt{Class: PushRetryable, Status: 503, Err: errors.New("503")}, Attempts: 3}
 		}
 		if r.EventID == "e-rejected" {
-			return kobot.Result{Response: kobot.Response{Class: kobot.Rejected, Status: 400, Err: errors.New("kobot answered 400")}, Attempts: 1}
+			return PushResult{PushAttempt: PushAttempt{Class: PushRejected, Status: 400, Err: errors.New("kobot answered 400")}, Attempts: 1}
 		}
 		return ok(r)
 	})

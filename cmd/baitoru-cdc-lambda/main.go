@@ -125,7 +125,7 @@ func setup(ctx context.Context) (*lambda.Handler, error) {
 		return nil, err
 	}
 	proc, err := sink.NewProcessor(sink.ProcessorConfig{
-		Rules: rules, Links: store, Log: store, Sender: kc, Logger: log,
+		Rules: rules, Links: store, Log: store, Pusher: kc, Logger: log,
 		ClaimLease: sink.ClaimLeaseFor(cfg.Sink.Kobot),
 	})
 	if err != nil {

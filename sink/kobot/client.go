@@ -1,5 +1,6 @@
 // Package kobot pushes events to Kobot over HTTP, signed per Standard
-// Webhooks 1.0, and verifies such signatures.
+// Webhooks 1.0, and verifies such signatures. Client implements the sink's
+// push port, sink.Pusher.
 //
 // A push is one POST of the CloudEvent JSON with a "kobotaccount" extension
 // attribute added (see Payload), carrying the headers webhook-id (the event
@@ -24,6 +25,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/sink"
 )
 
 // ExtensionAccount is the CloudEvents extension attribute naming the Kobot
@@ -41,53 +43,6 @@ const (
 	DefaultRetryMax     = 5 * time.Second
 )
 
-// Class is how a push ended.
-type Class int
-
-const (
-	// Delivered: Kobot answered 2xx.
-	Delivered Class = iota
-	// Retryable: 408, 429, 5xx, timeout or connection error.
-	Retryable
-	// Rejected: any other status; retrying cannot help.
-	Rejected
-)
-
-func (c Class) String() string {
-	switch c {
-	case Delivered:
-		return "delivered"
-	case Retryable:
-		return "retryable"
-	default:
-		return "rejected"
-	}
-}
-
-// Request is one push: one event to one Kobot account.
-type Request struct {
-	EventID string // webhook-id
-	Account string // Kobot account id, added to the payload
-	Event   []byte // the CloudEvent JSON object as published
-}
-
-// Response is the outcome of one attempt.
-type Response struct {
-	Class      Class
-	Status     int           // HTTP status; 0 when no response arrived
-	RetryAfter time.Duration // from a Retry-After header on 429/503; 0 if absent
-	Err        error         // transport error, or a description of a non-2xx answer
-	Duration   time.Duration
-}
-
-// Result is the outcome of Deliver: the last attempt plus bookkeeping.
-type Result struct {
-	Response
-	Attempts int
-	// Latency is from the start of the first attempt to the end of the last.
-	Latency time.Duration
-}
-
 // Client pushes to one Kobot endpoint. It is safe for concurrent use.
 type Client struct {
 	endpoint    string
@@ -98,12 +53,14 @@ type Client struct {
 	initial     time.Duration
 	max         time.Duration
 	now         func() time.Time
-	observe     func(Response)
+	observe     sink.PushObserver
 }
 
-// Observe makes the client call f after every attempt (for metrics). Call
-// it before the client is used; f must be safe for concurrent use.
-func (c *Client) Observe(f func(Response)) { c.observe = f }
+var _ sink.Pusher = (*Client)(nil)
+
+// Observe makes the client tell o about every attempt (for metrics). Call
+// it before the client is used.
+func (c *Client) Observe(o sink.PushObserver) { c.observe = o }
 
 // New returns a client for cfg. hc may be nil (then a client tuned for many
 // concurrent pushes to one host is used); its redirects are never followed.
@@ -155,26 +112,26 @@ func NewHTTPClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// Deliver pushes r, retrying retryable failures with exponential backoff
+// Push pushes r, retrying retryable failures with exponential backoff
 // (honouring Retry-After when it is not longer than the configured maximum
 // backoff) up to kobot.max_attempts. The first attempt is always made; once
 // ctx is done no further attempt starts, but an attempt under way finishes
 // (bounded by kobot.timeout), so a shutdown does not cut a push in half.
-func (c *Client) Deliver(ctx context.Context, r Request) Result {
+func (c *Client) Push(ctx context.Context, r sink.PushRequest) sink.PushResult {
 	body, err := Payload(r.Event, r.Account)
 	if err != nil {
-		return Result{Response: Response{Class: Rejected, Err: err}}
+		return sink.PushResult{PushAttempt: sink.PushAttempt{Class: sink.PushRejected, Err: err}}
 	}
 	start := c.now()
-	var res Result
+	var res sink.PushResult
 	var bo *backoff.ExponentialBackOff // made at the first retry: most pushes need none
 	for attempt := 1; ; attempt++ {
-		res.Response = c.send(ctx, r.EventID, body)
+		res.PushAttempt = c.send(ctx, r.EventID, body)
 		res.Attempts = attempt
 		if c.observe != nil {
-			c.observe(res.Response)
+			c.observe.Attempted(res.PushAttempt)
 		}
-		if res.Class != Retryable || attempt >= c.maxAttempts {
+		if res.Class != sink.PushRetryable || attempt >= c.maxAttempts {
 			break
 		}
 		if bo == nil {
@@ -219,12 +176,12 @@ func retryBackoff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
 
 // send makes one attempt. Its request runs under a context detached from
 // ctx's cancellation and bounded by the client's timeout.
-func (c *Client) send(ctx context.Context, id string, body []byte) Response {
+func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAttempt {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return Response{Class: Rejected, Err: fmt.Errorf("build request: %w", err)}
+		return sink.PushAttempt{Class: sink.PushRejected, Err: fmt.Errorf("build request: %w", err)}
 	}
 	now := c.now()
 	ts := strconv.FormatInt(now.Unix(), 10)
@@ -242,21 +199,21 @@ func (c *Client) send(ctx context.Context, id string, body []byte) Response {
 	resp, err := c.http.Do(req)
 	d := c.now().Sub(now)
 	if err != nil {
-		return Response{Class: Retryable, Err: transportError(err), Duration: d}
+		return sink.PushAttempt{Class: sink.PushRetryable, Err: transportError(err), Duration: d}
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
-	r := Response{Status: resp.StatusCode, Duration: c.now().Sub(now)}
+	r := sink.PushAttempt{Status: resp.StatusCode, Duration: c.now().Sub(now)}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		r.Class = Delivered
+		r.Class = sink.PushDelivered
 		return r
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
-		r.Class = Retryable
+		r.Class = sink.PushRetryable
 		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
 	default:
-		r.Class = Rejected
+		r.Class = sink.PushRejected
 	}
 	r.Err = &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet)}
 	return r

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/sink"
 )
 
 const testEvent = `{"specversion":"1.0","id":"0/16B3748-3","source":"baitoru/app","type":"baitoru.applications.insert","time":"2026-11-25T03:00:00.123456Z","data":{"company_id":7}}`
@@ -67,32 +68,32 @@ func TestDeliverClassifies(t *testing.T) {
 		name     string
 		statuses []int
 		attempts int
-		class    Class
+		class    sink.PushClass
 		status   int
 		tries    int
 	}{
-		{"200", []int{200}, 3, Delivered, 200, 1},
-		{"204", []int{204}, 3, Delivered, 204, 1},
-		{"500 twice then 200", []int{500, 500, 200}, 3, Delivered, 200, 3},
-		{"500 beyond max attempts", []int{500}, 3, Retryable, 500, 3},
-		{"429", []int{429}, 2, Retryable, 429, 2},
-		{"408", []int{408}, 2, Retryable, 408, 2},
-		{"503 then 201", []int{503, 201}, 3, Delivered, 201, 2},
-		{"400 is permanent", []int{400}, 3, Rejected, 400, 1},
-		{"404 is permanent", []int{404}, 3, Rejected, 404, 1},
-		{"410 is permanent", []int{410}, 3, Rejected, 410, 1},
-		{"redirect is not followed", []int{307}, 3, Rejected, 307, 1},
+		{"200", []int{200}, 3, sink.PushDelivered, 200, 1},
+		{"204", []int{204}, 3, sink.PushDelivered, 204, 1},
+		{"500 twice then 200", []int{500, 500, 200}, 3, sink.PushDelivered, 200, 3},
+		{"500 beyond max attempts", []int{500}, 3, sink.PushRetryable, 500, 3},
+		{"429", []int{429}, 2, sink.PushRetryable, 429, 2},
+		{"408", []int{408}, 2, sink.PushRetryable, 408, 2},
+		{"503 then 201", []int{503, 201}, 3, sink.PushDelivered, 201, 2},
+		{"400 is permanent", []int{400}, 3, sink.PushRejected, 400, 1},
+		{"404 is permanent", []int{404}, 3, sink.PushRejected, 404, 1},
+		{"410 is permanent", []int{410}, 3, sink.PushRejected, 410, 1},
+		{"redirect is not followed", []int{307}, 3, sink.PushRejected, 307, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &scripted{statuses: tt.statuses}
 			srv := httptest.NewServer(s)
 			defer srv.Close()
-			res := newClient(t, srv.URL, tt.attempts).Deliver(context.Background(), Request{EventID: "0/16B3748-3", Account: "acme", Event: []byte(testEvent)})
+			res := newClient(t, srv.URL, tt.attempts).Push(context.Background(), sink.PushRequest{EventID: "0/16B3748-3", Account: "acme", Event: []byte(testEvent)})
 			if res.Class != tt.class || res.Status != tt.status || res.Attempts != tt.tries || len(s.reqs) != tt.tries {
 				t.Fatalf("got class %v status %d attempts %d (server saw %d), want %v %d %d", res.Class, res.Status, res.Attempts, len(s.reqs), tt.class, tt.status, tt.tries)
 			}
-			if (res.Err == nil) != (tt.class == Delivered) {
+			if (res.Err == nil) != (tt.class == sink.PushDelivered) {
 				t.Fatalf("Err = %v", res.Err)
 			}
 		})
@@ -104,8 +105,8 @@ func TestDeliverSignsEveryAttempt(t *testing.T) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	c := newClient(t, srv.URL, 3)
-	res := c.Deliver(context.Background(), Request{EventID: "0/16B3748-3", Account: "acme", Event: []byte(testEvent)})
-	if res.Class != Delivered {
+	res := c.Push(context.Background(), sink.PushRequest{EventID: "0/16B3748-3", Account: "acme", Event: []byte(testEvent)})
+	if res.Class != sink.PushDelivered {
 		t.Fatalf("class %v: %v", res.Class, res.Err)
 	}
 	key, _ := ParseSecret(vectorSecret)
@@ -131,8 +132,8 @@ func TestDeliverHonoursRetryAfter(t *testing.T) {
 		c := newClient(t, srv.URL, 3)
 		c.max = 2 * time.Second
 		start := time.Now() // 1 s is within the 2 s maximum: waited in process
-		res := c.Deliver(context.Background(), Request{EventID: "e-1", Account: "a", Event: []byte(testEvent)})
-		if res.Class != Delivered || res.Attempts != 2 {
+		res := c.Push(context.Background(), sink.PushRequest{EventID: "e-1", Account: "a", Event: []byte(testEvent)})
+		if res.Class != sink.PushDelivered || res.Attempts != 2 {
 			t.Fatalf("class %v attempts %d", res.Class, res.Attempts)
 		}
 		if d := time.Since(start); d < 900*time.Millisecond {
@@ -143,8 +144,8 @@ func TestDeliverHonoursRetryAfter(t *testing.T) {
 		s := &scripted{statuses: []int{503, 200}, headers: []http.Header{{"Retry-After": {"120"}}}}
 		srv := httptest.NewServer(s)
 		defer srv.Close()
-		res := newClient(t, srv.URL, 3).Deliver(context.Background(), Request{EventID: "e-1", Account: "a", Event: []byte(testEvent)})
-		if res.Class != Retryable || res.Attempts != 1 || res.RetryAfter != 120*time.Second {
+		res := newClient(t, srv.URL, 3).Push(context.Background(), sink.PushRequest{EventID: "e-1", Account: "a", Event: []byte(testEvent)})
+		if res.Class != sink.PushRetryable || res.Attempts != 1 || res.RetryAfter != 120*time.Second {
 			t.Fatalf("class %v attempts %d retry-after %s", res.Class, res.Attempts, res.RetryAfter)
 		}
 	})
@@ -157,8 +158,8 @@ func TestDeliverUnreachableAndTimeout(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	res := newClient(t, "http://"+addr, 2).Deliver(context.Background(), Request{EventID: "e", Account: "a", Event: []byte(testEvent)})
-	if res.Class != Retryable || res.Attempts != 2 || res.Status != 0 || res.Err == nil {
+	res := newClient(t, "http://"+addr, 2).Push(context.Background(), sink.PushRequest{EventID: "e", Account: "a", Event: []byte(testEvent)})
+	if res.Class != sink.PushRetryable || res.Attempts != 2 || res.Status != 0 || res.Err == nil {
 		t.Fatalf("unreachable: %+v", res)
 	}
 
@@ -169,8 +170,8 @@ func TestDeliverUnreachableAndTimeout(t *testing.T) {
 		}
 	}))
 	defer slow.Close()
-	res = newClient(t, slow.URL, 1).Deliver(context.Background(), Request{EventID: "e", Account: "a", Event: []byte(testEvent)})
-	if res.Class != Retryable || res.Err == nil {
+	res = newClient(t, slow.URL, 1).Push(context.Background(), sink.PushRequest{EventID: "e", Account: "a", Event: []byte(testEvent)})
+	if res.Class != sink.PushRetryable || res.Err == nil {
 		t.Fatalf("timeout: %+v", res)
 	}
 }
@@ -187,7 +188,7 @@ func TestDeliverStopsRetryingWhenCancelled(t *testing.T) {
 	c.initial, c.max = time.Second, time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel) // during the first attempt
-	res := c.Deliver(ctx, Request{EventID: "e", Account: "a", Event: []byte(testEvent)})
+	res := c.Push(ctx, sink.PushRequest{EventID: "e", Account: "a", Event: []byte(testEvent)})
 	// The attempt under way finished (status 500 seen), no other started.
 	if res.Status != 500 || res.Attempts != 1 || n.Load() != 1 {
 		t.Fatalf("status %d attempts %d requests %d", res.Status, res.Attempts, n.Load())

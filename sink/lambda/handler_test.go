@@ -78,7 +78,7 @@ func TestHandleReportsBatchItemFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	rules, _ := sink.NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
-	proc, err := sink.NewProcessor(sink.ProcessorConfig{Rules: rules, Links: store, Log: store, Sender: kc})
+	proc, err := sink.NewProcessor(sink.ProcessorConfig{Rules: rules, Links: store, Log: store, Pusher: kc})
 	if err != nil {
 		t.Fatal(err)
 	}

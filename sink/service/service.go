@@ -96,7 +96,7 @@ func New(cfg config.Sink, o Options) (*Sink, error) {
 	}
 	s := &Sink{cfg: cfg, opts: o, logger: o.Logger, reg: o.Registry, token: token, kobot: kc, rules: rules, ready: make(chan struct{})}
 	s.metrics = sink.NewMetrics(o.Registry)
-	kc.Observe(func(r kobot.Response) { s.metrics.KobotRequests.WithLabelValues(sink.StatusClass(r.Status)).Inc() })
+	kc.Observe(s.metrics)
 	return s, nil
 }
 
@@ -156,7 +156,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		Rules:          s.rules,
 		Links:          cache,
 		Log:            store,
-		Sender:         s.kobot,
+		Pusher:         s.kobot,
 		Metrics:        s.metrics,
 		Logger:         s.logger,
 		RedeliveryBase: s.cfg.SQS.VisibilityTimeout,

@@ -1,0 +1,4 @@
+package sink
+
+// ValidID is validID, for the external tests.
+var ValidID = validID
