@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,7 @@ tables:
     columns:
       - column: application_id
       - column: company_id
+      - column: answers
 `, dsn)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -81,6 +83,16 @@ tables:
 	testenv.MustExec(t, dsn, "ALTER TABLE apps ALTER COLUMN company_id TYPE jsonb USING to_jsonb(company_id)")
 	insert(4, `'{"id": 10}'`)
 	p.waitLog(t, `"company_id":\{"id":10\}`, 10*time.Second)
+
+	// SQL NULL and the JSON value null of a jsonb column are both null in
+	// events (docs/kobot.md says so).
+	testenv.MustExec(t, dsn, `INSERT INTO apps (application_id, company_id, answers) VALUES (5, '11', NULL), (6, '12', 'null')`)
+	p.waitLog(t, `"application_id":6,`, 30*time.Second)
+	for _, id := range []string{"5", "6"} {
+		if !regexp.MustCompile(`"application_id":` + id + `,[^\n]*"answers":null`).MatchString(p.output()) {
+			t.Errorf("event of row %s has no \"answers\":null:\n%s", id, p.output())
+		}
+	}
 
 	got := logLines(p, warning)
 	want := [][2]string{{"int8", "text"}, {"text", "jsonb"}}

@@ -366,7 +366,7 @@ func (c *checker) checkPublication(ctx context.Context) error {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		probe, _, err := ProbeWrites(ctx, tx, c.info, names)
+		probe, _, err := ProbeWrites(ctx, tx, c.info, names, c.o.Publication)
 		if err != nil {
 			return err
 		}

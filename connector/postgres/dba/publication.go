@@ -452,7 +452,11 @@ func UnsafeForWrites(st *PublicationState, tables map[string]*TableInfo) []Probl
 // (no row is touched, no trigger fires; works in a read-only transaction).
 // A table the role may not update is skipped and returned in skipped.
 // Run it inside a transaction: each probe uses a savepoint.
-func ProbeWrites(ctx context.Context, tx pgx.Tx, tables map[string]*TableInfo, names []string) (problems []Problem, skipped []string, err error) {
+//
+// ours is baitoru-cdc's publication: a failure is blamed on the
+// publications that publish the failing operation of the table, named in
+// the problem, with a fix for those that are not ours.
+func ProbeWrites(ctx context.Context, tx pgx.Tx, tables map[string]*TableInfo, names []string, ours string) (problems []Problem, skipped []string, err error) {
 	for _, n := range names {
 		info := tables[n]
 		if info == nil || !info.Exists {
@@ -495,11 +499,66 @@ func ProbeWrites(ctx context.Context, tx pgx.Tx, tables map[string]*TableInfo, n
 			if pgErr.Detail != "" {
 				msg += " (" + pgErr.Detail + ")"
 			}
-			problems = append(problems, Problem{Table: n, Reason: strings.Fields(sql)[1] + " fails: " + msg,
-				Fix: "see the reasons above; publish only insert, or change the table's replica identity, or drop the filter/column list"})
+			op := strings.Fields(sql)[1]
+			p, err := blame(ctx, tx, n, op, ours)
+			if err != nil {
+				return nil, nil, err
+			}
+			p.Reason = op + " fails: " + msg + p.Reason
+			problems = append(problems, p)
 		}
 	}
 	return problems, skipped, nil
+}
+
+// blame returns the problem of an operation (UPDATE or DELETE) on table
+// that PostgreSQL refuses because of publications: Reason is the ", because
+// of ..." that names every publication publishing op of the table, Fix what
+// to do about them.
+func blame(ctx context.Context, tx pgx.Tx, table, op, ours string) (Problem, error) {
+	schema, name, _ := strings.Cut(table, ".")
+	col := "pubupdate"
+	if op == "DELETE" {
+		col = "pubdelete"
+	}
+	rows, err := tx.Query(ctx, `SELECT p.pubname FROM pg_publication p
+		WHERE p.`+col+` AND EXISTS (SELECT 1 FROM pg_publication_tables t
+			WHERE t.pubname = p.pubname AND t.schemaname = $1 AND t.tablename = $2)
+		ORDER BY 1`, schema, name)
+	if err != nil {
+		return Problem{}, fmt.Errorf("publications of %s: %w", table, err)
+	}
+	pubs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return Problem{}, fmt.Errorf("publications of %s: %w", table, err)
+	}
+	var others, named []string
+	for _, p := range pubs {
+		named = append(named, "publication "+strconv.Quote(p))
+		if p != ours {
+			others = append(others, p)
+		}
+	}
+	p := Problem{Table: table}
+	what := strings.ToLower(op) + "s"
+	if len(named) > 0 {
+		p.Reason = ", because of " + strings.Join(named, " and ") + ", publishing " + what + " of it"
+	}
+	identity := "give " + QuoteTable(table) + " a replica identity that covers what the publications need (a primary key, ALTER TABLE " + QuoteTable(table) + " REPLICA IDENTITY USING INDEX ..., or REPLICA IDENTITY FULL)"
+	switch {
+	case len(others) > 0 && len(others) == len(pubs):
+		alters := make([]string, len(others))
+		for i, o := range others {
+			alters[i] = "ALTER PUBLICATION " + pgx.Identifier{o}.Sanitize() + " SET (publish = 'insert')"
+		}
+		p.Reason += "; writes fail already, whatever baitoru-cdc sets up"
+		p.Fix = identity + "; or, if " + strings.Join(others, ", ") + " need not publish " + what + ", " + strings.Join(alters, "; ") + "; then run setup again"
+	case len(others) > 0:
+		p.Fix = identity + "; or publish only insert (map only insert for every table); " + strings.Join(others, ", ") + " publish " + what + " of it too"
+	default:
+		p.Fix = "publish only insert (map only insert for every table), or " + identity + ", or drop the row filter/column list"
+	}
+	return p, nil
 }
 
 // execAlone runs one statement with the extended protocol, which refuses
@@ -629,7 +688,7 @@ func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*Pub
 	problems := UnsafeForWrites(after, tables)
 	if len(problems) == 0 {
 		var probeProblems []Problem
-		probeProblems, res.Unprobed, err = ProbeWrites(ctx, tx, tables, o.Spec.Tables)
+		probeProblems, res.Unprobed, err = ProbeWrites(ctx, tx, tables, o.Spec.Tables, o.Publication)
 		if err != nil {
 			return nil, err
 		}

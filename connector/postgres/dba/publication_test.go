@@ -242,3 +242,29 @@ func TestSetupNeverBreaksWrites(t *testing.T) {
 	}
 	t.Logf("%d shapes: %d accepted, %d refused; writes succeeded after each", len(shapes), accepted, refused)
 }
+
+// TestSetupNamesAnotherPublication: when writes on a mapped table fail
+// because of another publication of the database (here one that publishes
+// updates of a table without replica identity), setup's refusal names that
+// publication and gives a fix, not a pointer to reasons it does not show.
+func TestSetupNamesAnotherPublication(t *testing.T) {
+	integration(t)
+	ctx := context.Background()
+	dsn := testenv.PG(t).NewDatabase(t)
+	testenv.MustExec(t, dsn, `CREATE TABLE t_nopk (id int, a int, b text, c int);
+		CREATE PUBLICATION reporting_pub FOR TABLE t_nopk`)
+	conn := connect(t, dsn)
+	spec := dba.SpecFromConfig([]config.Table{{Table: "public.t_nopk", Operations: []string{"insert"}}})
+	_, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Spec: spec})
+	var pe *dba.PlanError
+	if !errors.As(err, &pe) || len(pe.Problems) == 0 {
+		t.Fatalf("setup = %v, want a refusal", err)
+	}
+	for _, p := range pe.Problems {
+		if !strings.Contains(p.Reason, `publication "reporting_pub"`) || strings.Contains(p.Reason, `"safety"`) ||
+			strings.Contains(p.Fix, "see the reasons above") || !strings.Contains(p.Fix, "reporting_pub") {
+			t.Errorf("problem %+v: want reporting_pub named as the cause, with a fix", p)
+		}
+	}
+	t.Log(err)
+}
