@@ -205,8 +205,13 @@ func startRecorded(t *testing.T, dsn string, tables []config.Table, spec dba.Pub
 // stream itself does not carry them.
 func TestRowFilterPushdown(t *testing.T) {
 	integration(t)
+	testRowFilterPushdown(t, testenv.PG(t))
+}
+
+// testRowFilterPushdown is TestRowFilterPushdown on pg's server (15+).
+func testRowFilterPushdown(t *testing.T, pg *testenv.Postgres) {
 	ctx := context.Background()
-	dsn := testenv.PG(t).NewDatabase(t)
+	dsn := pg.NewDatabase(t)
 	exec(t, dsn, appsDDL)
 	conn := connect(t, dsn)
 	tables := []config.Table{{Table: "public.apps", Operations: []string{"insert"}, Where: "company_id % 2 = 0",
@@ -246,8 +251,12 @@ func TestRowFilterPushdown(t *testing.T) {
 // without the heartbeat too. TestHeartbeat tests the heartbeat itself.
 func TestIdleSlotAdvances(t *testing.T) {
 	integration(t)
+	testIdleSlotAdvances(t, testenv.PG(t))
+}
+
+// testIdleSlotAdvances is TestIdleSlotAdvances on pg's server.
+func testIdleSlotAdvances(t *testing.T, pg *testenv.Postgres) {
 	ctx := context.Background()
-	pg := testenv.PG(t)
 	dsn, other := pg.NewDatabase(t), pg.NewDatabase(t)
 	exec(t, dsn, appsDDL)
 	exec(t, other, `CREATE TABLE busy (id serial PRIMARY KEY, v text)`)

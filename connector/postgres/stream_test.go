@@ -216,7 +216,13 @@ func TestStreamAllTypes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	pg, emu := testenv.PG(t), testenv.Emu(t)
+	testStreamAllTypes(t, testenv.PG(t))
+}
+
+// testStreamAllTypes is TestStreamAllTypes on pg's server (the version
+// suite runs it on every version: the events must be the same).
+func testStreamAllTypes(t *testing.T, pg *testenv.Postgres) {
+	emu := testenv.Emu(t)
 	dsn := pg.NewDatabase(t)
 	exec(t, dsn, zooDDL)
 	topic, queue := pipeTopic(t, emu, false)

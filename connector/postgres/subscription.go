@@ -198,6 +198,10 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("identify system: %w", err)
 	}
+	server, err := ServerVersion(ctx, meta)
+	if err != nil {
+		return false, err
+	}
 	slot, err := s.slot(ctx, meta, s.h.Flushed(), s.slotSeen)
 	if err != nil {
 		return false, err
@@ -209,12 +213,8 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	s.h.SetFlushed(slot.ConfirmedFlush)
 	start := s.h.Flushed()
 	if err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
-		Mode: pglogrepl.LogicalReplication,
-		PluginArgs: []string{
-			"proto_version '1'",
-			"publication_names '" + escapeLiteral(s.opts.Publication) + "'",
-			"messages 'true'",
-		},
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: pluginArgs(server, s.opts.Publication),
 	}); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
@@ -229,9 +229,25 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	}
 	s.log.Info("streaming",
 		"database", sys.DBName, "slot", s.opts.Slot, "publication", s.opts.Publication,
-		"resume_lsn", start.String(), "server_wal_end", sys.XLogPos.String(), "timeline", sys.Timeline)
+		"resume_lsn", start.String(), "server_wal_end", sys.XLogPos.String(), "timeline", sys.Timeline,
+		"server_version", versionText(server))
 	s.streams.Store(true)
-	return true, s.stream(ctx, conn, meta)
+	return true, s.stream(ctx, conn, meta, server)
+}
+
+// pluginArgs are pgoutput's options for a server (server_version_num):
+// protocol 1, which every supported version serves (the connector does not
+// stream in-progress transactions), and logical decoding messages
+// (heartbeats) where pgoutput has the option (14+; 13 refuses it).
+func pluginArgs(server int, publication string) []string {
+	args := []string{
+		"proto_version '1'",
+		"publication_names '" + escapeLiteral(publication) + "'",
+	}
+	if Supports(server, FeatureMessages) {
+		args = append(args, "messages 'true'")
+	}
+	return args
 }
 
 // sessionParams make the walsender's text output stable and lossless: the
@@ -246,22 +262,16 @@ var sessionParams = map[string]string{
 }
 
 // stream reads messages until ctx ends or the connection breaks.
-func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pgx.Conn) error {
+func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pgx.Conn, server int) error {
 	netConn := conn.Conn()
 	stopWake := context.AfterFunc(ctx, func() { _ = netConn.SetReadDeadline(time.Now()) })
 	defer stopWake()
 
 	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
-	if len(s.opts.RowFilters) > 0 {
-		server, err := ServerVersion(ctx, meta)
-		if err != nil {
-			return err
-		}
-		if s.opts.ConnectorRowFilters || server < ColumnListVersion {
-			d.filters = newRowFilters(s.opts.RowFilters, meta)
-			s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
-				"server_version", server, "tables", len(s.opts.RowFilters))
-		}
+	if len(s.opts.RowFilters) > 0 && (s.opts.ConnectorRowFilters || !Supports(server, FeatureRowFilters)) {
+		d.filters = newRowFilters(s.opts.RowFilters, meta)
+		s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
+			"server_version", versionText(server), "tables", len(s.opts.RowFilters))
 	}
 	nextStatus := time.Now().Add(s.opts.StatusInterval)
 	var deadline time.Time
