@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -38,10 +39,6 @@ func newFailoverRig(t *testing.T, version int) *failoverRig {
 		settings["sync_replication_slots"] = "on"
 	}
 	standby := testenv.OwnStandby(t, primary, testenv.StandbyOptions{Slot: "standby1", Settings: settings})
-	if version >= 17 {
-		testenv.MustExec(t, primary.DSN("postgres"), `ALTER SYSTEM SET synchronized_standby_slots = 'standby1'`)
-		testenv.MustExec(t, primary.DSN("postgres"), `SELECT pg_reload_conf()`)
-	}
 	db := e.dsn[strings.LastIndex(e.dsn, "/")+1 : strings.Index(e.dsn, "?")]
 	r := &failoverRig{e2e: e, primary: primary, standby: standby,
 		multiDSN: fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable&target_session_attrs=read-write", primary.Port, standby.Port, db)}
@@ -71,7 +68,12 @@ type writer struct {
 	done   chan struct{}
 }
 
-const rowsPerTx = 20
+// The writer's pace: about 400 rows/s in 40 transactions/s, which the
+// connector publishes to the emulator as they come on a loaded machine.
+const (
+	rowsPerTx = 10
+	txEvery   = 25 * time.Millisecond
+)
 
 func startWriter(t *testing.T, dsn string) *writer {
 	w := &writer{dsn: dsn, next: 1, stop: make(chan struct{}), done: make(chan struct{})}
@@ -87,7 +89,7 @@ func startWriter(t *testing.T, dsn string) *writer {
 			select {
 			case <-w.stop:
 				return
-			case <-time.After(10 * time.Millisecond):
+			case <-time.After(txEvery):
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if conn == nil {
@@ -193,17 +195,45 @@ func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	start := time.Now()
 	r := newFailoverRig(t, 17)
 	db := r.dsn[strings.LastIndex(r.dsn, "/")+1 : strings.Index(r.dsn, "?")]
+	t.Logf("primary and standby ready in %v", time.Since(start).Round(time.Millisecond))
+
+	// Before the primary waits for its standby, check says what to set.
+	rep, res := checkJSON(t, "--config", r.config)
+	if sss := rowsWith(rep, "synchronized_standby_slots"); len(sss) != 1 || sss[0].Status != dba.CheckWarn ||
+		!strings.Contains(sss[0].Fix, "ALTER SYSTEM SET synchronized_standby_slots = 'standby1'") {
+		t.Fatalf("check without synchronized_standby_slots: %+v\n%s", sss, res)
+	}
+	testenv.MustExec(t, r.primary.DSN("postgres"), `ALTER SYSTEM SET synchronized_standby_slots = 'standby1'`)
+	testenv.MustExec(t, r.primary.DSN("postgres"), `SELECT pg_reload_conf()`)
+
 	p := startProc(t, "run", "--config", r.config)
 	p.waitLog(t, `"msg":"streaming"`, 60*time.Second)
 	if !strings.Contains(p.output(), `"failover":true`) {
 		t.Fatalf("the connector did not create its slot with failover:\n%s", p.output())
 	}
+	// The standby's copy becomes persistent once the primary's slot moved
+	// past what the standby can keep: before the load, so that the
+	// connector is not behind then.
+	start = time.Now()
 	waitSynced(t, r.standby, db, "cdc")
-
-	w := startWriter(t, r.multiDSN)
-	time.Sleep(3 * time.Second) // the connector streams under load
+	t.Logf("slot synchronised to the standby in %v", time.Since(start).Round(time.Millisecond))
+	w := startWriter(t, r.multiDSN) // the connector streams under load
+	rep, res = checkJSON(t, "--config", r.config)
+	for _, want := range []string{"slot cdc failover", "synchronized_standby_slots", fmt.Sprintf("standby 127.0.0.1:%d", r.standby.Port)} {
+		if got := rowsWith(rep, want); len(got) != 1 || got[0].Status != dba.CheckOK {
+			t.Errorf("check row %q: %+v", want, got)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("check with a synchronised standby:\n%s", res)
+	}
+	time.Sleep(2 * time.Second)
 	streamsBefore := strings.Count(p.output(), `"msg":"streaming"`)
 	if err := r.primary.Stop("immediate"); err != nil {
 		t.Fatal(err)
@@ -228,13 +258,13 @@ func TestFailover(t *testing.T) {
 	time.Sleep(3 * time.Second) // rows written on the new primary
 	w.halt()
 
-	res := collectFailover(t, r, r.standby.DSN(db))
-	res.Promote, res.Resume = promoted.Sub(killed), resumed.Sub(promoted)
+	fr := collectFailover(t, r, r.standby.DSN(db))
+	fr.Promote, fr.Resume = promoted.Sub(killed), resumed.Sub(promoted)
 	t.Logf("failover PostgreSQL 17: rows committed %d, received %d, lost %d, phantom %d, duplicates %d; promotion %v, resumed %v after it (writer errors %d)",
-		res.Committed, res.Received, res.Lost, res.Phantom, res.Duplicates, res.Promote.Round(time.Millisecond), res.Resume.Round(time.Millisecond), w.errors)
-	writeFailoverResult(t, res)
-	if res.Lost != 0 || res.Phantom != 0 {
-		t.Fatalf("lost %d rows, published %d rows the new primary does not have", res.Lost, res.Phantom)
+		fr.Committed, fr.Received, fr.Lost, fr.Phantom, fr.Duplicates, fr.Promote.Round(time.Millisecond), fr.Resume.Round(time.Millisecond), w.errors)
+	writeFailoverResult(t, fr)
+	if fr.Lost != 0 || fr.Phantom != 0 {
+		t.Fatalf("lost %d rows, published %d rows the new primary does not have", fr.Lost, fr.Phantom)
 	}
 }
 

@@ -81,6 +81,10 @@ func Supports(server int, id FeatureID) bool {
 	return server >= FeatureByID(id).Since*10000
 }
 
+// OldestSupported is the oldest PostgreSQL major version baitoru-cdc is
+// tested on (the version suite runs 13 to 18).
+const OldestSupported = 13
+
 // MajorVersion is the major version of a server_version_num (PostgreSQL
 // 10 and later), e.g. 17 for 170002.
 func MajorVersion(server int) int { return server / 10000 }

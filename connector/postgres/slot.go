@@ -23,6 +23,15 @@ type SlotInfo struct {
 	ConfirmedFlush connector.LSN
 	RestartLSN     connector.LSN
 	WALStatus      string
+	// Failover: the slot is synchronised to standbys that have
+	// sync_replication_slots (PostgreSQL 17+; false before).
+	Failover bool
+	// Synced: this server is a standby (or a promoted one) whose slot was
+	// synchronised from the primary (17+).
+	Synced bool
+	// Temporary: a temporary slot (a synchronised slot is temporary on a
+	// standby until it caught up with the primary's; a promotion drops it).
+	Temporary bool
 }
 
 // ErrSlotLost means the slot can no longer serve the changes after its
@@ -75,10 +84,13 @@ func LookupSlot(ctx context.Context, conn *pgx.Conn, name string) (*SlotInfo, er
 	var plugin, db, walStatus *string
 	var pid *int32
 	var confirmed, restart *string
+	// failover and synced exist from PostgreSQL 17 on: read through jsonb
+	// so that one query serves every version (absent: false).
 	err := conn.QueryRow(ctx, `
-		SELECT slot_name, plugin, database, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status
-		FROM pg_replication_slots WHERE slot_name = $1`, name).
-		Scan(&si.Name, &plugin, &db, &pid, &confirmed, &restart, &walStatus)
+		SELECT slot_name, plugin, database, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status,
+		       coalesce((to_jsonb(s)->>'failover')::boolean, false), coalesce((to_jsonb(s)->>'synced')::boolean, false), temporary
+		FROM pg_replication_slots s WHERE slot_name = $1`, name).
+		Scan(&si.Name, &plugin, &db, &pid, &confirmed, &restart, &walStatus, &si.Failover, &si.Synced, &si.Temporary)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

@@ -61,7 +61,7 @@ func Check(ctx context.Context, conn *pgx.Conn, o CheckOptions) ([]CheckResult, 
 	if o.SetupCommand == "" {
 		c.o.SetupCommand = "baitoru-cdc setup --config FILE"
 	}
-	for _, step := range []func(context.Context) error{c.checkServer, c.checkCapacity, c.checkRole, c.checkTables, c.checkPublication, c.checkSlot} {
+	for _, step := range []func(context.Context) error{c.checkServer, c.checkCapacity, c.checkRole, c.checkTables, c.checkPublication, c.checkSlot, c.checkFailover} {
 		if err := step(ctx); err != nil {
 			return c.rows, err
 		}
@@ -109,14 +109,23 @@ func (c *checker) checkServer(ctx context.Context) error {
 	if c.o.Role != "" {
 		c.role = c.o.Role
 	}
+	// What the version means, from the feature table the connector
+	// decides with (docs/dba.md's support matrix).
+	obs := "PostgreSQL " + version
+	if notes := postgres.FeatureNotes(c.server); len(notes) > 0 {
+		obs += ": " + strings.Join(notes, "; ")
+	} else {
+		obs += ": every feature of docs/dba.md's support matrix"
+	}
 	switch {
-	case c.server >= postgres.ColumnListVersion:
-		c.add("server version", CheckOK, "PostgreSQL "+version, "")
-	case c.server >= 100000:
-		c.add("server version", CheckWarn, "PostgreSQL "+version+": no publication column lists or row filters (15+): every column and row of the mapped tables leaves the server; the connector drops unmapped columns and evaluates where: itself",
-			"upgrade to PostgreSQL 15 or later")
+	case c.server < 100000:
+		c.add("server version", CheckFail, "PostgreSQL "+version+": no logical replication with pgoutput", "upgrade to PostgreSQL 17 or later (13 to 18 are supported)")
+	case postgres.MajorVersion(c.server) < postgres.OldestSupported:
+		c.add("server version", CheckWarn, obs+"; not supported (13 to 18 are)", "upgrade to PostgreSQL 17 or later")
+	case !postgres.Supports(c.server, postgres.FeatureColumnLists):
+		c.add("server version", CheckWarn, obs, "upgrade to PostgreSQL 15 or later (17 or later for failover slots)")
 	default:
-		c.add("server version", CheckFail, "PostgreSQL "+version+": no logical replication with pgoutput", "upgrade to PostgreSQL 15 or later")
+		c.add("server version", CheckOK, obs, "")
 	}
 	walLevel, err := c.setting(ctx, "wal_level")
 	if err != nil {

@@ -112,7 +112,7 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 		return err
 	}
 	if res.Action == SlotCreated && res.Slot != nil {
-		log.Info("created permanent replication slot", "slot", o.Slot, "consistent_point", res.Slot.ConfirmedFlush.String())
+		log.Info("created permanent replication slot", "slot", o.Slot, "consistent_point", res.Slot.ConfirmedFlush.String(), "failover", res.Slot.Failover)
 	}
 	return nil
 }

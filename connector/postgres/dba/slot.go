@@ -10,8 +10,16 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
-// SlotStatement is the statement creating the permanent slot.
-func SlotStatement(slot string) Statement {
+// SlotStatement is the statement creating the permanent slot on a server
+// (server_version_num): with failover where the server has failover slots
+// (17+), so that a standby with sync_replication_slots keeps it.
+func SlotStatement(slot string, server int) Statement {
+	if postgres.Supports(server, postgres.FeatureFailoverSlots) {
+		return Statement{
+			Comment: fmt.Sprintf("Permanent logical replication slot %s (pgoutput), the connector's checkpoint: the server keeps WAL from the position the connector last confirmed. failover: standbys with sync_replication_slots keep a copy, so that a promoted standby continues from it (docs/dba.md, Failover).", slot),
+			SQL:     "SELECT pg_create_logical_replication_slot('" + escapeLiteral(slot) + "', 'pgoutput', failover => true)",
+		}
+	}
 	return Statement{
 		Comment: fmt.Sprintf("Permanent logical replication slot %s (pgoutput), the connector's checkpoint: the server keeps WAL from the position the connector last confirmed.", slot),
 		SQL:     "SELECT pg_create_logical_replication_slot('" + escapeLiteral(slot) + "', 'pgoutput')",
@@ -59,7 +67,11 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, slot string, dryRun bool) (
 		}
 		return &SlotResult{Action: SlotExists, Slot: si}, nil
 	}
-	st := SlotStatement(slot)
+	server, err := postgres.ServerVersion(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	st := SlotStatement(slot, server)
 	res := &SlotResult{Action: SlotCreated, Statement: &st}
 	walLevel, err := WALLevel(ctx, conn)
 	if err != nil {
@@ -72,7 +84,7 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, slot string, dryRun bool) (
 	if walLevel != "logical" {
 		return nil, WALLevelError(walLevel)
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot); err != nil {
+	if _, err := conn.Exec(ctx, st.SQL); err != nil {
 		return nil, permanentIfSQL(fmt.Errorf("create replication slot %s: %w", slot, err))
 	}
 	if res.Slot, err = postgres.LookupSlot(ctx, conn, slot); err != nil {
