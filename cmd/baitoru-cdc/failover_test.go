@@ -249,8 +249,8 @@ func TestFailover(t *testing.T) {
 			t.Fatalf("the connector did not stream from the new primary within 60s:\n%s", tail(p.output(), 30))
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("the connector exited (%v) after the failover:\n%s", p.err, tail(p.output(), 30))
+		case <-p.Done():
+			t.Fatalf("the connector exited (%v) after the failover:\n%s", p.Err(), tail(p.output(), 30))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
