@@ -282,8 +282,13 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	e := newE2E(t, testenv.PG(t))
-	const txs, rows = 150, 100
+	testRunSurvivesSIGKILL(t, newE2E(t, testenv.PG(t)), 150, 100, 6)
+}
+
+// testRunSurvivesSIGKILL is TestRunSurvivesSIGKILL on e's database: txs
+// transactions of rows rows, kills SIGKILLs (the version suite runs a
+// smaller one on every version).
+func testRunSurvivesSIGKILL(t *testing.T, e *e2e, txs, rows, kills int) {
 	// The first start creates the slot: rows committed before it exist
 	// before the stream's beginning, so the writer waits for it.
 	first := startProc(t, "run", "--config", e.config)
@@ -299,7 +304,6 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 			time.Sleep(15 * time.Millisecond)
 		}
 	}()
-	const kills = 6
 	for k := 0; k < kills; k++ {
 		p := first
 		if k > 0 {
