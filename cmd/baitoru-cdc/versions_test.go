@@ -24,7 +24,7 @@ var cliVersionChecks = []struct {
 	run  func(t *testing.T, pg *testenv.Postgres, e *e2e)
 }{
 	{"setup_check", testSetupCheckVersion},
-	{"sigkill_resume", func(t *testing.T, pg *testenv.Postgres, e *e2e) { testRunSurvivesSIGKILL(t, e, 30, 50, 2) }},
+	{"sigkill_resume", func(t *testing.T, pg *testenv.Postgres, e *e2e) { testRunSurvivesSIGKILL(t, e, 20, 25, 2) }},
 	{"teardown", testTeardownVersion},
 }
 
