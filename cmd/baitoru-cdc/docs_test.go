@@ -506,3 +506,51 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestFuzzShortCoversEveryTarget: make fuzz-short (part of make test)
+// fuzzes every Fuzz function of the repository.
+func TestFuzzShortCoversEveryTarget(t *testing.T) {
+	root := testenv.ModuleRoot()
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)\nFUZZ_TARGETS :=(.*?[^\\])\n`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("no FUZZ_TARGETS in the Makefile")
+	}
+	listed := map[string]bool{}
+	for _, f := range strings.Fields(strings.ReplaceAll(string(m[1]), "\\", " ")) {
+		listed[f] = true
+	}
+	n := 0
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || strings.HasPrefix(d.Name(), ".")) {
+			return filepath.SkipDir
+		}
+		if !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, f := range regexp.MustCompile(`(?m)^func (Fuzz\w+)\(f \*testing\.F\)`).FindAllSubmatch(src, -1) {
+			n++
+			rel, _ := filepath.Rel(root, filepath.Dir(path))
+			if target := "./" + rel + ":" + string(f[1]); !listed[target] {
+				t.Errorf("the Makefile's FUZZ_TARGETS does not list %s", target)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 5 {
+		t.Fatalf("found %d fuzz targets; the walk is broken", n)
+	}
+}

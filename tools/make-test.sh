@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# make test: every phase in turn, each announced with what it does, timed,
+# and a heartbeat while a long one runs; a summary of the phases at the end.
+# CI runs it through .ci/run. MAKE and GO come from the Makefile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+GO=${GO:-go}
+HEARTBEAT=${HEARTBEAT:-60}
+
+start=$(date +%s)
+summary=()
+fmt() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# phase NAME DESCRIPTION COMMAND...: runs COMMAND, printing a line every
+# HEARTBEAT seconds while it runs.
+phase() {
+	local name=$1 what=$2 t0 rc=0 hb
+	shift 2
+	t0=$(date +%s)
+	echo "==> make test: $name: $what ($(date -u +%H:%M:%S) UTC, $(fmt $((t0 - start))) in)"
+	( while sleep "$HEARTBEAT"; do echo "==> make test: $name still running ($(fmt $(($(date +%s) - t0))))"; done ) &
+	hb=$!
+	"$@" || rc=$?
+	kill "$hb" 2>/dev/null || true
+	wait "$hb" 2>/dev/null || true
+	local took=$(($(date +%s) - t0))
+	summary+=("$(printf '%-10s %8s' "$name" "$(fmt $took)")")
+	if [ "$rc" -ne 0 ]; then
+		echo "==> make test: $name FAILED after $(fmt $took) (exit $rc)"
+		exit "$rc"
+	fi
+	echo "==> make test: $name done in $(fmt $took)"
+}
+
+phase deps "install what the tests need and is missing (PostgreSQL server binaries, the SNS/SQS emulator, podman, curl, Go modules)" \
+	"$MAKE" --no-print-directory deps
+phase vet "go vet ./..." "$GO" vet ./...
+phase fuzz "every fuzz target from its seed corpus, ${FUZZ_BUDGET:-60}s in all" \
+	"$MAKE" --no-print-directory fuzz-short
+phase tests "go test ./...: unit and integration tests (throwaway PostgreSQL clusters, the emulator, the binaries); one line per package as it finishes" \
+	"$GO" test -count=1 -timeout 30m ./...
+phase demo "make demo-check: the local quickstart as a check" \
+	"$MAKE" --no-print-directory demo-check
+
+echo "==> make test: all passed in $(fmt $(($(date +%s) - start)))"
+for s in "${summary[@]}"; do echo "    $s"; done
