@@ -188,23 +188,18 @@ reliability: deps-postgres deps-emulator deps-go
 	exec bin/reliability -scale full -out $(RELIABILITY_OUT) $(RELIABILITY_FLAGS)
 
 # Every fuzz target from its committed seed corpus (testdata/fuzz,
-# testdata/config), FUZZ_BUDGET seconds in all, compile time included: each
-# target gets an equal share of what is left when it starts, so a loaded
-# machine shortens the fuzzing, not the build. Part of make test (go test
-# ./... also runs every seed corpus). A crasher is written under the
-# package's testdata/fuzz/: commit it with the fix as a regression case.
+# testdata/config), FUZZ_BUDGET seconds of fuzzing in all, after one build of
+# the instrumented tests (tools/fuzz-short.sh): each target gets an equal
+# share of what is left and is stopped at it, so a loaded machine shortens
+# the fuzzing, never the budget. Part of make test (go test ./... also runs
+# every seed corpus). A crasher is written under the package's
+# testdata/fuzz/: commit it with the fix as a regression case.
 FUZZ_BUDGET ?= 60
 FUZZ_TARGETS := ./connector/postgres:FuzzEncode ./connector/postgres:FuzzParseRow \
-	./connector/postgres:FuzzEncodeJSONMatchesReference ./sink:FuzzParseEvent ./sink:FuzzScanObject ./sink/kobot:FuzzVerifySignature ./config:FuzzLoad
+	./connector/postgres:FuzzEncodeJSONMatchesReference ./sink:FuzzParseEvent ./sink:FuzzScanObject \
+	./sink/kobot:FuzzVerifySignature ./config:FuzzLoad
 fuzz-short:
-	@start=$$(date +%s); n=$(words $(FUZZ_TARGETS)); i=0; \
-	for t in $(FUZZ_TARGETS); do \
-		i=$$((i + 1)); left=$$(( $(FUZZ_BUDGET) - ($$(date +%s) - start) )); \
-		per=$$(( left / (n - i + 1) )); [ $$per -ge 1 ] || per=1; \
-		echo "fuzz [$$i/$$n]: $${t#*:} ($${t%%:*}) for $${per}s ($${left}s of $(FUZZ_BUDGET)s left)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $${per}s "$${t%%:*}" || exit 1; \
-	done; \
-	echo "fuzz: $$n targets in $$(( $$(date +%s) - start ))s"
+	GO="$(GO)" FUZZ_BUDGET="$(FUZZ_BUDGET)" bash tools/fuzz-short.sh $(FUZZ_TARGETS)
 
 ## ---------------------------------------------------------------- image
 # Static binaries (CGO_ENABLED=0) of baitoru-cdc and baitoru-cdc-lambda, the CA

@@ -597,7 +597,95 @@ func (k *checker) sink() {
 			continue
 		}
 		seen[id] = i
+		k.linkAgainstTables(p, l)
 	}
+}
+
+// linkAgainstTables checks a link rule against the mapped tables of the
+// same file: its table (or the table of its type) is mapped, with that
+// operation, and its field is a published field of the events (a renamed
+// column's new name). A file without tables (a sink-only file) cannot be
+// checked. Otherwise every event of the rule would go to the DLQ as
+// missing_link_key.
+func (k *checker) linkAgainstTables(p string, l LinkKey) {
+	c := k.c
+	if len(c.Tables) == 0 {
+		return
+	}
+	var t *Table
+	var at int
+	var names []string
+	for i := range c.Tables {
+		tb := &c.Tables[i]
+		if l.Table != "" {
+			names = append(names, tb.Table)
+			if tb.Table == l.Table {
+				t, at = tb, i
+			}
+			continue
+		}
+		for _, op := range tb.Operations {
+			names = append(names, tb.Type+"."+op)
+			if tb.Type+"."+op == l.Type {
+				t, at = tb, i
+			}
+		}
+	}
+	if t == nil {
+		key, what, val := "table", "a mapped table", l.Table
+		if l.Table == "" {
+			key, what, val = "type", "an event type of the mapped tables", l.Type
+		}
+		msg := fmt.Sprintf("%q is not %s, so no event matches this rule", val, what)
+		prefix, op := l.Type, ""
+		if i := strings.LastIndexByte(l.Type, '.'); i > 0 {
+			prefix, op = l.Type[:i], l.Type[i+1:]
+		}
+		var sameType *Table
+		for i := range c.Tables {
+			if l.Table == "" && c.Tables[i].Type == prefix {
+				sameType, at = &c.Tables[i], i
+			}
+		}
+		if sameType != nil {
+			msg += fmt.Sprintf(": %s publishes %s, not %s (tables[%d].operations)", sameType.Table, strings.Join(sameType.Operations, ", "), op, at)
+		} else if s := closest(val, names); s != "" {
+			msg += fmt.Sprintf("; did you mean %s?", s)
+		} else {
+			msg += fmt.Sprintf(" (they are: %s)", strings.Join(names, ", "))
+		}
+		k.add(p+"."+key, "%s", msg)
+		return
+	}
+	if l.Field == "" {
+		return // reported above
+	}
+	var fields []string
+	renamed := ""
+	for _, col := range t.Columns {
+		name := col.Column
+		if col.Rename != "" {
+			name = col.Rename
+			if col.Column == l.Field {
+				renamed = col.Rename
+			}
+		}
+		fields = append(fields, name)
+		if name == l.Field {
+			return
+		}
+	}
+	tp := fmt.Sprintf("tables[%d]", at)
+	msg := fmt.Sprintf("%q is not a published field of %s (%s, line %d), so each of its events would go to the DLQ as missing_link_key", l.Field, t.Table, tp, c.line(tp))
+	switch s := closest(l.Field, fields); {
+	case renamed != "":
+		msg += fmt.Sprintf("; the column %s is published as %s: write field: %s", l.Field, renamed, renamed)
+	case s != "":
+		msg += fmt.Sprintf("; did you mean %s?", s)
+	default:
+		msg += fmt.Sprintf("; its fields are %s", strings.Join(fields, ", "))
+	}
+	k.add(p+".field", "%s", msg)
 }
 
 // publicSecrets are the webhook secrets and API tokens published with
