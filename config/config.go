@@ -66,6 +66,11 @@ type Source struct {
 	// Reconnect bounds the backoff between reconnection attempts.
 	// Default 500ms..30s.
 	Reconnect Backoff `mapstructure:"reconnect"`
+	// OnTableLoss is what the connector does when a mapped table leaves
+	// the publication (its changes are then not published): "continue"
+	// (default: report it, record the gap, keep streaming the other
+	// tables) or "stop" (the same, then exit 1).
+	OnTableLoss string `mapstructure:"on_table_loss"`
 }
 
 // Heartbeat emits pg_logical_emit_message at an interval.

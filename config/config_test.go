@@ -192,7 +192,7 @@ func TestDefaults(t *testing.T) {
 		Source: Source{
 			DSN: "postgres://cdc@localhost:5432/baitoru", Slot: "baitoru_cdc", Publication: "baitoru_cdc",
 			Create: true, StatusInterval: time.Second, MaxLagBytes: 1 << 30,
-			Reconnect: Backoff{500 * time.Millisecond, 30 * time.Second},
+			Reconnect: Backoff{500 * time.Millisecond, 30 * time.Second}, OnTableLoss: "continue",
 		},
 		SNS: SNS{Region: "ap-northeast-1", TopicARN: "arn:aws:sns:ap-northeast-1:123456789012:baitoru-events"},
 		Publisher: Publisher{Kind: "sns", Lanes: 8, MaxInflightEvents: 20000, MaxInflightBytes: 64 << 20,

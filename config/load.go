@@ -32,6 +32,7 @@ var defaults = map[string]any{
 	"source.max_lag_bytes":          int64(1 << 30),
 	"source.reconnect.initial":      500 * time.Millisecond,
 	"source.reconnect.max":          30 * time.Second,
+	"source.on_table_loss":          "continue",
 	"publisher.kind":                "sns",
 	"publisher.lanes":               8,
 	"publisher.max_inflight_events": 20000,

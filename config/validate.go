@@ -177,6 +177,11 @@ func (k *checker) source() {
 		k.add("source.max_lag_bytes", "%d is negative; use 0 to disable the warning", s.MaxLagBytes)
 	}
 	k.backoff("source.reconnect", s.Reconnect)
+	switch s.OnTableLoss {
+	case "continue", "stop":
+	default:
+		k.add("source.on_table_loss", "%q is not a choice; use continue (report the lost table, keep streaming the others) or stop (report it, then exit)", s.OnTableLoss)
+	}
 }
 
 func (k *checker) publisher() {

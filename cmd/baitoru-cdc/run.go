@@ -149,11 +149,34 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}, pipe, log)
 
 	metrics.Watch(pipe, sub)
+	tables := make([]string, len(cfg.Tables))
+	for i, t := range cfg.Tables {
+		tables[i] = t.Table
+	}
+	repeat := cfg.Log.StatusInterval
+	if repeat <= 0 {
+		repeat = 30 * time.Second
+	}
+	watch := postgres.NewTableWatch(postgres.TableWatchOptions{
+		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Tables: tables,
+		Interval: cfg.Source.StatusInterval, RepeatEvery: repeat, Stop: cfg.Source.OnTableLoss == "stop",
+		SetupCommand: "baitoru-cdc setup --config " + cfg.File, Observer: metrics,
+	}, log)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pipe.Run(ctx) })
-	// The publication and the slot are prepared once, then streamed.
+	// A mapped table leaving the publication is noticed within the status
+	// interval, recorded and reported (its changes are lost to the stream).
+	g.Go(func() error { return watch.Run(ctx) })
+	// The publication and the slot are prepared once, then streamed; the
+	// watch looks first, so a table missing since an earlier run is
+	// reported before setup puts it back.
 	g.Go(func() error {
+		select {
+		case <-watch.Ready():
+		case <-ctx.Done():
+			return nil
+		}
 		err := dba.Prepare(ctx, dba.PrepareOptions{
 			DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
 			Create: cfg.Source.Create, Spec: spec,
@@ -179,7 +202,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	if cfg.Metrics.Listen != "" {
 		srv := telemetry.NewServer(cfg.Metrics.Listen, metrics.Registry(),
-			[]monitoring.Check{telemetry.ReplicationCheck(sub)}, log)
+			[]monitoring.Check{telemetry.ReplicationCheck(sub), {Name: "publication", Check: watch.Check}}, log)
 		g.Go(func() error { return srv.Run(ctx) })
 	}
 	g.Go(func() error { return telemetry.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })

@@ -36,6 +36,7 @@ const (
 	ReplicationStreaming = "baitoru_cdc_replication_streaming"
 	LastPublishTimestamp = "baitoru_cdc_last_publish_timestamp_seconds"
 	ColumnTypeChanges    = "baitoru_cdc_column_type_changes_total"
+	TableUnpublished     = "baitoru_cdc_table_unpublished"
 )
 
 // ops are the operations every table's series are created for, so that
@@ -53,6 +54,7 @@ type Metrics struct {
 	read, published, failed *prom.CounterVec
 	retries                 *prom.CounterVec
 	typeChanges             *prom.CounterVec
+	unpublished             *prom.GaugeVec
 	batchDuration           *durations
 	commitToPublish         *durations
 	confirmed               prom.Gauge
@@ -128,6 +130,10 @@ func New() *Metrics {
 			Name: ColumnTypeChanges,
 			Help: "Type changes of published columns (ALTER COLUMN … TYPE) seen in the stream, by table: the JSON form of a field in events changed.",
 		}, []string{"table"}),
+		unpublished: prom.NewGaugeVec(prom.GaugeOpts{
+			Name: TableUnpublished,
+			Help: "1 while a mapped table is not in the publication: PostgreSQL leaves its changes out of the stream and they are not published (the gap is recorded in public.baitoru_cdc_gaps).",
+		}, []string{"table"}),
 		batchDuration: newDurations(PublishBatchDuration,
 			"Time to publish one batch, retries included.",
 			time.Millisecond, 2, 15), // 1ms .. 16s
@@ -147,7 +153,7 @@ func New() *Metrics {
 	empty := map[string]*tableCounters{}
 	m.tables.Store(&empty)
 	m.reg.MustRegister(
-		m.read, m.published, m.failed, m.retries, m.typeChanges,
+		m.read, m.published, m.failed, m.retries, m.typeChanges, m.unpublished,
 		m.batchDuration, m.commitToPublish,
 		m.confirmed, m.retained,
 		prom.NewGaugeFunc(prom.GaugeOpts{
@@ -216,6 +222,7 @@ func (m *Metrics) table(table string) *tableCounters {
 	}
 	t := &tableCounters{}
 	m.typeChanges.WithLabelValues(table)
+	m.unpublished.WithLabelValues(table)
 	for _, op := range ops {
 		t.read[op] = m.read.WithLabelValues(table, op.String())
 		t.published[op] = m.published.WithLabelValues(table, op.String())
@@ -303,6 +310,16 @@ func (m *Metrics) Flushed(lsn connector.LSN) {
 // (connector.SchemaObserver).
 func (m *Metrics) ColumnTypeChanged(tc connector.TypeChange) {
 	m.typeChanges.WithLabelValues(tc.Table).Inc()
+}
+
+// TableUnpublished sets whether a mapped table is missing from the
+// publication (postgres.TableObserver).
+func (m *Metrics) TableUnpublished(table string, unpublished bool) {
+	v := 0.0
+	if unpublished {
+		v = 1
+	}
+	m.unpublished.WithLabelValues(table).Set(v)
 }
 
 // Retried counts events sent to SNS again (connector.RetryObserver).

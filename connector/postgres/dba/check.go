@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -61,7 +62,7 @@ func Check(ctx context.Context, conn *pgx.Conn, o CheckOptions) ([]CheckResult, 
 	if o.SetupCommand == "" {
 		c.o.SetupCommand = "baitoru-cdc setup --config FILE"
 	}
-	for _, step := range []func(context.Context) error{c.checkServer, c.checkCapacity, c.checkRole, c.checkTables, c.checkPublication, c.checkSlot, c.checkFailover} {
+	for _, step := range []func(context.Context) error{c.checkServer, c.checkCapacity, c.checkRole, c.checkTables, c.checkPublication, c.checkSlot, c.checkFailover, c.checkGaps} {
 		if err := step(ctx); err != nil {
 			return c.rows, err
 		}
@@ -534,6 +535,37 @@ func (c *checker) checkSlot(ctx context.Context) error {
 			obs += ", " + HumanBytes(c.slotSt.SafeWALSize) + " more WAL before the slot is invalidated"
 		}
 		c.add("max_slot_wal_keep_size", CheckOK, obs, "")
+	}
+	return nil
+}
+
+// checkGaps lists the recorded gaps of the slot (postgres.Gaps): a mapped
+// table out of the publication now (✗), or changes of a table that were
+// not published and not yet re-sent (!).
+func (c *checker) checkGaps(ctx context.Context) error {
+	gaps, err := postgres.Gaps(ctx, c.conn, c.o.Slot)
+	if err != nil {
+		return err
+	}
+	for _, g := range gaps {
+		del := fmt.Sprintf("DELETE FROM %s WHERE id = %d", postgres.GapTable, g.ID)
+		since := g.FromLSN.String()
+		if !g.FromTime.IsZero() {
+			since += " (" + g.FromTime.Format(time.RFC3339) + ")"
+		}
+		if g.Open() {
+			c.add("gap "+g.Table, CheckFail,
+				fmt.Sprintf("not in publication %s since %s: its changes are not published (gap %d)", g.Publication, since, g.ID),
+				c.o.SetupCommand+" puts it back (or ALTER PUBLICATION ... ADD TABLE); then re-send its changes since "+g.FromLSN.String()+" (backfill) and "+del)
+			continue
+		}
+		until := g.ToLSN.String()
+		if !g.ToTime.IsZero() {
+			until += " (" + g.ToTime.Format(time.RFC3339) + ")"
+		}
+		c.add("gap "+g.Table, CheckWarn,
+			fmt.Sprintf("changes from %s to %s were not published (gap %d)", since, until, g.ID),
+			"re-send them (backfill), then "+del)
 	}
 	return nil
 }

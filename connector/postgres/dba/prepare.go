@@ -78,6 +78,17 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		// The gap record: where lost changes of a mapped table are
+		// written down (setup creates it where the role may not).
+		var missing bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, postgres.GapTable).Scan(&missing); err != nil {
+			return fmt.Errorf("look up %s: %w", postgres.GapTable, err)
+		}
+		if missing {
+			if _, err := conn.Exec(ctx, postgres.GapTableSQL); err != nil {
+				log.Warn("cannot create "+postgres.GapTable+": a mapped table leaving the publication will be reported but not recorded durably; create it with `baitoru-cdc setup`", "error", err)
+			}
+		}
 		switch res.Action {
 		case PublicationCreated:
 			log.Info("created publication", "publication", o.Publication, "tables", strings.Join(o.Spec.Tables, ","), "sql", res.Statements[0].SQL)
