@@ -4,9 +4,11 @@
 // It reads the configuration file named by BAITORU_CDC_CONFIG (the sink and
 // log sections; environment overrides such as BAITORU_CDC_SINK_KOBOT_SECRET
 // apply as for `baitoru-cdc sink`). On a cold start it applies the sink
-// database's migrations. Links are read from the database once per batch
-// (no cache: a frozen Lambda process cannot keep a LISTEN connection); the
-// delivery log, signing, retries and DLQ handling are those of the sink.
+// database's migrations. Both handlers are built by sink/service as the
+// sink server is (service.Build, service.BuildAPI), so the delivery log,
+// signing, retries, redelivery delays, metrics and DLQ handling are the
+// sink's; only the links are read from the database once per batch (no
+// cache: a frozen Lambda process cannot keep a LISTEN connection).
 //
 // The function's handler setting (the runtime's _HANDLER) picks what one
 // package serves: "sink" (the default) handles SQS batches; "links-api"
@@ -29,12 +31,8 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 	"github.com/baitoru/baitoru-cdc/internal/logging"
-	"github.com/baitoru/baitoru-cdc/sink"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/sink/lambda"
-	"github.com/baitoru/baitoru-cdc/sink/postgres"
 	"github.com/baitoru/baitoru-cdc/sink/service"
-	"github.com/baitoru/baitoru-cdc/sink/sqs"
 )
 
 func main() {
@@ -64,74 +62,45 @@ func fail(err error) {
 
 // setupAPI serves the links API from the sink database.
 func setupAPI(ctx context.Context) (http.Handler, error) {
-	path := os.Getenv("BAITORU_CDC_CONFIG")
-	if path == "" {
-		return nil, errors.New("set BAITORU_CDC_CONFIG to the configuration file")
-	}
-	cfg, err := config.LoadSink(path)
+	cfg, log, err := load("links-api")
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(cfg.Log)
-	log.Info("baitoru-cdc-lambda starting", append([]any{"handler", "links-api"}, buildinfo.Get().LogAttrs()...)...)
-	token, err := service.Token(cfg.Sink.API)
+	api, err := service.BuildAPI(ctx, cfg.Sink, service.Options{Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	store, err := postgres.Open(cfg.Sink.DSN, log)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := store.Migrate(ctx); err != nil {
-		return nil, err
-	}
-	api, err := sink.NewAPI(store, token, log)
-	if err != nil {
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	api.Register(mux)
-	return mux, nil
+	return api.Handler, nil
 }
 
+// setup builds the delivery core for SQS batches: the sink's, reading links
+// from the database once per batch.
 func setup(ctx context.Context) (*lambda.Handler, error) {
+	cfg, log, err := load("sink")
+	if err != nil {
+		return nil, err
+	}
+	p, err := service.Build(ctx, cfg.Sink, service.Options{Logger: log, Links: service.QueriedLinks})
+	if err != nil {
+		return nil, err
+	}
+	return lambda.New(p.Processor, p.DLQ, log), nil
+}
+
+// load reads the configuration file named by BAITORU_CDC_CONFIG and logs
+// the start of handler.
+func load(handler string) (*config.Config, *slog.Logger, error) {
 	path := os.Getenv("BAITORU_CDC_CONFIG")
 	if path == "" {
-		return nil, errors.New("set BAITORU_CDC_CONFIG to the configuration file")
+		return nil, nil, errors.New("set BAITORU_CDC_CONFIG to the configuration file")
 	}
 	cfg, err := config.LoadSink(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log := newLogger(cfg.Log)
-	log.Info("baitoru-cdc-lambda starting", append([]any{"handler", "sink"}, buildinfo.Get().LogAttrs()...)...)
-	store, err := postgres.Open(cfg.Sink.DSN, log)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := store.Migrate(ctx); err != nil {
-		return nil, err
-	}
-	rules, err := sink.NewRules(cfg.Sink.Links)
-	if err != nil {
-		return nil, err
-	}
-	kc, err := kobot.New(cfg.Sink.Kobot, nil)
-	if err != nil {
-		return nil, err
-	}
-	client, err := sqs.NewClient(ctx, cfg.Sink.SQS)
-	if err != nil {
-		return nil, err
-	}
-	proc, err := sink.NewProcessor(sink.ProcessorConfig{
-		Rules: rules, Links: store, Log: store, Pusher: kc, Logger: log,
-		ClaimLease: sink.ClaimLeaseFor(cfg.Sink.Kobot),
-	})
-	if err != nil {
-		return nil, err
-	}
-	return lambda.New(proc, sqs.NewDLQ(client, cfg.Sink.SQS.DLQURL), log), nil
+	log.Info("baitoru-cdc-lambda starting", append([]any{"handler", handler}, buildinfo.Get().LogAttrs()...)...)
+	return cfg, log, nil
 }
 
 // newLogger logs JSON to stderr whatever log.format says (CloudWatch Logs

@@ -1,9 +1,17 @@
-// Package service wires the sink's parts from the configuration: the
-// database (migrations, links, delivery log), the link cache and its
-// LISTEN/NOTIFY watcher, the Kobot client, the SQS consumers, and the HTTP
-// listener serving the links API, /metrics, /healthz and /readyz.
+// Package service builds the sink from its configuration: the one place
+// its parts are wired, for the `baitoru-cdc sink` server and for the Lambda
+// function's two handlers.
 //
-// `baitoru-cdc sink` runs it; tests start it in process:
+//   - Build returns the delivery parts (the sink database, migrated; the
+//     Kobot client; the link lookup; the Processor; the SQS client and the
+//     DLQ; the metrics). The Lambda's SQS handler hands its batches to
+//     Parts.Processor with QueriedLinks.
+//   - BuildAPI returns the links API alone (the Lambda's links-api handler).
+//   - New and Run are the sink server: the delivery parts with CachedLinks
+//     kept current by LISTEN/NOTIFY, the competing SQS consumers, and the
+//     HTTP listener serving the links API, /metrics, /healthz and /readyz.
+//
+// `baitoru-cdc sink` runs the server; tests start it in process:
 //
 //	s, err := service.New(cfg.Sink, service.Options{Logger: l, SQS: emu.SQS()})
 //	go s.Run(ctx)
@@ -18,8 +26,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,95 +35,37 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 	"github.com/baitoru/baitoru-cdc/sink"
-	"github.com/baitoru/baitoru-cdc/sink/kobot"
-	"github.com/baitoru/baitoru-cdc/sink/postgres"
 	"github.com/baitoru/baitoru-cdc/sink/sqs"
 )
 
-// Options are the parts a caller may supply instead of the defaults.
-type Options struct {
-	// Logger; nil discards.
-	Logger *slog.Logger
-	// Registry receives the metrics and is served on /metrics; nil: a new
-	// one with the Go runtime and process collectors
-	// (monitoring.NewRegistry).
-	Registry *prometheus.Registry
-	// SQS client; nil: sqs.NewClient for sink.sqs.
-	SQS sqs.Client
-	// HTTPClient for pushes to Kobot; nil: kobot.NewHTTPClient().
-	HTTPClient *http.Client
-	// Listener for the API; nil: listen on sink.api.listen.
-	Listener net.Listener
-}
-
-// Sink is a configured sink. Run it once.
+// Sink is the sink server. Run it once.
 type Sink struct {
-	cfg     config.Sink
-	opts    Options
-	logger  *slog.Logger
-	reg     *prometheus.Registry
-	metrics *sink.Metrics
-	token   string
-	kobot   *kobot.Client
-	rules   *sink.Rules
-	ready   chan struct{}
-	addr    net.Addr
+	cfg    config.Sink
+	parts  *Parts
+	ln     net.Listener
+	logger *slog.Logger
+	token  string
+	ready  chan struct{}
+	addr   net.Addr
 }
 
 // New checks the configuration and builds the parts that need no I/O (the
-// token file is read here). Connections are made by Run.
+// token file is read here, the metrics are registered); connections are
+// made by Run. o.Links is ignored: the server caches the links.
 func New(cfg config.Sink, o Options) (*Sink, error) {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Registry == nil {
-		o.Registry = monitoring.NewRegistry()
-	}
-	if cfg.DSN == "" {
-		return nil, errors.New("sink.dsn is empty")
-	}
-	if cfg.SQS.QueueURL == "" {
-		return nil, errors.New("sink.sqs.queue_url is empty")
-	}
 	token, err := Token(cfg.API)
-	if err != nil {
-		return nil, err
-	}
-	kc, err := kobot.New(cfg.Kobot, o.HTTPClient)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := sink.NewRules(cfg.Links)
 	if err != nil {
 		return nil, err
 	}
 	if o.Listener == nil && cfg.API.Listen == "" {
 		return nil, errors.New("sink.api.listen is empty")
 	}
-	s := &Sink{cfg: cfg, opts: o, logger: o.Logger, reg: o.Registry, token: token, kobot: kc, rules: rules, ready: make(chan struct{})}
-	s.metrics = sink.NewMetrics(o.Registry)
-	kc.Observe(s.metrics)
-	return s, nil
-}
-
-// Token returns the links API token: api.token, else the trimmed content of
-// api.token_file. The error never contains the token.
-func Token(a config.API) (string, error) {
-	if a.Token != "" {
-		return a.Token, nil
-	}
-	if a.TokenFile == "" {
-		return "", errors.New("sink.api: set token or token_file")
-	}
-	b, err := os.ReadFile(a.TokenFile)
+	o.Links = CachedLinks
+	p, err := newParts(cfg, o)
 	if err != nil {
-		return "", fmt.Errorf("sink.api.token_file: %w", err)
+		return nil, err
 	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("sink.api.token_file %s is empty", a.TokenFile)
-	}
-	return t, nil
+	return &Sink{cfg: cfg, parts: p, ln: o.Listener, logger: p.Logger, token: token, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the database is migrated, the link cache loaded and
@@ -128,7 +76,7 @@ func (s *Sink) Ready() <-chan struct{} { return s.ready }
 func (s *Sink) Addr() net.Addr { return s.addr }
 
 // Registry is where the metrics are registered.
-func (s *Sink) Registry() *prometheus.Registry { return s.reg }
+func (s *Sink) Registry() *prometheus.Registry { return s.parts.Registry }
 
 // Run connects, migrates the database, loads the link cache, serves the API
 // and consumes the queue until ctx ends. Then it stops receiving, lets the
@@ -137,35 +85,12 @@ func (s *Sink) Registry() *prometheus.Registry { return s.reg }
 // when it cannot start (database unreachable, migration failed, address in
 // use) or the API server fails.
 func (s *Sink) Run(ctx context.Context) error {
-	store, err := postgres.Open(s.cfg.DSN, s.logger)
-	if err != nil {
+	if err := s.parts.open(ctx); err != nil {
 		return err
 	}
-	defer store.Close()
-	if _, err := store.Migrate(ctx); err != nil {
-		return err
-	}
-	client := s.opts.SQS
-	if client == nil {
-		if client, err = sqs.NewClient(ctx, s.cfg.SQS); err != nil {
-			return err
-		}
-	}
-	cache := sink.NewLinkCache(func(n int) { s.metrics.ActiveLinks.Set(float64(n)) })
-	proc, err := sink.NewProcessor(sink.ProcessorConfig{
-		Rules:          s.rules,
-		Links:          cache,
-		Log:            store,
-		Pusher:         s.kobot,
-		Metrics:        s.metrics,
-		Logger:         s.logger,
-		RedeliveryBase: s.cfg.SQS.VisibilityTimeout,
-		ClaimLease:     sink.ClaimLeaseFor(s.cfg.Kobot),
-	})
-	if err != nil {
-		return err
-	}
-	consumer, err := sqs.New(client, s.cfg.SQS, proc, s.logger)
+	defer s.parts.Close()
+	store, cache, metrics := s.parts.Store, s.parts.Cache, s.parts.Metrics
+	consumer, err := sqs.New(s.parts.SQS, s.cfg.SQS, s.parts.Processor, s.logger)
 	if err != nil {
 		return err
 	}
@@ -176,7 +101,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	api.OnChange(func(ctx context.Context, key string) error {
 		return store.RefreshLinks(ctx, cache, []string{key})
 	})
-	ln := s.opts.Listener
+	ln := s.ln
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.API.Listen); err != nil {
 			return fmt.Errorf("listen %s: %w", s.cfg.API.Listen, err)
@@ -187,7 +112,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	var stopping atomic.Bool
 	mux := http.NewServeMux()
 	api.Register(mux)
-	monitoring.Register(mux, s.reg, []monitoring.Check{
+	monitoring.Register(mux, s.parts.Registry, []monitoring.Check{
 		{Name: "database", Check: store.Ping},
 		{Name: "links", Check: func(context.Context) error {
 			if !cache.Synced() {
@@ -224,7 +149,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	wctx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	g.Go(func() error {
-		return store.WatchLinks(wctx, cache, func(scope string) { s.metrics.LinkReloads.WithLabelValues(scope).Inc() })
+		return store.WatchLinks(wctx, cache, func(scope string) { metrics.LinkReloads.WithLabelValues(scope).Inc() })
 	})
 	g.Go(func() error {
 		defer stopWatch()
