@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,13 +145,31 @@ func TestInteractiveCtrlC(t *testing.T) {
 	if left := sessionProcs(pid); len(left) > 0 {
 		t.Errorf("processes of the demo still running after it exited: %v", left)
 	}
-	entries, _ := os.ReadDir(tmp)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
+	// Only the logs it advertised stay, where it says.
+	m := regexp.MustCompile(`the logs stay in (\S+)/\{([a-z,-]+)\}\.log`).FindStringSubmatch(output())
+	if m == nil {
+		t.Fatalf("the demo did not say where its logs stay:\n%s", output())
 	}
-	if len(names) > 0 {
-		t.Errorf("the demo left files in TMPDIR: %v", names)
+	var left []string
+	_ = filepath.WalkDir(tmp, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			left = append(left, path)
+		}
+		return nil
+	})
+	var want []string
+	for _, n := range strings.Split(m[2], ",") {
+		want = append(want, filepath.Join(m[1], n+".log"))
+	}
+	slices.Sort(left)
+	slices.Sort(want)
+	if !slices.Equal(left, want) || len(want) < 4 {
+		t.Errorf("after Ctrl-C the demo left %v under TMPDIR; want exactly the logs it named: %v", left, want)
+	}
+	for _, f := range want {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Errorf("log %s: %v (empty or missing)", f, err)
+		}
 	}
 }
 

@@ -69,7 +69,9 @@ func main() {
 		d.printf("FAILED: %v", err)
 		d.dumpLogs()
 	}
-	d.cleanup()
+	// The logs the demo advertises stay after Ctrl-C or a failure; a
+	// passing -check (CI) leaves nothing behind.
+	d.cleanup(!d.check || err != nil)
 	if err != nil {
 		os.Exit(1)
 	}
@@ -147,6 +149,7 @@ func (d *demo) run(ctx context.Context) error {
 
 // build compiles the binaries the demo runs.
 func (d *demo) build(ctx context.Context) error {
+	d.printf("building baitoru-cdc and kobot-receiver (go build; the first time takes a minute)…")
 	t := time.Now()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -165,6 +168,7 @@ func (d *demo) build(ctx context.Context) error {
 // baitoru-cdc (docs/dba.md): a role with REPLICATION for the connector, the
 // publication of the mapped tables, and the sink's own role and database.
 func (d *demo) startPostgres(ctx context.Context) error {
+	d.printf("starting a throwaway PostgreSQL (initdb, the sample schema and rows, the roles)…")
 	t := time.Now()
 	pg, err := testenv.StartPostgres(testenv.PostgresOptions{})
 	if err != nil {
@@ -220,6 +224,7 @@ func (d *demo) sourceEnv() []string {
 }
 
 func (d *demo) startEmulator(ctx context.Context) error {
+	d.printf("starting the SNS/SQS emulator (fauxqs on Node 22)…")
 	t := time.Now()
 	emu, err := testenv.StartEmulator(testenv.EmulatorOptions{InMemory: true})
 	if err != nil {
@@ -301,6 +306,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	)
 
 	// The connector.
+	d.printf("starting the connector (baitoru-cdc run) and waiting until it streams…")
 	t := time.Now()
 	if d.connector, err = d.spawn("connector", "baitoru-cdc", []string{"run", "--config", cfg}, env, nil); err != nil {
 		return err
@@ -318,6 +324,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 		time.Since(t).Round(100*time.Millisecond), d.metricsURL)
 
 	// The sink.
+	d.printf("starting the sink (baitoru-cdc sink) and waiting until it is ready…")
 	t = time.Now()
 	if d.sink, err = d.spawn("sink", "baitoru-cdc", []string{"sink", "--config", cfg}, env, nil); err != nil {
 		return err
@@ -519,7 +526,7 @@ Everything is running. Try it (company %[1]s is linked to %[2]s; 2 and 3 are not
   curl -s %[6]s/metrics | grep ^baitoru_cdc_sink_                            # sink metrics
 
 Logs: %[8]s/{setup,connector,sink,kobot-receiver}.log
-Ctrl-C stops everything and removes what the demo started.
+Ctrl-C stops everything and removes what the demo started but these logs.
 
 `, linked, account, psql, d.pg.DSN("baitoru"), tokenFile, d.apiURL, d.metricsURL, d.dir)
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -549,7 +556,7 @@ func (d *demo) dumpLogs() {
 }
 
 // cleanup stops everything the demo started and removes its files.
-func (d *demo) cleanup() {
+func (d *demo) cleanup(keepLogs bool) {
 	var wg sync.WaitGroup
 	for _, c := range d.children {
 		wg.Add(1)
@@ -567,9 +574,27 @@ func (d *demo) cleanup() {
 	if d.pg != nil {
 		_ = d.pg.Close()
 	}
-	if d.dir != "" {
-		_ = os.RemoveAll(d.dir)
+	took := time.Since(d.started).Round(100 * time.Millisecond)
+	if d.dir == "" {
+		return
 	}
-	d.printf("stopped the connector, the sink, the receiver, the emulator and PostgreSQL; removed %s (%s in all)",
-		d.dir, time.Since(d.started).Round(100*time.Millisecond))
+	logs, _ := filepath.Glob(filepath.Join(d.dir, "*.log"))
+	if keepLogs && len(logs) > 0 {
+		// Everything but the logs: the binaries, the token file.
+		entries, _ := os.ReadDir(d.dir)
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".log") {
+				_ = os.RemoveAll(filepath.Join(d.dir, e.Name()))
+			}
+		}
+		names := make([]string, len(logs))
+		for i, l := range logs {
+			names[i] = strings.TrimSuffix(filepath.Base(l), ".log")
+		}
+		d.printf("stopped the connector, the sink, the receiver, the emulator and PostgreSQL (%s in all); the logs stay in %s/{%s}.log (rm -r %s when done)",
+			took, d.dir, strings.Join(names, ","), d.dir)
+		return
+	}
+	_ = os.RemoveAll(d.dir)
+	d.printf("stopped the connector, the sink, the receiver, the emulator and PostgreSQL; removed %s (%s in all)", d.dir, took)
 }
