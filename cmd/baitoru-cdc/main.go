@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 )
 
@@ -67,6 +69,13 @@ func exitCode(err error) int {
 		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "baitoru-cdc:", err)
+	fmt.Fprintln(os.Stderr, "baitoru-cdc:", userMessage(err))
 	return 1
+}
+
+// userMessage is err's text without the classification words the code
+// wraps errors with to decide (": permanent error"): they mean nothing to
+// the person reading it; the message before them says what is wrong.
+func userMessage(err error) string {
+	return strings.ReplaceAll(err.Error(), ": "+connector.ErrPermanent.Error(), "")
 }
