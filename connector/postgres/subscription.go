@@ -127,6 +127,7 @@ func (s *Subscription) Run(ctx context.Context) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = s.opts.ReconnectInitial
 	bo.MaxInterval = s.opts.ReconnectMax
+	attempt := 0 // failed connections since the last stream
 	for {
 		streamed, err := s.session(ctx)
 		s.streams.Store(false)
@@ -141,13 +142,18 @@ func (s *Subscription) Run(ctx context.Context) error {
 		}
 		if streamed {
 			bo.Reset()
+			attempt = 0
 		}
+		attempt++
 		wait := bo.NextBackOff()
-		if errors.Is(err, errSlotBusy) {
+		switch {
+		case errors.Is(err, errSlotBusy):
 			wait = s.opts.SlotBusyRetry
 			s.log.Info("waiting for the replication slot; another connector streams it", "slot", s.opts.Slot, "error", err, "retry_in", wait)
-		} else {
+		case streamed:
 			s.log.Warn("replication stream interrupted; reconnecting", "error", err, "retry_in", wait.Round(time.Millisecond))
+		default: // no stream was open: the connection or its start failed
+			s.log.Warn("cannot connect to PostgreSQL to stream; retrying", "error", err, "attempt", attempt, "retry_in", wait.Round(time.Millisecond))
 		}
 		// Everything read before the break is published (or retried by the
 		// publisher) before reading again; the transaction being read is
@@ -179,6 +185,9 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	replCfg.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
+		if aerr := AccessError(err, replCfg.User); aerr != nil {
+			return false, aerr
+		}
 		return false, fmt.Errorf("connect for replication: %w", redact(err))
 	}
 	defer conn.Close(context.Background())
@@ -190,6 +199,9 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	metaCfg.RuntimeParams["application_name"] = "baitoru-cdc"
 	meta, err := pgx.ConnectConfig(ctx, metaCfg)
 	if err != nil {
+		if aerr := AccessError(err, metaCfg.User); aerr != nil {
+			return false, aerr
+		}
 		return false, fmt.Errorf("connect: %w", redact(err))
 	}
 	defer meta.Close(context.Background())

@@ -47,6 +47,7 @@ func Prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 	if o.RetryMax > 0 {
 		bo.MaxInterval = o.RetryMax
 	}
+	attempt := 0
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		err := prepare(ctx, o, log)
 		if errors.Is(err, connector.ErrPermanent) {
@@ -54,7 +55,8 @@ func Prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, wait time.Duration) {
-		log.Warn("cannot prepare the publication and the slot; retrying", "error", err, "retry_in", wait.Round(time.Millisecond))
+		attempt++
+		log.Warn("cannot prepare the publication and the slot; retrying", "error", err, "attempt", attempt, "retry_in", wait.Round(time.Millisecond))
 	}))
 	if ctx.Err() != nil {
 		return nil
@@ -70,6 +72,9 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 	cfg.RuntimeParams["application_name"] = "baitoru-cdc"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
+		if aerr := postgres.AccessError(err, cfg.User); aerr != nil {
+			return aerr
+		}
 		return fmt.Errorf("connect: %s", postgres.Redact(err.Error()))
 	}
 	defer conn.Close(context.Background())
