@@ -9,6 +9,13 @@
 //
 // Mappings are lists, never map keys: viper lowercases map keys, and table and
 // column names are case-sensitive.
+//
+// This package owns every default and every rule of the configuration: the
+// packages that run take the values it resolved and check nothing again.
+// The tables leave it in one resolved form, Config.Mappings (the
+// connector's Mapping), read alike by the mapper, the publication planner
+// and the subscription; code without a file gets the defaults from
+// Defaults and resolves tables written in code with CompileTables.
 package config
 
 import "time"

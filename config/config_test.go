@@ -281,13 +281,13 @@ func TestExpansion(t *testing.T) {
 	t.Setenv("BAITORU_TEST_EMPTY", "")
 	path := writeConfig(t, strings.Replace(minimal, "postgres://cdc@localhost:5432/baitoru",
 		`"host=${BAITORU_TEST_HOST:-localhost} user=cdc password='${BAITORU_TEST_PW}' dbname=baitoru"`, 1)+`
-    where: "note = '$${literal}' and a$$b = ${BAITORU_TEST_EMPTY} and ${BAITORU_TEST_EMPTY:-x} = 1"
+    where: "note = '$${literal}' and t = 'a$$b' and c = '${BAITORU_TEST_EMPTY}' and ${BAITORU_TEST_EMPTY:-x} = 1"
 `)
 	cfg := mustLoad(t, path)
 	if want := "host=localhost user=cdc password='p: {x}\n- y' dbname=baitoru"; cfg.Source.DSN != want {
 		t.Errorf("dsn = %q, want %q", cfg.Source.DSN, want)
 	}
-	if want := "note = '${literal}' and a$$b =  and x = 1"; cfg.Tables[0].Where != want {
+	if want := "note = '${literal}' and t = 'a$$b' and c = '' and x = 1"; cfg.Tables[0].Where != want {
 		t.Errorf("where = %q, want %q", cfg.Tables[0].Where, want)
 	}
 	if len(cfg.Tables) != 1 || len(cfg.Tables[0].Columns) != 2 {

@@ -54,6 +54,23 @@ var defaults = map[string]any{
 	"sink.api.listen":               ":8080",
 }
 
+// Defaults returns the configuration an empty file gives: every key at its
+// default, no table, no sink. It is for code that builds the runtime
+// without a file (tests, tools), so that even then the defaults are
+// config's.
+func Defaults() *Config {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	var cfg Config
+	if err := v.Unmarshal(&cfg); err != nil {
+		panic("config: the defaults do not decode: " + err.Error()) // a bug in the table above
+	}
+	cfg.meta = &meta{lines: map[string]int{}, env: map[string]string{}, bad: map[string]bool{}}
+	return &cfg
+}
+
 // meta is what Load learned about where each value came from; the Validate
 // methods use it to locate problems.
 type meta struct {

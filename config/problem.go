@@ -22,16 +22,20 @@ type Problem struct {
 
 // String formats the problem as "file:line: key.path: message", or
 // "file (from BAITORU_CDC_X): key.path: message" for an environment override.
+// A problem of tables written in code (CompileTables) has no file: it is
+// "key.path: message".
 func (p Problem) String() string {
 	var b strings.Builder
-	b.WriteString(p.File)
-	switch {
-	case p.Env != "":
-		fmt.Fprintf(&b, " (from %s)", p.Env)
-	case p.Line > 0:
-		fmt.Fprintf(&b, ":%d", p.Line)
+	if p.File != "" || p.Env != "" || p.Line > 0 {
+		b.WriteString(p.File)
+		switch {
+		case p.Env != "":
+			fmt.Fprintf(&b, " (from %s)", p.Env)
+		case p.Line > 0:
+			fmt.Fprintf(&b, ":%d", p.Line)
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	if p.Path != "" {
 		b.WriteString(p.Path)
 		b.WriteString(": ")

@@ -294,12 +294,12 @@ func (k *checker) tables() {
 		cols, published := k.columns(p, t)
 		k.attributes(p, t, cols, published)
 		k.key(p, t, cols, published)
-		if c.meta.has(p + ".where") {
-			switch {
-			case strings.TrimSpace(t.Where) == "":
-				k.add(p+".where", "empty; remove it to publish every row")
-			case strings.Contains(t.Where, ";"):
-				k.add(p+".where", "must be one SQL boolean expression, without ';'")
+		switch {
+		case c.meta.has(p+".where") && strings.TrimSpace(t.Where) == "":
+			k.add(p+".where", "empty; remove it to publish every row")
+		case strings.TrimSpace(t.Where) != "":
+			if err := checkWhere(t.Where); err != nil {
+				k.add(p+".where", "must be one SQL boolean expression over the table's columns: %v", err)
 			}
 		}
 	}

@@ -3,27 +3,34 @@ package connector
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
-
-	"github.com/baitoru/baitoru-cdc/config"
 )
 
-// Mapping is the compiled form of one config.Table: which operations of the
-// table become events, with which columns, attributes and key.
+// Mapping is one mapped table, resolved: which operations of the table
+// become events, with which columns, attributes, key and row filter. It is
+// the one compiled form of a table of the configuration: package config
+// builds it, with every default applied and every rule checked (operations
+// are insert, update or delete, each once; attributes and key columns are
+// published; Where is one SQL boolean expression), and the mapper, the
+// publication planner and the subscription all read it. Code that builds a
+// Mapping itself must keep those rules.
 type Mapping struct {
 	Table      string // schema.name
-	Ops        []Op
+	Ops        []Op   // published operations, each once
 	Topic      string // empty: the publisher's default topic
-	TypePrefix string
+	TypePrefix string // CloudEvents type prefix; the type is TypePrefix + "." + op
+	// Columns are the published columns, in order; empty: none are
+	// listed (the planner then publishes every column of the table).
 	Columns    []MappedColumn
 	Attributes []MappedAttribute
 	Key        []string // source column names
-
-	ops   [4]bool
-	types [4]string // CloudEvents type per Op
+	// Where is the row filter: a SQL boolean expression over the table's
+	// columns; empty: every row.
+	Where string
 }
 
 // MappedColumn is one published column.
@@ -40,59 +47,15 @@ type MappedAttribute struct {
 }
 
 // Publishes reports whether the mapping publishes op.
-func (m *Mapping) Publishes(op Op) bool { return int(op) < len(m.ops) && m.ops[op] }
+func (m *Mapping) Publishes(op Op) bool { return slices.Contains(m.Ops, op) }
 
-// Mappings compiles the table mappings of a validated configuration.
-func Mappings(tables []config.Table) ([]*Mapping, error) {
-	var out []*Mapping
-	for i, t := range tables {
-		m := &Mapping{Table: t.Table, Topic: t.TopicARN, TypePrefix: t.Type, Key: t.Key}
-		if m.TypePrefix == "" {
-			name := t.Table
-			if j := strings.LastIndexByte(name, '.'); j >= 0 {
-				name = name[j+1:]
-			}
-			m.TypePrefix = "baitoru." + name
-		}
-		ops := t.Operations
-		if len(ops) == 0 {
-			ops = []string{"insert"}
-		}
-		for _, s := range ops {
-			op, err := ParseOp(s)
-			if err != nil {
-				return nil, fmt.Errorf("tables[%d] %s: %w", i, t.Table, err)
-			}
-			m.Ops = append(m.Ops, op)
-			m.ops[op] = true
-			m.types[op] = m.TypePrefix + "." + op.String()
-		}
-		published := map[string]string{}
-		for _, c := range t.Columns {
-			name := c.Rename
-			if name == "" {
-				name = c.Column
-			}
-			m.Columns = append(m.Columns, MappedColumn{Column: c.Column, Name: name})
-			published[c.Column] = name
-		}
-		for _, a := range t.Attributes {
-			name, ok := published[a.Column]
-			if !ok {
-				return nil, fmt.Errorf("tables[%d] %s: attribute column %s is not published", i, t.Table, a.Column)
-			}
-			if a.Name != "" {
-				name = a.Name
-			}
-			typ := a.Type
-			if typ == "" {
-				typ = "String"
-			}
-			m.Attributes = append(m.Attributes, MappedAttribute{Column: a.Column, Name: name, Type: typ})
-		}
-		out = append(out, m)
+// ColumnNames returns the names in the table of the published columns.
+func (m *Mapping) ColumnNames() []string {
+	out := make([]string, len(m.Columns))
+	for i, c := range m.Columns {
+		out[i] = c.Column
 	}
-	return out, nil
+	return out
 }
 
 // TypeChange is a published column whose type changed between two
@@ -155,6 +118,8 @@ func (m *Mapper) Reset() {
 type plan struct {
 	rel     *Relation
 	m       *Mapping
+	ops     [4]bool   // the mapping publishes Op
+	types   [4]string // CloudEvents type per Op
 	cols    []planColumn
 	attrs   []planAttr
 	key     []int
@@ -225,10 +190,15 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 			mp.Table, strings.Join(missing, ", "), strings.Join(have, ", "), ErrPermanent)
 	}
 	for _, op := range mp.Ops {
+		if int(op) >= len(p.ops) {
+			continue
+		}
+		p.ops[op] = true
+		p.types[op] = mp.TypePrefix + "." + op.String()
 		b := []byte(`,"source":`)
 		b = appendJSONString(b, m.source)
 		b = append(b, `,"type":`...)
-		b = appendJSONString(b, mp.types[op])
+		b = appendJSONString(b, p.types[op])
 		p.head[op] = b
 		t := []byte(`,"table":`)
 		t = appendJSONString(t, mp.Table)
@@ -269,7 +239,7 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 		}
 		m.plans[c.Rel.ID] = p
 	}
-	if !p.m.ops[c.Op] {
+	if int(c.Op) >= len(p.ops) || !p.ops[c.Op] {
 		return nil, nil
 	}
 	if c.Tx != m.tx {
@@ -349,7 +319,7 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	ev := &Event{
 		Table:      p.m.Table,
 		Op:         c.Op,
-		Type:       p.m.types[c.Op],
+		Type:       p.types[c.Op],
 		Topic:      p.m.Topic,
 		CommitTime: c.Tx.CommitTime,
 		CommitLSN:  c.Tx.CommitLSN,

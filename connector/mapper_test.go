@@ -10,8 +10,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/baitoru/baitoru-cdc/config"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -35,14 +33,15 @@ var (
 )
 
 func TestMapperGolden(t *testing.T) {
-	tables := []config.Table{{
+	ms := []*Mapping{{
 		Table:      "public.applications",
-		Operations: []string{"insert", "update", "delete"},
-		Columns: []config.Column{
-			{Column: "application_id"}, {Column: "company_id"},
-			{Column: "answers", Rename: "answers_json"}, {Column: "status"}, {Column: "score"},
+		Ops:        []Op{OpInsert, OpUpdate, OpDelete},
+		TypePrefix: "baitoru.applications",
+		Columns: []MappedColumn{
+			{"application_id", "application_id"}, {"company_id", "company_id"},
+			{"answers", "answers_json"}, {"status", "status"}, {"score", "score"},
 		},
-		Attributes: []config.Attribute{{Column: "company_id", Type: "Number"}, {Column: "status"}, {Column: "score", Name: "score_n", Type: "Number"}},
+		Attributes: []MappedAttribute{{"company_id", "company_id", "Number"}, {"status", "status", "String"}, {"score", "score_n", "Number"}},
 		Key:        []string{"company_id"},
 	}}
 	tx := &Tx{XID: 1234, CommitLSN: 0x16B3748, CommitTime: time.Date(2026, 11, 25, 3, 0, 0, 123456000, time.UTC)}
@@ -58,10 +57,6 @@ func TestMapperGolden(t *testing.T) {
 			New: []Datum{text("42"), text("7"), text("a@b.jp"), text("[]"), text("offer"), null}}},
 		{"delete_key_only", Change{Seq: 5, Op: OpDelete, OldIsKey: true, Old: []Datum{text("42"), null, null, null, null, null}}},
 		{"delete_full", Change{Seq: 6, Op: OpDelete, Old: []Datum{text("42"), text("7"), text("x"), text("{}"), text("hired"), text("1")}}},
-	}
-	ms, err := Mappings(tables)
-	if err != nil {
-		t.Fatal(err)
 	}
 	m := NewMapper("baitoru/baitoru", ms)
 	for _, tc := range cases {
@@ -91,22 +86,18 @@ func TestMapperErrors(t *testing.T) {
 	rel := &Relation{ID: 9, Schema: "public", Name: "t", Columns: []Column{{Name: "id", Encode: badEnc}}}
 	cases := []struct {
 		name  string
-		table config.Table
+		table *Mapping
 		rel   *Relation
 		want  string
 	}{
-		{"missing column", config.Table{Table: "public.t", Columns: []config.Column{{Column: "id"}, {Column: "gone"}}}, rel,
+		{"missing column", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{"id", "id"}, {"gone", "gone"}}}, rel,
 			"mapping of public.t names columns the table does not have in the stream: gone (the table has: id); fix the mapping in the config, or add the columns to the publication: permanent error"},
-		{"bad value", config.Table{Table: "public.t", Columns: []config.Column{{Column: "id"}}}, rel,
+		{"bad value", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{"id", "id"}}}, rel,
 			"insert 0/1-1 of public.t: column id: not an int: permanent error"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ms, err := Mappings([]config.Table{tc.table})
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = NewMapper("s", ms).Map(&Change{Tx: tx, Seq: 1, Rel: tc.rel, Op: OpInsert, New: []Datum{text("x")}})
+			_, err := NewMapper("s", []*Mapping{tc.table}).Map(&Change{Tx: tx, Seq: 1, Rel: tc.rel, Op: OpInsert, New: []Datum{text("x")}})
 			if !errors.Is(err, ErrPermanent) || err.Error() != tc.want {
 				t.Fatalf("err = %v\nwant %s", err, tc.want)
 			}
@@ -115,7 +106,7 @@ func TestMapperErrors(t *testing.T) {
 }
 
 func TestMapperSkipsUnmapped(t *testing.T) {
-	ms, _ := Mappings([]config.Table{{Table: "public.applications", Columns: []config.Column{{Column: "application_id"}}}})
+	ms := []*Mapping{{Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications", Columns: []MappedColumn{{"application_id", "application_id"}}}}
 	m := NewMapper("s", ms)
 	tx := &Tx{CommitLSN: 1}
 	other := &Relation{ID: 8, Schema: "public", Name: "companies", Columns: []Column{{Name: "id"}}}
@@ -175,11 +166,8 @@ func TestMapperTypeChanges(t *testing.T) {
 			{Name: "applicant_email", TypeName: email, Encode: EncodeString},
 		}}
 	}
-	ms, err := Mappings([]config.Table{{Table: "public.applications",
-		Columns: []config.Column{{Column: "application_id"}, {Column: "company_id", Rename: "company"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ms := []*Mapping{{Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications",
+		Columns: []MappedColumn{{"application_id", "application_id"}, {"company_id", "company"}}}}
 	m := NewMapper("baitoru/test", ms)
 	tx := &Tx{XID: 1, CommitLSN: 0x100}
 	steps := []struct {

@@ -6,43 +6,44 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// PipelineOptions tune a Pipeline.
+// PipelineOptions tune a Pipeline. The pipeline applies no defaults: the
+// values come resolved from package config (publisher.*), and a value
+// written in code means what it says, zero included.
 type PipelineOptions struct {
-	// Lanes is the number of batches published concurrently. Events with
-	// the same key always travel in the same lane, in order.
+	// Lanes is the number of batches published concurrently (at least
+	// one). Events with the same key always travel in the same lane, in
+	// order.
 	Lanes int
-	// MaxBatch is the most events handed to one Publish call.
+	// MaxBatch is the most events handed to one Publish call (at least
+	// one): the publisher's limit, e.g. sns.MaxBatchEntries.
 	MaxBatch int
 	// MaxInflightEvents and MaxInflightBytes bound what has been read from
 	// the stream but not yet accepted by the publisher; the reader blocks
 	// beyond them, so memory stays flat whatever the transaction size.
+	// Zero: no bound.
 	MaxInflightEvents int
 	MaxInflightBytes  int64
 	// ShutdownGrace is how long in-flight publishes may finish once the
-	// context given to Run ends.
+	// context given to Run ends (zero: none).
 	ShutdownGrace time.Duration
 }
 
-func (o *PipelineOptions) defaults() {
-	if o.Lanes <= 0 {
-		o.Lanes = 8
-	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = 10
-	}
+// normalize turns the values that cannot be taken literally into their
+// meaning: no lane or an empty batch is one, no bound is the largest.
+func (o *PipelineOptions) normalize() {
+	o.Lanes = max(o.Lanes, 1)
+	o.MaxBatch = max(o.MaxBatch, 1)
 	if o.MaxInflightEvents <= 0 {
-		o.MaxInflightEvents = 20000
+		o.MaxInflightEvents = math.MaxInt
 	}
 	if o.MaxInflightBytes <= 0 {
-		o.MaxInflightBytes = 64 << 20
-	}
-	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = 10 * time.Second
+		o.MaxInflightBytes = math.MaxInt64
 	}
 }
 
@@ -114,7 +115,7 @@ type Pipeline struct {
 
 // NewPipeline returns a pipeline; it publishes nothing until Run is called.
 func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observer, log *slog.Logger) *Pipeline {
-	opts.defaults()
+	opts.normalize()
 	if obs == nil {
 		obs = nopObserver{}
 	}
@@ -124,7 +125,8 @@ func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observ
 		failed:  make(chan struct{}),
 		running: make(chan struct{}),
 	}
-	per := opts.MaxInflightEvents/opts.Lanes/opts.MaxBatch + 16
+	// A lane's queue holds its share of the window, in chunks.
+	per := min(opts.MaxInflightEvents, 1<<20)/opts.Lanes/opts.MaxBatch + 16
 	for range opts.Lanes {
 		p.lanes = append(p.lanes, make(chan []*Event, per))
 		p.pending = append(p.pending, make([]*Event, 0, opts.MaxBatch))

@@ -83,11 +83,7 @@ func testPipeline(t *testing.T, pub Publisher, opts PipelineOptions) (*Pipeline,
 func mustMapping(t *testing.T, table string, cols ...string) *Mapping {
 	t.Helper()
 	m := &Mapping{Table: table, TypePrefix: "baitoru.t", Key: []string{"k"}}
-	for _, op := range []Op{OpInsert, OpUpdate, OpDelete} {
-		m.Ops = append(m.Ops, op)
-		m.ops[op] = true
-		m.types[op] = m.TypePrefix + "." + op.String()
-	}
+	m.Ops = []Op{OpInsert, OpUpdate, OpDelete}
 	for _, c := range cols {
 		m.Columns = append(m.Columns, MappedColumn{Column: c, Name: c})
 	}

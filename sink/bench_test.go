@@ -60,7 +60,7 @@ func BenchmarkDeliver(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rules, _ := sink.NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
+	rules := sink.NewRules([]sink.LinkRule{{Table: "public.applications", Field: "company_id"}})
 	proc, err := sink.NewProcessor(sink.ProcessorConfig{Rules: rules, Links: cache, Log: store, Pusher: kc})
 	if err != nil {
 		b.Fatal(err)

@@ -3,11 +3,8 @@ package sink
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
-
-	"github.com/baitoru/baitoru-cdc/config"
 )
 
 // Link statuses.
@@ -34,37 +31,34 @@ type Link struct {
 	EndedAt   *time.Time `json:"ended_at"`
 }
 
-// Rules says which data field of an event holds its link key, from
-// config.Sink.Links: a rule for the exact event type wins over a rule for
-// the event's table.
+// LinkRule names the data field holding the link key of the events of one
+// type, or of every type of one table (sink.links in the configuration).
+type LinkRule struct {
+	Type  string // a CloudEvents type; or
+	Table string // a schema-qualified table
+	Field string // the key in the event's data holding the link key
+}
+
+// Rules says which data field of an event holds its link key: a rule for
+// the exact event type wins over a rule for the event's table.
 type Rules struct {
 	byType  map[string]string
 	byTable map[string]string
 }
 
-// NewRules builds the rules; a rule naming both or neither of type and
-// table, lacking a field, or repeating a type or table is an error.
-func NewRules(keys []config.LinkKey) (*Rules, error) {
+// NewRules builds the rules. They come validated by package config (each
+// names a field and exactly one of type and table, once); a later rule for
+// the same type or table replaces an earlier one.
+func NewRules(rules []LinkRule) *Rules {
 	r := &Rules{byType: map[string]string{}, byTable: map[string]string{}}
-	for i, k := range keys {
-		switch {
-		case k.Field == "":
-			return nil, fmt.Errorf("sink.links[%d]: field is empty", i)
-		case (k.Type == "") == (k.Table == ""):
-			return nil, fmt.Errorf("sink.links[%d]: set exactly one of type and table", i)
-		case k.Type != "":
-			if _, dup := r.byType[k.Type]; dup {
-				return nil, fmt.Errorf("sink.links[%d]: type %s has two rules", i, k.Type)
-			}
+	for _, k := range rules {
+		if k.Type != "" {
 			r.byType[k.Type] = k.Field
-		default:
-			if _, dup := r.byTable[k.Table]; dup {
-				return nil, fmt.Errorf("sink.links[%d]: table %s has two rules", i, k.Table)
-			}
+		} else {
 			r.byTable[k.Table] = k.Field
 		}
 	}
-	return r, nil
+	return r
 }
 
 // Field returns the data field holding e's link key.

@@ -21,8 +21,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/baitoru/baitoru-cdc/config"
 )
 
 // Delivery log statuses.
@@ -397,11 +395,11 @@ func (p *Processor) decide(pe *pending, m Message, log *[]Delivery) Result {
 	}
 }
 
-// ClaimLeaseFor is the claim lease for a Kobot client configured as k: the
-// longest a push can take (every attempt timing out, the longest backoff
-// between them) plus a margin for the delivery log write.
-func ClaimLeaseFor(k config.Kobot) time.Duration {
-	return time.Duration(max(k.MaxAttempts, 1))*(k.Timeout+k.Retry.Max) + 10*time.Second
+// ClaimLeaseFor is the claim lease for a Kobot client that makes attempts
+// pushes of at most timeout each with at most retryMax between them: the
+// longest a push can take plus a margin for the delivery log write.
+func ClaimLeaseFor(attempts int, timeout, retryMax time.Duration) time.Duration {
+	return time.Duration(max(attempts, 1))*(timeout+retryMax) + 10*time.Second
 }
 
 // redeliveryDelay is base·2^(receives-1), capped.

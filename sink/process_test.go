@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/baitoru/baitoru-cdc/config"
 )
 
 // Fakes for a unit test of the Processor's decisions; the integration tests
@@ -74,7 +72,7 @@ func (f *fakePusher) Push(_ context.Context, r PushRequest) PushResult {
 
 func newTestProcessor(t *testing.T, answer func(PushRequest) PushResult) (*Processor, *fakeLog, *fakePusher) {
 	t.Helper()
-	rules, _ := NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
+	rules := NewRules([]LinkRule{{Table: "public.applications", Field: "company_id"}})
 	cache := NewLinkCache(nil)
 	cache.SetAll([]Link{
 		{ID: 1, Account: "a", Key: "7", Status: StatusActive},

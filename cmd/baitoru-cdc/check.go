@@ -105,7 +105,7 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 		defer conn.Close(context.Background())
 		dbRows, err := dba.Check(ctx, conn, dba.CheckOptions{
 			Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
-			Spec: dba.SpecFromConfig(cfg.Tables), Create: cfg.Source.Create,
+			Mappings: cfg.Mappings(), Create: cfg.Source.Create,
 			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd, Role: sourceRole(cfg),
 		})
 		rows = append(rows, dbRows...)

@@ -84,22 +84,19 @@ const topicCheckWithin = 30 * time.Second
 
 // run wires the connector: subscription → pipeline → publisher.
 func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	mappings, err := connector.Mappings(cfg.Tables)
-	if err != nil {
-		return err
-	}
+	mappings := cfg.Mappings()
 	pgCfg, err := pgconn.ParseConfig(cfg.Source.DSN)
 	if err != nil {
 		return fmt.Errorf("source.dsn: %s", postgres.Redact(err.Error()))
 	}
 	mapper := connector.NewMapper("baitoru/"+pgCfg.Database, mappings)
 	metrics := telemetry.New()
-	for _, t := range cfg.Tables {
-		metrics.AddTable(t.Table)
+	for _, m := range mappings {
+		metrics.AddTable(m.Table)
 	}
 
 	var pub connector.Publisher
-	maxBatch, lanes := 10, cfg.Publisher.Lanes
+	maxBatch, lanes := sns.MaxBatchEntries, cfg.Publisher.Lanes
 	switch cfg.Publisher.Kind {
 	case "stdout":
 		pub = stdout.New(os.Stdout)
@@ -136,12 +133,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ShutdownGrace:     cfg.Publisher.ShutdownGrace,
 	}, metrics, log)
 
-	spec := dba.SpecFromConfig(cfg.Tables)
 	sub := postgres.New(postgres.Options{
 		DSN:              cfg.Source.DSN,
 		Slot:             cfg.Source.Slot,
 		Publication:      cfg.Source.Publication,
-		RowFilters:       spec.Where,
+		Mappings:         mappings,
 		StatusInterval:   cfg.Source.StatusInterval,
 		ReconnectInitial: cfg.Source.Reconnect.Initial,
 		ReconnectMax:     cfg.Source.Reconnect.Max,
@@ -179,7 +175,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 		err := dba.Prepare(ctx, dba.PrepareOptions{
 			DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
-			Create: cfg.Source.Create, Spec: spec,
+			Create: cfg.Source.Create, Mappings: mappings,
 			RetryInitial: cfg.Source.Reconnect.Initial, RetryMax: cfg.Source.Reconnect.Max,
 		}, log)
 		if err != nil || ctx.Err() != nil {

@@ -117,11 +117,12 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	if dryRun {
 		say("dry run: every statement runs inside a transaction that is rolled back; nothing will be changed")
 	}
-	spec := dba.SpecFromConfig(cfg.Tables)
+	mappings := cfg.Mappings()
+	names := dba.TableNames(mappings)
 	say("publication %s: planning %d mapped %s (%s), publishing %s; reading the tables and the existing publication",
-		cfg.Source.Publication, len(spec.Tables), countNoun(len(spec.Tables), "table", "tables"), strings.Join(spec.Tables, ", "), strings.Join(dba.SpecOperations(spec), ", "))
+		cfg.Source.Publication, len(names), countNoun(len(names), "table", "tables"), strings.Join(names, ", "), strings.Join(dba.Operations(mappings), ", "))
 	pub, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{
-		Publication: cfg.Source.Publication, Spec: spec, DryRun: dryRun,
+		Publication: cfg.Source.Publication, Mappings: mappings, DryRun: dryRun,
 	})
 	var pe *dba.PlanError
 	if errors.As(err, &pe) {
@@ -163,7 +164,7 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	default:
 		say("slot %s: created at %s", cfg.Source.Slot, slot.Slot.ConfirmedFlush)
 	}
-	tables, err := dba.ReadTables(ctx, conn, pub.Plan.Server, spec.Tables)
+	tables, err := dba.ReadTables(ctx, conn, pub.Plan.Server, names)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -173,7 +174,7 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	}
 	writeScript(out, scriptInput{
 		file: file, db: db, cfg: cfg, role: role, dryRun: dryRun,
-		pub: pub, slot: slot, identity: dba.IdentityNotes(spec, tables),
+		pub: pub, slot: slot, identity: dba.IdentityNotes(mappings, tables),
 	})
 	switch {
 	case dryRun:

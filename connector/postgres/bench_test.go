@@ -36,7 +36,7 @@ func BenchmarkDecodeMap(b *testing.B) {
 		vals = append(vals, c.val)
 	}
 	msg := rowMsg('I', 1, []byte{'N'}, tupleBytes(vals...))
-	ms, err := connector.Mappings([]config.Table{{
+	ms, err := config.CompileTables([]config.Table{{
 		Table: "public.applications", Key: []string{"company_id"},
 		Columns: []config.Column{{Column: "application_id"}, {Column: "company_id"}, {Column: "posting_id"},
 			{Column: "answers"}, {Column: "status"}, {Column: "applied_at"}, {Column: "updated_at"}},

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
@@ -41,23 +41,24 @@ func testConnectorRowFilters(t *testing.T, pg *testenv.Postgres) {
 		CREATE TABLE t_key (id int PRIMARY KEY, status text, big text);
 		ALTER TABLE t_key ALTER COLUMN big SET STORAGE EXTERNAL`)
 	conn := connect(t, dsn)
-	iud := []string{"insert", "update", "delete"}
-	tables := []config.Table{
-		{Table: "public.t_full", Operations: iud, Where: "status = 'open'"},
-		{Table: "public.t_key", Operations: iud, Where: "status = 'open'"},
+	// Every column published (no column list), filtered by the connector.
+	iud := []connector.Op{connector.OpInsert, connector.OpUpdate, connector.OpDelete}
+	ms := []*connector.Mapping{
+		{Table: "public.t_full", Ops: iud, TypePrefix: "baitoru.t_full", Where: "status = 'open'"},
+		{Table: "public.t_key", Ops: iud, TypePrefix: "baitoru.t_key", Where: "status = 'open'"},
 	}
-	spec := dba.SpecFromConfig(tables)
-	pubSpec := spec
+	unfiltered := []*connector.Mapping{{Table: "public.t_full", Ops: iud}, {Table: "public.t_key", Ops: iud}}
+	pub := ms
 	if native {
-		pubSpec.Where = nil
+		pub = unfiltered
 	}
-	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: pubSpec}); err != nil {
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Mappings: pub}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
-	rec := startRecorded(t, dsn, tables, spec, func(o *postgres.Options) { o.ConnectorRowFilters = native })
+	rec := startRecorded(t, dsn, ms, func(o *postgres.Options) { o.ConnectorRowFilters = native })
 	big := strings.Repeat("0123456789abcdef", 1000) // 16 kB, stored out of line
 	exec(t, dsn,
 		`INSERT INTO t_full VALUES (1, 'open', 0), (2, 'closed', 0)`,
@@ -89,9 +90,8 @@ func testConnectorRowFilters(t *testing.T, pg *testenv.Postgres) {
 
 	// A filter PostgreSQL cannot evaluate stops the connector with the
 	// table and the fix, without skipping anything.
-	bad := []config.Table{{Table: "public.t_key", Operations: iud, Where: "no_such_column > 0"}}
-	badSpec := dba.SpecFromConfig(bad)
-	rec = startRecorded(t, dsn, bad, badSpec, func(o *postgres.Options) { o.ConnectorRowFilters = native })
+	bad := []*connector.Mapping{{Table: "public.t_key", Ops: iud, TypePrefix: "baitoru.t_key", Where: "no_such_column > 0"}}
+	rec = startRecorded(t, dsn, bad, func(o *postgres.Options) { o.ConnectorRowFilters = native })
 	exec(t, dsn, `INSERT INTO t_key VALUES (200, 'open', 'x')`)
 	err := <-rec.done
 	if err == nil || !strings.Contains(err.Error(), "row filter of public.t_key") || !strings.Contains(err.Error(), "fix where:") {

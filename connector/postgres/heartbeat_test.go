@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
@@ -33,16 +32,15 @@ func testHeartbeat(t *testing.T, pg *testenv.Postgres) {
 	dsn := pg.NewDatabase(t)
 	exec(t, dsn, appsDDL, `CREATE TABLE hb_flush (x int)`)
 	conn := connect(t, dsn)
-	tables := []config.Table{appsMapping()}
-	spec := dba.SpecFromConfig(tables)
-	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
+	ms := compile(t, appsMapping())
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Mappings: ms}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, dsn, `SELECT pg_create_logical_replication_slot('hb_probe', 'test_decoding')`)
-	rec := startRecorded(t, dsn, tables, spec)
+	rec := startRecorded(t, dsn, ms)
 
 	messages := func() (n int, last string) {
 		t.Helper()

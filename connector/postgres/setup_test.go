@@ -23,6 +23,24 @@ import (
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
+// compile resolves table mappings as package config does for a file.
+func compile(t testing.TB, tables ...config.Table) []*connector.Mapping {
+	t.Helper()
+	ms, err := config.CompileTables(tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// stdoutPipeline are the pipeline options run uses with publisher.kind
+// stdout and the default configuration.
+func stdoutPipeline() connector.PipelineOptions {
+	p := config.Defaults().Publisher
+	return connector.PipelineOptions{Lanes: 1, MaxBatch: 256, MaxInflightEvents: p.MaxInflightEvents,
+		MaxInflightBytes: p.MaxInflightBytes, ShutdownGrace: p.ShutdownGrace}
+}
+
 func integration(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
@@ -50,10 +68,10 @@ func TestSetupQuotesIdentifiers(t *testing.T) {
 	testenv.MustExec(t, dsn, `CREATE TABLE "weird; drop" ("Id" int PRIMARY KEY, "a""b" text, c text);
 		CREATE TABLE drop_me (x int)`)
 	conn := connect(t, dsn)
-	tables := []config.Table{{Table: "public.weird; drop", Operations: []string{"insert"},
+	tables := []config.Table{{Table: "public.weird; drop", Type: "baitoru.weird", Operations: []string{"insert"},
 		Columns: []config.Column{{Column: "Id"}, {Column: `a"b`}}, Where: `"a""b" <> 'x;y'`}}
-	spec := dba.SpecFromConfig(tables)
-	res, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec})
+	ms := compile(t, tables...)
+	res, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Mappings: ms})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +86,7 @@ func TestSetupQuotesIdentifiers(t *testing.T) {
 	if pt == nil || strings.Join(pt.Columns, ",") != `Id,a"b` || !slices.Equal(pt.WhereColumns, []string{`a"b`}) {
 		t.Fatalf("published table: %+v (tables %v)", pt, st.Tables)
 	}
-	if res, err = dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil || res.Action != dba.PublicationUnchanged {
+	if res, err = dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Mappings: ms}); err != nil || res.Action != dba.PublicationUnchanged {
 		t.Fatalf("second setup: %+v %v", res, err)
 	}
 	var n int
@@ -78,7 +96,7 @@ func TestSetupQuotesIdentifiers(t *testing.T) {
 	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
-	rec := startRecorded(t, dsn, tables, spec)
+	rec := startRecorded(t, dsn, ms)
 	testenv.MustExec(t, dsn, `INSERT INTO "weird; drop" VALUES (1, 'x;y', 'no'), (2, 'ok', 'no')`)
 	got := rec.waitFor(t, func(c seen) bool { return c.values["Id"] == "2" })
 	if len(got) != 1 || got[0].values[`a"b`] != "ok" || slices.Contains(got[0].columns, "c") {
@@ -163,17 +181,13 @@ func (r *recorder) stop(t *testing.T) {
 // startRecorded streams slot and publication "cdc" (made by setup:
 // Create false) into a stdout pipeline, recording every change. opts may
 // adjust the subscription's options.
-func startRecorded(t *testing.T, dsn string, tables []config.Table, spec dba.PublicationSpec, opts ...func(*postgres.Options)) *recorder {
+func startRecorded(t *testing.T, dsn string, ms []*connector.Mapping, opts ...func(*postgres.Options)) *recorder {
 	t.Helper()
-	ms, err := connector.Mappings(tables)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := testLogger(t)
-	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), connector.PipelineOptions{}, nil, log)
+	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), stdoutPipeline(), nil, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{Pipeline: pipe, cancel: cancel, done: make(chan error, 1)}
-	o := postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", RowFilters: spec.Where,
+	o := postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Mappings: ms,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second}
 	for _, f := range opts {
 		f(&o)
@@ -216,14 +230,14 @@ func testRowFilterPushdown(t *testing.T, pg *testenv.Postgres) {
 	conn := connect(t, dsn)
 	tables := []config.Table{{Table: "public.apps", Operations: []string{"insert"}, Where: "company_id % 2 = 0",
 		Columns: []config.Column{{Column: "application_id"}, {Column: "company_id"}}}}
-	spec := dba.SpecFromConfig(tables)
-	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
+	ms := compile(t, tables...)
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Mappings: ms}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
-	rec := startRecorded(t, dsn, tables, spec)
+	rec := startRecorded(t, dsn, ms)
 	exec(t, dsn, `INSERT INTO apps (application_id, company_id, applicant_email) SELECT g, g, 'a@b' FROM generate_series(1, 40) g`,
 		`INSERT INTO apps (application_id, company_id, applicant_email) VALUES (1000, 1000, 'last@b')`)
 	got := rec.waitFor(t, func(c seen) bool { return c.values["application_id"] == "1000" })
@@ -261,15 +275,14 @@ func testIdleSlotAdvances(t *testing.T, pg *testenv.Postgres) {
 	exec(t, dsn, appsDDL)
 	exec(t, other, `CREATE TABLE busy (id serial PRIMARY KEY, v text)`)
 	conn := connect(t, dsn)
-	tables := []config.Table{appsMapping()}
-	spec := dba.SpecFromConfig(tables)
-	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Spec: spec}); err != nil {
+	ms := compile(t, appsMapping())
+	if _, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "cdc", Mappings: ms}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := dba.EnsureSlot(ctx, conn, "cdc", false); err != nil {
 		t.Fatal(err)
 	}
-	rec := startRecorded(t, dsn, tables, spec)
+	rec := startRecorded(t, dsn, ms)
 	const interval = time.Second
 	hbCtx, hbStop := context.WithCancel(ctx)
 	hbDone := make(chan error, 1)
@@ -402,15 +415,13 @@ func TestSlotVanishedWhileStreaming(t *testing.T) {
 	dsn := testenv.PG(t).NewDatabase(t)
 	exec(t, dsn, appsDDL)
 	conn := connect(t, dsn)
-	tables := []config.Table{appsMapping()}
-	spec := dba.SpecFromConfig(tables)
-	ms, _ := connector.Mappings(tables)
+	ms := compile(t, appsMapping())
 	log := testLogger(t)
-	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), connector.PipelineOptions{}, nil, log)
-	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Spec: spec}, log); err != nil {
+	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), stdoutPipeline(), nil, log)
+	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
 		t.Fatal(err)
 	}
-	sub := postgres.New(postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc",
+	sub := postgres.New(postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Mappings: ms,
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}, pipe, log)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

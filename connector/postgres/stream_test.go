@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -93,21 +94,22 @@ func startConnector(t *testing.T, dsn, topic string, tables []config.Table, emu 
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := testLogger(t)
-	ms, err := connector.Mappings(tables)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := sns.New(emu.SNS(), sns.Options{DefaultTopic: topic}, log)
+	ms := compile(t, tables...)
+	// What run gives the parts with the default configuration; the
+	// fields opts sets win.
+	d := config.Defaults()
+	pub := sns.New(emu.SNS(), sns.Options{DefaultTopic: topic, RetryInitial: d.Publisher.Retry.Initial, RetryMax: d.Publisher.Retry.Max}, log)
+	opts.Lanes = cmp.Or(opts.Lanes, d.Publisher.Lanes)
+	opts.MaxBatch = cmp.Or(opts.MaxBatch, sns.MaxBatchEntries)
+	opts.MaxInflightEvents = cmp.Or(opts.MaxInflightEvents, d.Publisher.MaxInflightEvents)
+	opts.MaxInflightBytes = cmp.Or(opts.MaxInflightBytes, d.Publisher.MaxInflightBytes)
+	opts.ShutdownGrace = cmp.Or(opts.ShutdownGrace, d.Publisher.ShutdownGrace)
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), pub, opts, nil, log)
-	spec := dba.PublicationSpec{Operations: []string{"insert", "update", "delete"}}
-	for _, tb := range tables {
-		spec.Tables = append(spec.Tables, tb.Table)
-	}
-	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Spec: spec}, log); err != nil {
+	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
 		t.Fatal(err)
 	}
 	sub := postgres.New(postgres.Options{
-		DSN: dsn, Slot: "cdc", Publication: "cdc",
+		DSN: dsn, Slot: "cdc", Publication: "cdc", Mappings: ms, ShutdownGrace: d.Publisher.ShutdownGrace,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 	}, pipe, log)
 	c := &connectorUnderTest{cancel: cancel, done: make(chan error, 1), pipe: pipe, sub: sub}

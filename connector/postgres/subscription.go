@@ -45,45 +45,39 @@ type Handler interface {
 	Err() error
 }
 
-// Options configure a Subscription.
+// Options configure a Subscription. The values of the configuration come
+// resolved from package config (source.*): the subscription applies no
+// default of its own to them.
 type Options struct {
 	// DSN of the source database (a regular connection string; the
 	// replication connection is derived from it).
 	DSN         string
 	Slot        string
 	Publication string
-	// RowFilters are the mappings' where: expressions by schema-qualified
-	// table; the connector evaluates them itself when the publication
-	// cannot (see ConnectorRowFilters).
-	RowFilters map[string]string
-	// StatusInterval is the period of standby status updates.
+	// Mappings are the mapped tables; the connector evaluates their row
+	// filters (Where) itself when the publication cannot (see
+	// ConnectorRowFilters).
+	Mappings []*connector.Mapping
+	// StatusInterval is the period of standby status updates; required
+	// (greater than zero).
 	StatusInterval time.Duration
-	// ReconnectInitial and ReconnectMax bound the reconnection backoff.
+	// ReconnectInitial and ReconnectMax bound the reconnection backoff
+	// (zero: reconnect at once).
 	ReconnectInitial, ReconnectMax time.Duration
-	// ShutdownGrace bounds the wait for in-flight events on shutdown.
+	// ShutdownGrace bounds the wait for in-flight events on shutdown
+	// (zero: none).
 	ShutdownGrace time.Duration
 	// SlotBusyRetry is the wait between attempts while another connector
-	// streams the slot (a standby replica waiting to take over).
+	// streams the slot (a standby replica waiting to take over); default
+	// 2s. Not in the configuration file.
 	SlotBusyRetry time.Duration
-	// ConnectorRowFilters evaluates RowFilters in the connector (see
-	// rowFilters) rather than relying on the publication's row filters.
+	// ConnectorRowFilters evaluates the mappings' row filters in the
+	// connector (see rowFilters) rather than relying on the publication's.
 	// It is automatic on PostgreSQL < 15, whose publications have none.
 	ConnectorRowFilters bool
 }
 
 func (o *Options) defaults() {
-	if o.StatusInterval <= 0 {
-		o.StatusInterval = time.Second
-	}
-	if o.ReconnectInitial <= 0 {
-		o.ReconnectInitial = 500 * time.Millisecond
-	}
-	if o.ReconnectMax <= 0 {
-		o.ReconnectMax = 30 * time.Second
-	}
-	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = 10 * time.Second
-	}
 	if o.SlotBusyRetry <= 0 {
 		o.SlotBusyRetry = 2 * time.Second
 	}
@@ -280,10 +274,10 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 	defer stopWake()
 
 	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
-	if len(s.opts.RowFilters) > 0 && (s.opts.ConnectorRowFilters || !Supports(server, FeatureRowFilters)) {
-		d.filters = newRowFilters(s.opts.RowFilters, meta)
+	if where := rowFilterTables(s.opts.Mappings); len(where) > 0 && (s.opts.ConnectorRowFilters || !Supports(server, FeatureRowFilters)) {
+		d.filters = newRowFilters(s.opts.Mappings, meta)
 		s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
-			"server_version", versionText(server), "tables", len(s.opts.RowFilters))
+			"server_version", versionText(server), "tables", len(where))
 	}
 	nextStatus := time.Now().Add(s.opts.StatusInterval)
 	var deadline time.Time

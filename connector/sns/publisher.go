@@ -41,7 +41,8 @@ type Options struct {
 	// raise it only for topics whose MaximumMessageSize was raised).
 	MaxBatchBytes int
 	// RetryInitial and RetryMax bound the exponential backoff between
-	// attempts (defaults 100ms and 20s).
+	// attempts: publisher.retry, resolved by package config (zero: retry
+	// at once). The publisher applies no default of its own.
 	RetryInitial time.Duration
 	RetryMax     time.Duration
 	// CallTimeout bounds one PublishBatch attempt; a call that takes longer
@@ -58,12 +59,6 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = MaxBatchBytes
-	}
-	if o.RetryInitial <= 0 {
-		o.RetryInitial = 100 * time.Millisecond
-	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = 20 * time.Second
 	}
 	if o.RetryMax < o.RetryInitial {
 		o.RetryMax = o.RetryInitial

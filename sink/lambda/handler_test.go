@@ -77,7 +77,7 @@ func TestHandleReportsBatchItemFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, _ := sink.NewRules([]config.LinkKey{{Table: "public.applications", Field: "company_id"}})
+	rules := sink.NewRules([]sink.LinkRule{{Table: "public.applications", Field: "company_id"}})
 	proc, err := sink.NewProcessor(sink.ProcessorConfig{Rules: rules, Links: store, Log: store, Pusher: kc})
 	if err != nil {
 		t.Fatal(err)

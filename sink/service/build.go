@@ -121,10 +121,11 @@ func newParts(cfg config.Sink, o Options) (*Parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	rules, err := sink.NewRules(cfg.Links)
-	if err != nil {
-		return nil, err
+	links := make([]sink.LinkRule, len(cfg.Links))
+	for i, l := range cfg.Links {
+		links[i] = sink.LinkRule(l) // validated by package config
 	}
+	rules := sink.NewRules(links)
 	p := &Parts{cfg: cfg, o: o, rules: rules, kobot: kc, Registry: o.Registry, Logger: o.Logger}
 	p.Metrics = sink.NewMetrics(o.Registry)
 	kc.Observe(p.Metrics)
@@ -158,7 +159,7 @@ func (p *Parts) open(ctx context.Context) error {
 		Metrics:        p.Metrics,
 		Logger:         p.Logger,
 		RedeliveryBase: p.cfg.SQS.VisibilityTimeout,
-		ClaimLease:     sink.ClaimLeaseFor(p.cfg.Kobot),
+		ClaimLease:     sink.ClaimLeaseFor(p.cfg.Kobot.MaxAttempts, p.cfg.Kobot.Timeout, p.cfg.Kobot.Retry.Max),
 	})
 	if err != nil {
 		store.Close()

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
@@ -38,7 +39,8 @@ type CheckResult struct {
 // CheckOptions configure Check.
 type CheckOptions struct {
 	Slot, Publication string
-	Spec              PublicationSpec
+	// Mappings are the mapped tables (package config resolves them).
+	Mappings []*connector.Mapping
 	// Create is source.create: run creates what is missing.
 	Create bool
 	// MaxLagBytes is source.max_lag_bytes (0: no threshold).
@@ -206,7 +208,7 @@ func (c *checker) checkRole(ctx context.Context) error {
 
 func (c *checker) checkTables(ctx context.Context) error {
 	var err error
-	if c.info, err = ReadTables(ctx, c.conn, c.server, c.o.Spec.Tables); err != nil {
+	if c.info, err = ReadTables(ctx, c.conn, c.server, TableNames(c.o.Mappings)); err != nil {
 		return err
 	}
 	types := postgres.NewTypes()
@@ -219,9 +221,10 @@ func (c *checker) checkTables(ctx context.Context) error {
 	if err := types.Resolve(ctx, c.conn, oids); err != nil {
 		return fmt.Errorf("resolve column types: %w", err)
 	}
-	pubOps := SpecOperations(c.o.Spec)
+	pubOps := Operations(c.o.Mappings)
 	pubUD := slices.Contains(pubOps, "update") || slices.Contains(pubOps, "delete")
-	for _, t := range c.o.Spec.Tables {
+	for _, m := range c.o.Mappings {
+		t := m.Table
 		info := c.info[t]
 		name := "table " + t
 		if info == nil || !info.Exists {
@@ -232,8 +235,8 @@ func (c *checker) checkTables(ctx context.Context) error {
 			c.add(name, CheckFail, "is not a plain table (relkind "+string(info.Kind)+")", "map plain tables (for a partitioned table, its partitions)")
 			continue
 		}
-		cols, listed := c.o.Spec.Columns[t]
-		if !listed {
+		cols := m.ColumnNames()
+		if len(cols) == 0 {
 			cols = columnNames(info)
 		}
 		var missing, fallback, generated []string
@@ -265,7 +268,7 @@ func (c *checker) checkTables(ctx context.Context) error {
 			continue
 		}
 		id := "replica identity " + t
-		mapsUD := slices.Contains(c.o.Spec.Ops[t], "update") || slices.Contains(c.o.Spec.Ops[t], "delete")
+		mapsUD := m.Publishes(connector.OpUpdate) || m.Publishes(connector.OpDelete)
 		switch {
 		case info.hasIdentity():
 			obs := info.identityText()
@@ -282,22 +285,8 @@ func (c *checker) checkTables(ctx context.Context) error {
 	return nil
 }
 
-// SpecOperations are the operations the publication of spec publishes.
-func SpecOperations(spec PublicationSpec) []string {
-	if len(spec.Operations) == 0 {
-		return []string{"insert"}
-	}
-	var out []string
-	for _, op := range opOrder {
-		if slices.Contains(spec.Operations, op) {
-			out = append(out, op)
-		}
-	}
-	return out
-}
-
 func (c *checker) checkPublication(ctx context.Context) error {
-	plan, err := PlanPublication(c.o.Publication, c.o.Spec, c.server, c.info)
+	plan, err := PlanPublication(c.o.Publication, c.o.Mappings, c.server, c.info)
 	var pe *PlanError
 	switch {
 	case errors.As(err, &pe):
@@ -422,7 +411,7 @@ func (c *checker) privileges(ctx context.Context, mustChange bool) {
 	}
 	if c.o.Create && !c.super {
 		var notOwned []string
-		for _, t := range c.o.Spec.Tables {
+		for _, t := range TableNames(c.o.Mappings) {
 			if info := c.info[t]; info != nil && info.Exists {
 				var owns bool
 				if err := c.conn.QueryRow(ctx, `SELECT pg_has_role($1, relowner, 'USAGE') FROM pg_class WHERE oid = $2::regclass`, c.role, QuoteTable(t)).Scan(&owns); err == nil && !owns {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
@@ -33,51 +32,34 @@ var ErrRefused = errors.New("publication refused")
 // Operation names, in the order PostgreSQL's publish option lists them.
 var opOrder = []string{"insert", "update", "delete"}
 
-// PublicationSpec is what the publication must carry. Tables and Operations
-// are required; the per-table details are optional (a table without them is
-// published with every column and without a row filter).
-type PublicationSpec struct {
-	Tables     []string // schema-qualified, e.g. public.applications
-	Operations []string // insert, update, delete: those mapped for any table
-	// Columns are the mapped columns of a table (schema-qualified name).
-	Columns map[string][]string
-	// Where is the row filter of a table: one SQL boolean expression.
-	Where map[string]string
-	// Ops are the operations mapped for a table, for the plan's notes.
-	Ops map[string][]string
+// Operations are the operations the publication of mappings publishes:
+// those any of them maps, in PostgreSQL's order.
+func Operations(mappings []*connector.Mapping) []string {
+	var out []string
+	for _, op := range opOrder {
+		if slices.ContainsFunc(mappings, func(m *connector.Mapping) bool { return slices.Contains(opNames(m), op) }) {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
-// SpecFromConfig returns the publication spec of validated table mappings.
-func SpecFromConfig(tables []config.Table) PublicationSpec {
-	spec := PublicationSpec{Columns: map[string][]string{}, Where: map[string]string{}, Ops: map[string][]string{}}
-	union := map[string]bool{}
-	for _, t := range tables {
-		spec.Tables = append(spec.Tables, t.Table)
-		ops := t.Operations
-		if len(ops) == 0 {
-			ops = []string{"insert"}
-		}
-		spec.Ops[t.Table] = ops
-		for _, op := range ops {
-			union[op] = true
-		}
-		if len(t.Columns) > 0 {
-			cols := make([]string, len(t.Columns))
-			for i, c := range t.Columns {
-				cols[i] = c.Column
-			}
-			spec.Columns[t.Table] = cols
-		}
-		if w := strings.TrimSpace(t.Where); w != "" {
-			spec.Where[t.Table] = w
-		}
+// opNames are the names of the operations m maps, in its order.
+func opNames(m *connector.Mapping) []string {
+	out := make([]string, len(m.Ops))
+	for i, op := range m.Ops {
+		out[i] = op.String()
 	}
-	for _, op := range opOrder {
-		if union[op] {
-			spec.Operations = append(spec.Operations, op)
-		}
+	return out
+}
+
+// TableNames are the schema-qualified names of the mapped tables.
+func TableNames(mappings []*connector.Mapping) []string {
+	out := make([]string, len(mappings))
+	for i, m := range mappings {
+		out[i] = m.Table
 	}
-	return spec
+	return out
 }
 
 // TableInfo is what the planner and check know of one table on the server.
@@ -205,48 +187,30 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// PlanPublication returns the publication for spec on a server of the given
-// version whose tables are described by tables (by schema-qualified name).
-// It refuses (a *PlanError) what would make an UPDATE or DELETE fail or what
-// the server cannot carry. Row filters are checked here only for their
-// shape; which columns they reference is known once PostgreSQL parsed them
-// (ApplyPublication checks that part on the server).
-func PlanPublication(name string, spec PublicationSpec, server int, tables map[string]*TableInfo) (*Plan, error) {
-	p := &Plan{Publication: name, Server: server}
+// PlanPublication returns the publication for the mappings (resolved and
+// validated by package config) on a server of the given version whose
+// tables are described by tables (by schema-qualified name). It refuses (a
+// *PlanError) what would make an UPDATE or DELETE fail or what the server
+// cannot carry. Which columns a row filter references is known once
+// PostgreSQL parsed it (ApplyPublication checks that part on the server).
+func PlanPublication(name string, mappings []*connector.Mapping, server int, tables map[string]*TableInfo) (*Plan, error) {
+	p := &Plan{Publication: name, Server: server, Operations: Operations(mappings)}
 	var problems []Problem
 	refuse := func(table, reason, fix string) {
 		problems = append(problems, Problem{Table: table, Reason: reason, Fix: fix})
 	}
-	if len(spec.Tables) == 0 {
-		refuse("", "no tables mapped", "map at least one table under tables:")
-	}
 	ops := map[string]bool{}
-	for _, op := range spec.Operations {
-		if !slices.Contains(opOrder, op) {
-			refuse("", fmt.Sprintf("operation %q cannot be published; use insert, update or delete", op), "")
-			continue
-		}
+	for _, op := range p.Operations {
 		ops[op] = true
-	}
-	if len(spec.Operations) == 0 {
-		ops["insert"] = true
-	}
-	for _, op := range opOrder {
-		if ops[op] {
-			p.Operations = append(p.Operations, op)
-		}
 	}
 	pubUD := ops["update"] || ops["delete"]
 	udList := strings.Join(intersect(p.Operations, []string{"update", "delete"}), " and ")
 	lists := server >= postgres.ColumnListVersion
 
-	for _, t := range spec.Tables {
+	for _, m := range mappings {
+		t := m.Table
 		qt := QuoteTable(t)
 		info := tables[t]
-		if _, _, ok := strings.Cut(t, "."); !ok {
-			refuse(t, "not schema-qualified", "write <schema>.<table>, e.g. public."+t)
-			continue
-		}
 		if info == nil || !info.Exists {
 			refuse(t, "table does not exist", "create it, or remove it from tables: in the config (names are case-sensitive)")
 			continue
@@ -261,7 +225,7 @@ func PlanPublication(name string, spec PublicationSpec, server int, tables map[s
 			continue
 		}
 		pt := PlannedTable{Table: t}
-		cols, mapped := spec.Columns[t]
+		cols, mapped := m.ColumnNames(), len(m.Columns) > 0
 		var missing, generated []string
 		for _, c := range cols {
 			ci := info.Column(c)
@@ -304,18 +268,15 @@ func PlanPublication(name string, spec PublicationSpec, server int, tables map[s
 		if mapped && !lists {
 			p.Notes = append(p.Notes, fmt.Sprintf("PostgreSQL %s has no publication column lists (15+): every column of %s leaves the server; the connector publishes only the mapped ones.", versionText(server), t))
 		}
-		if w, ok := spec.Where[t]; ok && strings.TrimSpace(w) != "" {
-			w = strings.TrimSpace(w)
-			switch err := postgres.CheckFilter(w); {
-			case err != nil:
-				refuse(t, "where: "+err.Error(), "write one SQL boolean expression over the table's columns, e.g. where: \"published AND company_id <> 0\"")
+		if w := m.Where; w != "" {
+			switch {
 			case !lists:
 				p.Notes = append(p.Notes, fmt.Sprintf("PostgreSQL %s has no publication row filters (15+): every row of %s leaves the server; the connector evaluates where: (%s) itself, with PostgreSQL, and drops the rows that do not match.", versionText(server), t, w))
 			default:
 				pt.Where = w
 			}
 		}
-		if ops := spec.Ops[t]; ops != nil {
+		if ops := opNames(m); len(ops) > 0 {
 			var extra []string
 			for _, op := range p.Operations {
 				if !slices.Contains(ops, op) {
@@ -468,11 +429,12 @@ func (p *Plan) AlterStatements(drift []Drift) []Statement {
 
 // IdentityNotes are the REPLICA IDENTITY advice for the tables mapped with
 // update or delete, printed as comments.
-func IdentityNotes(spec PublicationSpec, tables map[string]*TableInfo) []string {
+func IdentityNotes(mappings []*connector.Mapping, tables map[string]*TableInfo) []string {
 	var out []string
-	for _, t := range spec.Tables {
+	for _, m := range mappings {
+		t := m.Table
 		info := tables[t]
-		ops := spec.Ops[t]
+		ops := opNames(m)
 		if info == nil || !info.Exists || !(slices.Contains(ops, "update") || slices.Contains(ops, "delete")) {
 			continue
 		}

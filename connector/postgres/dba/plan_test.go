@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 )
 
@@ -28,6 +27,22 @@ func table(name string, ident byte, identity []string, cols ...string) *TableInf
 	return t
 }
 
+// mapping is a resolved table mapping, as package config makes it.
+func mapping(name string, ops []string, cols []string, where string) *connector.Mapping {
+	m := &connector.Mapping{Table: name, Where: where}
+	for _, s := range ops {
+		op, err := connector.ParseOp(s)
+		if err != nil {
+			panic(err)
+		}
+		m.Ops = append(m.Ops, op)
+	}
+	for _, c := range cols {
+		m.Columns = append(m.Columns, connector.MappedColumn{Column: c, Name: c})
+	}
+	return m
+}
+
 func tablesOf(ts ...*TableInfo) map[string]*TableInfo {
 	m := map[string]*TableInfo{}
 	for _, t := range ts {
@@ -37,12 +52,12 @@ func tablesOf(ts ...*TableInfo) map[string]*TableInfo {
 }
 
 // renderPlan is what the golden files hold: the statements and notes.
-func renderPlan(p *Plan, spec PublicationSpec, tables map[string]*TableInfo) string {
+func renderPlan(p *Plan, mappings []*connector.Mapping, tables map[string]*TableInfo) string {
 	var b strings.Builder
 	for _, n := range p.Notes {
 		b.WriteString("-- note: " + n + "\n")
 	}
-	for _, n := range IdentityNotes(spec, tables) {
+	for _, n := range IdentityNotes(mappings, tables) {
 		b.WriteString("-- identity: " + n + "\n")
 	}
 	for _, st := range p.CreateStatements() {
@@ -69,84 +84,66 @@ func TestPlanPublication(t *testing.T) {
 	part.Kind = 'p'
 	all := tablesOf(apps, full, nopk, nothing, byIndex, weird, gen, part)
 
-	mapping := func(name string, ops []string, cols []string, where string) config.Table {
-		tb := config.Table{Table: name, Operations: ops, Where: where}
-		for _, c := range cols {
-			tb.Columns = append(tb.Columns, config.Column{Column: c})
-		}
-		return tb
-	}
 	ins := []string{"insert"}
 	iu := []string{"insert", "update"}
 	iud := []string{"insert", "update", "delete"}
 	tests := []struct {
 		name    string
 		server  int
-		tables  []config.Table
+		tables  []*connector.Mapping
 		refused []string // substrings of the refusal; empty: planned
 	}{
-		{name: "insert_only_columns", server: 150004, tables: []config.Table{mapping("public.apps", ins, []string{"company_id", "status"}, "")}},
-		{name: "insert_only_filter_any_column", server: 150004, tables: []config.Table{mapping("public.apps", ins, []string{"company_id"}, "status <> 'draft' AND email IS NOT NULL")}},
-		{name: "update_adds_identity_to_column_list", server: 150004, tables: []config.Table{mapping("public.apps", iu, []string{"company_id", "status"}, "")}},
-		{name: "update_filter_on_identity", server: 150004, tables: []config.Table{mapping("public.apps", iud, []string{"id", "status"}, "id > 100")}},
-		{name: "update_full_identity_no_column_list", server: 150004, tables: []config.Table{mapping("public.full_t", iu, []string{"a"}, "b = 'x'")}},
-		{name: "update_identity_index", server: 150004, tables: []config.Table{mapping("public.by_index", iud, []string{"a"}, "")}},
-		{name: "no_columns_mapped", server: 150004, tables: []config.Table{{Table: "public.apps", Operations: iud}}},
-		{name: "mixed_operations", server: 150004, tables: []config.Table{
+		{name: "insert_only_columns", server: 150004, tables: []*connector.Mapping{mapping("public.apps", ins, []string{"company_id", "status"}, "")}},
+		{name: "insert_only_filter_any_column", server: 150004, tables: []*connector.Mapping{mapping("public.apps", ins, []string{"company_id"}, "status <> 'draft' AND email IS NOT NULL")}},
+		{name: "update_adds_identity_to_column_list", server: 150004, tables: []*connector.Mapping{mapping("public.apps", iu, []string{"company_id", "status"}, "")}},
+		{name: "update_filter_on_identity", server: 150004, tables: []*connector.Mapping{mapping("public.apps", iud, []string{"id", "status"}, "id > 100")}},
+		{name: "update_full_identity_no_column_list", server: 150004, tables: []*connector.Mapping{mapping("public.full_t", iu, []string{"a"}, "b = 'x'")}},
+		{name: "update_identity_index", server: 150004, tables: []*connector.Mapping{mapping("public.by_index", iud, []string{"a"}, "")}},
+		{name: "no_columns_mapped", server: 150004, tables: []*connector.Mapping{mapping("public.apps", iud, nil, "")}},
+		{name: "mixed_operations", server: 150004, tables: []*connector.Mapping{
 			mapping("public.apps", ins, []string{"company_id"}, ""),
 			mapping("public.by_index", iu, []string{"a"}, ""),
 		}},
-		{name: "weird_names_quoted", server: 150004, tables: []config.Table{mapping("public.weird; drop", iu, []string{`a"b`}, `"a""b" <> 'x;y'`)}},
-		{name: "insert_only_no_identity", server: 150004, tables: []config.Table{mapping("public.nopk", ins, []string{"a"}, "b > 'm'")}},
-		{name: "pg14_no_column_lists", server: 140009, tables: []config.Table{mapping("public.apps", iu, []string{"company_id"}, "")}},
-		{name: "pg14_where_in_connector", server: 140009, tables: []config.Table{mapping("public.apps", iu, []string{"company_id"}, "status = 'open'")}},
-		{
-			name: "pg14_bad_where_refused", server: 140009,
-			tables:  []config.Table{mapping("public.apps", ins, []string{"company_id"}, "status = 'open'; DROP TABLE x")},
-			refused: []string{"where: ", "';' is not allowed"},
-		},
+		{name: "weird_names_quoted", server: 150004, tables: []*connector.Mapping{mapping("public.weird; drop", iu, []string{`a"b`}, `"a""b" <> 'x;y'`)}},
+		{name: "insert_only_no_identity", server: 150004, tables: []*connector.Mapping{mapping("public.nopk", ins, []string{"a"}, "b > 'm'")}},
+		{name: "pg14_no_column_lists", server: 140009, tables: []*connector.Mapping{mapping("public.apps", iu, []string{"company_id"}, "")}},
+		{name: "pg14_where_in_connector", server: 140009, tables: []*connector.Mapping{mapping("public.apps", iu, []string{"company_id"}, "status = 'open'")}},
 		{
 			name: "update_no_primary_key_refused", server: 150004,
-			tables:  []config.Table{mapping("public.nopk", iu, []string{"a"}, "")},
+			tables:  []*connector.Mapping{mapping("public.nopk", iu, []string{"a"}, "")},
 			refused: []string{"no replica identity", "none (no primary key)", "REPLICA IDENTITY FULL", "map only insert"},
 		},
 		{
 			name: "delete_identity_nothing_refused", server: 150004,
-			tables:  []config.Table{mapping("public.nothing", []string{"delete"}, []string{"a"}, "")},
+			tables:  []*connector.Mapping{mapping("public.nothing", []string{"delete"}, []string{"a"}, "")},
 			refused: []string{"REPLICA IDENTITY NOTHING", "publishes delete"},
 		},
 		{
 			// The publication publishes update for both tables: the
 			// insert-only table needs a replica identity too.
 			name: "insert_only_table_in_update_publication_refused", server: 150004,
-			tables:  []config.Table{mapping("public.nopk", ins, []string{"a"}, ""), mapping("public.apps", iu, []string{"id"}, "")},
+			tables:  []*connector.Mapping{mapping("public.nopk", ins, []string{"a"}, ""), mapping("public.apps", iu, []string{"id"}, "")},
 			refused: []string{"public.nopk: has no replica identity", "separate connector"},
 		},
 		{
-			name: "injection_in_where_refused", server: 150004,
-			tables:  []config.Table{mapping("public.apps", ins, []string{"id"}, "true); DROP TABLE x; --")},
-			refused: []string{"where: ", "closes a parenthesis"},
-		},
-		{
 			name: "missing_table_and_column_refused", server: 150004,
-			tables:  []config.Table{mapping("public.nope", ins, []string{"a"}, ""), mapping("public.apps", ins, []string{"Company_ID"}, "")},
+			tables:  []*connector.Mapping{mapping("public.nope", ins, []string{"a"}, ""), mapping("public.apps", ins, []string{"Company_ID"}, "")},
 			refused: []string{"public.nope: table does not exist", `has no column "Company_ID"`},
 		},
 		{
 			name: "generated_column_refused", server: 150004,
-			tables:  []config.Table{mapping("public.gen", ins, []string{"a2"}, "")},
+			tables:  []*connector.Mapping{mapping("public.gen", ins, []string{"a2"}, "")},
 			refused: []string{"generated"},
 		},
 		{
 			name: "partitioned_refused", server: 150004,
-			tables:  []config.Table{mapping("public.part", ins, []string{"id"}, "")},
+			tables:  []*connector.Mapping{mapping("public.part", ins, []string{"id"}, "")},
 			refused: []string{"partitioned"},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			spec := SpecFromConfig(tc.tables)
-			p, err := PlanPublication("cdc", spec, tc.server, all)
+			p, err := PlanPublication("cdc", tc.tables, tc.server, all)
 			if len(tc.refused) > 0 {
 				var pe *PlanError
 				if !errors.As(err, &pe) || !errors.Is(err, ErrRefused) || !errors.Is(err, connector.ErrPermanent) {
@@ -167,7 +164,7 @@ func TestPlanPublication(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", "setup", tc.name, "plan.sql"), renderPlan(p, spec, all))
+			golden(t, filepath.Join("testdata", "setup", tc.name, "plan.sql"), renderPlan(p, tc.tables, all))
 		})
 	}
 }
@@ -202,8 +199,7 @@ func TestPlanColumnLists(t *testing.T) {
 	tables := tablesOf(apps, full)
 	plan := func(server int, ops []string, tb string, cols ...string) PlannedTable {
 		t.Helper()
-		spec := PublicationSpec{Tables: []string{tb}, Operations: ops, Columns: map[string][]string{tb: cols}}
-		p, err := PlanPublication("p", spec, server, tables)
+		p, err := PlanPublication("p", []*connector.Mapping{mapping(tb, ops, cols, "")}, server, tables)
 		if err != nil {
 			t.Fatal(err)
 		}

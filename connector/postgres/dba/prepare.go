@@ -21,10 +21,10 @@ type PrepareOptions struct {
 	DSN               string
 	Slot, Publication string
 	// Create is source.create: create the publication and the slot when
-	// they are absent, and align the publication with Spec.
+	// they are absent, and align the publication with the mappings.
 	Create bool
-	// Spec is the publication the configuration needs.
-	Spec PublicationSpec
+	// Mappings are the mapped tables (package config resolves them).
+	Mappings []*connector.Mapping
 	// RetryInitial and RetryMax bound the backoff between attempts while
 	// the server cannot be reached.
 	RetryInitial, RetryMax time.Duration
@@ -79,7 +79,7 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 	}
 	defer conn.Close(context.Background())
 	if o.Create {
-		res, err := ApplyPublication(ctx, conn, ApplyOptions{Publication: o.Publication, Spec: o.Spec})
+		res, err := ApplyPublication(ctx, conn, ApplyOptions{Publication: o.Publication, Mappings: o.Mappings})
 		if err != nil {
 			return err
 		}
@@ -96,7 +96,7 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 		}
 		switch res.Action {
 		case PublicationCreated:
-			log.Info("created publication", "publication", o.Publication, "tables", strings.Join(o.Spec.Tables, ","), "sql", res.Statements[0].SQL)
+			log.Info("created publication", "publication", o.Publication, "tables", strings.Join(TableNames(o.Mappings), ","), "sql", res.Statements[0].SQL)
 		case PublicationAltered:
 			log.Info("altered publication to match the config", "publication", o.Publication, "changes", driftText(res.Drift))
 		}
@@ -108,7 +108,7 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 		if !exists {
 			return fmt.Errorf("publication %q does not exist; create it with `baitoru-cdc setup`, or set source.create: true: %w", o.Publication, connector.ErrPermanent)
 		}
-		if _, _, drift, err := DiffPublication(ctx, conn, o.Publication, o.Spec); err != nil {
+		if _, _, drift, err := DiffPublication(ctx, conn, o.Publication, o.Mappings); err != nil {
 			log.Debug("could not compare the publication with the config", "error", err)
 		} else if len(drift) > 0 {
 			log.Warn("the publication differs from the config; run `baitoru-cdc setup` to align it (or `baitoru-cdc check` for details)", "publication", o.Publication, "differences", driftText(drift))

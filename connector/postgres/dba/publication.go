@@ -360,10 +360,10 @@ func CompareFilters(q pgx.Tx) filterComparer {
 	}
 }
 
+// explainFilter plans the filter with the extended protocol, which runs one
+// statement only: the config's filter was checked by package config, the
+// server's is PostgreSQL's own rendering of one expression.
 func explainFilter(ctx context.Context, q pgx.Tx, table, filter string) (string, error) {
-	if err := postgres.CheckFilter(filter); err != nil {
-		return "", fmt.Errorf("row filter of %s: %w: %w", table, err, connector.ErrPermanent)
-	}
 	rr := q.Conn().PgConn().ExecParams(ctx, "EXPLAIN (COSTS OFF, VERBOSE) SELECT FROM ONLY "+QuoteTable(table)+" WHERE ("+filter+")", nil, nil, nil, nil)
 	var lines []string
 	for rr.NextRow() {
@@ -595,7 +595,8 @@ type PublicationResult struct {
 // ApplyOptions configure ApplyPublication.
 type ApplyOptions struct {
 	Publication string
-	Spec        PublicationSpec
+	// Mappings are the mapped tables (package config resolves them).
+	Mappings []*connector.Mapping
 	// DryRun runs everything inside the transaction and rolls it back.
 	DryRun bool
 }
@@ -614,11 +615,11 @@ func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*Pub
 	if err != nil {
 		return nil, err
 	}
-	tables, err := ReadTables(ctx, conn, server, o.Spec.Tables)
+	tables, err := ReadTables(ctx, conn, server, TableNames(o.Mappings))
 	if err != nil {
 		return nil, err
 	}
-	plan, err := PlanPublication(o.Publication, o.Spec, server, tables)
+	plan, err := PlanPublication(o.Publication, o.Mappings, server, tables)
 	if err != nil {
 		return nil, err
 	}
@@ -688,7 +689,7 @@ func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*Pub
 	problems := UnsafeForWrites(after, tables)
 	if len(problems) == 0 {
 		var probeProblems []Problem
-		probeProblems, res.Unprobed, err = ProbeWrites(ctx, tx, tables, o.Spec.Tables, o.Publication)
+		probeProblems, res.Unprobed, err = ProbeWrites(ctx, tx, tables, TableNames(o.Mappings), o.Publication)
 		if err != nil {
 			return nil, err
 		}
@@ -720,9 +721,9 @@ func permanentIfSQL(err error) error {
 }
 
 // DiffPublication compares the server's publication with the plan for
-// spec, in a read-only transaction. cur is nil when the publication does
+// the mappings, in a read-only transaction. cur is nil when the publication does
 // not exist (drift is then empty).
-func DiffPublication(ctx context.Context, conn *pgx.Conn, name string, spec PublicationSpec) (*Plan, *PublicationState, []Drift, error) {
+func DiffPublication(ctx context.Context, conn *pgx.Conn, name string, mappings []*connector.Mapping) (*Plan, *PublicationState, []Drift, error) {
 	server, err := postgres.ServerVersion(ctx, conn)
 	if err != nil {
 		return nil, nil, nil, err
@@ -732,11 +733,11 @@ func DiffPublication(ctx context.Context, conn *pgx.Conn, name string, spec Publ
 		return nil, nil, nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
-	tables, err := ReadTables(ctx, tx, server, spec.Tables)
+	tables, err := ReadTables(ctx, tx, server, TableNames(mappings))
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	plan, err := PlanPublication(name, spec, server, tables)
+	plan, err := PlanPublication(name, mappings, server, tables)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/baitoru/baitoru-cdc/config"
+	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
@@ -98,21 +98,38 @@ func pubString(st *dba.PublicationState) string {
 }
 
 type shape struct {
-	tables []config.Table
+	tables []*connector.Mapping
+}
+
+// mapping is a resolved table mapping, as package config makes it (cols
+// nil: no column list).
+func mapping(table string, ops, cols []string, where string) *connector.Mapping {
+	m := &connector.Mapping{Table: table, Where: where}
+	for _, s := range ops {
+		op, err := connector.ParseOp(s)
+		if err != nil {
+			panic(err)
+		}
+		m.Ops = append(m.Ops, op)
+	}
+	for _, c := range cols {
+		m.Columns = append(m.Columns, connector.MappedColumn{Column: c, Name: c})
+	}
+	return m
 }
 
 func (s shape) String() string {
 	var parts []string
 	for _, t := range s.tables {
 		cols := "all"
-		if t.Columns != nil {
-			var cs []string
-			for _, c := range t.Columns {
-				cs = append(cs, c.Column)
-			}
-			cols = strings.Join(cs, ",")
+		if len(t.Columns) > 0 {
+			cols = strings.Join(t.ColumnNames(), ",")
 		}
-		p := fmt.Sprintf("%s[%s] cols=%s", t.Table, strings.Join(t.Operations, ","), cols)
+		var ops []string
+		for _, op := range t.Ops {
+			ops = append(ops, op.String())
+		}
+		p := fmt.Sprintf("%s[%s] cols=%s", t.Table, strings.Join(ops, ","), cols)
 		if t.Where != "" {
 			p += " where=" + t.Where
 		}
@@ -137,43 +154,33 @@ func TestSetupNeverBreaksWrites(t *testing.T) {
 	testenv.MustExec(t, dsn, safetyDDL)
 	conn := connect(t, dsn)
 
-	col := func(names ...string) []config.Column {
-		if names == nil {
-			return nil
-		}
-		out := make([]config.Column, len(names))
-		for i, n := range names {
-			out[i] = config.Column{Column: n}
-		}
-		return out
-	}
 	var shapes []shape
 	for _, tb := range safetyTables {
 		for _, ops := range [][]string{{"insert"}, {"update"}, {"insert", "update"}, {"delete"}, {"insert", "update", "delete"}} {
 			for _, cols := range [][]string{nil, {"a", "b"}, {tb.key, "a"}} {
 				for _, where := range []string{"", tb.key + " > 0", "c > 0"} {
-					shapes = append(shapes, shape{[]config.Table{{Table: tb.name, Operations: ops, Columns: col(cols...), Where: where}}})
+					shapes = append(shapes, shape{[]*connector.Mapping{mapping(tb.name, ops, cols, where)}})
 				}
 			}
 		}
 	}
 	shapes = append(shapes,
-		shape{[]config.Table{
-			{Table: "public.t_pk", Operations: []string{"insert"}, Columns: col("a"), Where: "c > 0"},
-			{Table: "public.t_idx", Operations: []string{"insert", "update"}, Columns: col("a")},
+		shape{[]*connector.Mapping{
+			mapping("public.t_pk", []string{"insert"}, []string{"a"}, "c > 0"),
+			mapping("public.t_idx", []string{"insert", "update"}, []string{"a"}, ""),
 		}},
-		shape{[]config.Table{
-			{Table: "public.t_full", Operations: []string{"insert"}, Columns: col("a"), Where: "c > 0"},
-			{Table: "public.t_pk", Operations: []string{"insert", "update", "delete"}, Columns: col("b"), Where: "id > 0"},
+		shape{[]*connector.Mapping{
+			mapping("public.t_full", []string{"insert"}, []string{"a"}, "c > 0"),
+			mapping("public.t_pk", []string{"insert", "update", "delete"}, []string{"b"}, "id > 0"),
 		}},
-		shape{[]config.Table{
-			{Table: "public.t_nopk", Operations: []string{"insert"}, Columns: col("a")},
-			{Table: "public.t_pk", Operations: []string{"insert", "update"}, Columns: col("a")},
+		shape{[]*connector.Mapping{
+			mapping("public.t_nopk", []string{"insert"}, []string{"a"}, ""),
+			mapping("public.t_pk", []string{"insert", "update"}, []string{"a"}, ""),
 		}},
-		shape{[]config.Table{
-			{Table: "public.t_nopk", Operations: []string{"insert"}, Where: "c > 0"},
-			{Table: "public.t_pk", Operations: []string{"insert"}, Columns: col("b"), Where: "a > 0 AND b <> 'z'"},
-			{Table: "public.t_nothing", Operations: []string{"insert"}, Columns: col("a")},
+		shape{[]*connector.Mapping{
+			mapping("public.t_nopk", []string{"insert"}, nil, "c > 0"),
+			mapping("public.t_pk", []string{"insert"}, []string{"b"}, "a > 0 AND b <> 'z'"),
+			mapping("public.t_nothing", []string{"insert"}, []string{"a"}, ""),
 		}},
 	)
 	// Some outcomes stated explicitly, so that a planner refusing
@@ -195,17 +202,16 @@ func TestSetupNeverBreaksWrites(t *testing.T) {
 	}
 	accepted, refused := 0, 0
 	for i, s := range shapes {
-		spec := dba.SpecFromConfig(s.tables)
 		before, err := dba.ReadPublication(ctx, conn, 150000, "safety")
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Spec: spec})
+		res, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Mappings: s.tables})
 		var pe *dba.PlanError
 		switch {
 		case err == nil:
 			accepted++
-			again, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Spec: spec})
+			again, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Mappings: s.tables})
 			if err != nil || again.Action != dba.PublicationUnchanged || len(again.Statements) != 0 {
 				t.Errorf("%s: second setup was not a no-op: %+v, %v", s, again, err)
 			}
@@ -254,8 +260,8 @@ func TestSetupNamesAnotherPublication(t *testing.T) {
 	testenv.MustExec(t, dsn, `CREATE TABLE t_nopk (id int, a int, b text, c int);
 		CREATE PUBLICATION reporting_pub FOR TABLE t_nopk`)
 	conn := connect(t, dsn)
-	spec := dba.SpecFromConfig([]config.Table{{Table: "public.t_nopk", Operations: []string{"insert"}}})
-	_, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Spec: spec})
+	ms := []*connector.Mapping{mapping("public.t_nopk", []string{"insert"}, nil, "")}
+	_, err := dba.ApplyPublication(ctx, conn, dba.ApplyOptions{Publication: "safety", Mappings: ms})
 	var pe *dba.PlanError
 	if !errors.As(err, &pe) || len(pe.Problems) == 0 {
 		t.Fatalf("setup = %v, want a refusal", err)

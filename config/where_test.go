@@ -1,8 +1,8 @@
-package postgres
+package config
 
 import "testing"
 
-func TestCheckFilter(t *testing.T) {
+func TestCheckWhere(t *testing.T) {
 	tests := []struct {
 		expr string
 		ok   bool
@@ -29,9 +29,9 @@ func TestCheckFilter(t *testing.T) {
 		{"   ", false},
 	}
 	for _, tc := range tests {
-		err := CheckFilter(tc.expr)
+		err := checkWhere(tc.expr)
 		if (err == nil) != tc.ok {
-			t.Errorf("CheckFilter(%q) = %v, want ok=%v", tc.expr, err, tc.ok)
+			t.Errorf("checkWhere(%q) = %v, want ok=%v", tc.expr, err, tc.ok)
 		}
 	}
 }
