@@ -17,6 +17,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 )
 
 // SNS limits.
@@ -232,8 +233,8 @@ func (p *Publisher) send(ctx context.Context, topic string, fifo bool, events []
 			if ctx.Err() != nil {
 				return fmt.Errorf("publish to %s: %w", topic, ctx.Err())
 			}
-			code = errorCode(err)
-			if !retryable(err) {
+			code = awsclient.ErrorCode(err)
+			if !awsclient.Retryable(err) {
 				msg := fmt.Sprintf("publish to %s", topic)
 				if h := hint(code); h != "" {
 					msg += " (" + h + ")"
@@ -300,7 +301,7 @@ func (p *Publisher) failed(topic string, pending []*connector.Event, out *awssns
 			continue
 		}
 		c := aws.ToString(f.Code)
-		if f.SenderFault && !throttleCodes[c] {
+		if f.SenderFault && !awsclient.Throttled(c) {
 			ev := pending[i]
 			msg := fmt.Sprintf("publish event %s of %s%s to %s: SNS refused it: %s: %s", ev.ID, ev.Table, keyNote(ev), topic, c, aws.ToString(f.Message))
 			if h := hint(c); h != "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 )
 
 // topicFix is what to do about a topic the connector cannot reach.
@@ -49,13 +50,13 @@ func (p *Publisher) CheckTopic(ctx context.Context, arn string) (fifo bool, err 
 	out, err := p.api.GetTopicAttributes(cctx, &awssns.GetTopicAttributesInput{TopicArn: aws.String(arn)})
 	if err != nil {
 		problem := "not reachable: " + err.Error()
-		if code := errorCode(err); code != "" {
+		if code := awsclient.ErrorCode(err); code != "" {
 			problem = "refused by SNS: " + err.Error()
 			if h := hint(code); h != "" {
 				problem += " (" + h + ")"
 			}
 		}
-		return false, &TopicError{ARN: arn, Problem: problem, Fix: topicFix, Retry: ctx.Err() != nil || retryable(err), cause: err}
+		return false, &TopicError{ARN: arn, Problem: problem, Fix: topicFix, Retry: ctx.Err() != nil || awsclient.Retryable(err), cause: err}
 	}
 	fifo = strings.HasSuffix(arn, ".fifo")
 	if v, ok := out.Attributes["FifoTopic"]; ok {

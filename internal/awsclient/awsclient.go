@@ -1,6 +1,6 @@
 // Package awsclient builds every AWS SDK client baitoru-cdc makes: the
-// connector's SNS client and the sink's SQS client (the sink server and the
-// Lambda function). Credentials come from the default AWS chain
+// connector's SNS and S3 clients and the sink's SQS and S3 clients (the sink
+// server and the Lambda function). Credentials come from the default AWS chain
 // (environment, shared config and credentials files, web identity, ECS and
 // EC2 roles); the region and an endpoint override come from the
 // configuration.
@@ -22,6 +22,16 @@
 //     transient failure there costs a redelivery (the delivery log keeps it
 //     from being pushed twice), so the SDK's few quick retries are what it
 //     wants; a failed receive is retried by the consumer's loop.
+//   - The connector's S3 client (large events stored in S3) makes one
+//     attempt per call, for the SNS client's reasons: the payload store
+//     retries, as long as its context allows, because the event behind it
+//     may not be acknowledged before the object is written. The sink's S3
+//     client keeps the SDK's retries: a read that still fails leaves the
+//     message for redelivery.
+//
+// An Endpoint override (an emulator such as fauxqs) makes the S3 client
+// address buckets in the path (http://host:port/bucket/key), since an
+// emulator on localhost cannot answer bucket.host names.
 package awsclient
 
 import (
@@ -30,6 +40,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 )
@@ -103,6 +114,21 @@ func SQS(ctx context.Context, o Options) (*awssqs.Client, error) {
 	return awssqs.NewFromConfig(cfg, func(so *awssqs.Options) {
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
+		}
+	}), nil
+}
+
+// S3 builds an S3 client for o. With an Endpoint it uses path-style
+// addressing (see the package documentation).
+func S3(ctx context.Context, o Options) (*awss3.Client, error) {
+	cfg, err := Config(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return awss3.NewFromConfig(cfg, func(so *awss3.Options) {
+		if o.Endpoint != "" {
+			so.BaseEndpoint = aws.String(o.Endpoint)
+			so.UsePathStyle = true
 		}
 	}), nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 )
@@ -70,6 +71,22 @@ func TestRetries(t *testing.T) {
 			_, err = c.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(url + "/000000000000/q")})
 			return err
 		}, 3},
+		{"s3, caller retries", CallerRetries, func(url string, r Retries) error {
+			c, err := S3(ctx, Options{Region: "us-east-1", Endpoint: url, RegionKey: "s3.region", Retries: r})
+			if err != nil {
+				return err
+			}
+			_, err = c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("b"), Key: aws.String("k"), Body: strings.NewReader("x")})
+			return err
+		}, 1},
+		{"s3, sdk retries", SDKRetries, func(url string, r Retries) error {
+			c, err := S3(ctx, Options{Region: "us-east-1", Endpoint: url, RegionKey: "sink.s3.region", Retries: r})
+			if err != nil {
+				return err
+			}
+			_, err = c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String("b"), Key: aws.String("k")})
+			return err
+		}, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url, calls := failing(t)
@@ -88,5 +105,30 @@ func TestNoRegion(t *testing.T) {
 	_, err := SQS(t.Context(), Options{RegionKey: "sink.sqs.region"})
 	if err == nil || !strings.Contains(err.Error(), "set sink.sqs.region in the config or AWS_REGION") {
 		t.Fatalf("no region: %v", err)
+	}
+}
+
+// TestS3PathStyle: with an endpoint override the bucket is in the path, so
+// an emulator on localhost answers it.
+func TestS3PathStyle(t *testing.T) {
+	testCredentials(t)
+	var host, path atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host.Store(r.Host)
+		path.Store(r.URL.Path)
+	}))
+	defer srv.Close()
+	c, err := S3(t.Context(), Options{Region: "us-east-1", Endpoint: srv.URL, RegionKey: "s3.region", Retries: CallerRetries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutObject(t.Context(), &awss3.PutObjectInput{Bucket: aws.String("payloads"), Key: aws.String("a/0/16B3748-3"), Body: strings.NewReader("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := path.Load(), "/payloads/a/0/16B3748-3"; got != want {
+		t.Errorf("request path %v, want %s", got, want)
+	}
+	if got := host.Load().(string); strings.HasPrefix(got, "payloads.") {
+		t.Errorf("virtual-hosted request to %s", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -51,6 +53,7 @@ type Emulator struct {
 	cfg          aws.Config
 	sns          *sns.Client
 	sqs          *sqs.Client
+	s3           *s3.Client
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -128,6 +131,10 @@ func (e *Emulator) SNS() *sns.Client { return e.sns }
 // SQS returns an SQS client for the emulator.
 func (e *Emulator) SQS() *sqs.Client { return e.sqs }
 
+// S3 returns an S3 client for the emulator (path-style addressing, as
+// internal/awsclient builds it for an endpoint override).
+func (e *Emulator) S3() *s3.Client { return e.s3 }
+
 // Start starts the emulator on the same port and state directory and waits
 // until it answers. Starting a running emulator does nothing.
 func (e *Emulator) Start() error {
@@ -140,6 +147,7 @@ func (e *Emulator) Start() error {
 		e.cfg = e.AWSConfig()
 		e.sns = sns.NewFromConfig(e.cfg)
 		e.sqs = sqs.NewFromConfig(e.cfg)
+		e.s3 = s3.NewFromConfig(e.cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	}
 	logf, err := os.OpenFile(e.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -237,6 +245,45 @@ func (e *Emulator) CreateTopic(ctx context.Context, name string) (string, error)
 		return "", fmt.Errorf("create topic %s: %w", name, err)
 	}
 	return aws.ToString(out.TopicArn), nil
+}
+
+// CreateBucket creates the S3 bucket (creating an existing one does
+// nothing).
+func (e *Emulator) CreateBucket(ctx context.Context, name string) error {
+	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		return fmt.Errorf("create bucket %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetObject returns the content of an S3 object.
+func (e *Emulator) GetObject(ctx context.Context, bucket, key string) ([]byte, error) {
+	out, err := e.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s: %w", bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s: %w", bucket, key, err)
+	}
+	return b, nil
+}
+
+// ListObjects returns the keys of every object of the bucket under prefix.
+func (e *Emulator) ListObjects(ctx context.Context, bucket, prefix string) ([]string, error) {
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(e.s3, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return keys, fmt.Errorf("list s3://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
 }
 
 // QueueOptions configures CreateQueue.
