@@ -141,6 +141,13 @@ test:
 test-short:
 	$(GO) test -short ./...
 
+# docs/config.schema.json, the JSON Schema of config.yaml that editors read,
+# generated from the config package's structs and comments (go test fails
+# while it is stale).
+.PHONY: config-schema
+config-schema:
+	$(GO) test ./config -run TestJSONSchemaUpToDate -count=1 -update
+
 clean:
 	rm -rf bin/ coverage.out coverage.html
 

@@ -77,7 +77,7 @@ type Source struct {
 	// the publication (its changes are then not published): "continue"
 	// (default: report it, record the gap, keep streaming the other
 	// tables) or "stop" (the same, then exit 1).
-	OnTableLoss string `mapstructure:"on_table_loss"`
+	OnTableLoss string `mapstructure:"on_table_loss" jsonschema:"enum=continue,enum=stop"`
 }
 
 // Heartbeat emits pg_logical_emit_message at an interval.
@@ -107,7 +107,7 @@ type SNS struct {
 // Publisher selects and tunes where events go.
 type Publisher struct {
 	// Kind is "sns" (default) or "stdout" (NDJSON, one event per line).
-	Kind string `mapstructure:"kind"`
+	Kind string `mapstructure:"kind" jsonschema:"enum=sns,enum=stdout"`
 	// Lanes is the number of batches published concurrently. Events with
 	// the same key always use the same lane, so per-key order is kept.
 	// Default 8.
@@ -134,9 +134,9 @@ type Metrics struct {
 // Log configures slog.
 type Log struct {
 	// Level is debug, info (default), warn or error.
-	Level string `mapstructure:"level"`
+	Level string `mapstructure:"level" jsonschema:"enum=debug,enum=info,enum=warn,enum=error"`
 	// Format is text (default) or json.
-	Format string `mapstructure:"format"`
+	Format string `mapstructure:"format" jsonschema:"enum=text,enum=json"`
 	// StatusInterval is how often `run` logs a one-line status (events/s,
 	// lag, confirmed LSN) at info level; 0 turns it off. Default 30s.
 	StatusInterval time.Duration `mapstructure:"status_interval"`
@@ -145,9 +145,9 @@ type Log struct {
 // Table maps one table to events.
 type Table struct {
 	// Table is the schema-qualified table name, e.g. public.applications.
-	Table string `mapstructure:"table"`
+	Table string `mapstructure:"table" jsonschema:"required"`
 	// Operations to publish: insert (default), update, delete.
-	Operations []string `mapstructure:"operations"`
+	Operations []string `mapstructure:"operations" jsonschema:"enum=insert,enum=update,enum=delete"`
 	// TopicARN overrides sns.topic_arn for this table.
 	TopicARN string `mapstructure:"topic_arn"`
 	// Type is the CloudEvents type prefix; the operation is appended
@@ -169,7 +169,7 @@ type Table struct {
 // Column is one published column.
 type Column struct {
 	// Column is the name in the table (case-sensitive).
-	Column string `mapstructure:"column"`
+	Column string `mapstructure:"column" jsonschema:"required"`
 	// Rename is the field name in the event's data; default: Column.
 	Rename string `mapstructure:"rename"`
 }
@@ -181,7 +181,7 @@ type Attribute struct {
 	// Name of the attribute; default: the column's published name.
 	Name string `mapstructure:"name"`
 	// Type is String (default) or Number.
-	Type string `mapstructure:"type"`
+	Type string `mapstructure:"type" jsonschema:"enum=String,enum=Number"`
 }
 
 // Sink is the SQS consumer that pushes events to Kobot.
@@ -252,5 +252,5 @@ type LinkKey struct {
 	// Table is a schema-qualified table, matching every type of that table.
 	Table string `mapstructure:"table"`
 	// Field is the key in the event's data holding the link key.
-	Field string `mapstructure:"field"`
+	Field string `mapstructure:"field" jsonschema:"required"`
 }
