@@ -58,11 +58,12 @@ type options struct {
 	Companies    int           `json:"companies"`    // distinct company_id values (link keys)
 	Rate         int           `json:"rate"`         // rows/s of the latency workload
 	LatencyDur   time.Duration `json:"latency_duration"`
-	LatencyTx    int           `json:"latency_tx_size"`  // rows per transaction at the steady rate
-	SinkMessages int           `json:"sink_messages"`    // messages pre-filled for the sink drain
-	SinkConc     int           `json:"sink_concurrency"` // sink.sqs.concurrency; 0: the sink's default
-	Bin          string        `json:"-"`                // prebuilt baitoru-cdc binary; built when empty
-	Render       string        `json:"-"`                // re-render this results.json instead of measuring
+	LatencyTx    int           `json:"latency_tx_size"`   // rows per transaction at the steady rate
+	SinkMessages int           `json:"sink_messages"`     // messages pre-filled for the sink drain
+	SinkConc     int           `json:"sink_concurrency"`  // sink.sqs.concurrency; 0: the sink's default
+	Bin          string        `json:"-"`                 // prebuilt baitoru-cdc binary; built when empty
+	Compare      string        `json:"compare,omitempty"` // a second binary measured interleaved with Bin (connector → stdout, sink drains)
+	Render       string        `json:"-"`                 // re-render this results.json instead of measuring
 	Skip         []string      `json:"skip"`
 
 	skip map[string]bool
@@ -87,6 +88,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.SinkMessages, "sink-messages", 20_000, "messages pre-filled into the queue for the sink throughput drain")
 	fs.IntVar(&o.SinkConc, "sink-concurrency", 0, "sink.sqs.concurrency of the sink runs (0: the sink's default)")
 	fs.StringVar(&o.Bin, "bin", "", "baitoru-cdc binary to measure (default: go build ./cmd/baitoru-cdc into -out)")
+	fs.StringVar(&o.Compare, "compare", "", "another baitoru-cdc binary (e.g. the previous commit's) measured interleaved with -bin: a connector → stdout run after each connector run, and -repeat sink drains of each, alternating; results.md compares CPU per row and per message")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: re-render results.md, chart.svg and the table from this results.json into -out")
 	skip := fs.String("skip", "", "comma-separated items to skip: "+strings.Join(allItems, ","))
 	if err := fs.Parse(args); err != nil {

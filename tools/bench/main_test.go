@@ -237,3 +237,31 @@ func TestBenchTiny(t *testing.T) {
 	}
 	checkXML(t, string(svg))
 }
+
+// TestComparison renders the -compare section: medians of the interleaved
+// runs of each binary, per workload and for the sink drains.
+func TestComparison(t *testing.T) {
+	r := newResults(&options{Compare: "/tmp/old/baitoru-cdc"})
+	r.Workloads = []*Workload{{Name: "main", Rows: 1000, Txs: 10}}
+	for i, cpu := range []float64{0.010, 0.002, 0.003} { // 10, 2, 3 µs/row: the median is 3
+		r.Streams = append(r.Streams, Stream{Workload: "main", Reader: "connector", Run: i + 1, Rows: 1000, RowsPerSec: float64(1000 * (i + 1)), CPUSeconds: cpu},
+			Stream{Workload: "main", Reader: readerCompare, Run: i + 1, Rows: 1000, RowsPerSec: 500, CPUSeconds: 0.004})
+	}
+	r.SinkRuns = []SinkResult{{Binary: "sink", Delivered: 100, PerSec: 3000, CPUSeconds: 0.02}, {Binary: "sink", Delivered: 100, PerSec: 5000, CPUSeconds: 0.03},
+		{Binary: readerCompare, Delivered: 100, PerSec: 2000, CPUSeconds: 0.04}}
+	got := r.comparison()
+	for _, want := range []string{
+		"### Compared with /tmp/old/baitoru-cdc",
+		"| connector → stdout, 1,000 rows in 10 × 100-row transactions | connector | 3 | 2,000 | 3.00 |",
+		"| connector → stdout, 1,000 rows in 10 × 100-row transactions | compare | 3 | 500 | 4.00 |",
+		"| sink drain | sink | 2 | 4,000 | 250.00 |",
+		"| sink drain | compare | 1 | 2,000 | 400.00 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("comparison lacks %q:\n%s", want, got)
+		}
+	}
+	if newResults(&options{}).comparison() != "" {
+		t.Error("a comparison without -compare")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -37,6 +38,7 @@ type Results struct {
 	Publish   *PublishResult `json:"publish,omitempty"`
 	Latency   []Latency      `json:"latency,omitempty"`
 	Sink      *SinkResult    `json:"sink,omitempty"`
+	SinkRuns  []SinkResult   `json:"sink_runs,omitempty"` // -compare drains
 	Profiles  []*Profiles    `json:"profiles,omitempty"`
 	Figures   []Figure       `json:"figures"`
 	// Unavailable lists what could not be measured and why (not failures:
@@ -441,6 +443,7 @@ func (r *Results) markdown() string {
 		p("\n### Sink (item 6)\n\n%s of %s messages delivered in %.2f s (first to last delivery) = %s deliveries/s; %.2f s from process start; %s; peak RSS %s, CPU %.1f s; the emulator busy %.1f CPU-s meanwhile.\n",
 			count(s.Delivered), count(s.Messages), s.Seconds, count(int(s.PerSec)), s.FromStart, s.Concurrency, mib(s.PeakRSS), s.CPUSeconds, s.EmulatorCPU)
 	}
+	p("%s", r.comparison())
 	for _, pf := range r.Profiles {
 		p("\n### %s profiles (%s; a separate run, not the measured one)\n\nFiles: %s, %s (`go tool pprof -top <binary> <file>`; full listings in %s-*.txt).\n\nCPU:\n\n```\n%s\n```\n\nAllocated bytes (alloc_space):\n\n```\n%s\n```\n\nAllocated objects (alloc_objects):\n\n```\n%s\n```\n",
 			pf.Process, pf.Workload, pf.CPUFile, pf.HeapFile, pf.Process, strings.Join(pf.CPUTop, "\n"), strings.Join(pf.AllocTop, "\n"), strings.Join(pf.ObjectTop, "\n"))
@@ -452,4 +455,56 @@ func (r *Results) markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// readerCompare labels the runs of the -compare binary.
+const readerCompare = "compare"
+
+// comparison is the section of results.md comparing the measured binary
+// with the -compare one: medians over the interleaved runs.
+func (r *Results) comparison() string {
+	if r.Options == nil || r.Options.Compare == "" {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n### Compared with %s (interleaved runs, medians)\n\n", r.Options.Compare)
+	b.WriteString("| what | binary | runs | rows or messages/s | CPU µs per row or message |\n|---|---|---:|---:|---:|\n")
+	row := func(what, bin string, rates, cpus []float64) {
+		if len(rates) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %s | %.2f |\n", what, bin, len(rates), count(int(median(rates))), median(cpus))
+	}
+	for _, w := range r.Workloads {
+		for _, reader := range []string{"connector", readerCompare} {
+			var rates, cpus []float64
+			for _, s := range r.Streams {
+				if s.Workload == w.Name && s.Reader == reader {
+					rates = append(rates, s.RowsPerSec)
+					cpus = append(cpus, s.CPUSeconds*1e6/float64(max(s.Rows, 1)))
+				}
+			}
+			row("connector → stdout, "+r.workloadLabel(w.Name), reader, rates, cpus)
+		}
+	}
+	for _, bin := range []string{"sink", readerCompare} {
+		var rates, cpus []float64
+		for _, s := range r.SinkRuns {
+			if s.Binary == bin {
+				rates = append(rates, s.PerSec)
+				cpus = append(cpus, s.CPUSeconds*1e6/float64(max(s.Delivered, 1)))
+			}
+		}
+		row("sink drain", bin, rates, cpus)
+	}
+	return b.String()
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -225,11 +224,11 @@ func (b *bench) throughputRSS(ctx context.Context) error {
 }
 
 // throughput inserts Rows rows in txs transactions as workload name, then
-// streams them Repeat times with the bare reader and with the connector,
-// interleaved (the reader first in odd runs, the connector first in even
-// ones, so that a change of the machine's load hits both alike), each run
-// from a slot of its own created before the insert; then once more with
-// the profiling connector when profiled.
+// streams them Repeat times with the bare reader and with the connector
+// (and the -compare binary), interleaved (the order rotates from run to
+// run, so that a change of the machine's load hits every reader alike),
+// each run from a slot of its own created before the insert; then once more
+// with the profiling connector when profiled.
 func (b *bench) throughput(ctx context.Context, name string, txs int, profiled bool) error {
 	var slots []string
 	slot := func(kind string, run int) string {
@@ -237,12 +236,16 @@ func (b *bench) throughput(ctx context.Context, name string, txs int, profiled b
 	}
 	baseline := !b.o.skipped(itemBaseline)
 	discard := !b.o.skipped(itemDiscard) || name != "main" // items 5 are connector runs
+	compare := discard && b.o.Compare != ""
 	for r := 1; r <= b.o.Repeat; r++ {
 		if baseline {
 			slots = append(slots, slot("base", r))
 		}
 		if discard {
 			slots = append(slots, slot("conn", r))
+		}
+		if compare {
+			slots = append(slots, slot("cmp", r))
 		}
 	}
 	if profiled {
@@ -270,8 +273,17 @@ func (b *bench) throughput(ctx context.Context, name string, txs int, profiled b
 				return err
 			})
 		}
-		if r%2 == 0 {
-			slices.Reverse(steps)
+		if compare {
+			steps = append(steps, func() error {
+				_, err := b.measureDiscard(ctx, w, slot("cmp", r), connectorRun{bin: b.o.Compare, label: readerCompare, run: r})
+				return err
+			})
+		}
+		// A different order each run, so that a change of the machine's
+		// load hits every reader alike.
+		if len(steps) > 0 {
+			k := (r - 1) % len(steps)
+			steps = append(steps[k:], steps[:k]...)
 		}
 		for _, step := range steps {
 			if err := step(); err != nil {
@@ -280,7 +292,7 @@ func (b *bench) throughput(ctx context.Context, name string, txs int, profiled b
 		}
 		// Each finished slot is dropped at once: a slot left behind holds
 		// WAL and catalog rows back for the next runs.
-		b.dropSlots(context.WithoutCancel(ctx), slot("base", r), slot("conn", r))
+		b.dropSlots(context.WithoutCancel(ctx), slot("base", r), slot("conn", r), slot("cmp", r))
 	}
 	if profiled {
 		if err := b.profile(ctx, w, slot("prof", 1)); err != nil {

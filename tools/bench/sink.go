@@ -38,6 +38,10 @@ type SinkResult struct {
 	PeakRSS     int64   `json:"peak_rss_bytes"`
 	CPUSeconds  float64 `json:"cpu_seconds"`
 	EmulatorCPU float64 `json:"emulator_cpu_seconds"` // during the drain
+	// Binary and Run name a -compare drain: "sink" (the measured binary) or
+	// "compare".
+	Binary string `json:"binary,omitempty"`
+	Run    int    `json:"run,omitempty"`
 }
 
 // sinkSettings describes the sink's tuning in the results.
@@ -275,26 +279,64 @@ func (b *bench) sinkPhase(ctx context.Context) error {
 		}
 	}
 	n := b.o.SinkMessages
-	b.logf("sink: pre-filling %d messages", n)
-	if err := b.prefill(ctx, queueURL, 0, n); err != nil {
+	res, err := b.drain(ctx, "sink-throughput", queueURL, dlqURL, rcv, b.bin, 0)
+	if res != nil {
+		b.res.Sink = res
+	}
+	if err != nil {
 		return err
+	}
+	// With -compare: Repeat drains of each binary, alternating, each of
+	// fresh events on a queue of its own.
+	for r := 1; b.o.Compare != "" && r <= b.o.Repeat; r++ {
+		bins := []struct{ label, bin string }{{readerCompare, b.o.Compare}, {"sink", b.bin}}
+		if r%2 == 0 {
+			bins[0], bins[1] = bins[1], bins[0]
+		}
+		for i, x := range bins {
+			name := fmt.Sprintf("sink-%s-%d", x.label, r)
+			q, _, err := b.emu.CreateQueue(ctx, "bench-"+name, testenvQueue())
+			if err != nil {
+				return err
+			}
+			res, err := b.drain(ctx, name, q, dlqURL, rcv, x.bin, n*(2+2*(r-1)+i))
+			if err != nil {
+				return err
+			}
+			res.Binary, res.Run = x.label, r
+			b.res.SinkRuns = append(b.res.SinkRuns, *res)
+		}
+	}
+	if b.o.skipped(itemProfile) || b.profBin == "" {
+		return nil
+	}
+	return b.profileSink(ctx, dlqURL, rcv, n)
+}
+
+// drain pre-fills queueURL with SinkMessages events (ids from offset on),
+// drains it with a freshly started sink of bin into rcv, and measures it.
+func (b *bench) drain(ctx context.Context, name, queueURL, dlqURL string, rcv *receiver, bin string, offset int) (*SinkResult, error) {
+	n := b.o.SinkMessages
+	b.logf("%s: pre-filling %d messages", name, n)
+	if err := b.prefill(ctx, queueURL, offset, n); err != nil {
+		return nil, err
 	}
 	rec := newRecorder(n)
 	rcv.setRecorder(rec)
 	emuBefore := b.emuCPU()
-	s, err := b.startSink(ctx, "sink-throughput", queueURL, dlqURL, rcv.url, "")
+	s, err := b.startSink(ctx, name, queueURL, dlqURL, rcv.url, bin)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer s.stop(15 * time.Second)
 	timeout := timeoutFor(n, 100)
 	select {
 	case <-rec.done:
 	case <-s.Done():
-		return s.exitErr()
+		return nil, s.exitErr()
 	case <-time.After(timeout):
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	res := &SinkResult{Messages: n, Delivered: rec.count(), Concurrency: b.sinkSettings(), PeakRSS: s.vmHWM(),
 		EmulatorCPU: (b.emuCPU() - emuBefore).Seconds()}
@@ -309,16 +351,12 @@ func (b *bench) sinkPhase(ctx context.Context) error {
 		res.PerSec = float64(res.Delivered) / res.Seconds
 	}
 	res.FromStart = last.Sub(s.Started()).Seconds()
-	b.res.Sink = res
-	b.logf("sink: %d of %d delivered in %.2fs = %.0f deliveries/s, peak RSS %s, CPU %.1fs, emulator CPU %.1fs",
-		res.Delivered, n, res.Seconds, res.PerSec, mib(res.PeakRSS), res.CPUSeconds, res.EmulatorCPU)
+	b.logf("%s: %d of %d delivered in %.2fs = %.0f deliveries/s, peak RSS %s, CPU %.1fs (%.0f µs/message), emulator CPU %.1fs",
+		name, res.Delivered, n, res.Seconds, res.PerSec, mib(res.PeakRSS), res.CPUSeconds, res.CPUSeconds*1e6/float64(max(res.Delivered, 1)), res.EmulatorCPU)
 	if res.Delivered < n {
-		return fmt.Errorf("%d of %d delivered within %s", res.Delivered, n, timeout)
+		return res, fmt.Errorf("%s: %d of %d delivered within %s", name, res.Delivered, n, timeout)
 	}
-	if b.o.skipped(itemProfile) || b.profBin == "" {
-		return nil
-	}
-	return b.profileSink(ctx, dlqURL, rcv, n)
+	return res, nil
 }
 
 // profileSink drains another pre-filled queue (other event ids) with a
