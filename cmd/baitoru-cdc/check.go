@@ -153,7 +153,7 @@ func snsChecks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
 		return []dba.CheckResult{{Check: "sns", Status: dba.CheckOK, Observed: "publisher.kind stdout: no SNS topic used"}}
 	}
 	arns := topicARNs(cfg)
-	client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
+	client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint, nil)
 	if err != nil {
 		return []dba.CheckResult{{Check: "sns", Status: dba.CheckFail, Observed: err.Error(), Fix: "set sns.region (or AWS_REGION) and AWS credentials"}}
 	}

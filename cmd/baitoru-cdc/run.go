@@ -103,7 +103,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// One lane: lines come out in commit order, ready to pipe.
 		maxBatch, lanes = 256, 1
 	default:
-		client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint)
+		client, err := sns.NewClient(ctx, cfg.SNS.Region, cfg.SNS.Endpoint, log)
 		if err != nil {
 			return err
 		}

@@ -128,7 +128,7 @@ func newRig(t *testing.T, fifo bool) *rig {
 	}
 	r.api = &flakyAPI{API: s3c}
 	r.store = s3.New(r.api, s3.Options{RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, Observer: r.retries}, nil)
-	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint)
+	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestClaimCheckPermanent(t *testing.T) {
 	r := newRig(t, false)
 	ctx := ctxT(t, 60*time.Second)
 	tables := map[string]connector.LargePayloads{"public.job_postings": {Bucket: "no-such-bucket-" + r.bucket, Prefix: "p/", Threshold: 262144}}
-	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint)
+	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestClaimCheckPermanent(t *testing.T) {
 func TestClaimCheckSNSFails(t *testing.T) {
 	r := newRig(t, false)
 	ctx := ctxT(t, 60*time.Second)
-	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint)
+	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

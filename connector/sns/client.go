@@ -10,6 +10,7 @@ package sns
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
@@ -28,10 +29,12 @@ var _ API = (*awssns.Client)(nil)
 // NewClient builds an SNS client from the default AWS credential chain.
 // region overrides the configured region; endpoint, when set, replaces the
 // AWS endpoint (an emulator such as fauxqs). The client does not retry: the
-// Publisher does (see the package documentation).
-func NewClient(ctx context.Context, region, endpoint string) (*awssns.Client, error) {
+// Publisher does (see the package documentation). The SDK's own log lines go
+// to log at debug level (nil: nowhere).
+func NewClient(ctx context.Context, region, endpoint string, log *slog.Logger) (*awssns.Client, error) {
 	c, err := awsclient.SNS(ctx, awsclient.Options{
-		Region: region, Endpoint: endpoint, RegionKey: "sns.region", Retries: awsclient.CallerRetries,
+		Region: region, Endpoint: endpoint, RegionKey: "sns.region", EndpointKey: "sns.endpoint",
+		Retries: awsclient.CallerRetries, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sns: %w", err)

@@ -241,7 +241,7 @@ func newTestClient(t *testing.T, endpoint string) *awssns.Client {
 	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	c, err := sns.NewClient(context.Background(), "us-east-1", endpoint)
+	c, err := sns.NewClient(context.Background(), "us-east-1", endpoint, nil)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}

@@ -48,6 +48,10 @@ func (p *Publisher) CheckTopic(ctx context.Context, arn string) (fifo bool, err 
 	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
 	out, err := p.api.GetTopicAttributes(cctx, &awssns.GetTopicAttributesInput{TopicArn: aws.String(arn)})
+	var ce *awsclient.CredentialsError
+	if errors.As(err, &ce) {
+		return false, &TopicError{ARN: arn, Problem: "cannot be checked: " + ce.Problem(), Fix: ce.Fix(), cause: err}
+	}
 	if err != nil {
 		problem := "not reachable: " + err.Error()
 		if code := awsclient.ErrorCode(err); code != "" {

@@ -32,17 +32,36 @@
 // An Endpoint override (an emulator such as fauxqs) makes the S3 client
 // address buckets in the path (http://host:port/bucket/key), since an
 // emulator on localhost cannot answer bucket.host names.
+//
+// Two things the SDK would show a person raw are translated here:
+//
+//   - The SDK's own log lines (e.g. "falling back to IMDSv1", printed to
+//     standard error with an "SDK" prefix by default) go to Options.Logger at
+//     debug level, or nowhere: what matters to the user reaches them as the
+//     error of the call.
+//   - When the default chain finds no credentials, it ends at the EC2
+//     instance metadata service, and a call fails with that service's error
+//     ("no EC2 IMDS role found, ... StatusCode: 403"), which says nothing of
+//     the cause. Such a call fails with a *CredentialsError instead: no
+//     credentials found, and how to provide them.
 package awsclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/logging"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Retries says who retries a failed call.
@@ -66,6 +85,12 @@ type Options struct {
 	// RegionKey is the configuration key of Region (e.g. "sns.region"),
 	// named in the error when no region is set anywhere.
 	RegionKey string
+	// EndpointKey is the configuration key of Endpoint (e.g.
+	// "sns.endpoint"), named in the error when no credentials are found.
+	EndpointKey string
+	// Logger receives the SDK's own log lines at debug level; nil
+	// discards them.
+	Logger *slog.Logger
 	// Retries says who retries a failed call (see the package
 	// documentation).
 	Retries Retries
@@ -75,7 +100,7 @@ type Options struct {
 // o's region and retry policy. It fails when no region is set. It reads the
 // environment and the shared config files; it makes no network call.
 func Config(ctx context.Context, o Options) (aws.Config, error) {
-	var opts []func(*config.LoadOptions) error
+	opts := []func(*config.LoadOptions) error{config.WithLogger(sdkLogger{o.Logger})}
 	if o.Retries == CallerRetries {
 		opts = append(opts, config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }))
 	}
@@ -89,7 +114,96 @@ func Config(ctx context.Context, o Options) (aws.Config, error) {
 	if cfg.Region == "" {
 		return aws.Config{}, fmt.Errorf("no AWS region: set %s in the config or AWS_REGION", o.RegionKey)
 	}
+	if aws.IsCredentialsProvider(cfg.Credentials, (*ec2rolecreds.Provider)(nil)) {
+		// Nothing in the environment or the shared files: the chain
+		// ended at the instance metadata service.
+		cfg.Credentials = lastResort{cfg.Credentials, o}
+	}
 	return cfg, nil
+}
+
+// ErrNoCredentials is wrapped by every *CredentialsError.
+var ErrNoCredentials = errors.New("no AWS credentials found")
+
+// CredentialsError is the error of a call made without credentials: the
+// default chain found none in the environment or the shared files, and the
+// EC2 instance metadata service gave no role (not on EC2, or no role
+// attached). Its message says what to set.
+type CredentialsError struct {
+	// Endpoint and EndpointKey are the client's endpoint override and its
+	// configuration key (an emulator takes any keys).
+	Endpoint, EndpointKey string
+	// Cause is the instance metadata service's error.
+	Cause error
+}
+
+// Problem says what is wrong.
+func (e *CredentialsError) Problem() string {
+	return "no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID), no profile (AWS_PROFILE, ~/.aws), and no role from the EC2 instance metadata service (" + imdsCause(e.Cause) + ")"
+}
+
+// Fix says what to do about it.
+func (e *CredentialsError) Fix() string {
+	fix := "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an IAM role (ECS task role, EC2 instance profile)"
+	if e.Endpoint != "" {
+		key := e.EndpointKey
+		if key == "" {
+			key = "the endpoint"
+		}
+		fix += "; against a local emulator (" + key + " " + e.Endpoint + ") any keys do, e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test"
+	}
+	return fix
+}
+
+func (e *CredentialsError) Error() string { return e.Problem() + "; fix: " + e.Fix() }
+
+// Unwrap returns ErrNoCredentials and the cause.
+func (e *CredentialsError) Unwrap() []error { return []error{ErrNoCredentials, e.Cause} }
+
+// lastResort is the chain's last provider, the instance metadata service:
+// its failure means that no credentials were found anywhere.
+type lastResort struct {
+	aws.CredentialsProvider
+	o Options
+}
+
+func (p lastResort) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := p.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return c, &CredentialsError{Endpoint: p.o.Endpoint, EndpointKey: p.o.EndpointKey, Cause: err}
+	}
+	return c, err
+}
+
+// imdsCause says in a few words why the instance metadata service gave no
+// role.
+func imdsCause(err error) string {
+	var re *smithyhttp.ResponseError
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case err == nil:
+		return "no answer"
+	case errors.As(err, &re):
+		return fmt.Sprintf("it answered HTTP %d", re.HTTPStatusCode())
+	case errors.As(err, &ne) && ne.Timeout():
+		return "it did not answer"
+	case errors.As(err, &oe):
+		return "it cannot be reached: " + oe.Err.Error()
+	case strings.Contains(err.Error(), "disabled"):
+		return "disabled by AWS_EC2_METADATA_DISABLED"
+	}
+	return err.Error()
+}
+
+// sdkLogger hands the SDK's log lines to a slog logger at debug level.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	if l.log == nil {
+		return
+	}
+	l.log.Debug("aws sdk: "+fmt.Sprintf(format, v...), "classification", string(c))
 }
 
 // SNS builds an SNS client for o.

@@ -2,8 +2,12 @@ package awsclient
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -130,5 +134,96 @@ func TestS3PathStyle(t *testing.T) {
 	}
 	if got := host.Load().(string); strings.HasPrefix(got, "payloads.") {
 		t.Errorf("virtual-hosted request to %s", got)
+	}
+}
+
+// imdsStandIn is an EC2 instance metadata service that gives no role: it
+// answers 403 to everything (as where no instance profile is attached, or
+// outside EC2 behind a proxy), which makes the SDK fall back to IMDSv1 and
+// log that it does.
+func imdsStandIn(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// noCredentials makes the default chain find nothing before the instance
+// metadata service at imds.
+func noCredentials(t *testing.T, imds string) {
+	dir := t.TempDir()
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
+		"AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_EC2_METADATA_DISABLED", "AWS_WEB_IDENTITY_TOKEN_FILE",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
+}
+
+// TestNoCredentials: a call made without credentials fails with a
+// *CredentialsError that says what to set (and, with an endpoint override,
+// that any keys do), and the SDK's own log lines go to the logger at debug
+// level, never to standard error.
+func TestNoCredentials(t *testing.T) {
+	noCredentials(t, imdsStandIn(t))
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		t.Error("a request without credentials reached the service")
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer api.Close()
+
+	// Standard error, where the SDK's default logger writes.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	defer func() { os.Stderr = stderr }()
+
+	for _, tc := range []struct {
+		name, endpoint string
+		wantFix        []string
+	}{
+		{"emulator", api.URL, []string{"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE", "against a local emulator (sns.endpoint " + api.URL + ") any keys do"}},
+		{"aws", "", []string{"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an IAM role"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logged strings.Builder
+			log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			c, err := SNS(t.Context(), Options{Region: "us-east-1", Endpoint: tc.endpoint, RegionKey: "sns.region", EndpointKey: "sns.endpoint", Retries: CallerRetries, Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			_, err = c.GetTopicAttributes(ctx, &awssns.GetTopicAttributesInput{TopicArn: aws.String("arn:aws:sns:us-east-1:000000000000:t")})
+			var ce *CredentialsError
+			if !errors.Is(err, ErrNoCredentials) || !errors.As(err, &ce) {
+				t.Fatalf("call without credentials: %v, want a *CredentialsError", err)
+			}
+			if want := "no AWS credentials found: none in the environment (AWS_ACCESS_KEY_ID), no profile (AWS_PROFILE, ~/.aws), and no role from the EC2 instance metadata service (it answered HTTP 403)"; ce.Problem() != want {
+				t.Errorf("problem %q, want %q", ce.Problem(), want)
+			}
+			for _, want := range tc.wantFix {
+				if !strings.Contains(ce.Fix(), want) {
+					t.Errorf("fix %q: no %q", ce.Fix(), want)
+				}
+			}
+			if tc.endpoint == "" && strings.Contains(ce.Fix(), "emulator") {
+				t.Errorf("fix without an endpoint speaks of an emulator: %q", ce.Fix())
+			}
+			if !strings.Contains(logged.String(), "level=DEBUG") || !strings.Contains(logged.String(), "aws sdk: falling back to IMDSv1") {
+				t.Errorf("the SDK's line did not reach the logger at debug level:\n%s", logged.String())
+			}
+		})
+	}
+	w.Close()
+	os.Stderr = stderr
+	if out, _ := io.ReadAll(r); len(out) > 0 {
+		t.Errorf("the SDK wrote to standard error:\n%s", out)
 	}
 }

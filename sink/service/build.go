@@ -141,7 +141,7 @@ func (p *Parts) open(ctx context.Context) error {
 	}
 	client := p.o.SQS
 	if client == nil {
-		if client, err = sqs.NewClient(ctx, p.cfg.SQS); err != nil {
+		if client, err = sqs.NewClient(ctx, p.cfg.SQS, p.Logger); err != nil {
 			store.Close()
 			return err
 		}

@@ -38,9 +38,11 @@ var _ Client = (*awssqs.Client)(nil)
 // NewClient builds an SQS client for c: its region and endpoint override,
 // credentials from the default AWS chain, and the SDK's standard retries
 // for the calls the consumer makes once (awsclient.SDKRetries says why).
-func NewClient(ctx context.Context, c config.SinkSQS) (*awssqs.Client, error) {
+// The SDK's own log lines go to log at debug level (nil: nowhere).
+func NewClient(ctx context.Context, c config.SinkSQS, log *slog.Logger) (*awssqs.Client, error) {
 	return awsclient.SQS(ctx, awsclient.Options{
-		Region: c.Region, Endpoint: c.Endpoint, RegionKey: "sink.sqs.region", Retries: awsclient.SDKRetries,
+		Region: c.Region, Endpoint: c.Endpoint, RegionKey: "sink.sqs.region", EndpointKey: "sink.sqs.endpoint",
+		Retries: awsclient.SDKRetries, Logger: log,
 	})
 }
 

@@ -119,7 +119,7 @@ func (b *bench) publishPhase(ctx context.Context) error {
 	}
 
 	// The bare loop: same SDK client set-up as the connector's.
-	client, err := csns.NewClient(ctx, b.emu.Region, b.emu.Endpoint)
+	client, err := csns.NewClient(ctx, b.emu.Region, b.emu.Endpoint, nil)
 	if err != nil {
 		return err
 	}
