@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync/atomic"
 	"time"
@@ -75,11 +76,27 @@ type Options struct {
 	// connector (see rowFilters) rather than relying on the publication's.
 	// It is automatic on PostgreSQL < 15, whose publications have none.
 	ConnectorRowFilters bool
+	// Streaming asks a PostgreSQL 14+ server to stream large transactions
+	// before their commit (pgoutput protocol 2): the connector holds them
+	// (StreamMemory, then a file in StreamSpillDir) and publishes them at
+	// their commit. A PostgreSQL 13 server cannot: the connector warns and
+	// reads transactions at their commit, as without it.
+	Streaming bool
+	// StreamMemory bounds the bytes of streamed, not yet committed
+	// transactions held in memory (publisher.max_inflight_bytes); beyond
+	// it they spill to a file. Zero or less: no bound.
+	StreamMemory int64
+	// StreamSpillDir is where streamed transactions spill; empty: the
+	// system's temporary directory ($TMPDIR).
+	StreamSpillDir string
 }
 
 func (o *Options) defaults() {
 	if o.SlotBusyRetry <= 0 {
 		o.SlotBusyRetry = 2 * time.Second
+	}
+	if o.StreamMemory <= 0 {
+		o.StreamMemory = math.MaxInt64
 	}
 }
 
@@ -97,6 +114,8 @@ type Subscription struct {
 	// slotSeen is set once a session found the slot: from then on a
 	// missing slot is an error, never a new slot (that would skip rows).
 	slotSeen bool
+	// noStreamWarned: the warning that the server cannot stream was given.
+	noStreamWarned bool
 }
 
 // New returns a Subscription that hands the stream to h. It does not connect.
@@ -220,7 +239,7 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	start := s.h.Flushed()
 	if err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
-		PluginArgs: pluginArgs(server, s.opts.Publication),
+		PluginArgs: pluginArgs(server, s.opts.Publication, s.modeFor(server)),
 	}); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
@@ -241,17 +260,51 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	return true, s.stream(ctx, conn, meta, server)
 }
 
+// streamMode says whether a session asks the server to stream large
+// transactions before their commit.
+type streamMode bool
+
+const (
+	atCommit   streamMode = false // protocol 1: every transaction at its commit
+	inProgress streamMode = true  // protocol 2, streaming on
+)
+
+// modeFor decides the session's stream mode: Options.Streaming where the
+// server can (14+); on an older server it warns once and reads at commit.
+func (s *Subscription) modeFor(server int) streamMode {
+	if !s.opts.Streaming {
+		return atCommit
+	}
+	if Supports(server, FeatureStreaming) {
+		return inProgress
+	}
+	if !s.noStreamWarned {
+		s.noStreamWarned = true
+		s.log.Warn("source.streaming is on, but this PostgreSQL cannot stream transactions before their commit (14+): large transactions reach the connector at their commit, spilled to disk on the server; upgrade PostgreSQL or set source.streaming: false to silence this",
+			"server_version", versionText(server))
+	}
+	return atCommit
+}
+
 // pluginArgs are pgoutput's options for a server (server_version_num):
-// protocol 1, which every supported version serves (the connector does not
-// stream in-progress transactions), and logical decoding messages
-// (heartbeats) where pgoutput has the option (14+; 13 refuses it).
-func pluginArgs(server int, publication string) []string {
+// protocol 1, which every supported version serves, or protocol 2 with
+// streaming on when the session streams in-progress transactions (14+);
+// and logical decoding messages (heartbeats) where pgoutput has the option
+// (14+; 13 refuses it).
+func pluginArgs(server int, publication string, mode streamMode) []string {
+	proto := "proto_version '1'"
+	if mode == inProgress {
+		proto = "proto_version '2'"
+	}
 	args := []string{
-		"proto_version '1'",
+		proto,
 		"publication_names '" + escapeLiteral(publication) + "'",
 	}
 	if Supports(server, FeatureMessages) {
 		args = append(args, "messages 'true'")
+	}
+	if mode == inProgress {
+		args = append(args, "streaming 'on'")
 	}
 	return args
 }
@@ -273,7 +326,11 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 	stopWake := context.AfterFunc(ctx, func() { _ = netConn.SetReadDeadline(time.Now()) })
 	defer stopWake()
 
-	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log}
+	d := decoder{rels: map[uint32]*connector.Relation{}, types: s.types, meta: meta, log: s.log,
+		spools: newSpools(s.opts.StreamMemory, s.opts.StreamSpillDir)}
+	// Partial streamed transactions end with the session: the server
+	// streams them again from their start.
+	defer d.spools.closeAll()
 	if where := rowFilterTables(s.opts.Mappings); len(where) > 0 && (s.opts.ConnectorRowFilters || !Supports(server, FeatureRowFilters)) {
 		d.filters = newRowFilters(s.opts.Mappings, meta)
 		s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
@@ -317,7 +374,7 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 				if err != nil {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
-				if !d.inTx {
+				if !d.inTx && !d.inStream {
 					s.h.Keepalive(connector.LSN(ka.ServerWALEnd))
 				}
 				if ka.ReplyRequested || s.h.Flushed() != lastSent {
@@ -412,12 +469,18 @@ type decoder struct {
 	// filters evaluates where: in the connector; nil when the publication
 	// filters rows itself.
 	filters *rowFilters
+
+	// inStream is set between Stream Start and Stream Stop, whose
+	// transaction is streamXID; spools hold the streamed transactions
+	// until their end (streamed.go).
+	inStream  bool
+	streamXID uint32
+	spools    spools
 }
 
-func (d *decoder) handle(ctx context.Context, data []byte, h Handler) error {
-	if len(data) == 0 {
-		return nil
-	}
+// apply decodes one message of protocol 1 (a streamed transaction's
+// messages replayed at its commit included) and hands it to h.
+func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 	switch data[0] {
 	case 'I', 'U', 'D':
 		if err := parseRow(data, &d.row); err != nil {

@@ -29,6 +29,7 @@ var versionChecks = []versionCheck{
 	{"stream all types", true, testStreamAllTypes},
 	{"heartbeat", true, testHeartbeat},
 	{"idle slot advances", true, testIdleSlotAdvances},
+	{"streamed transactions", true, testStreamedTransactions}, // 13: the fallback
 	{"row filters", true, func(t *testing.T, pg *testenv.Postgres) {
 		if postgres.Supports(pg.Version()*10000, postgres.FeatureRowFilters) {
 			testRowFilterPushdown(t, pg) // the publication filters
