@@ -108,6 +108,30 @@ func (m *Mapper) TypeChanges() []TypeChange {
 	return tc
 }
 
+// MissingColumnsError is the mapping error of a change whose relation (as
+// the stream announced it) lacks columns the mapping names: a rename or a
+// dropped column, or a publication column list that lost them. It wraps
+// ErrPermanent.
+type MissingColumnsError struct {
+	Table   string   // schema.name
+	Columns []string // the mapped columns (and key, attribute columns) missing
+	Have    []string // the relation's columns
+}
+
+func (e *MissingColumnsError) Error() string {
+	return fmt.Sprintf("mapping of %s names columns the table does not have in the stream: %s (the table has: %s); fix the mapping in the config, or add the columns to the publication",
+		e.Table, strings.Join(e.Columns, ", "), strings.Join(e.Have, ", "))
+}
+
+func (e *MissingColumnsError) Unwrap() error { return ErrPermanent }
+
+// SkipRelation makes Map return nil for the changes of this version of the
+// relation (until the stream announces the table again): their events
+// would lack mapped columns. The caller makes sure the loss is recorded.
+func (m *Mapper) SkipRelation(rel *Relation) {
+	m.plans[rel.ID] = &plan{rel: rel, skip: true}
+}
+
 // Reset forgets compiled relation plans; call it when the stream restarts
 // (relations are re-announced on every connection).
 func (m *Mapper) Reset() {
@@ -116,6 +140,7 @@ func (m *Mapper) Reset() {
 }
 
 type plan struct {
+	skip    bool // the changes of this version of the relation are not published (SkipRelation)
 	rel     *Relation
 	m       *Mapping
 	ops     [4]bool   // the mapping publishes Op
@@ -186,8 +211,7 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 		for i, c := range rel.Columns {
 			have[i] = c.Name
 		}
-		return nil, fmt.Errorf("mapping of %s names columns the table does not have in the stream: %s (the table has: %s); fix the mapping in the config, or add the columns to the publication: %w",
-			mp.Table, strings.Join(missing, ", "), strings.Join(have, ", "), ErrPermanent)
+		return nil, &MissingColumnsError{Table: mp.Table, Columns: missing, Have: have}
 	}
 	for _, op := range mp.Ops {
 		if int(op) >= len(p.ops) {
@@ -239,7 +263,7 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 		}
 		m.plans[c.Rel.ID] = p
 	}
-	if int(c.Op) >= len(p.ops) || !p.ops[c.Op] {
+	if p.skip || int(c.Op) >= len(p.ops) || !p.ops[c.Op] {
 		return nil, nil
 	}
 	if c.Tx != m.tx {

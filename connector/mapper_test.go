@@ -91,7 +91,7 @@ func TestMapperErrors(t *testing.T) {
 		want  string
 	}{
 		{"missing column", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{"id", "id"}, {"gone", "gone"}}}, rel,
-			"mapping of public.t names columns the table does not have in the stream: gone (the table has: id); fix the mapping in the config, or add the columns to the publication: permanent error"},
+			"mapping of public.t names columns the table does not have in the stream: gone (the table has: id); fix the mapping in the config, or add the columns to the publication"},
 		{"bad value", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{"id", "id"}}}, rel,
 			"insert 0/1-1 of public.t: column id: not an int: permanent error"},
 	}

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,21 @@ type PipelineOptions struct {
 	// ShutdownGrace is how long in-flight publishes may finish once the
 	// context given to Run ends (zero: none).
 	ShutdownGrace time.Duration
+	// Losses, when set, is asked about a change of a mapped table that
+	// arrives without some of its mapped columns: when it covers the
+	// change (a recorded gap), the changes of that version of the table
+	// are skipped instead of stopping the connector.
+	Losses LossRecord
+}
+
+// LossRecord is the durable record of changes the publication left out.
+type LossRecord interface {
+	// CoverMissingColumns reports whether a recorded gap of table covers
+	// a change at lsn (its commit) that arrived without columns: the
+	// publication's column list left them out. false: the mapping no
+	// longer matches the table (a rename, a dropped column); an error:
+	// the record could not be asked (retried with the stream).
+	CoverMissingColumns(ctx context.Context, table string, columns []string, lsn LSN) (bool, error)
 }
 
 // normalize turns the values that cannot be taken literally into their
@@ -274,6 +290,12 @@ func (p *Pipeline) Change(ctx context.Context, c *Change) error {
 	if tcs := p.mapper.TypeChanges(); tcs != nil {
 		p.typeChanged(c.Tx, tcs)
 	}
+	var mc *MissingColumnsError
+	if errors.As(err, &mc) && p.opts.Losses != nil {
+		if err = p.skipUncovered(ctx, c, mc); err != nil {
+			return err
+		}
+	}
 	if err != nil || ev == nil {
 		return err
 	}
@@ -305,6 +327,27 @@ func (p *Pipeline) Change(ctx context.Context, c *Change) error {
 	if len(p.pending[lane]) >= p.opts.MaxBatch {
 		return p.handOver(int(lane))
 	}
+	return nil
+}
+
+// skipUncovered skips the changes of c's relation when a recorded gap
+// covers them, and returns mc otherwise. Reader goroutine only.
+func (p *Pipeline) skipUncovered(ctx context.Context, c *Change, mc *MissingColumnsError) error {
+	var lsn LSN
+	if c.Tx != nil {
+		lsn = c.Tx.CommitLSN
+	}
+	covered, err := p.opts.Losses.CoverMissingColumns(ctx, mc.Table, mc.Columns, lsn)
+	if err != nil {
+		return fmt.Errorf("%s arrives without mapped columns %s; cannot look up the gap record: %w", mc.Table, strings.Join(mc.Columns, ", "), err)
+	}
+	if !covered {
+		return mc
+	}
+	p.mapper.SkipRelation(c.Rel)
+	p.log.Error("changes of a mapped table arrive without mapped columns (the publication's column list left them out): they are NOT published; the gap is recorded",
+		"table", mc.Table, "columns", strings.Join(mc.Columns, ", "), "lsn", lsn.String(),
+		"recover", "align the publication with the config (baitoru-cdc setup), then re-send the table's changes of the recorded gap (backfill)")
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -337,5 +338,78 @@ func TestPipelineFillsBatchesAcrossChunks(t *testing.T) {
 	pub.mu.Unlock()
 	if got != fmt.Sprint(want) {
 		t.Errorf("accepted in order %s, want %s", got, want)
+	}
+}
+
+// lossRecord answers CoverMissingColumns with covered or err and records
+// what it was asked.
+type lossRecord struct {
+	covered bool
+	err     error
+	asked   []string
+}
+
+func (r *lossRecord) CoverMissingColumns(_ context.Context, table string, columns []string, lsn LSN) (bool, error) {
+	r.asked = append(r.asked, fmt.Sprintf("%s %v %s", table, columns, lsn))
+	return r.covered, r.err
+}
+
+// TestPipelineMissingColumns: a change whose relation lacks a mapped
+// column is skipped, with the rest of that relation version's changes,
+// only when the loss record covers it; otherwise the mapping error stops
+// the pipeline as before (and an unreachable record is an error that is
+// not permanent, so the stream retries).
+func TestPipelineMissingColumns(t *testing.T) {
+	narrow := &Relation{ID: 1, Schema: "public", Name: "t", Columns: []Column{{Name: "id", Key: true}, {Name: "k"}}}
+	wide := &Relation{ID: 1, Schema: "public", Name: "t", Columns: []Column{{Name: "id", Key: true}, {Name: "k"}, {Name: "extra"}}}
+	for _, tc := range []struct {
+		name      string
+		rec       *lossRecord
+		wantErr   string
+		permanent bool
+		skipped   bool
+	}{
+		{name: "covered", rec: &lossRecord{covered: true}, skipped: true},
+		{name: "not covered", rec: &lossRecord{}, wantErr: "names columns the table does not have in the stream: extra", permanent: true},
+		{name: "record unreachable", rec: &lossRecord{err: errors.New("connection refused")}, wantErr: "cannot look up the gap record: connection refused"},
+		{name: "no record", wantErr: "names columns the table does not have in the stream: extra", permanent: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub := newGatePublisher()
+			m := NewMapper("baitoru/test", []*Mapping{mustMapping(t, "public.t", "id", "k", "extra")})
+			opts := PipelineOptions{Lanes: 1, MaxBatch: 10}
+			if tc.rec != nil {
+				opts.Losses = tc.rec
+			}
+			p := NewPipeline(m, pub, opts, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			tx := &Tx{XID: 1, CommitLSN: 0x100, CommitTime: time.Unix(0, 0)}
+			p.Begin(tx)
+			row := []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("a")}}
+			var errs []error
+			for seq := 1; seq <= 2; seq++ {
+				errs = append(errs, p.Change(context.Background(), &Change{Tx: tx, Seq: seq, Rel: narrow, Op: OpInsert, New: row}))
+			}
+			switch {
+			case tc.wantErr == "":
+				if errs[0] != nil || errs[1] != nil {
+					t.Fatalf("errors %v", errs)
+				}
+				if len(tc.rec.asked) != 1 || tc.rec.asked[0] != "public.t [extra] 0/100" {
+					t.Fatalf("asked %q; want once, for the first change", tc.rec.asked)
+				}
+				// The table announced again with the column: published.
+				wideRow := append(row, Datum{Kind: DatumText, Value: []byte("x")})
+				if err := p.Change(context.Background(), &Change{Tx: tx, Seq: 3, Rel: wide, Op: OpInsert, New: wideRow}); err != nil {
+					t.Fatal(err)
+				}
+				if n, _ := p.win.load(); n != 1 {
+					t.Fatalf("%d events queued; want only the one with every column", n)
+				}
+			default:
+				if errs[0] == nil || !strings.Contains(errs[0].Error(), tc.wantErr) || errors.Is(errs[0], ErrPermanent) != tc.permanent {
+					t.Fatalf("error %v; want %q (permanent %v)", errs[0], tc.wantErr, tc.permanent)
+				}
+			}
+		})
 	}
 }

@@ -224,6 +224,13 @@ func TestSetupCheckTeardown(t *testing.T) {
 		`--   CREATE ROLE "cdc" WITH LOGIN REPLICATION;`,
 		`--   GRANT SELECT ("application_id", "company_id", "answers") ON "public"."apps" TO "cdc";`,
 		"-- Dry run: checked in a transaction that was rolled back; nothing was changed.",
+		// The connector's records: schema, tables and the role's grants.
+		`CREATE SCHEMA "baitoru_cdc";`,
+		`CREATE TABLE "baitoru_cdc".gaps (`,
+		`CREATE TABLE "baitoru_cdc".publication_state (`,
+		`GRANT USAGE ON SCHEMA "baitoru_cdc" TO "cdc";`,
+		`GRANT SELECT, INSERT, UPDATE ON "baitoru_cdc"."gaps" TO "cdc";`,
+		`GRANT SELECT, INSERT, UPDATE ON "baitoru_cdc"."publication_state" TO "cdc";`,
 	} {
 		if !strings.Contains(dry.stdout, want) {
 			t.Errorf("setup --dry-run: no %q in:\n%s", want, dry.stdout)
@@ -240,13 +247,16 @@ func TestSetupCheckTeardown(t *testing.T) {
 			t.Errorf("setup --dry-run progress: no %q in:\n%s", want, dry.stderr)
 		}
 	}
-	if got := publicationState(t, admin); got != "no publication |  | no slot" {
-		t.Fatalf("setup --dry-run changed the database: %s", got)
+	if got := publicationState(t, admin); got != "no publication |  | no slot" || schemaExists(t, admin) {
+		t.Fatalf("setup --dry-run changed the database: %s (schema baitoru_cdc: %v)", got, schemaExists(t, admin))
 	}
 
-	// Setup, then the role exactly as its comments say.
+	// Setup, then the role exactly as its comments say, then setup again
+	// (it grants the role what it needs on its records).
 	res := runCLI(t, "setup", "--config", cfg, "--dsn", admin)
-	if res.code != 0 || !strings.Contains(res.stdout, "-- setup: done: publication cdc created; slot cdc created at ") {
+	if res.code != 0 || !strings.Contains(res.stdout, "-- setup: done: publication cdc created; the connector's records in schema baitoru_cdc set up; slot cdc created at ") ||
+		!strings.Contains(res.stdout, "-- not run: role cdc does not exist; run setup again once it does:\n-- GRANT USAGE ON SCHEMA \"baitoru_cdc\" TO \"cdc\";") ||
+		!strings.Contains(res.stderr, "records: role cdc does not exist: its grants were not run") || !schemaExists(t, admin) {
 		t.Fatalf("setup: %s", res)
 	}
 	for _, want := range []string{"publication cdc: created", "slot cdc: creating; this waits", "slot cdc: created at", "done; next: baitoru-cdc check"} {
@@ -267,6 +277,11 @@ func TestSetupCheckTeardown(t *testing.T) {
 	for _, s := range roles {
 		testenv.MustExec(t, admin, s)
 	}
+	res = runCLI(t, "setup", "--config", cfg, "--dsn", admin)
+	if res.code != 0 || !strings.Contains(res.stdout, "\nGRANT SELECT, INSERT, UPDATE ON \"baitoru_cdc\".\"gaps\" TO \"cdc\";\n") ||
+		!strings.Contains(res.stdout, "-- setup: done: the connector's records in schema baitoru_cdc set up.") {
+		t.Fatalf("setup once the role exists: %s", res)
+	}
 
 	// check as the connector's role: every row ✓.
 	rep, res = checkJSON(t, "--config", cfg)
@@ -276,7 +291,7 @@ func TestSetupCheckTeardown(t *testing.T) {
 	for _, name := range []string{"server version", "wal_level", "replication slots", "wal senders", "role cdc",
 		"table public.apps", "table public.postings", "replica identity public.apps", "publication cdc",
 		"publication matches config", "writes", "grants", "slot cdc", "slot wal_status", "slot retained WAL",
-		"slot confirmed-flush lag", "max_slot_wal_keep_size", "sns topic"} {
+		"slot confirmed-flush lag", "max_slot_wal_keep_size", "records baitoru_cdc", "sns topic"} {
 		if len(rowsWith(rep, name)) == 0 {
 			t.Errorf("check has no row %q: %+v", name, rep.Checks)
 		}
@@ -439,19 +454,37 @@ func TestSetupCheckTeardown(t *testing.T) {
 	repl.Close(ctx)
 	waitSlotActive(t, admin, false)
 
-	// teardown --yes drops both and says so; nothing is left.
+	// The role may write its records (what run does with source.create: false).
+	testenv.MustExec(t, roleDSN, `INSERT INTO baitoru_cdc.gaps (slot, publication, table_name, from_lsn, reason) VALUES ('cdc', 'cdc', 'public.apps', '0/1', 'test');
+		UPDATE baitoru_cdc.gaps SET to_lsn = '0/2' WHERE slot = 'cdc';
+		INSERT INTO baitoru_cdc.publication_state VALUES ('cdc', 'cdc', 'public.apps', 'table', 'published', '0/1', now())
+			ON CONFLICT (slot, table_name, kind) DO UPDATE SET seen_lsn = excluded.seen_lsn`)
+	// teardown --yes drops everything and says so (the gaps it deletes
+	// too); nothing is left.
 	res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes")
-	if res.code != 0 || !strings.Contains(res.stdout, "dropped replication slot cdc (it had confirmed up to ") || !strings.Contains(res.stdout, "dropped publication cdc") {
+	if res.code != 0 || !strings.Contains(res.stdout, "dropped replication slot cdc (it had confirmed up to ") || !strings.Contains(res.stdout, "dropped publication cdc") ||
+		!regexp.MustCompile(`deleted gap \d+ of public.apps \(test\) from 0/1 to 0/2: if its changes were not re-sent`).MatchString(res.stdout) ||
+		!strings.Contains(res.stdout, "dropped the connector's records (baitoru_cdc.gaps, baitoru_cdc.publication_state)\ndropped schema baitoru_cdc\n") {
 		t.Fatalf("teardown: %s", res)
 	}
-	if got := publicationState(t, admin); got != "no publication |  | no slot" {
-		t.Fatalf("after teardown: %s", got)
+	if got := publicationState(t, admin); got != "no publication |  | no slot" || schemaExists(t, admin) {
+		t.Fatalf("after teardown: %s (schema baitoru_cdc: %v)", got, schemaExists(t, admin))
 	}
 	if res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes"); res.code != 0 || !strings.Contains(res.stdout, "nothing to drop") {
 		t.Fatalf("second teardown: %s", res)
 	}
 	// docs/dba.md: removing the role.
 	testenv.MustExec(t, admin, `DROP OWNED BY cdc; DROP ROLE cdc`)
+}
+
+// schemaExists reports whether the connector's schema exists.
+func schemaExists(t *testing.T, dsn string) bool {
+	t.Helper()
+	var ok bool
+	if err := testenvQueryRow(dsn, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'baitoru_cdc')`, &ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }
 
 func waitSlotActive(t *testing.T, dsn string, active bool) {

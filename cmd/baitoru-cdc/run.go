@@ -125,15 +125,31 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		pub = snsPub
 	}
 
+	repeat := cfg.Log.StatusInterval
+	if repeat <= 0 {
+		repeat = 30 * time.Second
+	}
+	// The watch compares the publication with the config every status
+	// interval: what it leaves out of the mapped changes is reported and
+	// recorded (the stream drops those changes silently).
+	var sub *postgres.Subscription
+	watch := dba.NewWatch(dba.WatchOptions{
+		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mappings: mappings,
+		Interval: cfg.Source.StatusInterval, RepeatEvery: repeat, Stop: cfg.Source.OnTableLoss == "stop",
+		Streaming:    func() bool { return sub.Streaming() },
+		SetupCommand: "baitoru-cdc setup --config " + cfg.File, Observer: metrics,
+	}, log)
+
 	pipe := connector.NewPipeline(mapper, pub, connector.PipelineOptions{
 		Lanes:             lanes,
 		MaxBatch:          maxBatch,
 		MaxInflightEvents: cfg.Publisher.MaxInflightEvents,
 		MaxInflightBytes:  cfg.Publisher.MaxInflightBytes,
 		ShutdownGrace:     cfg.Publisher.ShutdownGrace,
+		Losses:            watch,
 	}, metrics, log)
 
-	sub := postgres.New(postgres.Options{
+	sub = postgres.New(postgres.Options{
 		DSN:              cfg.Source.DSN,
 		Slot:             cfg.Source.Slot,
 		Publication:      cfg.Source.Publication,
@@ -145,28 +161,13 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}, pipe, log)
 
 	metrics.Watch(pipe, sub)
-	tables := make([]string, len(cfg.Tables))
-	for i, t := range cfg.Tables {
-		tables[i] = t.Table
-	}
-	repeat := cfg.Log.StatusInterval
-	if repeat <= 0 {
-		repeat = 30 * time.Second
-	}
-	watch := postgres.NewTableWatch(postgres.TableWatchOptions{
-		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Tables: tables,
-		Interval: cfg.Source.StatusInterval, RepeatEvery: repeat, Stop: cfg.Source.OnTableLoss == "stop",
-		SetupCommand: "baitoru-cdc setup --config " + cfg.File, Observer: metrics,
-	}, log)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pipe.Run(ctx) })
-	// A mapped table leaving the publication is noticed within the status
-	// interval, recorded and reported (its changes are lost to the stream).
 	g.Go(func() error { return watch.Run(ctx) })
 	// The publication and the slot are prepared once, then streamed; the
-	// watch looks first, so a table missing since an earlier run is
-	// reported before setup puts it back.
+	// watch looks first, so a loss that began while no connector ran is
+	// recorded before the preparation repairs the publication.
 	g.Go(func() error {
 		select {
 		case <-watch.Ready():
@@ -181,6 +182,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
+		watch.Prepared()
 		return sub.Run(ctx)
 	})
 	// The slot monitor stops the connector when the slot is lost or

@@ -142,6 +142,32 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	if pub.Plan.Server < postgres.ColumnListVersion {
 		say("notice: PostgreSQL %d has no publication column lists or row filters (15+): every column and row of the mapped tables leaves the server; the connector drops the unmapped columns and evaluates where: itself (see the notes in the SQL)", pub.Plan.Server/10000)
 	}
+	role := "baitoru_cdc"
+	if pc, err := pgconn.ParseConfig(cfg.Source.DSN); err == nil && pc.User != "" {
+		role = pc.User
+	}
+	records, err := dba.ApplyRecords(ctx, conn, dba.RecordsOptions{Role: role, DryRun: dryRun})
+	if errors.As(err, &pe) {
+		return &exitError{code: 1, msg: "setup: schema " + postgres.Schema + ": " + err.Error() + "\nthe publication was " + string(pub.Action) + "; nothing else was changed."}
+	}
+	if err != nil {
+		return fmt.Errorf("setup: schema %s: %w", postgres.Schema, err)
+	}
+	tableList := strings.Join(dba.RecordTables(), ", ")
+	switch {
+	case len(records.Statements) == 0:
+		say("records: schema %s and its tables (%s) exist, with %s's grants; unchanged", postgres.Schema, tableList, role)
+	case dryRun:
+		say("records: schema %s and its tables (%s): %d %s would run", postgres.Schema, tableList, len(records.Statements), countNoun(len(records.Statements), "statement", "statements"))
+	default:
+		say("records: schema %s and its tables (%s): %d %s run", postgres.Schema, tableList, len(records.Statements), countNoun(len(records.Statements), "statement", "statements"))
+	}
+	if records.Migrated {
+		say("records: the gaps of %s (an earlier version's table) %s into %s", postgres.LegacyGapTable, map[bool]string{true: "would be moved", false: "moved"}[dryRun], postgres.GapTable)
+	}
+	if records.NoRole && !dryRun {
+		say("records: role %s does not exist: its grants were not run; create it (the script's role comments), then run setup again", role)
+	}
 	exists, err := postgres.LookupSlot(ctx, conn, cfg.Source.Slot)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
@@ -168,18 +194,14 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	role := "baitoru_cdc"
-	if pc, err := pgconn.ParseConfig(cfg.Source.DSN); err == nil && pc.User != "" {
-		role = pc.User
-	}
 	writeScript(out, scriptInput{
 		file: file, db: db, cfg: cfg, role: role, dryRun: dryRun,
-		pub: pub, slot: slot, identity: dba.IdentityNotes(mappings, tables),
+		pub: pub, slot: slot, identity: dba.IdentityNotes(mappings, tables), records: records,
 	})
 	switch {
 	case dryRun:
 		say("dry run done: nothing was changed; the SQL above is what setup would run")
-	case pub.Action == dba.PublicationUnchanged && slot.Action == dba.SlotExists:
+	case pub.Action == dba.PublicationUnchanged && slot.Action == dba.SlotExists && len(records.Statements) == 0:
 		say("nothing changed: publication %s and slot %s already match the config", cfg.Source.Publication, cfg.Source.Slot)
 	default:
 		say("done; next: baitoru-cdc check --config %s", file)
@@ -194,6 +216,7 @@ type scriptInput struct {
 	pub            *dba.PublicationResult
 	slot           *dba.SlotResult
 	identity       []string
+	records        *dba.RecordsResult
 }
 
 // writeScript prints what setup ran (or would run) as a SQL script a DBA
@@ -216,7 +239,8 @@ func writeScript(w io.Writer, in scriptInput) {
 		}
 	}
 	comment("The connector's role (create it yourself; setup does not; run it as this role, not a superuser):",
-		dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns))
+		append(dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns),
+			fmt.Sprintf("(setup grants it what it needs on its records in schema %s, below, once the role exists: run setup again after creating it)", postgres.Schema)))
 	comment("Replica identity (tables mapped with update or delete):", in.identity)
 	var notes []string
 	for _, t := range p.Tables {
@@ -246,6 +270,21 @@ func writeScript(w io.Writer, in scriptInput) {
 		fmt.Fprintf(w, "COMMIT;\n")
 	}
 	fmt.Fprintln(w)
+	switch {
+	case len(in.records.Statements) == 0:
+		fmt.Fprintf(w, "-- Schema %s and its tables exist, with the grants of %s: nothing to do.\n", postgres.Schema, in.role)
+	default:
+		fmt.Fprintf(w, "BEGIN;\n\n")
+		for _, st := range in.records.Statements {
+			if in.records.NoRole && !in.dryRun && strings.HasPrefix(st.SQL, "GRANT ") {
+				fmt.Fprintf(w, "-- %s\n-- not run: role %s does not exist; run setup again once it does:\n-- %s;\n\n", dba.CommentSafe(st.Comment), dba.CommentSafe(in.role), dba.CommentSafe(st.SQL))
+				continue
+			}
+			fmt.Fprintf(w, "-- %s\n%s;\n\n", dba.CommentSafe(st.Comment), st.SQL)
+		}
+		fmt.Fprintf(w, "COMMIT;\n")
+	}
+	fmt.Fprintln(w)
 	switch in.slot.Action {
 	case dba.SlotExists:
 		fmt.Fprintf(w, "-- Slot %s exists (pgoutput, confirmed up to %s): nothing to do.\n", in.cfg.Source.Slot, in.slot.Slot.ConfirmedFlush)
@@ -262,6 +301,9 @@ func writeScript(w io.Writer, in scriptInput) {
 		did = append(did, "publication "+p.Publication+" created")
 	case dba.PublicationAltered:
 		did = append(did, "publication "+p.Publication+" altered")
+	}
+	if len(in.records.Statements) > 0 {
+		did = append(did, "the connector's records in schema "+postgres.Schema+" set up")
 	}
 	if in.slot.Action == dba.SlotCreated {
 		at := ""

@@ -89,13 +89,13 @@ tables:
 		t.Fatalf("error line %v", first)
 	}
 	code, r := readyz(t, base)
-	if code != http.StatusServiceUnavailable || !strings.Contains(r.Checks["publication"], "public.apps is not in publication cdc") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(r.Checks["publication"], "public.apps: not in publication cdc since ") {
 		t.Fatalf("/readyz = %d %+v", code, r)
 	}
-	if v := sample(scrape(t, base+"/metrics"), telemetry.TableUnpublished, "table", "public.apps"); v != 1 {
+	if v := sample(scrape(t, base+"/metrics"), telemetry.TableUnpublished, "table", "public.apps", "kind", "table"); v != 1 {
 		t.Fatalf("%s{public.apps} = %v", telemetry.TableUnpublished, v)
 	}
-	if v := sample(scrape(t, base+"/metrics"), telemetry.TableUnpublished, "table", "public.jobs"); v != 0 {
+	if v := sample(scrape(t, base+"/metrics"), telemetry.TableUnpublished, "table", "public.jobs", "kind", "table"); v != 0 {
 		t.Fatalf("%s{public.jobs} = %v", telemetry.TableUnpublished, v)
 	}
 	if strings.Contains(p.output(), `"application_id":2,`) {
@@ -103,7 +103,7 @@ tables:
 	}
 	var open int
 	var from string
-	if err := pgQueryRow(context.Background(), dsn, `SELECT count(*), min(from_lsn::text) FROM baitoru_cdc_gaps
+	if err := pgQueryRow(context.Background(), dsn, `SELECT count(*), min(from_lsn::text) FROM baitoru_cdc.gaps
 		WHERE slot = 'cdc' AND table_name = 'public.apps' AND to_lsn IS NULL`, &open, &from); err != nil || open != 1 || from != first["missing_from_lsn"] {
 		t.Fatalf("open gaps: %d from %s (%v); the log says from %v", open, from, err, first["missing_from_lsn"])
 	}
@@ -123,14 +123,14 @@ tables:
 	p2.waitLog(t, regexp.QuoteMeta(lostMsg), 30*time.Second)
 	p2.waitLog(t, regexp.QuoteMeta("a mapped table is in the publication again"), 30*time.Second)
 	var to *string
-	if err := pgQueryRow(context.Background(), dsn, `SELECT to_lsn::text FROM baitoru_cdc_gaps WHERE slot = 'cdc' AND table_name = 'public.apps'`, &to); err != nil || to == nil {
+	if err := pgQueryRow(context.Background(), dsn, `SELECT to_lsn::text FROM baitoru_cdc.gaps WHERE slot = 'cdc' AND table_name = 'public.apps'`, &to); err != nil || to == nil {
 		t.Fatalf("gap not closed: %v %v", to, err)
 	}
 	testenv.MustExec(t, dsn, "INSERT INTO apps (application_id, company_id) VALUES (3, 3)")
 	p2.waitLog(t, `"application_id":3,`, 30*time.Second)
 	rep, _ = checkJSON(t, "--config", cfgPath)
 	if rows := rowsWith(rep, "gap public.apps"); len(rows) != 1 || rows[0].Status != dba.CheckWarn ||
-		!strings.Contains(rows[0].Observed, "changes from "+from+" ") || !strings.Contains(rows[0].Fix, "DELETE FROM public.baitoru_cdc_gaps WHERE id = ") {
+		!strings.Contains(rows[0].Observed, "changes from "+from+" ") || !strings.Contains(rows[0].Fix, "DELETE FROM baitoru_cdc.gaps WHERE id = ") {
 		t.Fatalf("check's gap rows once the table is back: %+v", rows)
 	}
 	_ = p2.cmd.Process.Signal(os.Interrupt)
@@ -144,7 +144,7 @@ tables:
 	err := p3.wait(t, 60*time.Second)
 	out := p3.output()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code := exitCodeOf(err); code != 1 || !strings.Contains(lines[len(lines)-1], "public.jobs is not in publication cdc") ||
+	if code := exitCodeOf(err); code != 1 || !strings.Contains(lines[len(lines)-1], "stopped (source.on_table_loss: stop): public.jobs: not in publication cdc since ") ||
 		!strings.Contains(out, `"table":"public.jobs"`) {
 		t.Fatalf("on_table_loss: stop: exit %d:\n%s", code, out)
 	}

@@ -4,11 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 )
+
+func qualified(tables []string) []string {
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		out[i] = postgres.Schema + "." + t
+	}
+	return out
+}
 
 // teardownCmd drops the replication slot and the publication. It refuses
 // without --yes, and while a connector streams the slot.
@@ -18,7 +28,11 @@ func teardownCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "teardown",
 		Short: "Drop the replication slot and the publication (needs --yes)",
-		Long: `Drop the replication slot, then the publication, named in the config.
+		Long: `Drop the replication slot, then the publication, named in the config, then
+the connector's records of that slot in schema baitoru_cdc (the gaps in the
+stream and the publication state it saw), printing the gaps it deletes: the
+tables and the schema are dropped unless another slot's connector still has
+records there.
 
 Dropping the slot releases the WAL it retains; changes it has not delivered
 are then never streamed. Refuses without --yes, and while a connector
@@ -32,7 +46,7 @@ streams the slot (stop it first).`,
 			}
 			printConfigWarnings(cmd.ErrOrStderr(), cfg)
 			if !yes {
-				return &exitError{code: 1, msg: fmt.Sprintf("teardown: refusing without --yes: it would drop replication slot %s (changes it has not delivered are then lost) and publication %s",
+				return &exitError{code: 1, msg: fmt.Sprintf("teardown: refusing without --yes: it would drop replication slot %s (changes it has not delivered are then lost), publication %s and the slot's records in schema baitoru_cdc",
 					cfg.Source.Slot, cfg.Source.Publication)}
 			}
 			ctx := cmd.Context()
@@ -55,7 +69,30 @@ streams the slot (stop it first).`,
 			if err != nil {
 				return fmt.Errorf("teardown: %w", err)
 			}
-			if res.Slot == nil && !res.Publication {
+			rec, err := dba.TeardownRecords(ctx, conn, cfg.Source.Slot)
+			if err != nil {
+				return fmt.Errorf("teardown: records: %w", err)
+			}
+			for _, g := range rec.Gaps {
+				to := "still open"
+				if !g.Open() {
+					to = "to " + g.ToLSN.String()
+				}
+				fmt.Fprintf(out, "deleted gap %d of %s (%s) from %s %s: if its changes were not re-sent (backfill), they are missing downstream\n", g.ID, g.Table, g.Reason, g.FromLSN, to)
+			}
+			switch {
+			case rec.Dropped:
+				fmt.Fprintf(out, "dropped the connector's records (%s)\n", strings.Join(qualified(dba.RecordTables()), ", "))
+				if rec.SchemaDropped {
+					fmt.Fprintf(out, "dropped schema %s\n", postgres.Schema)
+				} else {
+					fmt.Fprintf(out, "kept schema %s: something else is in it\n", postgres.Schema)
+				}
+			case len(rec.Kept) > 0:
+				fmt.Fprintf(out, "kept the connector's records in schema %s: slot %s (another connector of this database) has records there; deleted those of slot %s\n",
+					postgres.Schema, strings.Join(rec.Kept, ", "), cfg.Source.Slot)
+			}
+			if res.Slot == nil && !res.Publication && !rec.Dropped && len(rec.Gaps) == 0 {
 				fmt.Fprintf(out, "nothing to drop: no replication slot %s, no publication %s\n", cfg.Source.Slot, cfg.Source.Publication)
 			}
 			return nil

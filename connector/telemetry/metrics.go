@@ -132,8 +132,8 @@ func New() *Metrics {
 		}, []string{"table"}),
 		unpublished: prom.NewGaugeVec(prom.GaugeOpts{
 			Name: TableUnpublished,
-			Help: "1 while a mapped table is not in the publication: PostgreSQL leaves its changes out of the stream and they are not published (the gap is recorded in public.baitoru_cdc_gaps).",
-		}, []string{"table"}),
+			Help: "1 while the publication leaves out changes of a mapped table, which are then not published (the gap is recorded in baitoru_cdc.gaps); kind: table (not in the publication), insert, update, delete (an operation not published), columns (a mapped column not in the column list), row filter (a filter the config does not have).",
+		}, []string{"table", "kind"}),
 		batchDuration: newDurations(PublishBatchDuration,
 			"Time to publish one batch, retries included.",
 			time.Millisecond, 2, 15), // 1ms .. 16s
@@ -222,7 +222,7 @@ func (m *Metrics) table(table string) *tableCounters {
 	}
 	t := &tableCounters{}
 	m.typeChanges.WithLabelValues(table)
-	m.unpublished.WithLabelValues(table)
+	m.unpublished.WithLabelValues(table, "table")
 	for _, op := range ops {
 		t.read[op] = m.read.WithLabelValues(table, op.String())
 		t.published[op] = m.published.WithLabelValues(table, op.String())
@@ -312,14 +312,14 @@ func (m *Metrics) ColumnTypeChanged(tc connector.TypeChange) {
 	m.typeChanges.WithLabelValues(tc.Table).Inc()
 }
 
-// TableUnpublished sets whether a mapped table is missing from the
-// publication (postgres.TableObserver).
-func (m *Metrics) TableUnpublished(table string, unpublished bool) {
+// ChangesUnpublished sets whether the publication leaves out changes of a
+// mapped table of a kind (dba.LossObserver).
+func (m *Metrics) ChangesUnpublished(table, kind string, unpublished bool) {
 	v := 0.0
 	if unpublished {
 		v = 1
 	}
-	m.unpublished.WithLabelValues(table).Set(v)
+	m.unpublished.WithLabelValues(table, kind).Set(v)
 }
 
 // Retried counts events sent to SNS again (connector.RetryObserver).

@@ -64,7 +64,7 @@ func Check(ctx context.Context, conn *pgx.Conn, o CheckOptions) ([]CheckResult, 
 	if o.SetupCommand == "" {
 		c.o.SetupCommand = "baitoru-cdc setup --config FILE"
 	}
-	for _, step := range []func(context.Context) error{c.checkServer, c.checkCapacity, c.checkRole, c.checkTables, c.checkPublication, c.checkSlot, c.checkFailover, c.checkGaps} {
+	for _, step := range []func(context.Context) error{c.checkServer, c.checkCapacity, c.checkRole, c.checkTables, c.checkPublication, c.checkSlot, c.checkFailover, c.checkRecords, c.checkGaps} {
 		if err := step(ctx); err != nil {
 			return c.rows, err
 		}
@@ -528,11 +528,16 @@ func (c *checker) checkSlot(ctx context.Context) error {
 	return nil
 }
 
-// checkGaps lists the recorded gaps of the slot (postgres.Gaps): a mapped
-// table out of the publication now (✗), or changes of a table that were
-// not published and not yet re-sent (!).
+// checkGaps lists the recorded gaps of the slot (postgres.Gaps): changes
+// the publication leaves out now (✗), or changes that were not published
+// and not yet re-sent (!).
 func (c *checker) checkGaps(ctx context.Context) error {
 	gaps, err := postgres.Gaps(ctx, c.conn, c.o.Slot)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		c.add("gaps", CheckWarn, "this role may not read "+postgres.GapTable+": recorded gaps are not shown", "run check as the connector's role or the DBA; "+c.o.SetupCommand+" grants the connector's role")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -542,10 +547,18 @@ func (c *checker) checkGaps(ctx context.Context) error {
 		if !g.FromTime.IsZero() {
 			since += " (" + g.FromTime.Format(time.RFC3339) + ")"
 		}
+		resend := "re-send its changes"
+		if g.Kind == postgres.LossDelete {
+			resend = "its deletes cannot be re-sent (a backfill re-sends rows that exist): tell the consumers which rows to check"
+		}
 		if g.Open() {
+			put := c.o.SetupCommand + " puts it back (or ALTER PUBLICATION ... ADD TABLE)"
+			if g.Kind != postgres.LossTable {
+				put = c.o.SetupCommand + " aligns the publication with the config"
+			}
 			c.add("gap "+g.Table, CheckFail,
-				fmt.Sprintf("not in publication %s since %s: its changes are not published (gap %d)", g.Publication, since, g.ID),
-				c.o.SetupCommand+" puts it back (or ALTER PUBLICATION ... ADD TABLE); then re-send its changes since "+g.FromLSN.String()+" (backfill) and "+del)
+				fmt.Sprintf("%s since %s: its changes are not published (gap %d)", g.Reason, since, g.ID),
+				put+"; then "+resend+" since "+g.FromLSN.String()+" (backfill) and "+del)
 			continue
 		}
 		until := g.ToLSN.String()
@@ -553,8 +566,8 @@ func (c *checker) checkGaps(ctx context.Context) error {
 			until += " (" + g.ToTime.Format(time.RFC3339) + ")"
 		}
 		c.add("gap "+g.Table, CheckWarn,
-			fmt.Sprintf("changes from %s to %s were not published (gap %d)", since, until, g.ID),
-			"re-send them (backfill), then "+del)
+			fmt.Sprintf("changes from %s to %s were not published: %s (gap %d)", since, until, g.Reason, g.ID),
+			strings.Replace(resend, "re-send its changes", "re-send them", 1)+" (backfill), then "+del)
 	}
 	return nil
 }

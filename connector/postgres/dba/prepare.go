@@ -83,16 +83,10 @@ func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		// The gap record: where lost changes of a mapped table are
-		// written down (setup creates it where the role may not).
-		var missing bool
-		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NULL`, postgres.GapTable).Scan(&missing); err != nil {
-			return fmt.Errorf("look up %s: %w", postgres.GapTable, err)
-		}
-		if missing {
-			if _, err := conn.Exec(ctx, postgres.GapTableSQL); err != nil {
-				log.Warn("cannot create "+postgres.GapTable+": a mapped table leaving the publication will be reported but not recorded durably; create it with `baitoru-cdc setup`", "error", err)
-			}
+		// The connector's records (gaps, the publication state it saw):
+		// setup creates them where the role may not.
+		if _, err := ApplyRecords(ctx, conn, RecordsOptions{}); err != nil {
+			log.Warn("cannot create schema "+postgres.Schema+" and its tables: a publication change that loses changes will be reported but not recorded durably; create them with `baitoru-cdc setup`", "error", err)
 		}
 		switch res.Action {
 		case PublicationCreated:
