@@ -150,6 +150,9 @@ type stage struct {
 	seq      int
 	conn     *child.Process // the connector streaming (or expected to)
 	sink     *child.Process // the first sink
+	// otherEvents counts the events of tables other than applications the
+	// scenario had the connector publish (measured: exactly these).
+	otherEvents int
 }
 
 // faultMark is the end of a fault: recovery is measured from at until

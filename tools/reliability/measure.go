@@ -267,7 +267,7 @@ func (st *stage) measure(ctx context.Context, r *result, rows []row, rejected ma
 	}
 
 	// The topic's side: every committed row has exactly one event id.
-	c, err := st.e.emu.Collect(ctx, st.audit, len(rows), 60*time.Second)
+	c, err := st.e.emu.Collect(ctx, st.audit, len(rows)+st.otherEvents, 60*time.Second)
 	if err != nil {
 		return err
 	}
@@ -280,14 +280,20 @@ func (st *stage) measure(ctx context.Context, r *result, rows []row, rejected ma
 		}
 	}
 	eventOf := map[int64]string{}
+	others := 0
 	for id, body := range c.ByID {
 		var ev struct {
-			Data struct {
+			Table string `json:"table"`
+			Data  struct {
 				ApplicationID int64 `json:"application_id"`
 			} `json:"data"`
 		}
 		if err := json.Unmarshal([]byte(body), &ev); err != nil {
 			r.fail("unparsable event %s", id)
+			continue
+		}
+		if ev.Table != "public.applications" {
+			others++
 			continue
 		}
 		if prev, dup := eventOf[ev.Data.ApplicationID]; dup {
@@ -303,6 +309,10 @@ func (st *stage) measure(ctx context.Context, r *result, rows []row, rejected ma
 			r.LostEvents++
 		}
 	}
+	if others != st.otherEvents {
+		r.fail("%d events of other tables on the topic, want the %d the scenario had published", others, st.otherEvents)
+	}
+	r.Published -= others
 
 	// The DLQ.
 	ms, err := st.e.emu.ReceiveAll(ctx, st.dlqURL, 0, 2*time.Second)

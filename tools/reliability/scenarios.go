@@ -128,6 +128,7 @@ var scenarios = []scenario{
 	// The operator's fix drops the answers column: events published but
 	// not acknowledged before the stop are re-sent without it.
 	{id: "7b", title: "row whose event exceeds SNS's 256 KiB limit", run: oversizeRow, droppedField: "answers"},
+	{id: "8", title: "a mapped table leaves the publication (DROP COLUMN … CASCADE), put back by setup", run: tableLoss},
 }
 
 // runScenario runs one stage: connector, sink and links up, the writer
