@@ -30,6 +30,7 @@ type Config struct {
 	Demo      bool      `mapstructure:"demo"`
 	Source    Source    `mapstructure:"source"`
 	SNS       SNS       `mapstructure:"sns"`
+	S3        S3        `mapstructure:"s3"`
 	Publisher Publisher `mapstructure:"publisher"`
 	Metrics   Metrics   `mapstructure:"metrics"`
 	Log       Log       `mapstructure:"log"`
@@ -104,6 +105,33 @@ type SNS struct {
 	TopicARN string `mapstructure:"topic_arn"`
 }
 
+// S3 is where the connector stores events too large for SNS (see
+// LargePayloads).
+type S3 struct {
+	// Region of the buckets; default: sns.region.
+	Region string `mapstructure:"region"`
+	// Endpoint overrides the AWS endpoint (emulators such as fauxqs);
+	// buckets are then addressed in the path.
+	Endpoint string `mapstructure:"endpoint"`
+}
+
+// LargePayloads sends events too large for SNS through S3 (the claim-check
+// pattern of the AWS extended clients): an event whose SNS message (body
+// plus attributes) exceeds Threshold bytes is stored as the object
+// Prefix + event id in Bucket, and SNS gets a pointer to it.
+type LargePayloads struct {
+	// Bucket stores the large events; empty: large_payloads is off.
+	Bucket string `mapstructure:"bucket"`
+	// Prefix of the object keys. Default "baitoru-cdc/<source.slot>/".
+	Prefix string `mapstructure:"prefix"`
+	// Threshold in bytes: a message over it goes through S3. Default and
+	// maximum 262144 (SNS's limit); at least 1024.
+	Threshold int64 `mapstructure:"threshold" unit:"bytes"`
+}
+
+// Enabled reports whether large events go through S3.
+func (l LargePayloads) Enabled() bool { return l.Bucket != "" }
+
 // Publisher selects and tunes where events go.
 type Publisher struct {
 	// Kind is "sns" (default) or "stdout" (NDJSON, one event per line).
@@ -121,8 +149,13 @@ type Publisher struct {
 	// ShutdownGrace is how long in-flight publishes may finish on SIGTERM.
 	// Default 10s.
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
-	// Retry bounds the backoff between publish retries. Default 100ms..10s.
+	// Retry bounds the backoff between publish retries (SNS and S3).
+	// Default 100ms..10s.
 	Retry Backoff `mapstructure:"retry"`
+	// LargePayloads sends events over SNS's limit through S3 for every
+	// table (a table's own large_payloads overrides it key by key).
+	// Unset: such an event stops the connector.
+	LargePayloads LargePayloads `mapstructure:"large_payloads"`
 }
 
 // Metrics is the connector's HTTP endpoint for /metrics, /healthz, /readyz.
@@ -164,6 +197,9 @@ type Table struct {
 	// Where is a row filter (a SQL boolean expression over the table's
 	// columns) pushed into the publication by `setup`.
 	Where string `mapstructure:"where"`
+	// LargePayloads overrides publisher.large_payloads for this table:
+	// each key left out takes the publisher's.
+	LargePayloads LargePayloads `mapstructure:"large_payloads"`
 }
 
 // Column is one published column.
@@ -191,6 +227,9 @@ type Sink struct {
 	// Password of the DSN's role, as Source.Password (moved into DSN by Load).
 	Password string  `mapstructure:"password"`
 	SQS      SinkSQS `mapstructure:"sqs"`
+	// S3 is where the sink reads the events that the connector (or an
+	// AWS extended client) stored in S3.
+	S3 SinkS3 `mapstructure:"s3"`
 	// Kobot is where events are pushed.
 	Kobot Kobot `mapstructure:"kobot"`
 	// API is the links API (also serves /metrics, /healthz, /readyz).
@@ -218,6 +257,18 @@ type SinkSQS struct {
 	// VisibilityTimeout is how long a received message stays hidden.
 	// Default 30s.
 	VisibilityTimeout time.Duration `mapstructure:"visibility_timeout"`
+}
+
+// SinkS3 is how the sink reads events stored in S3: a message that points
+// at an object is replaced by the object before the push.
+type SinkS3 struct {
+	// Region of the buckets; default: sink.sqs.region.
+	Region string `mapstructure:"region"`
+	// Endpoint overrides the AWS endpoint (emulators such as fauxqs).
+	Endpoint string `mapstructure:"endpoint"`
+	// MaxEventBytes bounds the size of an event read from S3; a larger
+	// one goes to the DLQ. Default 16 MiB.
+	MaxEventBytes int64 `mapstructure:"max_event_bytes"`
 }
 
 // Kobot is the push destination.

@@ -25,33 +25,35 @@ const EnvPrefix = "BAITORU_CDC"
 // tables[].type, tables[].attributes[].name and .type) depend on the item and
 // are applied by applyListDefaults.
 var defaults = map[string]any{
-	"source.slot":                   "baitoru_cdc",
-	"source.publication":            "baitoru_cdc",
-	"source.create":                 true,
-	"source.status_interval":        time.Second,
-	"source.max_lag_bytes":          int64(1 << 30),
-	"source.reconnect.initial":      500 * time.Millisecond,
-	"source.reconnect.max":          30 * time.Second,
-	"source.on_table_loss":          "continue",
-	"publisher.kind":                "sns",
-	"publisher.lanes":               8,
-	"publisher.max_inflight_events": 20000,
-	"publisher.max_inflight_bytes":  int64(64 << 20),
-	"publisher.shutdown_grace":      10 * time.Second,
-	"publisher.retry.initial":       100 * time.Millisecond,
-	"publisher.retry.max":           10 * time.Second,
-	"log.level":                     "info",
-	"log.format":                    "text",
-	"log.status_interval":           30 * time.Second,
-	"sink.sqs.concurrency":          4,
-	"sink.sqs.batch_size":           10,
-	"sink.sqs.wait_time":            20 * time.Second,
-	"sink.sqs.visibility_timeout":   30 * time.Second,
-	"sink.kobot.timeout":            5 * time.Second,
-	"sink.kobot.max_attempts":       3,
-	"sink.kobot.retry.initial":      200 * time.Millisecond,
-	"sink.kobot.retry.max":          5 * time.Second,
-	"sink.api.listen":               ":8080",
+	"source.slot":                        "baitoru_cdc",
+	"source.publication":                 "baitoru_cdc",
+	"source.create":                      true,
+	"source.status_interval":             time.Second,
+	"source.max_lag_bytes":               int64(1 << 30),
+	"source.reconnect.initial":           500 * time.Millisecond,
+	"source.reconnect.max":               30 * time.Second,
+	"source.on_table_loss":               "continue",
+	"publisher.kind":                     "sns",
+	"publisher.lanes":                    8,
+	"publisher.max_inflight_events":      20000,
+	"publisher.max_inflight_bytes":       int64(64 << 20),
+	"publisher.shutdown_grace":           10 * time.Second,
+	"publisher.retry.initial":            100 * time.Millisecond,
+	"publisher.retry.max":                10 * time.Second,
+	"publisher.large_payloads.threshold": int64(262144),
+	"log.level":                          "info",
+	"log.format":                         "text",
+	"log.status_interval":                30 * time.Second,
+	"sink.sqs.concurrency":               4,
+	"sink.sqs.batch_size":                10,
+	"sink.sqs.wait_time":                 20 * time.Second,
+	"sink.sqs.visibility_timeout":        30 * time.Second,
+	"sink.s3.max_event_bytes":            int64(16 << 20),
+	"sink.kobot.timeout":                 5 * time.Second,
+	"sink.kobot.max_attempts":            3,
+	"sink.kobot.retry.initial":           200 * time.Millisecond,
+	"sink.kobot.retry.max":               5 * time.Second,
+	"sink.api.listen":                    ":8080",
 }
 
 // Defaults returns the configuration an empty file gives: every key at its
@@ -68,6 +70,7 @@ func Defaults() *Config {
 		panic("config: the defaults do not decode: " + err.Error()) // a bug in the table above
 	}
 	cfg.meta = &meta{lines: map[string]int{}, env: map[string]string{}, bad: map[string]bool{}}
+	cfg.applyLargePayloadDefaults()
 	return &cfg
 }
 
@@ -208,6 +211,7 @@ func read(path string, lookup func(string) (string, bool)) (*Config, Problems) {
 		}
 	})
 	cfg.applyListDefaults()
+	cfg.applyLargePayloadDefaults()
 	return &cfg, ps
 }
 
@@ -217,7 +221,7 @@ func sections(m *meta) (connector, sink bool) {
 		switch top, _, _ := strings.Cut(strings.SplitN(p, "[", 2)[0], "."); top {
 		case "sink":
 			sink = true
-		case "source", "sns", "publisher", "metrics", "tables":
+		case "source", "sns", "s3", "publisher", "metrics", "tables":
 			connector = true
 		}
 	}

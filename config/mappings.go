@@ -14,6 +14,7 @@ func (c *Config) Mappings() []*connector.Mapping {
 	out := make([]*connector.Mapping, len(c.Tables))
 	for i, t := range c.Tables {
 		out[i] = resolveTable(t)
+		out[i].LargePayloads = c.resolveLargePayloads(t)
 	}
 	return out
 }

@@ -150,6 +150,7 @@ func (k *checker) connector() {
 		k.listen("metrics.listen", c.Metrics.Listen, ":9090")
 	}
 	k.tables()
+	k.largePayloads()
 }
 
 func (k *checker) source() {
@@ -391,6 +392,8 @@ const maxAttributes = 7
 func (k *checker) attributes(p string, t Table, cols map[string]int, published map[string]string) {
 	if n := len(t.Attributes); n > maxAttributes {
 		k.add(p+".attributes", "%d attributes, at most %d: SNS allows 10 message attributes per message and table, op and type are always sent", n, maxAttributes)
+	} else if n == maxAttributes && t.LargePayloads.Enabled() && k.c.Publisher.Kind == "sns" {
+		k.add(p+".attributes", "%d attributes, at most %d with large_payloads: SNS allows 10 message attributes per message; table, op and type are always sent, and an event stored in S3 also carries ExtendedPayloadSize", n, maxAttributes-1)
 	}
 	names := map[string]int{}
 	for i, a := range t.Attributes {
@@ -437,6 +440,8 @@ func attrNameProblem(name string) string {
 		return "is empty"
 	case lower == "table" || lower == "op" || lower == "type":
 		return fmt.Sprintf("clashes with the %s attribute that every message has", lower)
+	case lower == "extendedpayloadsize" || lower == "sqslargepayloadsize":
+		return "is reserved for messages whose event is stored in S3 (the AWS extended clients' size attribute)"
 	case len(name) > 256:
 		return "is longer than 256 characters"
 	case !attrNameRe.MatchString(name):
@@ -521,6 +526,7 @@ func (k *checker) sink() {
 	if q.Concurrency <= 0 {
 		k.add("sink.sqs.concurrency", "%d: must be at least 1", q.Concurrency)
 	}
+	k.sinkS3()
 	if q.BatchSize < 1 || q.BatchSize > 10 {
 		k.add("sink.sqs.batch_size", "%d is out of range: SQS receives 1 to 10 messages at a time", q.BatchSize)
 	}

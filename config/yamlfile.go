@@ -29,7 +29,7 @@ const (
 	kindString   kind = iota
 	kindBool          // true or false
 	kindInt           // an integer
-	kindBytes         // int64 field whose key ends in "_bytes": 67108864, "64MiB", "1GB"
+	kindBytes         // int64 field whose key ends in "_bytes" or tagged unit:"bytes": 67108864, "64MiB", "1GB"
 	kindDuration      // time.Duration: "10s"
 	kindStrings       // []string
 	kindStruct        // nested mapping
@@ -84,7 +84,7 @@ func fieldsOf(t reflect.Type) []field {
 			f.kind = kindString
 		case sf.Type.Kind() == reflect.Bool:
 			f.kind = kindBool
-		case sf.Type.Kind() == reflect.Int64 && strings.HasSuffix(name, "_bytes"):
+		case sf.Type.Kind() == reflect.Int64 && (strings.HasSuffix(name, "_bytes") || sf.Tag.Get("unit") == "bytes"):
 			f.kind = kindBytes
 		case sf.Type.Kind() == reflect.Int || sf.Type.Kind() == reflect.Int64:
 			f.kind = kindInt

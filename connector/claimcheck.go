@@ -73,11 +73,27 @@ type ClaimCheck struct {
 
 var _ Publisher = (*ClaimCheck)(nil)
 
-// NewClaimCheck returns a ClaimCheck in front of next. tables gives the
-// LargePayloads of each table that has them (schema.name, as Event.Table);
-// obs may be nil.
-func NewClaimCheck(next Publisher, store PayloadStore, tables map[string]LargePayloads, obs OffloadObserver) *ClaimCheck {
+// NewClaimCheck returns a ClaimCheck in front of next for the tables of
+// mappings that have LargePayloads; obs may be nil.
+func NewClaimCheck(next Publisher, store PayloadStore, mappings []*Mapping, obs OffloadObserver) *ClaimCheck {
+	tables := map[string]LargePayloads{}
+	for _, m := range mappings {
+		if m.LargePayloads != nil {
+			tables[m.Table] = *m.LargePayloads
+		}
+	}
 	return &ClaimCheck{next: next, store: store, tables: tables, obs: obs}
+}
+
+// HasLargePayloads reports whether any of mappings sends large events
+// through S3, i.e. whether a ClaimCheck is needed.
+func HasLargePayloads(mappings []*Mapping) bool {
+	for _, m := range mappings {
+		if m.LargePayloads != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Publish stores the events over their table's threshold, concurrently,

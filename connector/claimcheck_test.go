@@ -82,9 +82,10 @@ func TestClaimCheckBatch(t *testing.T) {
 	}
 	store := &memStore{objects: map[string]string{}}
 	next := &capturePublisher{}
-	c := NewClaimCheck(next, store, map[string]LargePayloads{
-		"public.big":   {Bucket: "b", Prefix: "big/", Threshold: 1000},
-		"public.other": {Bucket: "o", Prefix: "", Threshold: 1000},
+	c := NewClaimCheck(next, store, []*Mapping{
+		{Table: "public.big", LargePayloads: &LargePayloads{Bucket: "b", Prefix: "big/", Threshold: 1000}},
+		{Table: "public.other", LargePayloads: &LargePayloads{Bucket: "o", Prefix: "", Threshold: 1000}},
+		{Table: "public.small"},
 	}, nil)
 	orig := make([]Event, len(evs))
 	for i, ev := range evs {

@@ -31,6 +31,9 @@ type Mapping struct {
 	// Where is the row filter: a SQL boolean expression over the table's
 	// columns; empty: every row.
 	Where string
+	// LargePayloads says where events too large for SNS go (ClaimCheck);
+	// nil: nowhere, such an event stops the connector.
+	LargePayloads *LargePayloads
 }
 
 // MappedColumn is one published column.

@@ -61,6 +61,8 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 			return "https://kobot.example/webhooks/baitoru"
 		case ref(v) == "EventsQueue":
 			return "https://sqs.ap-northeast-1.amazonaws.com/123456789012/baitoru-cdc-kobot"
+		case ref(v) == "LargePayloadsBucket":
+			return "baitoru-cdc-largepayloadsbucket-1a2b3c4d5e6f"
 		case ref(v) == "DeadLetterQueue":
 			return "https://sqs.ap-northeast-1.amazonaws.com/123456789012/baitoru-cdc-kobot-dlq"
 		case strings.HasSuffix(k, "_PORT"):
@@ -144,6 +146,10 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 		if !strings.HasSuffix(arn, ":"+topicName) {
 			t.Errorf("table %s publishes to %s; the template creates only %s", tb.Table, arn, topicName)
 		}
+	}
+	// Large events go to the template's bucket (the task role may write there).
+	if b := cfg.Buckets(); len(b) != 1 || b[0].Bucket != "baitoru-cdc-largepayloadsbucket-1a2b3c4d5e6f" {
+		t.Errorf("large_payloads buckets %v, want the template's LargePayloadsBucket", b)
 	}
 	if len(cfg.Tables) == 0 || cfg.Source.Create {
 		t.Errorf("%d tables; source.create %v (the DBA creates the slot: `setup`)", len(cfg.Tables), cfg.Source.Create)

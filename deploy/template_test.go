@@ -279,6 +279,7 @@ var attributes = map[string][]string{
 	"AWS::CodeBuild::Project": {"Arn"},
 	"AWS::Lambda::Url":        {"FunctionArn", "FunctionUrl"},
 	"AWS::SNS::Topic":         {"TopicArn", "TopicName"},
+	"AWS::S3::Bucket":         {"Arn", "DomainName", "RegionalDomainName"},
 }
 
 // TestSinkWiring checks the path SNS -> SQS -> Lambda -> Kobot as the

@@ -17,7 +17,9 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
+	"github.com/baitoru/baitoru-cdc/connector/s3"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
+	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 )
 
 // Exit codes of check, those of monitoring plugins (Nagios, Icinga,
@@ -46,8 +48,10 @@ is encoded natively), the replica identity of tables whose updates/deletes
 are published, the publication against the config (drift: missing or extra
 tables, columns, row filters, operations) and whether it could make writes
 fail, the slot (plugin, active pid, wal_status, retained WAL, confirmed-flush
-lag), max_slot_wal_keep_size, and the SNS topics (reachable, FIFO as the
-config says).
+lag), max_slot_wal_keep_size, the SNS topics (reachable, FIFO as the
+config says), the large_payloads S3 buckets (reachable and writable: a
+small probe object is written) and, without large_payloads, the mapped
+columns that can make an event over SNS's limit.
 
 Exit code, as monitoring plugins (Nagios, Icinga, Sensu) expect:
   0  OK        every row ✓
@@ -107,6 +111,7 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 			Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
 			Mappings: cfg.Mappings(), Create: cfg.Source.Create,
 			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd, Role: sourceRole(cfg),
+			MaxMessageBytes: maxMessageBytes(cfg),
 		})
 		rows = append(rows, dbRows...)
 		if err != nil {
@@ -114,7 +119,50 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 				Observed: "stopped: " + postgres.Redact(err.Error()), Fix: "fix the error and run check again"})
 		}
 	}
-	return append(rows, snsChecks(ctx, cfg)...)
+	rows = append(rows, snsChecks(ctx, cfg)...)
+	return append(rows, s3Checks(ctx, cfg)...)
+}
+
+// maxMessageBytes is the message size limit of the configured destination
+// (SNS's), 0 for stdout (no limit).
+func maxMessageBytes(cfg *config.Config) int {
+	if cfg.Publisher.Kind == "stdout" {
+		return 0
+	}
+	return config.MaxThreshold
+}
+
+// s3Checks writes a small probe object under each large_payloads bucket and
+// prefix (s3:PutObject, as the connector itself): the bucket exists, is
+// reachable with the connector's credentials and region, and takes objects.
+func s3Checks(ctx context.Context, cfg *config.Config) []dba.CheckResult {
+	buckets := cfg.Buckets()
+	if !cfg.LargePayloadsUsed() || len(buckets) == 0 {
+		return nil
+	}
+	var rows []dba.CheckResult
+	client, err := s3.NewClient(ctx, cfg.S3.Region, cfg.S3.Endpoint, nil)
+	for _, b := range buckets {
+		name := "s3 bucket " + b.Bucket
+		where := "s3://" + b.Bucket + "/" + b.Prefix
+		if err != nil {
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail, Observed: where + ": " + err.Error(), Fix: "set s3.region (or AWS_REGION) and AWS credentials"})
+			continue
+		}
+		store := s3.New(client, s3.Options{}, slog.New(slog.DiscardHandler))
+		if err := store.Probe(ctx, b.Bucket, b.Prefix, 10*time.Second); err == nil {
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckOK, Observed: where + ": reachable, writable (wrote " + b.Prefix + s3.ProbeKey + ")"})
+		} else if ce := (*awsclient.CredentialsError)(nil); errors.As(err, &ce) {
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail, Observed: where + ": " + ce.Problem(), Fix: ce.Fix()})
+		} else {
+			fix := s3.Hint(awsclient.ErrorCode(err))
+			if fix == "" {
+				fix = "check s3.region, s3.endpoint, the network path to S3 and the connector's AWS credentials; it needs s3:PutObject on arn:aws:s3:::" + b.Bucket + "/" + b.Prefix + "*"
+			}
+			rows = append(rows, dba.CheckResult{Check: name, Status: dba.CheckFail, Observed: where + ": not writable: " + err.Error(), Fix: fix})
+		}
+	}
+	return rows
 }
 
 // sourceRole is the user of source.dsn: the connector's role, checked

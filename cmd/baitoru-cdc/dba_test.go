@@ -22,6 +22,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
+	"github.com/baitoru/baitoru-cdc/connector/s3"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -106,10 +107,17 @@ CREATE TABLE public.postings (
 	published boolean NOT NULL DEFAULT false
 );`
 
+// dbaBucket stores dbaConfig's large events.
+const dbaBucket = "baitoru-cdc-dba"
+
 // dbaConfig writes a config mapping apps (insert, update; three columns,
-// plus extra) and postings (insert; a row filter on its key).
+// plus extra) and postings (insert; a row filter on its key), whose large
+// events go to dbaBucket in the emulator.
 func dbaConfig(t *testing.T, path, dsn, topic string, emu *testenv.Emulator, extra ...string) {
 	t.Helper()
+	if err := emu.CreateBucket(context.Background(), dbaBucket); err != nil {
+		t.Fatal(err)
+	}
 	cols := append([]string{"application_id", "company_id", "answers"}, extra...)
 	var b strings.Builder
 	for _, c := range cols {
@@ -125,19 +133,25 @@ sns:
   region: %s
   endpoint: %s
   topic_arn: %s
+s3:
+  region: %[2]s
+  endpoint: %[3]s
+publisher:
+  large_payloads:
+    bucket: %[5]s
 tables:
   - table: public.apps
     operations: [insert, update]
     key: [company_id]
     columns:
-%s
+%[6]s
   - table: public.postings
     operations: [insert]
     where: "posting_id > 0"
     columns:
       - column: posting_id
       - column: title
-`, dsn, emu.Region, emu.Endpoint, topic, b.String())
+`, dsn, emu.Region, emu.Endpoint, topic, dbaBucket, b.String())
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -291,15 +305,47 @@ func TestSetupCheckTeardown(t *testing.T) {
 	for _, name := range []string{"server version", "wal_level", "replication slots", "wal senders", "role cdc",
 		"table public.apps", "table public.postings", "replica identity public.apps", "publication cdc",
 		"publication matches config", "writes", "grants", "slot cdc", "slot wal_status", "slot retained WAL",
-		"slot confirmed-flush lag", "max_slot_wal_keep_size", "records baitoru_cdc", "sns topic"} {
+		"slot confirmed-flush lag", "max_slot_wal_keep_size", "records baitoru_cdc", "sns topic", "s3 bucket " + dbaBucket} {
 		if len(rowsWith(rep, name)) == 0 {
 			t.Errorf("check has no row %q: %+v", name, rep.Checks)
 		}
 	}
+	if _, err := emu.GetObject(ctx, dbaBucket, "baitoru-cdc/cdc/"+s3.ProbeKey); err != nil {
+		t.Errorf("check's s3 bucket row is ok but wrote no probe object: %v", err)
+	}
+	// Without large_payloads, the mapped jsonb and text columns can make an
+	// event over SNS's limit, which would stop the connector: a warning
+	// per table naming them, and the fix.
+	cfgNoS3 := filepath.Join(dir, "config-no-s3.yaml")
+	y, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noS3 := regexp.MustCompile(`(?s)\npublisher:\n  large_payloads:\n    bucket: \S+\n`).ReplaceAllString(string(y), "\n")
+	if noS3 == string(y) {
+		t.Fatal("dbaConfig's large_payloads not found")
+	}
+	if err := os.WriteFile(cfgNoS3, []byte(noS3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, res = checkJSON(t, "--config", cfgNoS3)
+	large := map[string]string{"large rows public.apps": "answers (jsonb)", "large rows public.postings": "title (text)"}
+	if bad := notOK(rep); res.code != checkWarning || len(bad) != len(large) {
+		t.Fatalf("check without large_payloads: want exit 1 and %d warnings: %+v\n%s", len(large), bad, res)
+	}
+	for _, r := range notOK(rep) {
+		if col, ok := large[r.Check]; !ok || r.Status != dba.CheckWarn || !strings.Contains(r.Observed, col) || strings.Contains(r.Observed, "application_id") ||
+			!strings.Contains(r.Observed, "262144") || !strings.Contains(r.Fix, "large_payloads") {
+			t.Errorf("check without large_payloads: row %+v; want a warning naming %q", r, col)
+		}
+	}
+	if len(rowsWith(rep, "s3 bucket")) != 0 {
+		t.Errorf("check without large_payloads has an s3 bucket row: %+v", rowsWith(rep, "s3 bucket"))
+	}
 	// The same with source.create: true (the default): the role may not
 	// create the publication, but it exists and matches, so all is ok.
 	cfgCreate := filepath.Join(dir, "config-create.yaml")
-	y, err := os.ReadFile(cfg)
+	y, err = os.ReadFile(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,6 +660,55 @@ func TestCheckSNSTopics(t *testing.T) {
 	}
 	if got := checkExitCode(rows); got != checkCritical {
 		t.Errorf("exit code %d, want %d", got, checkCritical)
+	}
+}
+
+// TestCheckS3Buckets: the S3 rows of check, one per large_payloads bucket
+// and prefix: an existing bucket is writable (the probe object is there); a
+// missing one is ✗ naming it, with the fix.
+func TestCheckS3Buckets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	ctx := context.Background()
+	emu := testenv.Emu(t)
+	bucket := fmt.Sprintf("dba-s3-%d", time.Now().UnixNano())
+	if err := emu.CreateBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	missing := bucket + "-missing"
+	lp := func(b, prefix string) config.LargePayloads {
+		return config.LargePayloads{Bucket: b, Prefix: prefix, Threshold: config.MaxThreshold}
+	}
+	cfg := &config.Config{Publisher: config.Publisher{Kind: "sns"}, S3: config.S3{Region: emu.Region, Endpoint: emu.Endpoint},
+		Tables: []config.Table{
+			{Table: "public.a", LargePayloads: lp(bucket, "a/")},
+			{Table: "public.b", LargePayloads: lp(bucket, "a/")}, // same place: one row
+			{Table: "public.c", LargePayloads: lp(missing, "c/")},
+			{Table: "public.d"},
+		}}
+	rows := s3Checks(ctx, cfg)
+	if len(rows) != 2 {
+		t.Fatalf("%d s3 rows, want 2: %+v", len(rows), rows)
+	}
+	if r := rows[0]; r.Check != "s3 bucket "+bucket || r.Status != dba.CheckOK || !strings.Contains(r.Observed, "s3://"+bucket+"/a/: reachable, writable") {
+		t.Errorf("row of an existing bucket: %+v", r)
+	}
+	if _, err := emu.GetObject(ctx, bucket, "a/"+s3.ProbeKey); err != nil {
+		t.Errorf("no probe object after check: %v", err)
+	}
+	if r := rows[1]; r.Check != "s3 bucket "+missing || r.Status != dba.CheckFail || !strings.Contains(r.Observed, "s3://"+missing+"/c/: not writable") ||
+		!strings.Contains(r.Fix, "the bucket does not exist") {
+		t.Errorf("row of a missing bucket: %+v", r)
+	}
+	if got := checkExitCode(rows); got != checkCritical {
+		t.Errorf("exit code %d, want %d", got, checkCritical)
+	}
+	cfg.Publisher.Kind = "stdout"
+	if rows := s3Checks(ctx, cfg); len(rows) != 0 {
+		t.Errorf("publisher.kind stdout: s3 rows %+v", rows)
 	}
 }
 

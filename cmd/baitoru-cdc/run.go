@@ -15,9 +15,11 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
+	"github.com/baitoru/baitoru-cdc/connector/s3"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/connector/stdout"
 	"github.com/baitoru/baitoru-cdc/connector/telemetry"
+	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
 	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
@@ -123,6 +125,14 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return err
 		}
 		pub = snsPub
+		if connector.HasLargePayloads(mappings) {
+			if pub, err = claimCheck(ctx, cfg, mappings, snsPub, metrics, log); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
 	}
 
 	repeat := cfg.Log.StatusInterval
@@ -205,4 +215,43 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	g.Go(func() error { return telemetry.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })
 	return g.Wait()
+}
+
+// claimCheck puts the S3 claim-check in front of the SNS publisher, once
+// every bucket took a probe object: a missing bucket or a refused write
+// stops here, as `check` reports it, instead of at the first large event.
+// A probe S3 did not answer is only logged: publishing retries.
+func claimCheck(ctx context.Context, cfg *config.Config, mappings []*connector.Mapping, next connector.Publisher, metrics *telemetry.Metrics, log *slog.Logger) (connector.Publisher, error) {
+	client, err := s3.NewClient(ctx, cfg.S3.Region, cfg.S3.Endpoint, log)
+	if err != nil {
+		return nil, err
+	}
+	store := s3.New(client, s3.Options{
+		RetryInitial: cfg.Publisher.Retry.Initial,
+		RetryMax:     cfg.Publisher.Retry.Max,
+		Observer:     metrics,
+	}, log)
+	for _, b := range cfg.Buckets() {
+		err := store.Probe(ctx, b.Bucket, b.Prefix, topicCheckWithin)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case awsclient.Retryable(err):
+			log.Warn("cannot reach the large_payloads bucket; starting anyway (large events are retried)", "bucket", b.Bucket, "error", err)
+		default:
+			return nil, bucketError(b.Bucket, b.Prefix, err)
+		}
+	}
+	return connector.NewClaimCheck(next, store, mappings, metrics), nil
+}
+
+// bucketError says what is wrong with a bucket the probe could not write
+// to, and how to fix it.
+func bucketError(bucket, prefix string, err error) error {
+	msg := fmt.Sprintf("large_payloads: cannot write to s3://%s/%s", bucket, prefix)
+	if h := s3.Hint(awsclient.ErrorCode(err)); h != "" {
+		msg += ": " + h
+	}
+	return fmt.Errorf("%s: %w", msg, err)
 }

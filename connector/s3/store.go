@@ -38,10 +38,12 @@ var _ API = (*awss3.Client)(nil)
 // NewClient builds an S3 client from the default AWS credential chain.
 // region overrides the configured region; endpoint, when set, replaces the
 // AWS endpoint (an emulator such as fauxqs; buckets are then addressed in
-// the path). The client does not retry: the Store does.
-func NewClient(ctx context.Context, region, endpoint string) (*awss3.Client, error) {
+// the path). The client does not retry: the Store does. The SDK's own log
+// lines go to log at debug level (nil: nowhere).
+func NewClient(ctx context.Context, region, endpoint string, log *slog.Logger) (*awss3.Client, error) {
 	c, err := awsclient.S3(ctx, awsclient.Options{
-		Region: region, Endpoint: endpoint, RegionKey: "s3.region", Retries: awsclient.CallerRetries,
+		Region: region, Endpoint: endpoint, RegionKey: "s3.region", EndpointKey: "s3.endpoint",
+		Retries: awsclient.CallerRetries, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)

@@ -122,7 +122,7 @@ func newRig(t *testing.T, fifo bool) *rig {
 	if err := r.emu.Subscribe(ctx, r.topicARN, queueARN, true); err != nil {
 		t.Fatal(err)
 	}
-	s3c, err := s3.NewClient(ctx, "us-east-1", r.emu.Endpoint)
+	s3c, err := s3.NewClient(ctx, "us-east-1", r.emu.Endpoint, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func newRig(t *testing.T, fifo bool) *rig {
 	}
 	p := sns.New(snsc, sns.Options{DefaultTopic: r.topicARN, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, nil)
 	r.largePayloads = connector.LargePayloads{Bucket: r.bucket, Prefix: "baitoru-cdc/baitoru_cdc/", Threshold: 262144}
-	r.pub = connector.NewClaimCheck(p, r.store, map[string]connector.LargePayloads{"public.job_postings": r.largePayloads}, r.offloads)
+	r.pub = connector.NewClaimCheck(p, r.store, []*connector.Mapping{{Table: "public.job_postings", LargePayloads: &r.largePayloads}}, r.offloads)
 	return r
 }
 
@@ -327,7 +327,7 @@ func TestClaimCheckRetry(t *testing.T) {
 func TestClaimCheckPermanent(t *testing.T) {
 	r := newRig(t, false)
 	ctx := ctxT(t, 60*time.Second)
-	tables := map[string]connector.LargePayloads{"public.job_postings": {Bucket: "no-such-bucket-" + r.bucket, Prefix: "p/", Threshold: 262144}}
+	tables := []*connector.Mapping{{Table: "public.job_postings", LargePayloads: &connector.LargePayloads{Bucket: "no-such-bucket-" + r.bucket, Prefix: "p/", Threshold: 262144}}}
 	snsc, err := sns.NewClient(ctx, "us-east-1", r.emu.Endpoint, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +363,7 @@ func TestClaimCheckSNSFails(t *testing.T) {
 	}
 	missing := r.topicARN + "-missing"
 	pub := connector.NewClaimCheck(sns.New(snsc, sns.Options{DefaultTopic: missing}, nil), r.store,
-		map[string]connector.LargePayloads{"public.job_postings": r.largePayloads}, nil)
+		[]*connector.Mapping{{Table: "public.job_postings", LargePayloads: &r.largePayloads}}, nil)
 	err = pub.Publish(ctx, []*connector.Event{event("0/4C0-1", "1", 300_000, "x")})
 	if !errors.Is(err, connector.ErrPermanent) || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("Publish: %v, want SNS's permanent error naming the topic", err)

@@ -37,6 +37,8 @@ const (
 	LastPublishTimestamp = "baitoru_cdc_last_publish_timestamp_seconds"
 	ColumnTypeChanges    = "baitoru_cdc_column_type_changes_total"
 	TableUnpublished     = "baitoru_cdc_table_unpublished"
+	EventsStoredInS3     = "baitoru_cdc_events_stored_in_s3_total"
+	EventBytesStoredInS3 = "baitoru_cdc_event_bytes_stored_in_s3_total"
 )
 
 // ops are the operations every table's series are created for, so that
@@ -54,6 +56,7 @@ type Metrics struct {
 	read, published, failed *prom.CounterVec
 	retries                 *prom.CounterVec
 	typeChanges             *prom.CounterVec
+	storedInS3, bytesInS3   *prom.CounterVec
 	unpublished             *prom.GaugeVec
 	batchDuration           *durations
 	commitToPublish         *durations
@@ -100,9 +103,10 @@ type watched struct {
 }
 
 var (
-	_ connector.Observer       = (*Metrics)(nil)
-	_ connector.RetryObserver  = (*Metrics)(nil)
-	_ connector.SchemaObserver = (*Metrics)(nil)
+	_ connector.Observer        = (*Metrics)(nil)
+	_ connector.RetryObserver   = (*Metrics)(nil)
+	_ connector.SchemaObserver  = (*Metrics)(nil)
+	_ connector.OffloadObserver = (*Metrics)(nil)
 )
 
 // New returns the connector's metrics, registered on a registry of their
@@ -124,11 +128,19 @@ func New() *Metrics {
 		}, []string{"table", "op"}),
 		retries: prom.NewCounterVec(prom.CounterOpts{
 			Name: PublishRetries,
-			Help: "Events sent again to SNS after a retryable failure, by reason (AWS error code, or network).",
+			Help: "Events sent again to SNS, or stored again in S3, after a retryable failure, by reason (AWS error code, or network).",
 		}, []string{"reason"}),
 		typeChanges: prom.NewCounterVec(prom.CounterOpts{
 			Name: ColumnTypeChanges,
 			Help: "Type changes of published columns (ALTER COLUMN … TYPE) seen in the stream, by table: the JSON form of a field in events changed.",
+		}, []string{"table"}),
+		storedInS3: prom.NewCounterVec(prom.CounterOpts{
+			Name: EventsStoredInS3,
+			Help: "Events over their table's large_payloads threshold, stored in S3 and published as a pointer, by table.",
+		}, []string{"table"}),
+		bytesInS3: prom.NewCounterVec(prom.CounterOpts{
+			Name: EventBytesStoredInS3,
+			Help: "Bytes of the events stored in S3 (their CloudEvents JSON), by table.",
 		}, []string{"table"}),
 		unpublished: prom.NewGaugeVec(prom.GaugeOpts{
 			Name: TableUnpublished,
@@ -153,7 +165,7 @@ func New() *Metrics {
 	empty := map[string]*tableCounters{}
 	m.tables.Store(&empty)
 	m.reg.MustRegister(
-		m.read, m.published, m.failed, m.retries, m.typeChanges, m.unpublished,
+		m.read, m.published, m.failed, m.retries, m.typeChanges, m.unpublished, m.storedInS3, m.bytesInS3,
 		m.batchDuration, m.commitToPublish,
 		m.confirmed, m.retained,
 		prom.NewGaugeFunc(prom.GaugeOpts{
@@ -223,6 +235,8 @@ func (m *Metrics) table(table string) *tableCounters {
 	t := &tableCounters{}
 	m.typeChanges.WithLabelValues(table)
 	m.unpublished.WithLabelValues(table, "table")
+	m.storedInS3.WithLabelValues(table)
+	m.bytesInS3.WithLabelValues(table)
 	for _, op := range ops {
 		t.read[op] = m.read.WithLabelValues(table, op.String())
 		t.published[op] = m.published.WithLabelValues(table, op.String())
@@ -322,7 +336,14 @@ func (m *Metrics) ChangesUnpublished(table, kind string, unpublished bool) {
 	m.unpublished.WithLabelValues(table, kind).Set(v)
 }
 
-// Retried counts events sent to SNS again (connector.RetryObserver).
+// Offloaded counts an event stored in S3 (connector.OffloadObserver).
+func (m *Metrics) Offloaded(table string, bytes int) {
+	m.storedInS3.WithLabelValues(table).Inc()
+	m.bytesInS3.WithLabelValues(table).Add(float64(bytes))
+}
+
+// Retried counts events sent to SNS or stored in S3 again
+// (connector.RetryObserver).
 func (m *Metrics) Retried(_, code string, entries int) {
 	if code == "" {
 		code = "network"

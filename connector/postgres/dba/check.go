@@ -52,6 +52,11 @@ type CheckOptions struct {
 	// attributes, grants and privileges are checked whoever runs check.
 	// Empty: the connected role.
 	Role string
+	// MaxMessageBytes is the destination's message size limit (SNS's
+	// 262144 bytes); 0: none (publisher.kind stdout). A mapped table
+	// without LargePayloads whose columns can make an event over it gets
+	// a warning row.
+	MaxMessageBytes int
 }
 
 // Check runs the database part of the preflight on conn (the connector's
@@ -264,6 +269,7 @@ func (c *checker) checkTables(ctx context.Context) error {
 		default:
 			c.add(name, CheckOK, fmt.Sprintf("%d mapped columns, every type encoded natively", len(cols)), "")
 		}
+		c.largeRows(m, info, cols)
 		if !pubUD {
 			continue
 		}
