@@ -114,6 +114,11 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 			MaxMessageBytes: maxMessageBytes(cfg),
 		})
 		rows = append(rows, dbRows...)
+		if err == nil {
+			var bfRows []dba.CheckResult
+			bfRows, err = dba.CheckBackfill(ctx, conn, backfillObjects(cfg), setupCmd)
+			rows = append(rows, bfRows...)
+		}
 		if err != nil {
 			rows = append(rows, dba.CheckResult{Check: "database checks", Status: dba.CheckFail,
 				Observed: "stopped: " + postgres.Redact(err.Error()), Fix: "fix the error and run check again"})

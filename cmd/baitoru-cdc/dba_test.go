@@ -245,6 +245,9 @@ func TestSetupCheckTeardown(t *testing.T) {
 		`GRANT USAGE ON SCHEMA "baitoru_cdc" TO "cdc";`,
 		`GRANT SELECT, INSERT, UPDATE ON "baitoru_cdc"."gaps" TO "cdc";`,
 		`GRANT SELECT, INSERT, UPDATE ON "baitoru_cdc"."publication_state" TO "cdc";`,
+		`CREATE PUBLICATION "cdc_backfill" FOR TABLE "baitoru_cdc"."backfill_requests" WITH (publish = 'insert');`,
+		`--   GRANT SELECT, INSERT, UPDATE ON "baitoru_cdc"."backfills" TO "cdc";`,
+		`--   GRANT SELECT, INSERT (backfill_id, action, table_name, filter, key_field, key_value, slot) ON "baitoru_cdc"."backfill_requests" TO "baitoru_cdc_requester";`,
 	} {
 		if !strings.Contains(dry.stdout, want) {
 			t.Errorf("setup --dry-run: no %q in:\n%s", want, dry.stdout)
@@ -305,7 +308,8 @@ func TestSetupCheckTeardown(t *testing.T) {
 	for _, name := range []string{"server version", "wal_level", "replication slots", "wal senders", "role cdc",
 		"table public.apps", "table public.postings", "replica identity public.apps", "publication cdc",
 		"publication matches config", "writes", "grants", "slot cdc", "slot wal_status", "slot retained WAL",
-		"slot confirmed-flush lag", "max_slot_wal_keep_size", "records baitoru_cdc", "sns topic", "s3 bucket " + dbaBucket} {
+		"slot confirmed-flush lag", "max_slot_wal_keep_size", "records baitoru_cdc", "sns topic", "s3 bucket " + dbaBucket,
+		"backfill schema baitoru_cdc", "backfill publication cdc_backfill", "backfill grants"} {
 		if len(rowsWith(rep, name)) == 0 {
 			t.Errorf("check has no row %q: %+v", name, rep.Checks)
 		}
@@ -515,6 +519,11 @@ func TestSetupCheckTeardown(t *testing.T) {
 	}
 	if got := publicationState(t, admin); got != "no publication |  | no slot" || schemaExists(t, admin) {
 		t.Fatalf("after teardown: %s (schema baitoru_cdc: %v)", got, schemaExists(t, admin))
+	}
+	var left int
+	if err := testenvQueryRow(admin, `SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'baitoru_cdc') + (SELECT count(*) FROM pg_publication WHERE pubname = 'cdc_backfill')`, &left); err != nil || left != 0 ||
+		!strings.Contains(res.stdout, "dropped publication cdc_backfill (backfill requests)") || !strings.Contains(res.stdout, "dropped the backfill tables") {
+		t.Fatalf("teardown left backfill objects (%d, %v): %s", left, err, res)
 	}
 	if res = runCLI(t, "teardown", "--config", cfg, "--dsn", admin, "--yes"); res.code != 0 || !strings.Contains(res.stdout, "nothing to drop") {
 		t.Fatalf("second teardown: %s", res)

@@ -455,7 +455,7 @@ func TestCheckRowsDocumented(t *testing.T) {
 	code := map[string]bool{} // exact names; prefixes end in " "
 	exact := regexp.MustCompile(`(?:add\(|Check: |(?:name|id) :?= )"([^"]+)"\s*[,}\n]`)
 	prefix := regexp.MustCompile(`(?:add\(|(?:name|id) :?= )"([^"]+ )"\s*\+`)
-	for _, f := range []string{"connector/postgres/dba/check.go", "connector/postgres/dba/failover.go", "connector/postgres/dba/records.go", "connector/postgres/dba/largerows.go", "cmd/baitoru-cdc/check.go"} {
+	for _, f := range []string{"connector/postgres/dba/check.go", "connector/postgres/dba/failover.go", "connector/postgres/dba/records.go", "connector/postgres/dba/largerows.go", "connector/postgres/dba/backfill.go", "cmd/baitoru-cdc/check.go"} {
 		src, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			t.Fatal(err)

@@ -65,6 +65,16 @@ the user of source.dsn.`,
 	return cmd
 }
 
+// backfillObjects names what online backfill keeps in the source database
+// for this configuration.
+func backfillObjects(cfg *config.Config) dba.BackfillObjects {
+	return dba.BackfillObjects{
+		Schema:      postgres.Schema,
+		Publication: cfg.Source.Publication + "_backfill",
+		Role:        sourceRole(cfg),
+	}
+}
+
 // connectSource connects to dsn (or source.dsn), never echoing a password.
 func connectSource(ctx context.Context, cfg *config.Config, dsn string) (*pgx.Conn, error) {
 	if dsn == "" {
@@ -168,6 +178,27 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	if records.NoRole && !dryRun {
 		say("records: role %s does not exist: its grants were not run; create it (the script's role comments), then run setup again", role)
 	}
+	objs := backfillObjects(cfg)
+	var bf *dba.BackfillResult
+	if !postgres.Supports(pub.Plan.Server, postgres.FeatureBackfill) {
+		say("backfill: not set up: PostgreSQL %d cannot carry the backfill's watermarks (pgoutput's messages option is 14+); streaming is not affected", pub.Plan.Server/10000)
+	} else {
+		bf, err = dba.ApplyBackfill(ctx, conn, objs, dryRun)
+		if errors.As(err, &pe) {
+			return &exitError{code: 1, msg: "setup: backfill objects: " + err.Error() + "\nthe publication was " + string(pub.Action) + "; nothing else was changed."}
+		}
+		if err != nil {
+			return fmt.Errorf("setup: backfill objects: %w", err)
+		}
+		switch {
+		case len(bf.Statements) == 0:
+			say("backfill: schema %s, its tables and publication %s exist; unchanged", objs.Schema, objs.Publication)
+		case dryRun:
+			say("backfill: schema %s, its tables and publication %s: %d %s would run", objs.Schema, objs.Publication, len(bf.Statements), countNoun(len(bf.Statements), "statement", "statements"))
+		default:
+			say("backfill: schema %s, its tables and publication %s: %d %s run", objs.Schema, objs.Publication, len(bf.Statements), countNoun(len(bf.Statements), "statement", "statements"))
+		}
+	}
 	exists, err := postgres.LookupSlot(ctx, conn, cfg.Source.Slot)
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
@@ -197,11 +228,12 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	writeScript(out, scriptInput{
 		file: file, db: db, cfg: cfg, role: role, dryRun: dryRun,
 		pub: pub, slot: slot, identity: dba.IdentityNotes(mappings, tables), records: records,
+		backfill: bf, objs: objs,
 	})
 	switch {
 	case dryRun:
 		say("dry run done: nothing was changed; the SQL above is what setup would run")
-	case pub.Action == dba.PublicationUnchanged && slot.Action == dba.SlotExists && len(records.Statements) == 0:
+	case pub.Action == dba.PublicationUnchanged && slot.Action == dba.SlotExists && len(records.Statements) == 0 && (bf == nil || len(bf.Statements) == 0):
 		say("nothing changed: publication %s and slot %s already match the config", cfg.Source.Publication, cfg.Source.Slot)
 	default:
 		say("done; next: baitoru-cdc check --config %s", file)
@@ -217,6 +249,8 @@ type scriptInput struct {
 	slot           *dba.SlotResult
 	identity       []string
 	records        *dba.RecordsResult
+	backfill       *dba.BackfillResult // nil: not set up (PostgreSQL < 14)
+	objs           dba.BackfillObjects
 }
 
 // writeScript prints what setup ran (or would run) as a SQL script a DBA
@@ -238,9 +272,16 @@ func writeScript(w io.Writer, in scriptInput) {
 			fmt.Fprintf(w, "--   %s\n", dba.CommentSafe(l))
 		}
 	}
-	comment("The connector's role (create it yourself; setup does not; run it as this role, not a superuser):",
-		append(dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns),
-			fmt.Sprintf("(setup grants it what it needs on its records in schema %s, below, once the role exists: run setup again after creating it)", postgres.Schema)))
+	roleNotes := append(dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns),
+		fmt.Sprintf("(setup grants it what it needs on its records in schema %s, below, once the role exists: run setup again after creating it)", postgres.Schema))
+	if in.backfill != nil {
+		roleNotes = append(roleNotes, dba.BackfillRoleNotes(in.objs, in.role)...)
+	}
+	comment("The connector's role (create it yourself; setup does not; run it as this role, not a superuser):", roleNotes)
+	if in.backfill != nil {
+		comment("The role that requests backfills (the sink's links API, `backfill start`; optional, least privilege):",
+			dba.RequesterNotes(in.objs, in.db))
+	}
 	comment("Replica identity (tables mapped with update or delete):", in.identity)
 	var notes []string
 	for _, t := range p.Tables {
@@ -285,6 +326,19 @@ func writeScript(w io.Writer, in scriptInput) {
 		fmt.Fprintf(w, "COMMIT;\n")
 	}
 	fmt.Fprintln(w)
+	if in.backfill != nil {
+		switch {
+		case len(in.backfill.Statements) == 0:
+			fmt.Fprintf(w, "-- Online backfill: schema %s, its tables and publication %s exist: nothing to do.\n", in.objs.Schema, in.objs.Publication)
+		default:
+			fmt.Fprintf(w, "BEGIN;\n\n")
+			for _, st := range in.backfill.Statements {
+				fmt.Fprintf(w, "-- %s\n%s;\n\n", dba.CommentSafe(st.Comment), st.SQL)
+			}
+			fmt.Fprintf(w, "COMMIT;\n")
+		}
+		fmt.Fprintln(w)
+	}
 	switch in.slot.Action {
 	case dba.SlotExists:
 		fmt.Fprintf(w, "-- Slot %s exists (pgoutput, confirmed up to %s): nothing to do.\n", in.cfg.Source.Slot, in.slot.Slot.ConfirmedFlush)
@@ -311,6 +365,9 @@ func writeScript(w io.Writer, in scriptInput) {
 			at = " at " + in.slot.Slot.ConfirmedFlush.String()
 		}
 		did = append(did, "slot "+in.cfg.Source.Slot+" created"+at)
+	}
+	if in.backfill != nil && len(in.backfill.Statements) > 0 {
+		did = append(did, "backfill schema "+in.objs.Schema+", its tables and publication "+in.objs.Publication+" created")
 	}
 	if len(did) == 0 {
 		fmt.Fprintf(w, "-- setup: nothing to do: publication %s and slot %s already match the config.\n", p.Publication, in.cfg.Source.Slot)

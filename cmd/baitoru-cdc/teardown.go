@@ -32,7 +32,10 @@ func teardownCmd() *cobra.Command {
 the connector's records of that slot in schema baitoru_cdc (the gaps in the
 stream and the publication state it saw), printing the gaps it deletes: the
 tables and the schema are dropped unless another slot's connector still has
-records there.
+records there, then what
+online backfill keeps there: the publication of its requests and, unless
+another connector's publication still uses them, its two tables (requests
+and progress).
 
 Dropping the slot releases the WAL it retains; changes it has not delivered
 are then never streamed. Refuses without --yes, and while a connector
@@ -69,6 +72,21 @@ streams the slot (stop it first).`,
 			if err != nil {
 				return fmt.Errorf("teardown: %w", err)
 			}
+			objs := backfillObjects(cfg)
+			bf, err := dba.TeardownBackfill(ctx, conn, objs, cfg.Source.Slot)
+			if err != nil {
+				return fmt.Errorf("teardown: backfill objects: %w", err)
+			}
+			if bf.Publication {
+				fmt.Fprintf(out, "dropped publication %s (backfill requests)\n", objs.Publication)
+			}
+			switch {
+			case bf.Tables:
+				fmt.Fprintf(out, "dropped the backfill tables %s and %s (requests and progress)\n", objs.Requests(), objs.State())
+			case len(bf.Kept) > 0:
+				fmt.Fprintf(out, "kept the backfill tables in schema %s: publication %s of another connector uses them; deleted the %d backfill states of slot %s\n",
+					objs.Schema, strings.Join(bf.Kept, ", "), bf.Deleted, cfg.Source.Slot)
+			}
 			rec, err := dba.TeardownRecords(ctx, conn, cfg.Source.Slot)
 			if err != nil {
 				return fmt.Errorf("teardown: records: %w", err)
@@ -92,7 +110,7 @@ streams the slot (stop it first).`,
 				fmt.Fprintf(out, "kept the connector's records in schema %s: slot %s (another connector of this database) has records there; deleted those of slot %s\n",
 					postgres.Schema, strings.Join(rec.Kept, ", "), cfg.Source.Slot)
 			}
-			if res.Slot == nil && !res.Publication && !rec.Dropped && len(rec.Gaps) == 0 {
+			if res.Slot == nil && !res.Publication && !rec.Dropped && len(rec.Gaps) == 0 && !bf.Publication && !bf.Tables {
 				fmt.Fprintf(out, "nothing to drop: no replication slot %s, no publication %s\n", cfg.Source.Slot, cfg.Source.Publication)
 			}
 			return nil
