@@ -79,6 +79,14 @@ type Source struct {
 	// (default: report it, record the gap, keep streaming the other
 	// tables) or "stop" (the same, then exit 1).
 	OnTableLoss string `mapstructure:"on_table_loss" jsonschema:"enum=continue,enum=stop"`
+	// Streaming asks PostgreSQL 14+ to send a transaction larger than the
+	// server's logical_decoding_work_mem while it runs (pgoutput protocol
+	// 2) instead of spilling it to the server's disk until its commit.
+	// The connector holds it (publisher.max_inflight_bytes in memory, then
+	// a file in $TMPDIR) and publishes it at its commit, with the same
+	// events and ids. PostgreSQL 13 cannot: the connector warns and reads
+	// at commit. Default false.
+	Streaming bool `mapstructure:"streaming"`
 }
 
 // Heartbeat emits pg_logical_emit_message at an interval.

@@ -33,6 +33,7 @@ var defaults = map[string]any{
 	"source.reconnect.initial":           500 * time.Millisecond,
 	"source.reconnect.max":               30 * time.Second,
 	"source.on_table_loss":               "continue",
+	"source.streaming":                   false,
 	"publisher.kind":                     "sns",
 	"publisher.lanes":                    8,
 	"publisher.max_inflight_events":      20000,

@@ -168,6 +168,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ReconnectInitial: cfg.Source.Reconnect.Initial,
 		ReconnectMax:     cfg.Source.Reconnect.Max,
 		ShutdownGrace:    cfg.Publisher.ShutdownGrace,
+		Streaming:        cfg.Source.Streaming,
+		StreamMemory:     cfg.Publisher.MaxInflightBytes,
 	}, pipe, log)
 
 	metrics.Watch(pipe, sub)

@@ -56,12 +56,12 @@ var FeatureTable = []Feature{
 	{ID: FeatureFailoverSlots, Name: "failover slots", Since: 17,
 		With:    "setup creates the slot with failover; a synchronised standby keeps it",
 		Without: "the slot exists on the primary only: a failover loses it; the connector stops loudly and a backfill fills the gap"},
-	{ID: FeatureStreaming, Name: "streaming of large transactions", Since: 14, Planned: true,
-		With:    "in-progress transactions could be streamed before their commit",
-		Without: "a transaction is decoded at commit only (spilled to disk on the server)"},
+	{ID: FeatureStreaming, Name: "streaming of large transactions (`source.streaming`)", Since: 14,
+		With:    "a transaction over `logical_decoding_work_mem` reaches the connector while it runs (protocol 2), is held there and published at its commit",
+		Without: "a transaction is decoded at its commit only (spilled to disk on the server); `source.streaming` warns and reads at commit"},
 	{ID: FeatureProtocol4, Name: "pgoutput protocol v4 (parallel streaming)", Since: 16, Planned: true,
-		With:    "the connector asks for protocol 1, which every version serves",
-		Without: "protocol 1"},
+		With:    "the connector asks for protocol 1, or 2 with `source.streaming`",
+		Without: "protocol 1, or 2 with `source.streaming` (14+)"},
 }
 
 // FeatureByID returns the table's row for id; it panics on an unknown id
