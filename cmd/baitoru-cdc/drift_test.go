@@ -440,3 +440,52 @@ INSERT INTO public.baitoru_cdc_gaps (slot, publication, table_name, from_lsn, to
 		})
 	}
 }
+
+// TestStandbyReportsRecordedLoss: a second connector of the same slot (a
+// standby waiting for it) reports the loss the streaming one recorded, the
+// same gap from the same position, and its /readyz names it; it records
+// nothing itself. Once setup puts the table back and the streaming one
+// closed the gap, the standby says so too and its publication check is ok.
+func TestStandbyReportsRecordedLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	dsn := testenv.PG(t).NewDatabase(t)
+	testenv.MustExec(t, dsn, driftDDL)
+	cfgPath := driftConfig(t, dsn, true, "")
+	active := startProc(t, "run", "--config", cfgPath)
+	active.waitLog(t, `"msg":"streaming"`, 30*time.Second)
+	standby := startProc(t, "run", "--config", cfgPath)
+	base := "http://" + logAttr(t, standby, "serving /metrics, /healthz, /readyz", "addr")
+	standby.waitLog(t, regexp.QuoteMeta("waiting for the replication slot"), 30*time.Second)
+
+	testenv.MustExec(t, dsn, "ALTER PUBLICATION cdc DROP TABLE dk_apps")
+	active.waitLog(t, regexp.QuoteMeta(msgTableLost), 30*time.Second)
+	standby.waitLog(t, regexp.QuoteMeta(msgTableLost), 30*time.Second)
+	a, s := logLines(active, msgTableLost)[0], logLines(standby, msgTableLost)[0]
+	if s["level"] != "ERROR" || s["table"] != "public.dk_apps" || s["gap_id"] == nil ||
+		fmt.Sprint(s["gap_id"]) != fmt.Sprint(a["gap_id"]) || s["missing_from_lsn"] != a["missing_from_lsn"] {
+		t.Fatalf("the standby reports %v; the streaming connector %v", s, a)
+	}
+	if _, r := readyz(t, base); !strings.Contains(r.Checks["publication"], "public.dk_apps: not in publication cdc since ") {
+		t.Fatalf("the standby's /readyz: %+v", r)
+	}
+	if gs := gapOf(t, dsn, "public.dk_apps", "table"); len(gs) != 1 || gs[0].to != 0 {
+		t.Fatalf("gaps: %+v; want the one open gap of the streaming connector", gs)
+	}
+
+	if res := runCLI(t, "setup", "--config", cfgPath); res.code != 0 {
+		t.Fatalf("setup: %s", res)
+	}
+	active.waitLog(t, regexp.QuoteMeta(msgTableBack), 30*time.Second)
+	standby.waitLog(t, regexp.QuoteMeta(msgTableBack), 30*time.Second)
+	if l := logLines(standby, msgTableBack)[0]; l["missing_to_lsn"] == nil || l["missing_to_lsn"] == "0/0" {
+		t.Fatalf("the standby's report of the table back lacks the gap's end: %v", l)
+	}
+	eventually(t, 10*time.Second, "the standby's publication check ok", func() string {
+		if _, r := readyz(t, base); r.Checks["publication"] != "ok" {
+			return r.Checks["publication"]
+		}
+		return ""
+	})
+}
