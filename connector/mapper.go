@@ -2,11 +2,12 @@ package connector
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+	"sync"
 	"unsafe"
 )
 
@@ -499,71 +500,39 @@ func EncodeString(dst, text []byte) ([]byte, error) {
 	return AppendJSONString(dst, text), nil
 }
 
-const hexDigits = "0123456789abcdef"
-
 func appendJSONString(dst []byte, s string) []byte {
 	return AppendJSONString(dst, []byte(s))
 }
 
-// jsonSafe[c] is true for ASCII bytes that appear unescaped in JSON strings.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// AppendJSONString appends s as a JSON string: quotes, backslashes and
-// control characters escaped, U+2028 and U+2029 escaped, invalid UTF-8
-// replaced by U+FFFD. Used by the mapper and by the type encoders.
+// AppendJSONString appends s as a JSON string, as encoding/json writes one
+// without HTML escaping: quotes, backslashes and control characters
+// escaped, U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
+// Used by the mapper and by the type encoders. It costs about 1 µs and two
+// small allocations per string; a hand-written escaper without allocations
+// (0.1 µs) made no difference end to end: `go run ./tools/bench -compare`,
+// medians of 6 interleaved runs of 200,000 rows, connector CPU 14.5 vs
+// 15.7, 10.9 vs 10.7 and 11.4 vs 10.8 µs/row on the three workloads
+// (this one first), the hand-written one cheaper in 9 of 18 pairs.
 func AppendJSONString(dst []byte, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if jsonSafe[c] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
+	e := stringEncoders.Get().(*stringEncoder)
+	e.buf.Reset()
+	_ = e.enc.Encode(string(s)) // a string always encodes
+	dst = append(dst, bytes.TrimSuffix(e.buf.Bytes(), []byte{'\n'})...)
+	if e.buf.Cap() <= 64<<10 { // the pool must not keep a huge value's buffer alive
+		stringEncoders.Put(e)
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return dst
 }
+
+// stringEncoder is a reusable encoding/json encoder of strings.
+type stringEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var stringEncoders = sync.Pool{New: func() any {
+	e := &stringEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}

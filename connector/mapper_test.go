@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -120,16 +123,40 @@ func TestMapperSkipsUnmapped(t *testing.T) {
 	}
 }
 
+// TestAppendJSONString: the escaper writes exactly what encoding/json
+// writes for the same string without HTML escaping, byte for byte, on edge
+// cases and on random strings of ASCII, controls, multibyte and invalid
+// UTF-8; what it writes decodes back to the string (invalid UTF-8 as
+// U+FFFD).
 func TestAppendJSONString(t *testing.T) {
-	cases := []string{"", "plain", `q"uote\back`, "\x00\x01\x1f\t\n\r", "日本語", "\u2028\u2029", "bad\xffutf8", "<>&"}
+	cases := []string{"", "plain", `q"uote\back`, "\x00\x01\x1f\t\n\r\b\f\x7f", "日本語", "\u2028\u2029",
+		"bad\xffutf8", "<>&", "\xe2\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\u2027\u202ab"}
+	alphabet := []string{"a", "Z", " ", `"`, `\`, "/", "\x00", "\x1f", "\n", "\x7f", "é", "応募", "\u2028", "\u2029",
+		"\xff", "\xc3", "\xe2\x80", "\U0001F600", "<", "&"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		cases = append(cases, b.String())
+	}
 	for _, s := range cases {
-		got := appendJSONString(nil, s)
+		got := appendJSONString([]byte("x"), s)[1:]
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		if w := bytes.TrimSuffix(want.Bytes(), []byte("\n")); !bytes.Equal(got, w) {
+			t.Fatalf("%q → %s, encoding/json writes %s", s, got, w)
+		}
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatalf("%q → %s: %v", s, got, err)
 		}
-		want := string(bytes.ToValidUTF8([]byte(s), []byte("\ufffd")))
-		if back != want {
+		if utf8.ValidString(s) && back != s {
 			t.Fatalf("%q → %s → %q", s, got, back)
 		}
 	}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"strconv"
-	"sync"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 )
@@ -22,8 +21,6 @@ func arrayEncoder(typ string, elem connector.ValueEncoder, delim byte) connector
 		return out, nil
 	}
 }
-
-var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 func isArraySpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
@@ -71,7 +68,7 @@ func encodeArray(dst, s []byte, typ string, elem connector.ValueEncoder, delim b
 	var scratch *[]byte
 	defer func() {
 		if scratch != nil {
-			scratchPool.Put(scratch)
+			putScratch(scratch)
 		}
 	}()
 	depth, state, n := 0, afterDelim, 0
@@ -165,7 +162,7 @@ func encodeArray(dst, s []byte, typ string, elem connector.ValueEncoder, delim b
 			}
 			if escaped {
 				if scratch == nil {
-					scratch = scratchPool.Get().(*[]byte)
+					scratch = getScratch()
 				}
 				b := (*scratch)[:0]
 				for j := 0; j < len(val); j++ {

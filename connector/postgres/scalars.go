@@ -1,5 +1,10 @@
 package postgres
 
+import (
+	"encoding/base64"
+	"encoding/hex"
+)
+
 const hexDigits = "0123456789abcdef"
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -139,19 +144,7 @@ func encodeBool(dst, text []byte, typ string) ([]byte, error) {
 	return dst, invalid(typ, 0, "want t or f")
 }
 
-var hexVal = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = byte(c - '0')
-	}
-	for c := 'a'; c <= 'f'; c++ {
-		t[c] = byte(c - 'a' + 10)
-		t[c-'a'+'A'] = byte(c - 'a' + 10)
-	}
-	return t
-}()
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c|0x20 && c|0x20 <= 'f' }
 
 func encodeUUID(dst, text []byte, typ string) ([]byte, error) {
 	if len(text) != 36 {
@@ -162,7 +155,7 @@ func encodeUUID(dst, text []byte, typ string) ([]byte, error) {
 			if c != '-' {
 				return dst, invalid(typ, i, "want '-'")
 			}
-		} else if hexVal[c] == 0xff {
+		} else if !isHex(c) {
 			return dst, invalid(typ, i, "want a hex digit")
 		}
 	}
@@ -171,90 +164,41 @@ func encodeUUID(dst, text []byte, typ string) ([]byte, error) {
 	return append(dst, '"'), nil
 }
 
-const base64Std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-// b64 is a streaming standard base64 encoder appending to a byte slice.
-type b64 struct {
-	acc uint32
-	n   int
-}
-
-func (b *b64) add(dst []byte, c byte) []byte {
-	b.acc = b.acc<<8 | uint32(c)
-	b.n++
-	if b.n == 3 {
-		dst = append(dst, base64Std[b.acc>>18&0x3f], base64Std[b.acc>>12&0x3f], base64Std[b.acc>>6&0x3f], base64Std[b.acc&0x3f])
-		b.acc, b.n = 0, 0
-	}
-	return dst
-}
-
-func (b *b64) flush(dst []byte) []byte {
-	switch b.n {
-	case 1:
-		v := b.acc << 16
-		dst = append(dst, base64Std[v>>18&0x3f], base64Std[v>>12&0x3f], '=', '=')
-	case 2:
-		v := b.acc << 8
-		dst = append(dst, base64Std[v>>18&0x3f], base64Std[v>>12&0x3f], base64Std[v>>6&0x3f], '=')
-	}
-	b.acc, b.n = 0, 0
-	return dst
-}
-
 // encodeBytea appends the bytes of a bytea value in hex ("\x0102") or escape
 // ("a\\b\001") output format as a base64 JSON string.
 func encodeBytea(dst, text []byte, typ string) ([]byte, error) {
-	mark := len(dst)
-	dst = append(dst, '"')
-	var b b64
+	scratch := getScratch()
+	defer putScratch(scratch)
+	raw := (*scratch)[:0]
 	if len(text) >= 2 && text[0] == '\\' && text[1] == 'x' {
-		hex := text[2:]
-		if len(hex)%2 != 0 {
-			return dst[:mark], invalid(typ, len(text), "odd number of hex digits")
+		if len(text)%2 != 0 {
+			return dst, invalid(typ, len(text), "odd number of hex digits")
 		}
-		// Whole groups: 6 hex digits → 3 bytes → 4 base64 characters.
-		i := 0
-		for ; i+6 <= len(hex); i += 6 {
-			h := hex[i : i+6]
-			var v uint32
-			for _, c := range h {
-				x := hexVal[c]
-				if x == 0xff {
-					return dst[:mark], invalid(typ, 2+i, "want hex digits")
-				}
-				v = v<<4 | uint32(x)
-			}
-			dst = append(dst, base64Std[v>>18&0x3f], base64Std[v>>12&0x3f], base64Std[v>>6&0x3f], base64Std[v&0x3f])
-		}
-		for ; i < len(hex); i += 2 {
-			hi, lo := hexVal[hex[i]], hexVal[hex[i+1]]
-			if hi == 0xff || lo == 0xff {
-				return dst[:mark], invalid(typ, 2+i, "want hex digits")
-			}
-			dst = b.add(dst, hi<<4|lo)
+		var err error
+		if raw, err = hex.AppendDecode(raw, text[2:]); err != nil {
+			return dst, invalid(typ, 2+2*len(raw), "want hex digits")
 		}
 	} else {
 		for i := 0; i < len(text); {
 			c := text[i]
-			if c != '\\' {
-				dst = b.add(dst, c)
-				i++
-				continue
-			}
 			switch {
+			case c != '\\':
+				raw = append(raw, c)
+				i++
 			case i+1 < len(text) && text[i+1] == '\\':
-				dst = b.add(dst, '\\')
+				raw = append(raw, '\\')
 				i += 2
 			case i+3 < len(text) && text[i+1] >= '0' && text[i+1] <= '3' &&
 				text[i+2] >= '0' && text[i+2] <= '7' && text[i+3] >= '0' && text[i+3] <= '7':
-				dst = b.add(dst, (text[i+1]-'0')<<6|(text[i+2]-'0')<<3|(text[i+3]-'0'))
+				raw = append(raw, (text[i+1]-'0')<<6|(text[i+2]-'0')<<3|(text[i+3]-'0'))
 				i += 4
 			default:
-				return dst[:mark], invalid(typ, i, "invalid escape")
+				return dst, invalid(typ, i, "invalid escape")
 			}
 		}
 	}
-	dst = b.flush(dst)
+	*scratch = raw
+	dst = append(dst, '"')
+	dst = base64.StdEncoding.AppendEncode(dst, raw)
 	return append(dst, '"'), nil
 }

@@ -1,6 +1,9 @@
 package postgres
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // civil is a parsed date/time value. year uses astronomical numbering
 // (1 BC = 0).
@@ -31,21 +34,6 @@ func parseNum(s []byte, i, n int) (int, bool) {
 		v = v*10 + int(c-'0')
 	}
 	return v, true
-}
-
-func isLeap(y int64) bool { return y%4 == 0 && (y%100 != 0 || y%400 == 0) }
-
-func daysIn(month int, year int64) int {
-	switch month {
-	case 2:
-		if isLeap(year) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
 }
 
 // parseCivil parses PostgreSQL's ISO DateStyle output:
@@ -135,66 +123,7 @@ func parseCivil(s []byte, parts int, typ string) (civil, error) {
 	} else if c.year == 0 {
 		return c, invalid(typ, 0, "year 0")
 	}
-	if c.day > daysIn(c.month, c.year) {
-		return c, invalid(typ, 5, "day out of range for month")
-	}
 	return c, nil
-}
-
-// daysFromCivil returns days since 1970-01-01 of a proleptic Gregorian date
-// (Howard Hinnant's algorithm).
-func daysFromCivil(y int64, m, d int) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := floorDiv(y, 400)
-	yoe := y - era*400
-	mp := int64((m + 9) % 12)
-	doy := (153*mp+2)/5 + int64(d) - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return era*146097 + doe - 719468
-}
-
-// civilFromDays is the inverse of daysFromCivil.
-func civilFromDays(z int64) (y int64, m, d int) {
-	z += 719468
-	era := floorDiv(z, 146097)
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y = yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = int(doy - (153*mp+2)/5 + 1)
-	m = int(mp + 3)
-	if m > 12 {
-		m -= 12
-	}
-	if m <= 2 {
-		y++
-	}
-	return y, m, d
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
-}
-
-// toUTC shifts c by its zone offset.
-func (c *civil) toUTC() {
-	if c.offset == 0 {
-		return
-	}
-	secs := daysFromCivil(c.year, c.month, c.day)*86400 +
-		int64(c.hour*3600+c.min*60+c.sec) - int64(c.offset)
-	days := floorDiv(secs, 86400)
-	rem := int(secs - days*86400)
-	c.year, c.month, c.day = civilFromDays(days)
-	c.hour, c.min, c.sec = rem/3600, rem/60%60, rem%60
-	c.offset = 0
 }
 
 func append2(dst []byte, v int) []byte {
@@ -221,31 +150,6 @@ func appendYear(dst []byte, y int64) []byte {
 	return append(dst, b...)
 }
 
-func (c *civil) appendJSON(dst []byte, parts int) []byte {
-	dst = append(dst, '"')
-	dst = appendYear(dst, c.year)
-	dst = append(dst, '-')
-	dst = append2(dst, c.month)
-	dst = append(dst, '-')
-	dst = append2(dst, c.day)
-	if parts&partTime != 0 {
-		dst = append(dst, 'T')
-		dst = append2(dst, c.hour)
-		dst = append(dst, ':')
-		dst = append2(dst, c.min)
-		dst = append(dst, ':')
-		dst = append2(dst, c.sec)
-		if len(c.frac) > 0 {
-			dst = append(dst, '.')
-			dst = append(dst, c.frac...)
-		}
-	}
-	if parts&partZone != 0 {
-		dst = append(dst, 'Z')
-	}
-	return append(dst, '"')
-}
-
 func encodeCivil(dst, text []byte, parts int, typ string) ([]byte, error) {
 	switch string(text) {
 	case "infinity":
@@ -257,6 +161,36 @@ func encodeCivil(dst, text []byte, parts int, typ string) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	c.toUTC()
-	return c.appendJSON(dst, parts), nil
+	// Package time does the calendar: it normalises an impossible day
+	// (Feb 30 becomes Mar 2), which is how one is found, and it moves the
+	// value to UTC. Offsets are whole seconds: the fraction is unchanged.
+	t := time.Date(int(c.year), time.Month(c.month), c.day, c.hour, c.min, c.sec, 0, time.UTC)
+	if t.Day() != c.day {
+		return dst, invalid(typ, 5, "day out of range for month")
+	}
+	t = t.Add(-time.Duration(c.offset) * time.Second)
+	year, month, day := t.Date()
+	dst = append(dst, '"')
+	dst = appendYear(dst, int64(year))
+	dst = append(dst, '-')
+	dst = append2(dst, int(month))
+	dst = append(dst, '-')
+	dst = append2(dst, day)
+	if parts&partTime != 0 {
+		hour, min, sec := t.Clock()
+		dst = append(dst, 'T')
+		dst = append2(dst, hour)
+		dst = append(dst, ':')
+		dst = append2(dst, min)
+		dst = append(dst, ':')
+		dst = append2(dst, sec)
+		if len(c.frac) > 0 {
+			dst = append(dst, '.')
+			dst = append(dst, c.frac...)
+		}
+	}
+	if parts&partZone != 0 {
+		dst = append(dst, 'Z')
+	}
+	return append(dst, '"'), nil
 }

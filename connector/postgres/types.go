@@ -481,3 +481,18 @@ func init() {
 		builtinInfo[oid] = ti
 	}
 }
+
+// scratchPool holds the encoders' scratch buffers (escaped array elements,
+// decoded bytea).
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func getScratch() *[]byte { return scratchPool.Get().(*[]byte) }
+
+// putScratch returns a buffer to the pool, unless one huge value grew it:
+// the pool must not keep megabytes alive.
+func putScratch(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
+	}
+	scratchPool.Put(b)
+}

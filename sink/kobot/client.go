@@ -12,6 +12,7 @@ package kobot
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -297,25 +298,10 @@ func Payload(event []byte, account string) ([]byte, error) {
 		out = append(out, ',')
 	}
 	out = append(out, `"`+ExtensionAccount+`":`...)
-	out = appendJSONString(out, account)
-	return append(out, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string (s is valid UTF-8).
-func appendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			dst = append(dst, '\\', byte(r))
-		case r < 0x20:
-			dst = append(dst, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
-		case r == utf8.RuneError:
-			dst = append(dst, `\ufffd`...)
-		default:
-			dst = utf8.AppendRune(dst, r)
-		}
+	quoted, err := json.Marshal(account)
+	if err != nil {
+		return nil, err
 	}
-	return append(dst, '"')
+	out = append(out, quoted...)
+	return append(out, '}'), nil
 }
