@@ -116,6 +116,21 @@ func parseEvent(body []byte, m map[string]json.RawMessage) (*Event, error) {
 	if len(body) > MaxEventBytes {
 		return nil, invalid(CodeTooLarge, "event is %d bytes, over the %d byte limit", len(body), MaxEventBytes)
 	}
+	return parseEventAnySize(body, m)
+}
+
+// ParseStoredEvent reads an event that was stored in S3 because it was too
+// large for SNS (see PayloadStore): a CloudEvent JSON object, of any size
+// (the caller bounds it). Errors as ParseMessage's.
+func ParseStoredEvent(body []byte) (*Event, error) {
+	top, err := objectMembers(body)
+	if err != nil {
+		return nil, invalid(CodeInvalidJSON, "stored event is not a JSON object: %v", err)
+	}
+	return parseEventAnySize(body, top)
+}
+
+func parseEventAnySize(body []byte, m map[string]json.RawMessage) (*Event, error) {
 	if !utf8.Valid(body) {
 		return nil, invalid(CodeInvalidJSON, "event is not valid UTF-8")
 	}

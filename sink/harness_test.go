@@ -148,11 +148,12 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 			Endpoint: kobotURL, Secret: testSecret, Timeout: 2 * time.Second, MaxAttempts: o.MaxAttempts,
 			Retry: config.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 		},
+		S3:    config.SinkS3{Region: h.emu.Region, Endpoint: h.emu.Endpoint, MaxEventBytes: 1 << 20},
 		API:   config.API{Listen: "127.0.0.1:0", Token: testToken},
 		Links: []config.LinkKey{{Table: "public.applications", Field: "company_id"}},
 	}
 	h.reg = prometheus.NewRegistry()
-	h.sink, err = service.New(cfg, service.Options{Logger: testLogger(t), Registry: h.reg, SQS: h.emu.SQS()})
+	h.sink, err = service.New(cfg, service.Options{Logger: testLogger(t), Registry: h.reg, SQS: h.emu.SQS(), S3: h.emu.S3()})
 	if err != nil {
 		t.Fatal(err)
 	}

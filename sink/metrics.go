@@ -27,6 +27,11 @@ type Metrics struct {
 	LinkReloads       *prometheus.CounterVec
 	BatchErrors       prometheus.Counter
 	DeliveryLogErrors prometheus.Counter
+	// PayloadsRead counts events read from S3 (a pointer message);
+	// PayloadErrors the reads that failed and left the message for
+	// redelivery.
+	PayloadsRead  prometheus.Counter
+	PayloadErrors prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -67,13 +72,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "baitoru_cdc_sink_delivery_log_errors_total",
 			Help: "Failed writes of the delivery log (deliveries themselves succeeded).",
 		}),
+		PayloadsRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_events_read_from_s3_total",
+			Help: "Events read from S3 for messages that point at them (events too large for SNS).",
+		}),
+		PayloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_s3_read_errors_total",
+			Help: "Reads of events from S3 that failed and left the message for redelivery (a missing object goes to the DLQ instead).",
+		}),
 	}
 	for _, r := range []string{ResultDelivered, ResultDuplicate, ResultUnlinked, ResultRetry, ResultDLQ} {
 		m.Deliveries.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.Deliveries, m.KobotRequests, m.DeliveryLatency, m.CommitToDelivery,
-			m.ActiveLinks, m.LinkReloads, m.BatchErrors, m.DeliveryLogErrors)
+			m.ActiveLinks, m.LinkReloads, m.BatchErrors, m.DeliveryLogErrors, m.PayloadsRead, m.PayloadErrors)
 	}
 	return m
 }

@@ -41,6 +41,9 @@ type Message struct {
 	ID           string // queue message id (for logs)
 	Body         []byte
 	ReceiveCount int // how many times the queue has handed it out, 1 on the first
+	// Attributes are the message attributes' string values; the sink
+	// reads the size attribute of an S3 pointer body (see PayloadStore).
+	Attributes MessageAttributes
 }
 
 // Action is what the transport must do with a processed message.
@@ -152,6 +155,11 @@ type ProcessorConfig struct {
 	ClaimLease time.Duration
 	// Parallel bounds concurrent pushes within one batch (default 32).
 	Parallel int
+	// Payloads reads the events of messages that point at S3 (nil: such
+	// a message goes to the DLQ). MaxPayloadBytes bounds them (default
+	// DefaultMaxPayloadBytes); a larger one goes to the DLQ.
+	Payloads        PayloadStore
+	MaxPayloadBytes int64
 }
 
 // Processor is the delivery core shared by the SQS consumer and the Lambda
@@ -178,6 +186,9 @@ func NewProcessor(c ProcessorConfig) (*Processor, error) {
 	}
 	if c.Parallel <= 0 {
 		c.Parallel = 32
+	}
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
 	return &Processor{c: c, now: time.Now}, nil
 }
@@ -214,13 +225,15 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 	dupOf := make([]int, len(msgs))
 	var keys []string
 	seenKey := map[string]bool{}
-	for i, m := range msgs {
+	parsed, done := p.parseAll(ctx, msgs)
+	for i := range msgs {
 		dupOf[i] = -1
-		ev, err := ParseMessage(m.Body)
-		var key string
-		if err == nil {
-			key, err = p.c.Rules.Key(ev)
+		if done[i] != nil {
+			results[i] = *done[i]
+			continue
 		}
+		ev := parsed[i]
+		key, err := p.c.Rules.Key(ev)
 		if err != nil {
 			results[i] = deadLetter(err)
 			continue

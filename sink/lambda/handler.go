@@ -55,7 +55,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		recs := ev.Records[start:min(start+chunk, len(ev.Records))]
 		msgs := make([]sink.Message, len(recs))
 		for i, r := range recs {
-			msgs[i] = sink.Message{ID: r.MessageId, Body: []byte(r.Body), ReceiveCount: sqs.ReceiveCount(r.Attributes)}
+			msgs[i] = sink.Message{ID: r.MessageId, Body: []byte(r.Body), ReceiveCount: sqs.ReceiveCount(r.Attributes),
+				Attributes: attributes(r.MessageAttributes)}
 		}
 		results, err := h.proc.Process(ctx, msgs)
 		if err != nil {
@@ -109,4 +110,18 @@ func toSQS(r events.SQSMessage) types.Message {
 		}
 	}
 	return m
+}
+
+// attributes are the string values of a record's message attributes.
+func attributes(attrs map[string]events.SQSMessageAttribute) sink.MessageAttributes {
+	if len(attrs) == 0 {
+		return nil
+	}
+	out := make(sink.MessageAttributes, len(attrs))
+	for k, v := range attrs {
+		if v.StringValue != nil {
+			out[k] = *v.StringValue
+		}
+	}
+	return out
 }

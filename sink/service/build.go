@@ -17,6 +17,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/sink/postgres"
+	sinks3 "github.com/baitoru/baitoru-cdc/sink/s3"
 	"github.com/baitoru/baitoru-cdc/sink/sqs"
 )
 
@@ -44,6 +45,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// SQS client; nil: sqs.NewClient for sink.sqs.
 	SQS sqs.Client
+	// S3 client that reads stored events; nil: sinks3.NewClient for
+	// sink.s3.
+	S3 sinks3.API
 	// HTTPClient for pushes to Kobot; nil: kobot.NewHTTPClient().
 	HTTPClient *http.Client
 	// Links says where the delivery core reads links (Build only; New
@@ -133,7 +137,8 @@ func newParts(cfg config.Sink, o Options) (*Parts, error) {
 }
 
 // open connects what newParts built: the database (migrated), the SQS
-// client and the DLQ, the link lookup and the Processor.
+// client and the DLQ, the S3 reader of stored events (sink.s3), the link
+// lookup and the Processor.
 func (p *Parts) open(ctx context.Context) error {
 	store, err := openDatabase(ctx, p.cfg, p.Logger)
 	if err != nil {
@@ -146,20 +151,29 @@ func (p *Parts) open(ctx context.Context) error {
 			return err
 		}
 	}
+	s3c := p.o.S3
+	if s3c == nil {
+		if s3c, err = sinks3.NewClient(ctx, p.cfg.S3, p.Logger); err != nil {
+			store.Close()
+			return err
+		}
+	}
 	var links sink.LinkSource = store
 	if p.o.Links == CachedLinks {
 		p.Cache = sink.NewLinkCache(func(n int) { p.Metrics.ActiveLinks.Set(float64(n)) })
 		links = p.Cache
 	}
 	proc, err := sink.NewProcessor(sink.ProcessorConfig{
-		Rules:          p.rules,
-		Links:          links,
-		Log:            store,
-		Pusher:         p.kobot,
-		Metrics:        p.Metrics,
-		Logger:         p.Logger,
-		RedeliveryBase: p.cfg.SQS.VisibilityTimeout,
-		ClaimLease:     sink.ClaimLeaseFor(p.cfg.Kobot.MaxAttempts, p.cfg.Kobot.Timeout, p.cfg.Kobot.Retry.Max),
+		Rules:           p.rules,
+		Links:           links,
+		Log:             store,
+		Pusher:          p.kobot,
+		Metrics:         p.Metrics,
+		Logger:          p.Logger,
+		RedeliveryBase:  p.cfg.SQS.VisibilityTimeout,
+		ClaimLease:      sink.ClaimLeaseFor(p.cfg.Kobot.MaxAttempts, p.cfg.Kobot.Timeout, p.cfg.Kobot.Retry.Max),
+		Payloads:        sinks3.New(s3c),
+		MaxPayloadBytes: p.cfg.S3.MaxEventBytes,
 	})
 	if err != nil {
 		store.Close()

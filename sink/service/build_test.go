@@ -7,15 +7,19 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/kobottest"
+	"github.com/baitoru/baitoru-cdc/internal/s3pointer"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
@@ -84,6 +88,7 @@ func TestBuildForLambda(t *testing.T) {
 		DSN: testenv.PG(t).NewDatabase(t),
 		SQS: config.SinkSQS{Region: emu.Region, Endpoint: emu.Endpoint, QueueURL: queueURL, DLQURL: dlqURL,
 			Concurrency: 1, BatchSize: 10, VisibilityTimeout: 30 * time.Second},
+		S3: config.SinkS3{Region: emu.Region, Endpoint: emu.Endpoint},
 		Kobot: config.Kobot{Endpoint: kobotStub(t).URL(), Secret: secret, Timeout: 5 * time.Second, MaxAttempts: 2,
 			Retry: config.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond}},
 		API:   config.API{Listen: "127.0.0.1:0", Token: token},
@@ -121,8 +126,21 @@ func TestBuildForLambda(t *testing.T) {
 	if err != nil || len(res) != 1 || res[0].Action != sink.Retry || res[0].Delay != 60*time.Second {
 		t.Fatalf("a retryable push: %+v %v, want a retry after 60s (visibility 30s, second receive)", res, err)
 	}
+	// An event stored in S3 (too large for SNS): the message is a pointer
+	// with the size attribute, as Lambda hands it over.
+	stored := event("0/1-4", "7")
+	if err := emu.CreateBucket(ctx, "build-lambda-large"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emu.S3().PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("build-lambda-large"), Key: aws.String("cdc/0/1-4"), Body: strings.NewReader(stored)}); err != nil {
+		t.Fatal(err)
+	}
+	size := strconv.Itoa(len(stored))
 	h := lambda.New(p.Processor, p.DLQ, nil)
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "m-s3", Body: string(s3pointer.Encode(s3pointer.Pointer{Bucket: "build-lambda-large", Key: "cdc/0/1-4"})),
+			Attributes:        map[string]string{"ApproximateReceiveCount": "1"},
+			MessageAttributes: map[string]events.SQSMessageAttribute{s3pointer.SizeAttribute: {DataType: "Number", StringValue: &size}}},
 		{MessageId: "m-linked", Body: event("0/1-1", "7"), Attributes: map[string]string{"ApproximateReceiveCount": "1"}},
 		{MessageId: "m-unlinked", Body: event("0/1-2", "100"), Attributes: map[string]string{"ApproximateReceiveCount": "1"}},
 		{MessageId: "m-422", Body: event("0/1-3", "9"), Attributes: map[string]string{"ApproximateReceiveCount": "1"}},
@@ -139,11 +157,12 @@ func TestBuildForLambda(t *testing.T) {
 		metric, label, value string
 		want                 float64
 	}{
-		{"baitoru_cdc_sink_deliveries_total", "result", "delivered", 1},
+		{"baitoru_cdc_sink_deliveries_total", "result", "delivered", 2},
+		{"baitoru_cdc_sink_events_read_from_s3_total", "", "", 1},
 		{"baitoru_cdc_sink_deliveries_total", "result", "unlinked", 1},
 		{"baitoru_cdc_sink_deliveries_total", "result", "dlq", 1},
 		{"baitoru_cdc_sink_deliveries_total", "result", "retry", 1},
-		{"baitoru_cdc_sink_kobot_requests_total", "class", "2xx", 1},
+		{"baitoru_cdc_sink_kobot_requests_total", "class", "2xx", 2},
 		{"baitoru_cdc_sink_kobot_requests_total", "class", "5xx", 2},
 		{"baitoru_cdc_sink_kobot_requests_total", "class", "4xx", 1},
 	} {
@@ -164,6 +183,7 @@ func TestBuildCachedLinks(t *testing.T) {
 	cfg := config.Sink{
 		DSN:   testenv.PG(t).NewDatabase(t),
 		SQS:   config.SinkSQS{Region: emu.Region, Endpoint: emu.Endpoint, QueueURL: emu.Endpoint + "/000000000000/q"},
+		S3:    config.SinkS3{Region: emu.Region, Endpoint: emu.Endpoint},
 		Kobot: config.Kobot{Endpoint: kobotStub(t).URL(), Secret: secret, MaxAttempts: 1},
 		Links: []config.LinkKey{{Table: "public.applications", Field: "company_id"}},
 	}
@@ -259,6 +279,9 @@ func counter(t *testing.T, p *service.Parts, name, label, value string) float64 
 }
 
 func has(m *dto.Metric, label, value string) bool {
+	if label == "" {
+		return true // a counter without labels
+	}
 	for _, l := range m.GetLabel() {
 		if l.GetName() == label && l.GetValue() == value {
 			return true

@@ -179,7 +179,8 @@ func (c *Consumer) loop(ctx context.Context, worker int) {
 func (c *Consumer) handle(ctx context.Context, msgs []types.Message) error {
 	in := make([]sink.Message, len(msgs))
 	for i, m := range msgs {
-		in[i] = sink.Message{ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), ReceiveCount: ReceiveCount(m.Attributes)}
+		in[i] = sink.Message{ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), ReceiveCount: ReceiveCount(m.Attributes),
+			Attributes: Attributes(m.MessageAttributes)}
 	}
 	results, err := c.proc.Process(ctx, in)
 	if err != nil {
@@ -390,4 +391,19 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// Attributes are the string values of a message's attributes (nil when it
+// has none), as sink.Message carries them.
+func Attributes(attrs map[string]types.MessageAttributeValue) sink.MessageAttributes {
+	if len(attrs) == 0 {
+		return nil
+	}
+	out := make(sink.MessageAttributes, len(attrs))
+	for k, v := range attrs {
+		if v.StringValue != nil {
+			out[k] = *v.StringValue
+		}
+	}
+	return out
 }
