@@ -54,6 +54,10 @@ func TestEndToEndKobot(t *testing.T) {
 		t.Fatal(err)
 	}
 	topic, queueURL, dlqURL := fan.TopicARN, fan.QueueURL, fan.DLQURL
+	// Events over SNS's limit go through this bucket (large_payloads).
+	if err := emu.CreateBucket(ctx, name); err != nil {
+		t.Fatal(err)
+	}
 
 	const secret = "whsec_ZTJlLWtvYm90LXRlc3Qtc2VjcmV0LTAxMjM0NTY3"
 	recv := startKobot(t, secret)
@@ -66,6 +70,11 @@ func TestEndToEndKobot(t *testing.T) {
 		"BAITORU_CDC_SNS_REGION=" + emu.Region,
 		"BAITORU_CDC_SNS_ENDPOINT=" + emu.Endpoint,
 		"BAITORU_CDC_SNS_TOPIC_ARN=" + topic,
+		"BAITORU_CDC_S3_ENDPOINT=" + emu.Endpoint,
+		"BAITORU_CDC_S3_REGION=" + emu.Region,
+		"BAITORU_CDC_PUBLISHER_LARGE_PAYLOADS_BUCKET=" + name,
+		"BAITORU_CDC_SINK_S3_ENDPOINT=" + emu.Endpoint,
+		"BAITORU_CDC_SINK_S3_REGION=" + emu.Region,
 		"BAITORU_CDC_METRICS_LISTEN=",
 		"BAITORU_CDC_LOG_FORMAT=json",
 		"BAITORU_CDC_SINK_DSN=" + sinkDB,
@@ -109,6 +118,13 @@ func TestEndToEndKobot(t *testing.T) {
 			SELECT p.company_id, p.posting_id, 'E2E %d', 'e2e%d@example.jp', '{"q":"yes"}', 'applied'
 			FROM job_postings p WHERE p.company_id IN (1, 2) ORDER BY p.posting_id LIMIT 2`, i, i))
 	}
+
+	// One application too large for SNS (a 300 KB answer): the connector
+	// stores it in S3, the sink reads it back and pushes it whole.
+	bigAnswer := strings.Repeat("長文の回答です。", 12500)
+	testenv.MustExec(t, src, `INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email, answers, status)
+		SELECT p.company_id, p.posting_id, 'E2E big', 'big@example.jp', jsonb_build_object('essay', '`+bigAnswer+`'), 'applied'
+		FROM job_postings p WHERE p.company_id = 1 ORDER BY p.posting_id LIMIT 1`)
 
 	// What Kobot should get: every application and job posting event of
 	// company 1, as counted in the database.
@@ -155,6 +171,22 @@ func TestEndToEndKobot(t *testing.T) {
 	}
 	if len(got) != want {
 		t.Fatalf("Kobot got %d events of company 1, want %d", len(got), want)
+	}
+	var bigSeen int
+	for _, r := range got {
+		if bytes.Contains(r.Data, []byte(bigAnswer)) {
+			bigSeen++
+		}
+	}
+	stored, err := emu.ListObjects(ctx, name, "baitoru-cdc/baitoru_cdc/")
+	var events []string
+	for _, k := range stored {
+		if !strings.HasSuffix(k, ".baitoru-cdc-check") {
+			events = append(events, k)
+		}
+	}
+	if bigSeen != 1 || err != nil || len(events) != 1 {
+		t.Fatalf("the large application: pushed whole %d times (want 1); objects in S3 %v (%v), want one event besides the start probe", bigSeen, stored, err)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("%d events delivered to Kobot; commit→Kobot latency p50 %s, max %s",
