@@ -25,8 +25,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/baitoru/baitoru-cdc/internal/child"
+	"github.com/baitoru/baitoru-cdc/internal/s3pointer"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
@@ -276,14 +278,17 @@ func TestLambdaUnderRuntimeInterfaceEmulator(t *testing.T) {
   level: info
   format: json
 sink:
-  dsn: %s
+  dsn: %[1]s
   sqs:
-    region: %s
-    endpoint: %s
-    queue_url: %s/000000000000/rie-queue
-    dlq_url: %s
+    region: %[2]s
+    endpoint: %[3]s
+    queue_url: %[4]s/000000000000/rie-queue
+    dlq_url: %[5]s
+  s3:
+    region: %[2]s
+    endpoint: %[3]s
   kobot:
-    endpoint: %s
+    endpoint: %[6]s
     secret: ${KOBOT_WEBHOOK_SECRET}
     max_attempts: 2
     retry: {initial: 10ms, max: 50ms}
@@ -307,8 +312,22 @@ sink:
 		"AWS_LAMBDA_FUNCTION_TIMEOUT=60",
 	}
 
+	// An event too large for SNS, stored in S3: the record is a pointer
+	// with its size attribute.
+	stored := cloudEvent("0/16B3748-6", 7)
+	if err := emu.CreateBucket(ctx, "rie-large"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emu.S3().PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("rie-large"), Key: aws.String("cdc/0/16B3748-6"), Body: strings.NewReader(stored)}); err != nil {
+		t.Fatal(err)
+	}
+	pointer := sqsRecord("m-s3", string(s3pointer.Encode(s3pointer.Pointer{Bucket: "rie-large", Key: "cdc/0/16B3748-6"})), 1)
+	size := strconv.Itoa(len(stored))
+	pointer.MessageAttributes[s3pointer.SizeAttribute] = events.SQSMessageAttribute{DataType: "Number", StringValue: &size}
+
 	fn := startFunction(t, rie, bootstrap, "sink", env)
 	batch := events.SQSEvent{Records: []events.SQSMessage{
+		pointer,
 		sqsRecord("m-linked", cloudEvent("0/16B3748-1", 7), 1),
 		sqsRecord("m-unlinked", cloudEvent("0/16B3748-2", 100), 1),
 		sqsRecord("m-kobot-5xx", cloudEvent("0/16B3748-3", 8), 1),
@@ -343,8 +362,8 @@ sink:
 	mu.Lock()
 	got := fmt.Sprint(pushes)
 	mu.Unlock()
-	if got != "map[kobot-7:1 kobot-8:2 kobot-9:1]" { // 5xx: max_attempts 2
-		t.Fatalf("Kobot received %s, want map[kobot-7:1 kobot-8:2 kobot-9:1] (nothing for the unlinked company)", got)
+	if got != "map[kobot-7:2 kobot-8:2 kobot-9:1]" { // 5xx: max_attempts 2; kobot-7: one event inline, one from S3
+		t.Fatalf("Kobot received %s, want map[kobot-7:2 kobot-8:2 kobot-9:1] (nothing for the unlinked company)", got)
 	}
 
 	// A warm invocation: Lambda redelivers the failed record together with
@@ -358,7 +377,7 @@ sink:
 		t.Fatalf("redelivery: %s %v", out, err)
 	}
 	mu.Lock()
-	if pushes["kobot-7"] != 1 {
+	if pushes["kobot-7"] != 2 {
 		t.Errorf("the redelivered event was pushed again: %v", pushes)
 	}
 	mu.Unlock()
