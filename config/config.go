@@ -216,12 +216,51 @@ type Column struct {
 	Column string `mapstructure:"column" jsonschema:"required"`
 	// Rename is the field name in the event's data; default: Column.
 	Rename string `mapstructure:"rename"`
+	// Transform changes the value before it is published, e.g. for
+	// personal data: hash, mask, truncate or null. Default: none, the
+	// value is published as it is.
+	Transform Transform `mapstructure:"transform"`
 }
 
-// Attribute is one column sent as an SNS message attribute.
+// Transform is what is done to a column's value before it is published. A
+// NULL stays null under every transform. Key columns take no transform.
+type Transform struct {
+	// Kind is hash (the lowercase hex HMAC-SHA-256 of the value under the
+	// key in the environment variable key_env: equal values stay equal and
+	// joinable, unreadable), mask (keep the first and last characters,
+	// every other one becomes '*'), truncate (at most max_bytes bytes or
+	// max_characters characters) or null (always null).
+	Kind string `mapstructure:"kind" jsonschema:"required,enum=hash,enum=mask,enum=truncate,enum=null"`
+	// KeyEnv (hash) names the environment variable holding the HMAC key
+	// (at least 16 bytes; the key itself never sits in the file), e.g.
+	// PII_HASH_KEY.
+	KeyEnv string `mapstructure:"key_env"`
+	// First (mask) is the number of characters kept at the start. Default 0.
+	First int `mapstructure:"first"`
+	// Last (mask) is the number of characters kept at the end. Default 0.
+	// A value of first+last characters or fewer is masked whole.
+	Last int `mapstructure:"last"`
+	// MaxBytes (truncate) cuts the value to at most this many bytes of
+	// UTF-8, never inside a character.
+	MaxBytes int `mapstructure:"max_bytes"`
+	// MaxCharacters (truncate) cuts the value to at most this many
+	// characters.
+	MaxCharacters int `mapstructure:"max_characters"`
+}
+
+// Attribute is one SNS message attribute: a published column's value, a
+// value derived from it (transform), or a constant (value).
 type Attribute struct {
-	// Column is the table column (must be published).
+	// Column is the table column (must be published). A column with a
+	// transform gives its transformed value unless the attribute has its
+	// own transform.
 	Column string `mapstructure:"column"`
+	// Value is a constant sent with every event of the table, instead of
+	// a column (name is then required).
+	Value string `mapstructure:"value"`
+	// Transform derives the attribute from the column's value, e.g. a hash
+	// of a column published masked; the same keys as a column's transform.
+	Transform Transform `mapstructure:"transform"`
 	// Name of the attribute; default: the column's published name.
 	Name string `mapstructure:"name"`
 	// Type is String (default) or Number.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/baitoru/baitoru-cdc/connector"
@@ -13,7 +14,7 @@ import (
 func (c *Config) Mappings() []*connector.Mapping {
 	out := make([]*connector.Mapping, len(c.Tables))
 	for i, t := range c.Tables {
-		out[i] = resolveTable(t)
+		out[i] = c.resolveTable(fmt.Sprintf("tables[%d]", i), t)
 		out[i].LargePayloads = c.resolveLargePayloads(t)
 	}
 	return out
@@ -40,8 +41,10 @@ func CompileTables(tables []Table) ([]*connector.Mapping, error) {
 	return c.Mappings(), nil
 }
 
-// resolveTable turns a validated, defaulted table into its mapping.
-func resolveTable(t Table) *connector.Mapping {
+// resolveTable turns a validated, defaulted table (at key path p) into its
+// mapping. An attribute of a transformed column without its own transform
+// takes the column's, so that it never carries the value the data hides.
+func (c *Config) resolveTable(p string, t Table) *connector.Mapping {
 	m := &connector.Mapping{
 		Table: t.Table, Topic: t.TopicARN, TypePrefix: t.Type,
 		Key: append([]string(nil), t.Key...), Where: strings.TrimSpace(t.Where),
@@ -50,15 +53,22 @@ func resolveTable(t Table) *connector.Mapping {
 		op, _ := connector.ParseOp(s) // validated
 		m.Ops = append(m.Ops, op)
 	}
-	for _, col := range t.Columns {
+	byColumn := map[string]*connector.Transform{}
+	for j, col := range t.Columns {
 		name := col.Rename
 		if name == "" {
 			name = col.Column
 		}
-		m.Columns = append(m.Columns, connector.MappedColumn{Column: col.Column, Name: name})
+		tf := c.resolveTransform(fmt.Sprintf("%s.columns[%d].transform", p, j), col.Transform)
+		byColumn[col.Column] = tf
+		m.Columns = append(m.Columns, connector.MappedColumn{Column: col.Column, Name: name, Transform: tf})
 	}
-	for _, a := range t.Attributes {
-		m.Attributes = append(m.Attributes, connector.MappedAttribute{Column: a.Column, Name: a.Name, Type: a.Type})
+	for j, a := range t.Attributes {
+		tf := c.resolveTransform(fmt.Sprintf("%s.attributes[%d].transform", p, j), a.Transform)
+		if tf == nil && a.Column != "" {
+			tf = byColumn[a.Column]
+		}
+		m.Attributes = append(m.Attributes, connector.MappedAttribute{Column: a.Column, Name: a.Name, Type: a.Type, Value: a.Value, Transform: tf})
 	}
 	return m
 }

@@ -377,6 +377,9 @@ func (k *checker) columns(p string, t Table) (cols map[string]int, published map
 			}
 		}
 		published[col.Column] = name
+		if k.hasTransform(cp+".transform", col.Transform) {
+			k.transform(cp+".transform", col.Transform)
+		}
 		if first, dup := byName[name]; dup {
 			k.add(at, "published name %q is already used by columns[%d]; rename one of them", name, first)
 			continue
@@ -398,11 +401,20 @@ func (k *checker) attributes(p string, t Table, cols map[string]int, published m
 	names := map[string]int{}
 	for i, a := range t.Attributes {
 		ap := fmt.Sprintf("%s.attributes[%d]", p, i)
-		if a.Column == "" {
-			k.add(ap+".column", "required: the published column whose value becomes the attribute")
-		} else if _, ok := cols[a.Column]; !ok && len(t.Columns) > 0 {
-			k.add(ap+".column", "%s", notPublished(a.Column, t, published, "add it to columns or remove the attribute"))
+		constant := k.c.meta.has(ap+".value") || a.Value != ""
+		switch {
+		case constant && a.Column != "":
+			k.add(ap+".value", "an attribute is a column or a constant value, not both; remove column or value")
+		case constant:
+			k.constantAttribute(ap, a)
+		case a.Column == "":
+			k.add(ap+".column", "required: the published column whose value becomes the attribute (or value: a constant)")
+		default:
+			if _, ok := cols[a.Column]; !ok && len(t.Columns) > 0 {
+				k.add(ap+".column", "%s", notPublished(a.Column, t, published, "add it to columns or remove the attribute"))
+			}
 		}
+		k.attributeTransform(ap, a, constant)
 		switch a.Type {
 		case "String", "Number":
 		default:
@@ -470,6 +482,9 @@ func (k *checker) key(p string, t Table, cols map[string]int, published map[stri
 				k.add(q, "%q is listed twice (first at key[%d])", col, first)
 			}
 			seen[col] = i
+			if j, ok := cols[col]; ok && k.hasTransform(fmt.Sprintf("%s.columns[%d].transform", p, j), t.Columns[j].Transform) {
+				k.add(q, "%q has a transform (columns[%d]), but the key is published whole as the event subject and FIFO group; key on another column or remove the transform", col, j)
+			}
 		}
 	}
 	topic := t.TopicARN

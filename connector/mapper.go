@@ -41,13 +41,23 @@ type Mapping struct {
 type MappedColumn struct {
 	Column string // name in the table
 	Name   string // field name in the event's data
+	// Transform is applied to the value before it is published; nil: the
+	// value is published as it is.
+	Transform *Transform
 }
 
-// MappedAttribute is one column also sent as an SNS message attribute.
+// MappedAttribute is one SNS message attribute: a published column's value
+// (through Transform when set), or the constant Value when Column is empty.
 type MappedAttribute struct {
 	Column string
 	Name   string
 	Type   string // "String" or "Number"
+	// Value is a constant attribute, sent with every event of the table
+	// (Column is then empty).
+	Value string
+	// Transform derives the attribute from the column's value (e.g. the
+	// hash of a column whose data field is masked); nil: the value as it is.
+	Transform *Transform
 }
 
 // Publishes reports whether the mapping publishes op.
@@ -162,12 +172,15 @@ type planColumn struct {
 	name  string
 	enc   ValueEncoder
 	key   bool
+	tf    *Transform // nil: published as it is
 }
 
 type planAttr struct {
-	idx  int
-	name string
-	typ  string
+	idx   int // -1: the constant value
+	name  string
+	typ   string
+	value string     // the constant (idx -1)
+	tf    *Transform // nil: the column's value as it is
 }
 
 func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
@@ -184,13 +197,16 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 			continue
 		}
 		m.noteType(mp.Table, c, rel.Columns[i].TypeName)
+		if err := c.Transform.CheckType(mp.Table, c.Column, rel.Columns[i].TypeName); err != nil {
+			return nil, fmt.Errorf("%w: %w", err, ErrPermanent)
+		}
 		enc := rel.Columns[i].Encode
 		if enc == nil {
 			enc = EncodeString
 		}
 		p.cols = append(p.cols, planColumn{
 			idx: i, field: appendJSONString(nil, c.Name), name: c.Name,
-			enc: enc, key: rel.Columns[i].Key,
+			enc: enc, key: rel.Columns[i].Key, tf: c.Transform,
 		})
 		p.cols[len(p.cols)-1].field = append(p.cols[len(p.cols)-1].field, ':')
 	}
@@ -203,12 +219,19 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 		p.key = append(p.key, i)
 	}
 	for _, a := range mp.Attributes {
+		if a.Column == "" {
+			p.attrs = append(p.attrs, planAttr{idx: -1, name: a.Name, typ: a.Type, value: a.Value})
+			continue
+		}
 		i, ok := index[a.Column]
 		if !ok {
 			missing = append(missing, a.Column)
 			continue
 		}
-		p.attrs = append(p.attrs, planAttr{idx: i, name: a.Name, typ: a.Type})
+		if err := a.Transform.CheckType(mp.Table, a.Column, rel.Columns[i].TypeName); err != nil {
+			return nil, fmt.Errorf("%w: %w", err, ErrPermanent)
+		}
+		p.attrs = append(p.attrs, planAttr{idx: i, name: a.Name, typ: a.Type, tf: a.Transform})
 	}
 	if len(missing) > 0 {
 		have := make([]string, len(rel.Columns))
@@ -338,7 +361,10 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 		size += keyEnd - keyStart
 	}
 	for _, a := range p.attrs {
-		if a.idx < len(row) {
+		switch {
+		case a.tf != nil:
+			size += 64
+		case a.idx >= 0 && a.idx < len(row):
 			size += len(row[a.idx].Value)
 		}
 	}
@@ -369,10 +395,23 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	ev.Attributes[1] = Attribute{Name: "op", Type: "String", Value: c.Op.String()}
 	ev.Attributes[2] = Attribute{Name: "type", Type: "String", Value: ev.Type}
 	for _, a := range p.attrs {
+		if a.idx < 0 {
+			ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: a.value})
+			continue
+		}
 		if a.idx >= len(row) || row[a.idx].Kind != DatumText || len(row[a.idx].Value) == 0 {
 			continue // SNS has no null attribute; the value is in the body
 		}
 		v := row[a.idx].Value
+		if a.tf != nil {
+			if a.tf.Kind == TransformNull {
+				continue
+			}
+			v = a.tf.Apply(nil, v)
+			if len(v) == 0 {
+				continue
+			}
+		}
 		if a.typ == "Number" && !isSNSNumber(v) {
 			continue // NaN, Infinity: SNS would refuse the message
 		}
@@ -431,6 +470,10 @@ func (p *plan) appendRow(b []byte, row []Datum, keyOnly bool, unchanged []string
 		case DatumNull:
 			b = append(b, "null"...)
 		case DatumText:
+			if pc.tf != nil {
+				b = pc.tf.AppendJSON(b, d.Value)
+				continue
+			}
 			var err error
 			if b, err = pc.enc(b, d.Value); err != nil {
 				return b, nil, fmt.Errorf("column %s: %w: %w", pc.name, err, ErrPermanent)

@@ -41,10 +41,10 @@ func TestMapperGolden(t *testing.T) {
 		Ops:        []Op{OpInsert, OpUpdate, OpDelete},
 		TypePrefix: "baitoru.applications",
 		Columns: []MappedColumn{
-			{"application_id", "application_id"}, {"company_id", "company_id"},
-			{"answers", "answers_json"}, {"status", "status"}, {"score", "score"},
+			{Column: "application_id", Name: "application_id"}, {Column: "company_id", Name: "company_id"},
+			{Column: "answers", Name: "answers_json"}, {Column: "status", Name: "status"}, {Column: "score", Name: "score"},
 		},
-		Attributes: []MappedAttribute{{"company_id", "company_id", "Number"}, {"status", "status", "String"}, {"score", "score_n", "Number"}},
+		Attributes: []MappedAttribute{{Column: "company_id", Name: "company_id", Type: "Number"}, {Column: "status", Name: "status", Type: "String"}, {Column: "score", Name: "score_n", Type: "Number"}},
 		Key:        []string{"company_id"},
 	}}
 	tx := &Tx{XID: 1234, CommitLSN: 0x16B3748, CommitTime: time.Date(2026, 11, 25, 3, 0, 0, 123456000, time.UTC)}
@@ -93,9 +93,9 @@ func TestMapperErrors(t *testing.T) {
 		rel   *Relation
 		want  string
 	}{
-		{"missing column", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{"id", "id"}, {"gone", "gone"}}}, rel,
+		{"missing column", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{Column: "id", Name: "id"}, {Column: "gone", Name: "gone"}}}, rel,
 			"mapping of public.t names columns the table does not have in the stream: gone (the table has: id); fix the mapping in the config, or add the columns to the publication"},
-		{"bad value", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{"id", "id"}}}, rel,
+		{"bad value", &Mapping{Table: "public.t", Ops: []Op{OpInsert}, TypePrefix: "baitoru.t", Columns: []MappedColumn{{Column: "id", Name: "id"}}}, rel,
 			"insert 0/1-1 of public.t: column id: not an int: permanent error"},
 	}
 	for _, tc := range cases {
@@ -109,7 +109,7 @@ func TestMapperErrors(t *testing.T) {
 }
 
 func TestMapperSkipsUnmapped(t *testing.T) {
-	ms := []*Mapping{{Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications", Columns: []MappedColumn{{"application_id", "application_id"}}}}
+	ms := []*Mapping{{Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications", Columns: []MappedColumn{{Column: "application_id", Name: "application_id"}}}}
 	m := NewMapper("s", ms)
 	tx := &Tx{CommitLSN: 1}
 	other := &Relation{ID: 8, Schema: "public", Name: "companies", Columns: []Column{{Name: "id"}}}
@@ -194,7 +194,7 @@ func TestMapperTypeChanges(t *testing.T) {
 		}}
 	}
 	ms := []*Mapping{{Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications",
-		Columns: []MappedColumn{{"application_id", "application_id"}, {"company_id", "company"}}}}
+		Columns: []MappedColumn{{Column: "application_id", Name: "application_id"}, {Column: "company_id", Name: "company"}}}}
 	m := NewMapper("baitoru/test", ms)
 	tx := &Tx{XID: 1, CommitLSN: 0x100}
 	steps := []struct {
