@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 		checkCmd(),
 		teardownCmd(),
 		versionCmd(),
+		planCmd(),
 	)
 	return root
 }
