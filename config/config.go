@@ -18,7 +18,11 @@
 // Defaults and resolves tables written in code with CompileTables.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/baitoru/baitoru-cdc/connector"
+)
 
 // Config is the whole file. The connector (`run`) reads Source, SNS,
 // Publisher, Metrics, Log and Tables; the sink (`sink`) reads Sink and Log.
@@ -87,6 +91,37 @@ type Source struct {
 	// events and ids. PostgreSQL 13 cannot: the connector warns and reads
 	// at commit. Default false.
 	Streaming bool `mapstructure:"streaming"`
+	// Backfill tunes online backfills (re-emitting existing rows while
+	// streaming): how hard they may read the database.
+	Backfill Backfill `mapstructure:"backfill"`
+}
+
+// Backfill tunes online backfills.
+type Backfill struct {
+	// ChunkRows is the first chunk's size (rows per SELECT); it then
+	// adapts to ChunkTime between a tenth and ten times it. Default 1000.
+	ChunkRows int `mapstructure:"chunk_rows"`
+	// ChunkTime is the time budget of one chunk's SELECT. Default 500ms.
+	ChunkTime time.Duration `mapstructure:"chunk_time"`
+	// MaxRowsPerSecond caps the rows a backfill reads per second; 0 (the
+	// default): no cap.
+	MaxRowsPerSecond int `mapstructure:"max_rows_per_second"`
+	// MaxQueuedEvents pauses a backfill while more live events wait for
+	// SNS. Default 5000; 0: never.
+	MaxQueuedEvents int `mapstructure:"max_queued_events"`
+	// MaxLagBytes pauses a backfill while the slot is further behind the
+	// server's WAL end. Default 256MiB; 0: never.
+	MaxLagBytes int64 `mapstructure:"max_lag_bytes"`
+}
+
+// BackfillOptions is the resolved form the backfill runner takes.
+func (b Backfill) BackfillOptions(statusInterval time.Duration) connector.BackfillOptions {
+	return connector.BackfillOptions{
+		ChunkRows: b.ChunkRows, MinChunkRows: max(b.ChunkRows/10, 1), MaxChunkRows: b.ChunkRows * 10,
+		ChunkTime: b.ChunkTime, MaxRowsPerSecond: float64(b.MaxRowsPerSecond),
+		MaxLagBytes: b.MaxLagBytes, MaxQueuedEvents: b.MaxQueuedEvents,
+		Poll: max(statusInterval, 100*time.Millisecond), WindowTimeout: time.Minute,
+	}
 }
 
 // Heartbeat emits pg_logical_emit_message at an interval.

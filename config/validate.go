@@ -178,6 +178,19 @@ func (k *checker) source() {
 		k.add("source.max_lag_bytes", "%d is negative; use 0 to disable the warning", s.MaxLagBytes)
 	}
 	k.backoff("source.reconnect", s.Reconnect)
+	if s.Backfill.ChunkRows < 1 || s.Backfill.ChunkRows > 1000000 {
+		k.add("source.backfill.chunk_rows", "%d is out of range; use 1 to 1000000 rows (1000 is a good start)", s.Backfill.ChunkRows)
+	}
+	k.positive("source.backfill.chunk_time", s.Backfill.ChunkTime)
+	if s.Backfill.MaxRowsPerSecond < 0 {
+		k.add("source.backfill.max_rows_per_second", "%d is negative; use 0 for no cap", s.Backfill.MaxRowsPerSecond)
+	}
+	if s.Backfill.MaxQueuedEvents < 0 {
+		k.add("source.backfill.max_queued_events", "%d is negative; use 0 to never pause on the queue", s.Backfill.MaxQueuedEvents)
+	}
+	if s.Backfill.MaxLagBytes < 0 {
+		k.add("source.backfill.max_lag_bytes", "%d is negative; use 0 to never pause on the slot's lag", s.Backfill.MaxLagBytes)
+	}
 	switch s.OnTableLoss {
 	case "continue", "stop":
 	default:

@@ -34,6 +34,10 @@ const (
 	OpInsert Op = iota + 1
 	OpUpdate
 	OpDelete
+	// OpRead is a row re-emitted by a backfill (its state at the backfill's
+	// high watermark), not a change: events "<type>.read". It is never a
+	// mapped operation of the configuration.
+	OpRead
 )
 
 func (o Op) String() string {
@@ -44,6 +48,8 @@ func (o Op) String() string {
 		return "update"
 	case OpDelete:
 		return "delete"
+	case OpRead:
+		return "read"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }

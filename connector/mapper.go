@@ -2,6 +2,8 @@ package connector
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -157,13 +159,13 @@ type plan struct {
 	skip    bool // the changes of this version of the relation are not published (SkipRelation)
 	rel     *Relation
 	m       *Mapping
-	ops     [4]bool   // the mapping publishes Op
-	types   [4]string // CloudEvents type per Op
+	ops     [5]bool   // the mapping publishes Op (OpRead: always)
+	types   [5]string // CloudEvents type per Op
 	cols    []planColumn
 	attrs   []planAttr
 	key     []int
-	head    [4][]byte // `{"specversion":"1.0","id":"` is per event; this is `"source":...,"type":"..."`
-	tableOp [4][]byte // `"table":"...","op":"..."`
+	head    [5][]byte // `{"specversion":"1.0","id":"` is per event; this is `"source":...,"type":"..."`
+	tableOp [5][]byte // `"table":"...","op":"..."`
 }
 
 type planColumn struct {
@@ -240,7 +242,7 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 		}
 		return nil, &MissingColumnsError{Table: mp.Table, Columns: missing, Have: have}
 	}
-	for _, op := range mp.Ops {
+	for _, op := range append(slices.Clip(mp.Ops), OpRead) {
 		if int(op) >= len(p.ops) {
 			continue
 		}
@@ -278,6 +280,39 @@ func (m *Mapper) noteType(table string, c MappedColumn, typ string) {
 // operation is not mapped. Errors wrap ErrPermanent: a value the column's
 // encoder rejects, or a mapping that names columns the relation lacks.
 func (m *Mapper) Map(c *Change) (*Event, error) {
+	if c.Op == OpRead {
+		return nil, fmt.Errorf("map %s: a read is mapped with MapRead: %w", c.Rel.QualifiedName(), ErrPermanent)
+	}
+	return m.mapChange(c, "", "")
+}
+
+// MapRead returns the read event of a row re-emitted by backfill (c.Op is
+// OpRead, c.New the row, c.Tx the transaction of the backfill's high
+// watermark, whose position the event carries): the same mapping as live
+// events of the table (columns, names, attributes, key), type
+// "<prefix>.read", SNS attribute op=read, and the extension "backfill"
+// naming it. Its id is ReadEventID(backfill, table, rowKey): the same when a
+// chunk is sent again, another for another backfill. A table without a
+// mapping yields nil.
+func (m *Mapper) MapRead(c *Change, backfill, rowKey string) (*Event, error) {
+	if c.Op != OpRead {
+		return nil, fmt.Errorf("map read of %s: op %s: %w", c.Rel.QualifiedName(), c.Op, ErrPermanent)
+	}
+	return m.mapChange(c, backfill, ReadEventID(backfill, c.Rel.QualifiedName(), rowKey))
+}
+
+// ReadEventID is the id of the read event of the row of table whose primary
+// key is rowKey, re-emitted by backfill: "<backfill>-<hash of table and
+// key>", stable for the backfill and new for the next one.
+func ReadEventID(backfill, table, rowKey string) string {
+	h := sha256.New()
+	h.Write([]byte(table))
+	h.Write([]byte{0})
+	h.Write([]byte(rowKey))
+	return backfill + "-" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func (m *Mapper) mapChange(c *Change, backfill, readID string) (*Event, error) {
 	p := m.plans[c.Rel.ID]
 	if p == nil || p.rel != c.Rel {
 		mp := m.byTable[c.Rel.QualifiedName()]
@@ -307,9 +342,13 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	b := m.buf[:0]
 	b = append(b, `{"specversion":"1.0","id":"`...)
 	idStart := len(b)
-	b = append(b, m.txLSN...)
-	b = append(b, '-')
-	b = strconv.AppendInt(b, int64(c.Seq), 10)
+	if readID != "" {
+		b = append(b, readID...)
+	} else {
+		b = append(b, m.txLSN...)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, int64(c.Seq), 10)
+	}
 	idEnd := len(b)
 	b = append(b, '"')
 	b = append(b, p.head[c.Op]...)
@@ -328,6 +367,10 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	b = append(b, m.txTime...)
 	b = append(b, `,"datacontenttype":"application/json"`...)
 	b = append(b, p.tableOp[c.Op]...)
+	if backfill != "" {
+		b = append(b, `,"backfill":`...)
+		b = appendJSONString(b, backfill)
+	}
 	b = append(b, m.txHead...)
 	b = append(b, `,"data":`...)
 	var unchanged []string

@@ -299,6 +299,30 @@ func (p *Pipeline) Change(ctx context.Context, c *Change) error {
 	if err != nil || ev == nil {
 		return err
 	}
+	return p.enqueue(ctx, ev)
+}
+
+// Read maps a row re-emitted by backfill (Mapper.MapRead) and queues its
+// event in the open transaction (the backfill's high watermark's), so the
+// position after that transaction is confirmed only once the event was
+// accepted. Like Change: it blocks while the window is full; reader
+// goroutine only.
+func (p *Pipeline) Read(ctx context.Context, c *Change, backfill, rowKey string) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
+	ev, err := p.mapper.MapRead(c, backfill, rowKey)
+	if err != nil || ev == nil {
+		return err
+	}
+	return p.enqueue(ctx, ev)
+}
+
+// Mapping returns the mapping of a schema-qualified table, or nil.
+func (p *Pipeline) Mapping(table string) *Mapping { return p.mapper.Mapping(table) }
+
+// enqueue queues ev in the open transaction. Reader goroutine only.
+func (p *Pipeline) enqueue(ctx context.Context, ev *Event) error {
 	size := int64(ev.Size())
 	if !p.win.tryAcquire(size) {
 		// Hand over what waits in the reader before blocking: the window

@@ -159,22 +159,32 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Losses:            watch,
 	}, metrics, log)
 
+	// Backfill: the interleaver sits between the stream and the pipeline
+	// (watermarks, read events); the runner reads chunks while this
+	// connector streams the slot (a standby never does).
+	il := connector.NewInterleaver(pipe, cfg.Source.Slot, postgres.BackfillRequestsTable, log)
 	sub = postgres.New(postgres.Options{
-		DSN:              cfg.Source.DSN,
-		Slot:             cfg.Source.Slot,
-		Publication:      cfg.Source.Publication,
-		Mappings:         mappings,
-		StatusInterval:   cfg.Source.StatusInterval,
-		ReconnectInitial: cfg.Source.Reconnect.Initial,
-		ReconnectMax:     cfg.Source.Reconnect.Max,
-		ShutdownGrace:    cfg.Publisher.ShutdownGrace,
-		Streaming:        cfg.Source.Streaming,
-		StreamMemory:     cfg.Publisher.MaxInflightBytes,
-	}, pipe, log)
+		BackfillPublication: postgres.BackfillPublication(cfg.Source.Publication),
+		DSN:                 cfg.Source.DSN,
+		Slot:                cfg.Source.Slot,
+		Publication:         cfg.Source.Publication,
+		Mappings:            mappings,
+		StatusInterval:      cfg.Source.StatusInterval,
+		ReconnectInitial:    cfg.Source.Reconnect.Initial,
+		ReconnectMax:        cfg.Source.Reconnect.Max,
+		ShutdownGrace:       cfg.Publisher.ShutdownGrace,
+		Streaming:           cfg.Source.Streaming,
+		StreamMemory:        cfg.Publisher.MaxInflightBytes,
+	}, il, log)
 
 	metrics.Watch(pipe, sub)
 
+	backfills := postgres.NewBackfillSource(cfg.Source.DSN, cfg.Source.Slot, mappings, log)
+	defer backfills.Close()
+	runner := connector.NewBackfillRunner(il, backfills, cfg.Source.Backfill.BackfillOptions(cfg.Source.StatusInterval), sub.Streaming, nil, log)
+
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(ctx) })
 	g.Go(func() error { return pipe.Run(ctx) })
 	g.Go(func() error { return watch.Run(ctx) })
 	// The publication and the slot are prepared once, then streamed; the

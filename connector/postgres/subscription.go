@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,13 @@ type Handler interface {
 	Err() error
 }
 
+// MessageHandler is a Handler that also takes the logical decoding
+// messages of the stream (backfill watermarks): tx is the transaction of a
+// transactional message, nil otherwise. Called from the reading goroutine.
+type MessageHandler interface {
+	Message(ctx context.Context, tx *connector.Tx, prefix string, content []byte) error
+}
+
 // Options configure a Subscription. The values of the configuration come
 // resolved from package config (source.*): the subscription applies no
 // default of its own to them.
@@ -72,6 +80,10 @@ type Options struct {
 	// streams the slot (a standby replica waiting to take over); default
 	// 2s. Not in the configuration file.
 	SlotBusyRetry time.Duration
+	// BackfillPublication publishes the backfill requests table; streamed
+	// with Publication when it exists and the server carries logical
+	// messages (14+). Empty: backfill is off.
+	BackfillPublication string
 	// ConnectorRowFilters evaluates the mappings' row filters in the
 	// connector (see rowFilters) rather than relying on the publication's.
 	// It is automatic on PostgreSQL < 15, whose publications have none.
@@ -237,9 +249,19 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	}
 	s.h.SetFlushed(slot.ConfirmedFlush)
 	start := s.h.Flushed()
+	pubs := []string{s.opts.Publication}
+	if s.opts.BackfillPublication != "" && Supports(server, FeatureBackfill) {
+		var exists bool
+		if err := meta.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, s.opts.BackfillPublication).Scan(&exists); err != nil {
+			return false, fmt.Errorf("look up publication %s: %w", s.opts.BackfillPublication, err)
+		}
+		if exists {
+			pubs = append(pubs, s.opts.BackfillPublication)
+		}
+	}
 	if err := pglogrepl.StartReplication(ctx, conn, s.opts.Slot, pglogrepl.LSN(start), pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
-		PluginArgs: pluginArgs(server, s.opts.Publication, s.modeFor(server)),
+		PluginArgs: pluginArgs(server, pubs, s.modeFor(server)),
 	}); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
@@ -289,16 +311,21 @@ func (s *Subscription) modeFor(server int) streamMode {
 // pluginArgs are pgoutput's options for a server (server_version_num):
 // protocol 1, which every supported version serves, or protocol 2 with
 // streaming on when the session streams in-progress transactions (14+);
-// and logical decoding messages (heartbeats) where pgoutput has the option
-// (14+; 13 refuses it).
-func pluginArgs(server int, publication string, mode streamMode) []string {
+// and logical decoding messages (heartbeats, backfill watermarks) where
+// pgoutput has the option (14+; 13 refuses it). The publications are
+// quoted: their names are exact.
+func pluginArgs(server int, publications []string, mode streamMode) []string {
 	proto := "proto_version '1'"
 	if mode == inProgress {
 		proto = "proto_version '2'"
 	}
+	names := make([]string, len(publications))
+	for i, p := range publications {
+		names[i] = `"` + strings.ReplaceAll(p, `"`, `""`) + `"`
+	}
 	args := []string{
 		proto,
-		"publication_names '" + escapeLiteral(publication) + "'",
+		"publication_names '" + escapeLiteral(strings.Join(names, ",")) + "'",
 	}
 	if Supports(server, FeatureMessages) {
 		args = append(args, "messages 'true'")
@@ -537,9 +564,25 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 				}
 			}
 		}
-	case 'Y', 'O', 'M':
-		// Type (types are resolved from pg_type), Origin, logical
-		// decoding messages (heartbeats): nothing to publish.
+	case 'M':
+		// Logical decoding messages: heartbeats (nothing to publish) and
+		// backfill watermarks, for a handler that takes them.
+		mh, ok := h.(MessageHandler)
+		if !ok {
+			return nil
+		}
+		var m pglogrepl.LogicalDecodingMessage
+		if err := m.Decode(data[1:]); err != nil {
+			return fmt.Errorf("decode logical message: %w", err)
+		}
+		var tx *connector.Tx
+		if m.Transactional && d.inTx {
+			tx = d.tx
+		}
+		return mh.Message(ctx, tx, m.Prefix, m.Content)
+	case 'Y', 'O':
+		// Type (types are resolved from pg_type), Origin: nothing to
+		// publish.
 	}
 	return nil
 }

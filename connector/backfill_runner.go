@@ -1,0 +1,320 @@
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// BackfillOptions tune the BackfillRunner. The values come resolved from
+// package config (backfill.*); the runner applies no defaults.
+type BackfillOptions struct {
+	// ChunkRows is the first chunk's size; MinChunkRows and MaxChunkRows
+	// bound its adaptation to ChunkTime, the time budget of one chunk's
+	// SELECT.
+	ChunkRows, MinChunkRows, MaxChunkRows int
+	ChunkTime                             time.Duration
+	// MaxRowsPerSecond caps the rows read per second (zero: no cap).
+	MaxRowsPerSecond float64
+	// MaxLagBytes pauses the backfill while the slot's confirmed position
+	// is further behind the server's WAL end (zero: never).
+	MaxLagBytes int64
+	// MaxQueuedEvents pauses the backfill while more live events than this
+	// wait to be accepted by the publisher (zero: never).
+	MaxQueuedEvents int
+	// Poll is how often the runner looks for requests when none was
+	// decoded from the stream, and how often it re-checks a pause.
+	Poll time.Duration
+	// WindowTimeout bounds the wait for a chunk's high watermark to be
+	// decoded; past it the chunk is read again.
+	WindowTimeout time.Duration
+}
+
+// BackfillObserver is told the progress of backfills (metrics implement
+// it). Called from the runner's goroutine.
+type BackfillObserver interface {
+	BackfillProgress(st *BackfillState)
+	// BackfillPaused reports a pause (reason "lag" or "queue") or its end
+	// (reason "").
+	BackfillPaused(id, reason string)
+}
+
+type nopBackfillObserver struct{}
+
+func (nopBackfillObserver) BackfillProgress(*BackfillState) {}
+func (nopBackfillObserver) BackfillPaused(string, string)   {}
+
+// BackfillRunner runs backfills one after the other, chunk by chunk: see
+// the package's notes on backfill (backfill.go). It acts only while ready
+// reports true (the connector streams the slot), so a standby connector
+// never runs a backfill; requests wait in the database meanwhile.
+type BackfillRunner struct {
+	il    *Interleaver
+	src   BackfillSource
+	opts  BackfillOptions
+	ready func() bool
+	obs   BackfillObserver
+	log   *slog.Logger
+	run   string
+}
+
+// NewBackfillRunner returns a runner; it does nothing until Run.
+func NewBackfillRunner(il *Interleaver, src BackfillSource, opts BackfillOptions, ready func() bool, obs BackfillObserver, log *slog.Logger) *BackfillRunner {
+	if obs == nil {
+		obs = nopBackfillObserver{}
+	}
+	var nonce [6]byte
+	_, _ = rand.Read(nonce[:])
+	return &BackfillRunner{il: il, src: src, opts: opts, ready: ready, obs: obs, log: log, run: hex.EncodeToString(nonce[:])}
+}
+
+// Run looks for backfills and runs them until ctx ends. A failure of the
+// source database is logged and retried; it never stops the connector.
+func (r *BackfillRunner) Run(ctx context.Context) error {
+	for {
+		if r.ready() {
+			states, err := r.src.Claim(ctx)
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("backfill: cannot read the requests; retrying", "error", err, "retry_in", r.opts.Poll)
+			}
+			for _, st := range states {
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.runOne(ctx, st)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.il.wake:
+		case <-time.After(r.opts.Poll):
+		}
+	}
+}
+
+// runOne runs one backfill until it is done, cancelled, failed, or ctx
+// ends (it then resumes at the next start from its saved progress).
+func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
+	log := r.log.With("backfill", st.ID, "table", st.Table)
+	plan, err := r.src.Prepare(ctx, st)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, ErrBackfillRefused) {
+			log.Error("backfill refused", "error", err)
+			r.finish(ctx, st, BackfillFailed, err.Error())
+			return
+		}
+		log.Warn("backfill: cannot prepare; retrying", "error", err)
+		return
+	}
+	if st.MaxKey == nil && st.Chunks == 0 {
+		st.MaxKey = plan.MaxKey
+		st.RowsEstimated = plan.RowsEstimated
+	}
+	if st.ChunkSize <= 0 {
+		st.ChunkSize = r.opts.ChunkRows
+	}
+	if st.Chunks == 0 {
+		log.Info("backfill started", "rows_estimated", st.RowsEstimated, "chunk_rows", st.ChunkSize)
+	} else {
+		log.Info("backfill resumed", "after_key", RowKeyText(st.LastKey), "rows_done", st.RowsDone, "chunks", st.Chunks)
+	}
+	if st.MaxKey == nil {
+		r.finish(ctx, st, BackfillDone, "")
+		log.Info("backfill done: no row matches", "rows", st.RowsDone)
+		return
+	}
+	defer func() {
+		r.il.mu.Lock()
+		if r.il.win != nil && r.il.win.wm.Backfill == st.ID {
+			r.il.win = nil
+		}
+		r.il.mu.Unlock()
+	}()
+	for ctx.Err() == nil {
+		if cancelled, err := r.src.Cancelled(ctx, st.ID); err == nil && cancelled {
+			r.finish(ctx, st, BackfillCancelled, "")
+			log.Info("backfill cancelled", "rows", st.RowsDone)
+			return
+		}
+		if !r.pause(ctx, st.ID) {
+			return
+		}
+		more, err := r.chunk(ctx, st, plan)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrPermanent) || errors.Is(err, ErrBackfillRefused) {
+				log.Error("backfill failed", "error", err)
+				r.finish(ctx, st, BackfillFailed, err.Error())
+				return
+			}
+			log.Warn("backfill: chunk failed; reading it again", "error", err, "retry_in", r.opts.Poll)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(r.opts.Poll):
+			}
+			continue
+		}
+		if !more {
+			r.finish(ctx, st, BackfillDone, "")
+			log.Info("backfill done", "rows", st.RowsDone, "chunks", st.Chunks)
+			return
+		}
+	}
+}
+
+// chunk reads, interleaves and confirms one chunk, then saves the
+// progress. more is false once the scan reached MaxKey.
+func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *BackfillPlan) (more bool, err error) {
+	wm := Watermark{Slot: r.il.slot, Backfill: st.ID, Chunk: st.Chunks + 1, Run: r.run}
+	w := r.il.expect(wm, plan.Table, plan.Key)
+	wm.Mark = "low"
+	if err := r.src.Watermark(ctx, wm); err != nil {
+		return false, fmt.Errorf("low watermark: %w", err)
+	}
+	limit := st.ChunkSize
+	c, err := r.src.ReadChunk(ctx, plan, st.LastKey, limit)
+	if err != nil {
+		return false, fmt.Errorf("read chunk: %w", err)
+	}
+	r.il.deposit(w, c)
+	wm.Mark = "high"
+	if err := r.src.Watermark(ctx, wm); err != nil {
+		return false, fmt.Errorf("high watermark: %w", err)
+	}
+	var end LSN
+	select {
+	case end = <-w.result:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-time.After(r.opts.WindowTimeout):
+		return false, fmt.Errorf("the high watermark of chunk %d was not decoded within %s", wm.Chunk, r.opts.WindowTimeout)
+	}
+	r.il.mu.Lock()
+	redo := w.redo
+	r.il.mu.Unlock()
+	switch {
+	case redo:
+		return false, fmt.Errorf("a change inside chunk %d came without its primary key", wm.Chunk)
+	case end == 0:
+		return false, fmt.Errorf("the stream restarted inside chunk %d", wm.Chunk)
+	}
+	// Wait until SNS accepted everything up to HW's transaction (the reads
+	// included) before saving the progress.
+	for r.il.Flushed() < end {
+		if err := r.il.Err(); err != nil {
+			return false, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	st.Chunks++
+	st.RowsDone += int64(len(c.Rows))
+	if c.LastKey != nil {
+		st.LastKey = c.LastKey
+	}
+	st.LastChunkTaken = c.Took
+	if c.Took > 0 {
+		st.RowsPerSecond = float64(len(c.Rows)) / c.Took.Seconds()
+	}
+	st.ChunkSize = r.adapt(st.ChunkSize, len(c.Rows), c.Took)
+	more = len(c.Rows) >= limit
+	if !more {
+		st.Status = BackfillDone
+	}
+	if err := r.src.Save(ctx, st); err != nil {
+		return false, fmt.Errorf("save progress: %w", err)
+	}
+	r.obs.BackfillProgress(st)
+	if r.opts.MaxRowsPerSecond > 0 && len(c.Rows) > 0 {
+		if wait := time.Duration(float64(len(c.Rows))/r.opts.MaxRowsPerSecond*float64(time.Second)) - c.Took; wait > 0 {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+	}
+	return more, nil
+}
+
+// adapt sizes the next chunk to the time budget: halved (at least) when
+// the chunk took longer, doubled when it took under half of it.
+func (r *BackfillRunner) adapt(size, rows int, took time.Duration) int {
+	switch {
+	case r.opts.ChunkTime <= 0:
+	case took > r.opts.ChunkTime:
+		size = int(float64(size) * float64(r.opts.ChunkTime) / float64(took) * 0.8)
+	case took < r.opts.ChunkTime/2 && rows >= size:
+		size *= 2
+	}
+	return min(max(size, r.opts.MinChunkRows, 1), max(r.opts.MaxChunkRows, 1))
+}
+
+// pause waits while the slot lags or live events queue beyond their
+// bounds. It returns false when ctx ended.
+func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
+	paused := ""
+	for {
+		reason := ""
+		if n, _ := r.il.Window(); r.opts.MaxQueuedEvents > 0 && n > r.opts.MaxQueuedEvents {
+			reason = "queue"
+		} else if r.opts.MaxLagBytes > 0 {
+			if lag, err := r.src.LagBytes(ctx); err == nil && lag > r.opts.MaxLagBytes {
+				reason = "lag"
+			}
+		}
+		if reason != paused {
+			r.obs.BackfillPaused(id, reason)
+			if reason != "" {
+				r.log.Info("backfill paused", "backfill", id, "reason", reason)
+			} else {
+				r.log.Info("backfill resumed after a pause", "backfill", id)
+			}
+			paused = reason
+		}
+		if reason == "" {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(r.opts.Poll):
+		}
+	}
+}
+
+// finish stores a final status.
+func (r *BackfillRunner) finish(ctx context.Context, st *BackfillState, status BackfillStatus, msg string) {
+	st.Status = status
+	st.Error = msg
+	if err := r.src.Save(ctx, st); err != nil && ctx.Err() == nil {
+		r.log.Warn("backfill: cannot save its status", "backfill", st.ID, "status", status, "error", err)
+	}
+	r.obs.BackfillProgress(st)
+}
+
+// RowKeyText is a key for people: its values joined by ", ".
+func RowKeyText(key []string) string {
+	out := ""
+	for i, k := range key {
+		if i > 0 {
+			out += ", "
+		}
+		out += k
+	}
+	return out
+}

@@ -1,0 +1,542 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/baitoru/baitoru-cdc/connector"
+)
+
+// BackfillSchema is the schema of what backfill keeps in the source
+// database (package dba creates it): the requests table, published alone by
+// the backfill publication so the connector reads requests from its stream,
+// and the state table, written only by the connector.
+const BackfillSchema = "baitoru_cdc"
+
+// Backfill tables, schema-qualified.
+const (
+	BackfillRequestsTable = BackfillSchema + ".backfill_requests"
+	BackfillStateTable    = BackfillSchema + ".backfills"
+)
+
+// BackfillPublication is the publication of the requests table for the
+// mapped tables' publication pub.
+func BackfillPublication(pub string) string { return pub + "_backfill" }
+
+// BackfillSource implements connector.BackfillSource on the source
+// database, over one ordinary connection (not the replication one) made
+// with the stream's session settings, so that values read by a chunk have
+// exactly the text form the stream gives them. Its methods are called from
+// the runner's goroutine only.
+type BackfillSource struct {
+	dsn      string
+	slot     string
+	mappings map[string]*connector.Mapping
+	log      *slog.Logger
+	conn     *pgx.Conn
+	types    *Types
+	server   int
+	unset    bool // the tables are missing (said once)
+}
+
+var _ connector.BackfillSource = (*BackfillSource)(nil)
+
+// NewBackfillSource returns the source side of backfill for slot; it does
+// not connect.
+func NewBackfillSource(dsn, slot string, mappings []*connector.Mapping, log *slog.Logger) *BackfillSource {
+	m := map[string]*connector.Mapping{}
+	for _, mp := range mappings {
+		m[mp.Table] = mp
+	}
+	return &BackfillSource{dsn: dsn, slot: slot, mappings: m, log: log, types: NewTypes()}
+}
+
+// Close closes the connection.
+func (s *BackfillSource) Close() {
+	if s.conn != nil {
+		_ = s.conn.Close(context.Background())
+		s.conn = nil
+	}
+}
+
+// db returns the connection, connecting (again) when needed.
+func (s *BackfillSource) db(ctx context.Context) (*pgx.Conn, error) {
+	if s.conn != nil && !s.conn.IsClosed() {
+		return s.conn, nil
+	}
+	cfg, err := pgx.ParseConfig(s.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse source dsn: %w", redact(err))
+	}
+	for k, v := range sessionParams {
+		cfg.RuntimeParams[k] = v
+	}
+	cfg.RuntimeParams["application_name"] = "baitoru-cdc backfill"
+	cfg.RuntimeParams["standard_conforming_strings"] = "on"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", redact(err))
+	}
+	if s.server, err = ServerVersion(ctx, conn); err != nil {
+		_ = conn.Close(ctx)
+		return nil, err
+	}
+	s.conn = conn
+	return conn, nil
+}
+
+// fail drops the connection after an error, so the next call reconnects.
+func (s *BackfillSource) fail(err error) error {
+	if err != nil && s.conn != nil && s.conn.IsClosed() {
+		s.conn = nil
+	}
+	return err
+}
+
+const stateColumns = `backfill_id, table_name, coalesce(filter, ''), coalesce(key_field, ''), coalesce(key_value, ''), status, last_key, max_key,
+	rows_done, coalesce(rows_estimated, 0), chunks, coalesce(chunk_size, 0), coalesce(error, ''), coalesce(requested_by, ''),
+	coalesce(requested_at, started_at), started_at, updated_at, coalesce(finished_at, 'epoch')`
+
+// ScanBackfill reads one row of stateColumns.
+func scanBackfill(row pgx.Row) (*connector.BackfillState, error) {
+	st := &connector.BackfillState{}
+	var status string
+	err := row.Scan(&st.ID, &st.Table, &st.Where, &st.KeyField, &st.KeyValue, &status, &st.LastKey, &st.MaxKey,
+		&st.RowsDone, &st.RowsEstimated, &st.Chunks, &st.ChunkSize, &st.Error, &st.RequestedBy,
+		&st.RequestedAt, &st.StartedAt, &st.UpdatedAt, &st.FinishedAt)
+	st.Status = connector.BackfillStatus(status)
+	if st.FinishedAt.Unix() == 0 {
+		st.FinishedAt = time.Time{}
+	}
+	return st, err
+}
+
+// Claim applies cancel requests, starts the start requests not yet started
+// (for this slot, or for any slot when the request names none), and
+// returns the running backfills of this slot, oldest first.
+func (s *BackfillSource) Claim(ctx context.Context) ([]*connector.BackfillState, error) {
+	conn, err := s.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("begin: %w", err))
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, `UPDATE `+BackfillStateTable+` s SET status = 'cancelled', updated_at = now(), finished_at = now()
+		FROM `+BackfillRequestsTable+` r WHERE r.action = 'cancel' AND r.backfill_id = s.backfill_id AND s.status = 'running' AND s.slot = $1`, s.slot); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000" || pgErr.Code == "42501") {
+			if !s.unset {
+				s.unset = true
+				s.log.Warn("backfill is unavailable: "+BackfillRequestsTable+" is missing or this role may not use it; run baitoru-cdc setup and grant what its script's role comments list; streaming is not affected", "error", pgErr.Message)
+			}
+			return nil, nil
+		}
+		return nil, s.fail(fmt.Errorf("apply cancel requests: %w", err))
+	}
+	s.unset = false
+	if _, err := tx.Exec(ctx, `INSERT INTO `+BackfillStateTable+` (backfill_id, slot, table_name, filter, key_field, key_value, status, requested_by, requested_at, finished_at)
+		SELECT r.backfill_id, $1, r.table_name, r.filter, r.key_field, r.key_value,
+		       CASE WHEN c.backfill_id IS NULL THEN 'running' ELSE 'cancelled' END, r.requested_by, r.requested_at,
+		       CASE WHEN c.backfill_id IS NULL THEN NULL ELSE now() END
+		FROM `+BackfillRequestsTable+` r LEFT JOIN `+BackfillRequestsTable+` c ON c.backfill_id = r.backfill_id AND c.action = 'cancel'
+		WHERE r.action = 'start' AND (r.slot IS NULL OR r.slot = $1)
+		  AND NOT EXISTS (SELECT 1 FROM `+BackfillStateTable+` s WHERE s.backfill_id = r.backfill_id)
+		ORDER BY r.request_id
+		ON CONFLICT (backfill_id) DO NOTHING`, s.slot); err != nil {
+		return nil, s.fail(fmt.Errorf("start requested backfills: %w", err))
+	}
+	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM `+BackfillStateTable+` WHERE slot = $1 AND status = 'running' ORDER BY started_at, backfill_id`, s.slot)
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("read backfills: %w", err))
+	}
+	states, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*connector.BackfillState, error) { return scanBackfill(r) })
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("read backfills: %w", err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, s.fail(fmt.Errorf("commit: %w", err))
+	}
+	return states, nil
+}
+
+// Save stores st's progress.
+func (s *BackfillSource) Save(ctx context.Context, st *connector.BackfillState) error {
+	conn, err := s.db(ctx)
+	if err != nil {
+		return err
+	}
+	var msg *string
+	if st.Error != "" {
+		msg = &st.Error
+	}
+	_, err = conn.Exec(ctx, `UPDATE `+BackfillStateTable+` SET status = $3, last_key = $4, max_key = $5, rows_done = $6, rows_estimated = $7,
+		chunks = $8, chunk_size = $9, error = $10, updated_at = now(), finished_at = CASE WHEN $3 = 'running' THEN NULL ELSE now() END
+		WHERE backfill_id = $1 AND slot = $2 AND status <> 'cancelled'`,
+		st.ID, s.slot, string(st.Status), st.LastKey, st.MaxKey, st.RowsDone, st.RowsEstimated, st.Chunks, st.ChunkSize, msg)
+	if err != nil {
+		return s.fail(fmt.Errorf("save backfill %s: %w", st.ID, err))
+	}
+	return nil
+}
+
+// Cancelled reports whether a cancel of id was requested.
+func (s *BackfillSource) Cancelled(ctx context.Context, id string) (bool, error) {
+	conn, err := s.db(ctx)
+	if err != nil {
+		return false, err
+	}
+	var yes bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+BackfillRequestsTable+` WHERE backfill_id = $1 AND action = 'cancel')`, id).Scan(&yes)
+	return yes, s.fail(err)
+}
+
+// LagBytes is how far the slot's confirmed position is behind the WAL end.
+func (s *BackfillSource) LagBytes(ctx context.Context) (int64, error) {
+	conn, err := s.db(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var lag int64
+	err = conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&lag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return lag, s.fail(err)
+}
+
+// Watermark writes w as a transactional logical decoding message (its own
+// transaction: decoded in commit order, between the changes before and
+// after it).
+func (s *BackfillSource) Watermark(ctx context.Context, w connector.Watermark) error {
+	conn, err := s.db(ctx)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(w)
+	_, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, $2::text)`, connector.WatermarkPrefix, string(body))
+	return s.fail(err)
+}
+
+// backfillQuery is a plan's compiled query (BackfillPlan.Source).
+type backfillQuery struct {
+	rel      *connector.Relation
+	keyIdx   []int    // positions of the key columns in rel
+	keyTypes []string // format_type of the key columns
+	from     string   // quoted table
+	where    string   // the mapping's where: and the backfill's filter, ANDed; "" for none
+	columns  string   // the select list
+	order    string   // the key columns, quoted, comma-separated
+}
+
+// Prepare checks st: the table is mapped and has a primary key, whose
+// columns are published; the predicate names only published fields; the
+// link key is a published field; the server carries watermarks (14+).
+func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillState) (*connector.BackfillPlan, error) {
+	conn, err := s.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !Supports(s.server, FeatureBackfill) {
+		return nil, fmt.Errorf("PostgreSQL %s cannot carry the backfill's watermarks (logical messages in the stream need 14 or later; 13 is out of support): upgrade the server: %w",
+			versionText(s.server), connector.ErrBackfillRefused)
+	}
+	mp := s.mappings[st.Table]
+	if mp == nil {
+		return nil, fmt.Errorf("table %s is not mapped in this connector's configuration: add it to tables: (and to the publication with setup), or name a mapped table: %w", st.Table, connector.ErrBackfillRefused)
+	}
+	schema, name, _ := strings.Cut(st.Table, ".")
+	var oid uint32
+	if err := conn.QueryRow(ctx, `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, schema, name).Scan(&oid); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("table %s does not exist: %w", st.Table, connector.ErrBackfillRefused)
+		}
+		return nil, s.fail(fmt.Errorf("look up %s: %w", st.Table, err))
+	}
+	type col struct {
+		name, typ string
+		oid       uint32
+	}
+	rows, err := conn.Query(ctx, `SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod)
+		FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`, oid)
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("primary key of %s: %w", st.Table, err))
+	}
+	key, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
+		var c col
+		return c, r.Scan(&c.name, &c.oid, &c.typ)
+	})
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("primary key of %s: %w", st.Table, err))
+	}
+	if len(key) == 0 {
+		return nil, fmt.Errorf("table %s has no primary key: a backfill reads in primary-key order (add a primary key, e.g. ALTER TABLE %s ADD PRIMARY KEY (...)): %w",
+			st.Table, pgx.Identifier{schema, name}.Sanitize(), connector.ErrBackfillRefused)
+	}
+	rows, err = conn.Query(ctx, `SELECT attname, atttypid FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("columns of %s: %w", st.Table, err))
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
+		var c col
+		return c, r.Scan(&c.name, &c.oid)
+	})
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("columns of %s: %w", st.Table, err))
+	}
+	// The published columns (all when the mapping lists none), and the
+	// fields a predicate may name.
+	fields := map[string]string{}
+	published := map[string]bool{}
+	for _, c := range mp.Columns {
+		fields[c.Name] = c.Column
+		fields[c.Column] = c.Column
+		published[c.Column] = true
+	}
+	if len(mp.Columns) == 0 {
+		for _, c := range all {
+			fields[c.name] = c.name
+			published[c.name] = true
+		}
+	}
+	for _, k := range key {
+		if !published[k.name] {
+			return nil, fmt.Errorf("primary-key column %s of %s is not published: a backfill needs it to interleave with the stream; add it to the mapping's columns: %w", k.name, st.Table, connector.ErrBackfillRefused)
+		}
+	}
+	q := &backfillQuery{from: pgx.Identifier{schema, name}.Sanitize()}
+	rel := &connector.Relation{Schema: schema, Name: name, Table: st.Table}
+	var oids []uint32
+	var sel []string
+	for _, c := range all {
+		if !published[c.name] {
+			continue
+		}
+		oids = append(oids, c.oid)
+		isKey := false
+		for _, k := range key {
+			isKey = isKey || k.name == c.name
+		}
+		rel.Columns = append(rel.Columns, connector.Column{Name: c.name, TypeOID: c.oid, Key: isKey})
+		sel = append(sel, pgx.Identifier{c.name}.Sanitize())
+	}
+	if err := s.types.Resolve(ctx, conn, oids); err != nil {
+		return nil, s.fail(fmt.Errorf("resolve column types of %s: %w", st.Table, err))
+	}
+	for i := range rel.Columns {
+		rel.Columns[i].TypeName = s.types.Name(rel.Columns[i].TypeOID)
+		rel.Columns[i].Encode = s.types.Encoder(rel.Columns[i].TypeOID)
+	}
+	var order []string
+	for _, k := range key {
+		for i, c := range rel.Columns {
+			if c.Name == k.name {
+				q.keyIdx = append(q.keyIdx, i)
+			}
+		}
+		q.keyTypes = append(q.keyTypes, k.typ)
+		order = append(order, pgx.Identifier{k.name}.Sanitize())
+	}
+	q.rel, q.columns, q.order = rel, strings.Join(sel, ", "), strings.Join(order, ", ")
+	var conds []string
+	if mp.Where != "" {
+		conds = append(conds, "("+mp.Where+")")
+	}
+	if st.Where != "" {
+		w, err := CompileWhere(st.Where, fields)
+		if err != nil {
+			return nil, err
+		}
+		conds = append(conds, "("+w+")")
+	}
+	if st.KeyField != "" {
+		c, ok := fields[st.KeyField]
+		if !ok {
+			return nil, fmt.Errorf("link key field %s is not a published field of %s: %w", st.KeyField, st.Table, connector.ErrBackfillRefused)
+		}
+		conds = append(conds, pgx.Identifier{c}.Sanitize()+" = "+quoteLiteral(st.KeyValue))
+	}
+	q.where = strings.Join(conds, " AND ")
+	plan := &connector.BackfillPlan{Table: st.Table, Source: q, MaxKey: st.MaxKey}
+	for _, k := range key {
+		plan.Key = append(plan.Key, k.name)
+	}
+	if st.Chunks > 0 || st.MaxKey != nil {
+		return plan, nil
+	}
+	// The scan's bound and the estimate, read-only.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("begin: %w", err))
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	var keyText []string
+	for _, o := range order {
+		keyText = append(keyText, o+"::text")
+	}
+	where := ""
+	if q.where != "" {
+		where = " WHERE " + q.where
+	}
+	err = tx.QueryRow(ctx, `SELECT ARRAY[`+strings.Join(keyText, ", ")+`] FROM `+q.from+where+` ORDER BY `+desc(order)+` LIMIT 1`).Scan(&plan.MaxKey)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, s.refusedOrFail(st, err)
+	}
+	var explain []byte
+	if err := tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) SELECT 1 FROM `+q.from+where).Scan(&explain); err == nil {
+		var p []struct {
+			Plan struct {
+				Rows float64 `json:"Plan Rows"`
+			} `json:"Plan"`
+		}
+		if json.Unmarshal(explain, &p) == nil && len(p) == 1 {
+			plan.RowsEstimated = int64(p[0].Plan.Rows)
+		}
+	}
+	return plan, nil
+}
+
+// refusedOrFail turns an error of PostgreSQL about the request (a value
+// that does not fit the column's type) into a refusal.
+func (s *BackfillSource) refusedOrFail(st *connector.BackfillState, err error) error {
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.SQLState(), "22") || strings.HasPrefix(pgErr.SQLState(), "42")) {
+		return fmt.Errorf("backfill %s of %s: PostgreSQL refused the filter: %s: %w", st.ID, st.Table, err, connector.ErrBackfillRefused)
+	}
+	return s.fail(fmt.Errorf("backfill %s of %s: %w", st.ID, st.Table, err))
+}
+
+func desc(cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = c + " DESC"
+	}
+	return strings.Join(out, ", ")
+}
+
+// keyRow renders "(k1, k2) > ($1::text::t1, $2::text::t2)" with the
+// placeholders from n on.
+func keyRow(order string, types []string, cmp string, n int) string {
+	ph := make([]string, len(types))
+	for i, t := range types {
+		ph[i] = "$" + strconv.Itoa(n+i) + "::text::" + t
+	}
+	return "(" + order + ") " + cmp + " (" + strings.Join(ph, ", ") + ")"
+}
+
+// ReadChunk reads up to limit rows after after, in key order, in a
+// read-only REPEATABLE READ transaction whose snapshot it returns, in text
+// form (the stream's).
+func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int) (*connector.BackfillChunk, error) {
+	q := p.Source.(*backfillQuery)
+	conn, err := s.db(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conds := []string{}
+	if q.where != "" {
+		conds = append(conds, q.where)
+	}
+	args := []any{pgx.QueryResultFormats{pgx.TextFormatCode}}
+	if after != nil {
+		conds = append(conds, keyRow(q.order, q.keyTypes, ">", len(args)))
+		for _, v := range after {
+			args = append(args, v)
+		}
+	}
+	conds = append(conds, keyRow(q.order, q.keyTypes, "<=", len(args)))
+	for _, v := range p.MaxKey {
+		args = append(args, v)
+	}
+	sql := `SELECT ` + q.columns + ` FROM ` + q.from + ` WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY ` + q.order + ` LIMIT ` + strconv.Itoa(limit)
+	start := time.Now()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("begin: %w", err))
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
+	c := &connector.BackfillChunk{Rel: q.rel}
+	var snap string
+	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap); err != nil {
+		return nil, s.fail(fmt.Errorf("snapshot: %w", err))
+	}
+	if c.Snapshot, err = parseSnapshot(snap); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, s.fail(fmt.Errorf("read %s: %w", p.Table, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		raw := rows.RawValues()
+		row := make([]connector.Datum, len(raw))
+		size := 0
+		for _, v := range raw {
+			size += len(v)
+		}
+		buf := make([]byte, 0, size)
+		for i, v := range raw {
+			if v == nil {
+				row[i] = connector.Datum{Kind: connector.DatumNull}
+				continue
+			}
+			start := len(buf)
+			buf = append(buf, v...)
+			row[i] = connector.Datum{Kind: connector.DatumText, Value: buf[start:len(buf):len(buf)]}
+		}
+		key := make([]string, len(q.keyIdx))
+		for i, j := range q.keyIdx {
+			key[i] = string(row[j].Value)
+		}
+		c.Rows = append(c.Rows, row)
+		c.Keys = append(c.Keys, connector.RowKey(key))
+		c.LastKey = key
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(fmt.Errorf("read %s: %w", p.Table, err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, s.fail(fmt.Errorf("read %s: commit: %w", p.Table, err))
+	}
+	c.Took = time.Since(start)
+	return c, nil
+}
+
+// parseSnapshot parses pg_snapshot's text form "xmin:xmax:xip,xip".
+func parseSnapshot(s string) (connector.Snapshot, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return connector.Snapshot{}, fmt.Errorf("snapshot %q: not xmin:xmax:xip", s)
+	}
+	var snap connector.Snapshot
+	var err error
+	if snap.Xmin, err = strconv.ParseUint(parts[0], 10, 64); err != nil {
+		return snap, fmt.Errorf("snapshot %q: %w", s, err)
+	}
+	if snap.Xmax, err = strconv.ParseUint(parts[1], 10, 64); err != nil {
+		return snap, fmt.Errorf("snapshot %q: %w", s, err)
+	}
+	if parts[2] != "" {
+		for _, x := range strings.Split(parts[2], ",") {
+			v, err := strconv.ParseUint(x, 10, 64)
+			if err != nil {
+				return snap, fmt.Errorf("snapshot %q: %w", s, err)
+			}
+			snap.Xip = append(snap.Xip, v)
+		}
+	}
+	return snap, nil
+}
