@@ -37,7 +37,7 @@ type cliResult struct {
 func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	root := &cobra.Command{Use: "baitoru-cdc", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(setupCmd(), checkCmd(), teardownCmd())
+	root.AddCommand(setupCmd(), checkCmd(), teardownCmd(), backfillCmd())
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)

@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 		setupCmd(),
 		checkCmd(),
 		teardownCmd(),
+		backfillCmd(),
 		versionCmd(),
 		planCmd(),
 	)

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/connector/postgres"
+)
+
+// backfillCmd is `baitoru-cdc backfill start|list|status|cancel`. The
+// commands talk to the source database, not to the connector's process: a
+// request is a row the running connector reads from its replication stream
+// (whichever replica streams the slot), progress is a row it keeps. So
+// they work whichever replica is active, across restarts of either side,
+// and with a role that may do nothing else (see setup's script).
+func backfillCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backfill",
+		Short: "Re-send the existing rows of a mapped table as read events (start, list, status, cancel)",
+		Long: `Re-send rows that already exist as events with op "read" (type <type>.read),
+while the connector keeps streaming: a first load, a re-sync after a gap, a
+company's history. The running connector (the one streaming the slot) reads
+the table in short chunks in primary-key order, interleaved with the live
+changes so that no row is ever sent older than a change already sent.
+
+The commands connect to the source database (--dsn, else source.dsn); a role
+that may only request backfills is enough (setup's script describes it).`,
+		Example: `  baitoru-cdc backfill start --config config.yaml --table public.job_postings --where "company_id = 7"
+  baitoru-cdc backfill list --config config.yaml
+  baitoru-cdc backfill status --config config.yaml bf-20261206-1
+  baitoru-cdc backfill cancel --config config.yaml bf-20261206-1`,
+	}
+	cmd.AddCommand(backfillStartCmd(), backfillListCmd(), backfillStatusCmd(), backfillCancelCmd())
+	return cmd
+}
+
+type backfillFlags struct{ file, dsn string }
+
+func (f *backfillFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.file, "config", "config.yaml", "configuration file")
+	cmd.Flags().StringVar(&f.dsn, "dsn", "", "connect as this role instead of source.dsn's (e.g. the requester role)")
+}
+
+func backfillStartCmd() *cobra.Command {
+	var f backfillFlags
+	var table, where, id string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "start --table SCHEMA.TABLE [--where PREDICATE]",
+		Short: "Request a backfill of a mapped table and follow its progress",
+		Long: `Request a backfill of a mapped table, optionally of the rows a predicate
+selects (published fields, comparisons, AND, OR, NOT, IN, BETWEEN, IS NULL and
+literals: e.g. "company_id = 7", "updated_at >= '2026-12-01'"), then follow its
+progress until it ends (a bar on a terminal, a line every few seconds
+otherwise). Repeating a start with the same --id changes nothing. Ctrl-C stops
+following; the backfill goes on (cancel it with backfill cancel).`,
+		Example: `  baitoru-cdc backfill start --config config.yaml --table public.job_postings --where "company_id = 7"
+  baitoru-cdc backfill start --config config.yaml --table public.applications --where "applied_at >= '2026-12-01 00:00:00+09'" --id resync-applications`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConnectorConfig(f.file)
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, m := range cfg.Mappings() {
+				names = append(names, m.Table)
+			}
+			if !slices.Contains(names, table) {
+				return &exitError{code: 1, msg: fmt.Sprintf("backfill start: table %q is not mapped in %s (mapped: %s)", table, f.file, strings.Join(names, ", "))}
+			}
+			if id == "" {
+				id = "bf-" + time.Now().UTC().Format("20060102-150405")
+			}
+			ctx := cmd.Context()
+			conn, err := connectSource(ctx, cfg, f.dsn)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			inserted, err := postgres.RequestBackfill(ctx, conn, postgres.BackfillRequest{ID: id, Table: table, Where: where, Slot: cfg.Source.Slot})
+			if err != nil {
+				return &exitError{code: 1, msg: "backfill start: " + err.Error()}
+			}
+			out := cmd.OutOrStdout()
+			if inserted {
+				fmt.Fprintf(out, "backfill %s requested: %s%s\n", id, table, whereText(where))
+			} else {
+				fmt.Fprintf(out, "backfill %s was already requested: following it\n", id)
+			}
+			if !wait {
+				return nil
+			}
+			return followBackfill(ctx, conn, out, id)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&table, "table", "", "the mapped table, schema.name")
+	cmd.Flags().StringVar(&where, "where", "", "only the rows this predicate selects (over published fields)")
+	cmd.Flags().StringVar(&id, "id", "", "the backfill's id (default bf-<UTC time>); the same id twice is one backfill")
+	cmd.Flags().BoolVar(&wait, "wait", true, "follow the progress until the backfill ends")
+	_ = cmd.MarkFlagRequired("table")
+	return cmd
+}
+
+func whereText(where string) string {
+	if where == "" {
+		return " (every row)"
+	}
+	return " where " + where
+}
+
+// followBackfill prints the progress of id until it ends: a bar redrawn in
+// place on a terminal, a line every 5 seconds otherwise.
+func followBackfill(ctx context.Context, conn *pgx.Conn, out io.Writer, id string) error {
+	tty := isTerminal(out)
+	last := time.Time{}
+	for {
+		list, err := postgres.Backfills(ctx, conn, id)
+		if err != nil {
+			return fmt.Errorf("backfill status: %w", err)
+		}
+		st := list[0]
+		line := progressLine(st)
+		switch {
+		case tty:
+			fmt.Fprintf(out, "\r\033[K%s", line)
+		case time.Since(last) >= 5*time.Second || st.Status != connector.BackfillRunning && st.Status != "requested":
+			fmt.Fprintln(out, line)
+			last = time.Now()
+		}
+		switch connector.BackfillStatus(st.Status) {
+		case connector.BackfillDone, connector.BackfillCancelled:
+			if tty {
+				fmt.Fprintln(out)
+			}
+			return nil
+		case connector.BackfillFailed:
+			if tty {
+				fmt.Fprintln(out)
+			}
+			return &exitError{code: 1, msg: "backfill " + id + " failed: " + st.Error}
+		}
+		select {
+		case <-ctx.Done():
+			if tty {
+				fmt.Fprintln(out)
+			}
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// progressLine is "[#####-----] 1200/4000 rows  850 rows/s  ETA 3s  running".
+func progressLine(st *connector.BackfillState) string {
+	const width = 24
+	done := st.RowsDone
+	total := max(st.RowsEstimated, done)
+	bar := strings.Repeat("-", width)
+	if total > 0 {
+		n := int(int64(width) * done / total)
+		if st.Status == connector.BackfillDone {
+			n = width
+		}
+		bar = strings.Repeat("#", n) + strings.Repeat("-", width-n)
+	}
+	rate := 0.0
+	if el := st.UpdatedAt.Sub(st.StartedAt).Seconds(); el > 0 {
+		rate = float64(done) / el
+	}
+	eta := "-"
+	if rate > 0 && total > done && st.Status == connector.BackfillRunning {
+		eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second).String()
+	}
+	s := fmt.Sprintf("[%s] %d/%d rows  %.0f rows/s  ETA %s  %s", bar, done, total, rate, eta, st.Status)
+	if st.Error != "" {
+		s += ": " + st.Error
+	}
+	return s
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func backfillListCmd() *cobra.Command {
+	var f backfillFlags
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List backfills, newest first",
+		Example: `  baitoru-cdc backfill list --config config.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withBackfills(cmd, f, "", func(list []*connector.BackfillState) {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTABLE\tFILTER\tSTATUS\tROWS\tESTIMATED\tUPDATED")
+				for _, st := range list {
+					filter := st.Where
+					if st.KeyField != "" {
+						filter = strings.TrimSpace(filter + " " + st.KeyField + "=" + st.KeyValue)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", st.ID, st.Table, filter, st.Status, st.RowsDone, st.RowsEstimated, st.UpdatedAt.UTC().Format(time.RFC3339))
+				}
+				tw.Flush()
+			})
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func backfillStatusCmd() *cobra.Command {
+	var f backfillFlags
+	cmd := &cobra.Command{
+		Use:     "status ID",
+		Short:   "Show one backfill's progress",
+		Example: `  baitoru-cdc backfill status --config config.yaml bf-20261206-1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withBackfills(cmd, f, args[0], func(list []*connector.BackfillState) {
+				st := list[0]
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "backfill %s: %s%s\n", st.ID, st.Table, whereText(st.Where))
+				fmt.Fprintln(out, progressLine(st))
+				fmt.Fprintf(out, "chunks %d, chunk size %d, requested by %s at %s\n", st.Chunks, st.ChunkSize, st.RequestedBy, st.RequestedAt.UTC().Format(time.RFC3339))
+			})
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func backfillCancelCmd() *cobra.Command {
+	var f backfillFlags
+	cmd := &cobra.Command{
+		Use:     "cancel ID",
+		Short:   "Cancel a backfill (rows already sent stay sent)",
+		Example: `  baitoru-cdc backfill cancel --config config.yaml bf-20261206-1`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConnectorConfig(f.file)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, err := connectSource(ctx, cfg, f.dsn)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			if err := postgres.CancelBackfill(ctx, conn, args[0]); err != nil {
+				return &exitError{code: 1, msg: "backfill cancel: " + err.Error()}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backfill %s: cancel requested; the connector stops it before its next chunk\n", args[0])
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func withBackfills(cmd *cobra.Command, f backfillFlags, id string, show func([]*connector.BackfillState)) error {
+	cfg, err := loadConnectorConfig(f.file)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	conn, err := connectSource(ctx, cfg, f.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	list, err := postgres.Backfills(ctx, conn, id)
+	if errors.Is(err, postgres.ErrNoBackfill) {
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	if err != nil {
+		return &exitError{code: 1, msg: "backfill: " + err.Error()}
+	}
+	show(list)
+	return nil
+}
