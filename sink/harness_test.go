@@ -74,6 +74,8 @@ type harnessOptions struct {
 	KobotURL        string        // default: the receiver
 	QueueURL        string        // default: a new queue
 	Concurrency     int           // default 2
+	// NotReady: the queue does not answer; wait only for the API.
+	NotReady bool
 }
 
 // harness is a running sink with its own database, queue, DLQ and Kobot.
@@ -88,6 +90,7 @@ type harness struct {
 	sink     *service.Sink
 	reg      *prometheus.Registry
 	api      string
+	logs     *logBuffer // every line the sink logged
 	cancel   context.CancelFunc
 	done     chan error
 }
@@ -153,7 +156,9 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 		Links: []config.LinkKey{{Table: "public.applications", Field: "company_id"}},
 	}
 	h.reg = prometheus.NewRegistry()
-	h.sink, err = service.New(cfg, service.Options{Logger: testLogger(t), Registry: h.reg, SQS: h.emu.SQS(), S3: h.emu.S3()})
+	h.logs = &logBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(&testWriter{t: t}, h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.sink, err = service.New(cfg, service.Options{Logger: log, Registry: h.reg, SQS: h.emu.SQS(), S3: h.emu.S3()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,12 +167,16 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	h.done = make(chan error, 1)
 	go func() { h.done <- h.sink.Run(runCtx) }()
 	t.Cleanup(func() { h.stop() })
+	wait, what := h.sink.Ready(), "ready"
+	if o.NotReady {
+		wait, what = h.sink.Listening(), "listening"
+	}
 	select {
-	case <-h.sink.Ready():
+	case <-wait:
 	case err := <-h.done:
-		t.Fatalf("sink stopped before ready: %v", err)
+		t.Fatalf("sink stopped before %s: %v", what, err)
 	case <-time.After(30 * time.Second):
-		t.Fatal("sink not ready after 30s")
+		t.Fatalf("sink not %s after 30s", what)
 	}
 	h.api = "http://" + h.sink.Addr().String()
 	return h
@@ -187,6 +196,31 @@ func (h *harness) stop() error {
 		h.t.Error("sink did not stop within 30s")
 		return nil
 	}
+}
+
+// logBuffer keeps log lines; safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines that contain s.
+func (b *logBuffer) lines(s string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // testLogger logs through t.Log while the test runs.

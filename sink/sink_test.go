@@ -15,6 +15,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
+	"github.com/baitoru/baitoru-cdc/internal/testenv"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
@@ -445,7 +446,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 
 	// A sink whose queue does not exist is alive but not ready, and says why.
-	bad := startHarness(t, harnessOptions{QueueURL: h.emu.Endpoint + "/000000000000/no-such-queue"})
+	bad := startHarness(t, harnessOptions{QueueURL: h.emu.Endpoint + "/000000000000/no-such-queue", NotReady: true})
 	status, body = call(t, bad.api, "", http.MethodGet, "/readyz", "")
 	if err := json.Unmarshal(body, &r); status != http.StatusServiceUnavailable || err != nil || r.Status != "not ready" || r.Checks["sqs"] == "ok" || r.Checks["database"] != "ok" {
 		t.Fatalf("readyz of a sink without its queue: %d %s", status, body)
@@ -453,6 +454,72 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if status, _ := call(t, bad.api, "", http.MethodGet, "/healthz", ""); status != http.StatusOK {
 		t.Fatalf("healthz: %d", status)
 	}
+}
+
+// TestReadyMeansReady: a sink whose queue does not answer yet serves its
+// API but neither says "sink ready" nor consumes, /readyz says not ready
+// (sqs), and its failed attempts are one log line, not one per attempt; once
+// the queue exists it says "sink ready", /readyz agrees and it consumes. When
+// the queue goes away later, the failed receives of every worker are one
+// line too, then one "recovered" line.
+func TestReadyMeansReady(t *testing.T) {
+	integration(t)
+	emu := testenv.Emu(t)
+	name := queueName(t, "late")
+	url := emu.Endpoint + "/000000000000/" + name
+	h := startHarness(t, harnessOptions{QueueURL: url, NotReady: true, Concurrency: 4})
+	notReady := "sink not ready: SQS queue not reachable; retrying"
+	time.Sleep(3100 * time.Millisecond) // 5 attempts and more (0.1+0.2+0.4+0.8+1.6 s of backoff, jittered)
+	select {
+	case <-h.sink.Ready():
+		t.Fatal("the sink is ready while its queue does not exist")
+	default:
+	}
+	status, body := call(t, h.api, "", http.MethodGet, "/readyz", "")
+	var r monitoring.Readiness
+	if err := json.Unmarshal(body, &r); status != http.StatusServiceUnavailable || err != nil || r.Checks["sqs"] == "ok" {
+		t.Fatalf("readyz while the queue does not exist: %d %s", status, body)
+	}
+	if l := h.logs.lines(notReady); len(l) != 1 || !strings.Contains(l[0], "queue="+url) || !strings.Contains(l[0], "api=127.0.0.1:") {
+		t.Errorf("want one %q line naming the queue and the API, got %d:\n%s", notReady, len(l), strings.Join(l, "\n"))
+	}
+	if l := h.logs.lines("sink ready"); len(l) != 0 {
+		t.Errorf("logged %q", l)
+	}
+
+	if got, _, err := emu.CreateQueue(t.Context(), name, testenv.QueueOptions{}); err != nil || !strings.HasSuffix(got, "/000000000000/"+name) {
+		t.Fatalf("create queue: %s %v, want .../000000000000/%s", got, err, name)
+	}
+	h.queueURL = url // the one the sink consumes
+	select {
+	case <-h.sink.Ready():
+	case <-time.After(15 * time.Second):
+		t.Fatal("not ready 15 s after the queue was created")
+	}
+	if l := h.logs.lines("sink ready"); len(l) != 1 {
+		t.Errorf("%d \"sink ready\" lines, want 1", len(l))
+	}
+	if status, body := call(t, h.api, "", http.MethodGet, "/readyz", ""); status != http.StatusOK {
+		t.Errorf("readyz after \"sink ready\": %d %s", status, body)
+	}
+	h.startLink("kobot-acme", "7")
+	h.send(event("0/B000000-1", 7))
+	waitFor(t, 10*time.Second, "a push once ready", func() bool { return len(h.kobot.Log()) == 1 })
+
+	// The queue goes away: 4 workers fail their receives for 3 s.
+	if _, err := emu.SQS().DeleteQueue(t.Context(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+		t.Fatal(err)
+	}
+	failing := "receive from SQS failing; retrying"
+	waitFor(t, 15*time.Second, "a failing receive", func() bool { return len(h.logs.lines(failing)) > 0 })
+	time.Sleep(3 * time.Second)
+	if l := h.logs.lines(failing); len(l) != 1 {
+		t.Errorf("%d %q lines within 3 s, want 1:\n%s", len(l), failing, strings.Join(l, "\n"))
+	}
+	if _, _, err := emu.CreateQueue(t.Context(), name, testenv.QueueOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "receive from SQS recovered", func() bool { return len(h.logs.lines("receive from SQS recovered")) == 1 })
 }
 
 // TestEveryErrorIsJSON: the sink's HTTP port answers every error, outside

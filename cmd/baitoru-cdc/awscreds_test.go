@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -65,10 +67,11 @@ func noAWSCredentials(t *testing.T) []string {
 	}
 }
 
-// TestNoAWSCredentials: check and run against the emulator without AWS
-// credentials say so, and what to set (any keys do against an emulator),
-// instead of the instance metadata service's error; run stops at once
-// rather than retrying; the SDK's own warning never reaches the terminal.
+// TestNoAWSCredentials: check, run and sink against the emulator without
+// AWS credentials say so, and what to set (any keys do against an
+// emulator), instead of the instance metadata service's error; run and sink
+// stop at once rather than retrying (the sink never says "sink ready"); the
+// SDK's own warning never reaches the terminal.
 func TestNoAWSCredentials(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -109,6 +112,39 @@ func TestNoAWSCredentials(t *testing.T) {
 	for _, n := range noise {
 		if strings.Contains(res.stderr, n) {
 			t.Errorf("run printed %q:\n%s", n, res)
+		}
+	}
+
+	kb := startKobot(t, "")
+	queue := e.emu.Endpoint + "/000000000000/no-credentials"
+	sinkConfig := filepath.Join(t.TempDir(), "sink.yaml")
+	if err := os.WriteFile(sinkConfig, []byte(fmt.Sprintf(`
+log: {level: info, format: json}
+sink:
+  dsn: %s
+  sqs: {region: %s, endpoint: %s, queue_url: %s}
+  kobot: {endpoint: %s, secret: "${KOBOT_TEST_SECRET}"}
+  api: {listen: "127.0.0.1:0", token: no-credentials-token}
+  links:
+    - {table: public.apps, field: company_id}
+`, e.dsn, e.emu.Region, e.emu.Endpoint, queue, kb.URL())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	res = runBinaryEnv(t, append(env, "KOBOT_TEST_SECRET="+kb.secret), "sink", "--config", sinkConfig)
+	took = time.Since(start)
+	lines = strings.Split(strings.TrimSpace(res.stderr), "\n")
+	last = lines[len(lines)-1]
+	sinkFix := strings.Replace(fix, "(sns.endpoint ", "(sink.sqs.endpoint ", 1)
+	if res.code != 1 || last != "baitoru-cdc: sqs queue "+queue+": "+problem+"; "+sinkFix || strings.Contains(res.stderr, "sink ready") {
+		t.Errorf("sink without credentials: want exit 1, no \"sink ready\", and the problem and fix last:\n%s", res)
+	}
+	if took >= topicCheckWithin {
+		t.Errorf("sink took %s: it retried what retrying cannot fix", took)
+	}
+	for _, n := range noise {
+		if strings.Contains(res.stderr, n) {
+			t.Errorf("sink printed %q:\n%s", n, res)
 		}
 	}
 }

@@ -46,7 +46,9 @@ type Sink struct {
 	logger *slog.Logger
 	token  string
 	ready  chan struct{}
-	addr   net.Addr
+	// listening is closed once the API serves (addr is set).
+	listening chan struct{}
+	addr      net.Addr
 }
 
 // New checks the configuration and builds the parts that need no I/O (the
@@ -65,14 +67,18 @@ func New(cfg config.Sink, o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, parts: p, ln: o.Listener, logger: p.Logger, token: token, ready: make(chan struct{})}, nil
+	return &Sink{cfg: cfg, parts: p, ln: o.Listener, logger: p.Logger, token: token, ready: make(chan struct{}), listening: make(chan struct{})}, nil
 }
 
-// Ready is closed once the database is migrated, the link cache loaded and
-// the API listening (consumers start then).
+// Ready is closed once the database is migrated, the link cache loaded,
+// the API listening and the SQS queue answering (consumers start then).
 func (s *Sink) Ready() <-chan struct{} { return s.ready }
 
-// Addr is the API's address; valid after Ready.
+// Listening is closed once the API (with /healthz and /readyz) serves,
+// before Ready when the queue does not answer yet.
+func (s *Sink) Listening() <-chan struct{} { return s.listening }
+
+// Addr is the API's address; valid after Listening.
 func (s *Sink) Addr() net.Addr { return s.addr }
 
 // Registry is where the metrics are registered.
@@ -83,7 +89,10 @@ func (s *Sink) Registry() *prometheus.Registry { return s.parts.Registry }
 // batches in hand finish (their pushes complete, their messages are deleted
 // or dead-lettered), shuts the API down and returns nil. It returns an error
 // when it cannot start (database unreachable, migration failed, address in
-// use) or the API server fails.
+// use, no AWS credentials) or the API server fails. While the queue does not
+// answer it serves the API, /readyz says not ready (sqs), and it waits
+// (logging "sink not ready: SQS queue not reachable; retrying", summarised)
+// before it logs "sink ready" and consumes.
 func (s *Sink) Run(ctx context.Context) error {
 	if err := s.parts.open(ctx); err != nil {
 		return err
@@ -108,6 +117,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		}
 	}
 	s.addr = ln.Addr()
+	close(s.listening)
 
 	var stopping atomic.Bool
 	mux := http.NewServeMux()
@@ -160,6 +170,14 @@ func (s *Sink) Run(ctx context.Context) error {
 				return nil
 			case <-time.After(20 * time.Millisecond):
 			}
+		}
+		// Ready means ready: the queue answers (as /readyz's sqs check
+		// would say) before the sink says so and starts consuming.
+		if err := consumer.WaitReachable(gctx, "api", s.addr.String()); err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 		s.logger.Info("sink ready", "api", s.addr.String(), "queue", s.cfg.SQS.QueueURL, "active_links", cache.Len())
 		close(s.ready)

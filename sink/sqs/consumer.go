@@ -21,6 +21,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/awsclient"
+	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
@@ -79,6 +80,8 @@ type Consumer struct {
 	batchSize   int32
 	waitTime    int32
 	visibility  int32
+	// receiving summarises failed receives of every worker.
+	receiving *logging.Streak
 }
 
 // New returns a consumer of cfg.QueueURL. A zero concurrency or batch size
@@ -102,6 +105,7 @@ func New(client Client, cfg config.SinkSQS, proc Processor, logger *slog.Logger)
 		batchSize:   int32(cfg.BatchSize),
 		waitTime:    int32(cfg.WaitTime / time.Second),
 		visibility:  int32(cfg.VisibilityTimeout / time.Second),
+		receiving:   &logging.Streak{Log: logger, Failing: "receive from SQS failing; retrying", Recovered: "receive from SQS recovered"},
 	}
 	if c.concurrency <= 0 {
 		c.concurrency = DefaultConcurrency
@@ -116,7 +120,9 @@ func New(client Client, cfg config.SinkSQS, proc Processor, logger *slog.Logger)
 // Run receives and processes messages until ctx ends, then stops receiving,
 // lets every batch in hand finish (pushes under way complete, their messages
 // are deleted or dead-lettered), and returns nil. Receive errors (queue
-// unreachable) are logged and retried with backoff; they never end Run.
+// unreachable) are retried with backoff and never end Run; they are logged
+// summarised (logging.Streak): one warn line when they start, one every 30 s
+// while they go on, one info line when receiving works again.
 func (c *Consumer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i := range c.concurrency {
@@ -141,6 +147,7 @@ func (c *Consumer) loop(ctx context.Context, worker int) {
 	}
 	failWait.Reset()
 	for ctx.Err() == nil {
+		began := time.Now()
 		out, err := c.client.ReceiveMessage(ctx, &awssqs.ReceiveMessageInput{
 			QueueUrl:              aws.String(c.queueURL),
 			MaxNumberOfMessages:   c.batchSize,
@@ -156,11 +163,11 @@ func (c *Consumer) loop(ctx context.Context, worker int) {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := failWait.NextBackOff()
-			c.logger.Warn("receive from SQS", "worker", worker, "err", err, "retry_in", wait)
-			sleep(ctx, wait)
+			c.receiving.Fail(err, "queue", c.queueURL)
+			sleep(ctx, failWait.NextBackOff())
 			continue
 		}
+		c.receiving.OK(began)
 		failWait.Reset()
 		if len(out.Messages) == 0 {
 			if c.waitTime == 0 { // short polling: do not spin
@@ -274,6 +281,32 @@ func (c *Consumer) Ping(ctx context.Context) error {
 		return fmt.Errorf("queue unreachable: %w", err)
 	}
 	return nil
+}
+
+// WaitReachable returns once the queue answers (Ping), retrying with
+// backoff while it does not; the failures are logged summarised, with
+// attrs, as "sink not ready: SQS queue not reachable; retrying". It returns
+// an error, without retrying, when no AWS credentials are found (nothing
+// changes that but a restart with credentials), and ctx's error when ctx
+// ends first.
+func (c *Consumer) WaitReachable(ctx context.Context, attrs ...any) error {
+	wait := &backoff.ExponentialBackOff{InitialInterval: receiveRetryInitial, Multiplier: 2, MaxInterval: receiveRetryMax}
+	wait.Reset()
+	streak := &logging.Streak{Log: c.logger, Failing: "sink not ready: SQS queue not reachable; retrying"}
+	for {
+		err := c.Ping(ctx)
+		var ce *awsclient.CredentialsError
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &ce):
+			return fmt.Errorf("sqs queue %s: %w", c.queueURL, ce)
+		}
+		streak.Fail(err, append([]any{"queue", c.queueURL}, attrs...)...)
+		sleep(ctx, wait.NextBackOff())
+	}
 }
 
 // ReceiveCount reads ApproximateReceiveCount from system attributes (1 if absent).
