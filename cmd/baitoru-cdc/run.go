@@ -135,6 +135,15 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
+	// One small pool for the regular connections to the source database
+	// (the subscription's catalog queries, the preparation at start, the
+	// slot monitor, the heartbeat); the replication connection is its own.
+	pool, err := postgres.NewPool(cfg.Source.DSN)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
 	repeat := cfg.Log.StatusInterval
 	if repeat <= 0 {
 		repeat = 30 * time.Second
@@ -166,6 +175,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	sub = postgres.New(postgres.Options{
 		BackfillPublication: postgres.BackfillPublication(cfg.Source.Publication),
 		DSN:                 cfg.Source.DSN,
+		Pool:                pool,
 		Slot:                cfg.Source.Slot,
 		Publication:         cfg.Source.Publication,
 		Mappings:            mappings,
@@ -197,7 +207,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return nil
 		}
 		err := dba.Prepare(ctx, dba.PrepareOptions{
-			DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
+			Pool: pool, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
 			Create: cfg.Source.Create, Mappings: mappings,
 			RetryInitial: cfg.Source.Reconnect.Initial, RetryMax: cfg.Source.Reconnect.Max,
 		}, log)
@@ -212,12 +222,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// the heartbeat keeps an idle database's slot moving.
 	g.Go(func() error {
 		return postgres.NewSlotMonitor(postgres.MonitorOptions{
-			DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, MaxLagBytes: cfg.Source.MaxLagBytes, Observer: metrics,
+			Pool: pool, Slot: cfg.Source.Slot, MaxLagBytes: cfg.Source.MaxLagBytes, Observer: metrics,
 		}, log).Run(ctx)
 	})
 	if cfg.Source.Heartbeat.Interval > 0 {
 		g.Go(func() error {
-			return postgres.NewHeartbeat(cfg.Source.DSN, cfg.Source.Heartbeat.Interval, log).Run(ctx)
+			return postgres.NewHeartbeat(pool, cfg.Source.Heartbeat.Interval, log).Run(ctx)
 		})
 	}
 	if cfg.Metrics.Listen != "" {

@@ -149,12 +149,12 @@ func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, ta
 	rec := &bfRecorder{inner: sns.New(emu.SNS(), sns.Options{DefaultTopic: topic, RetryInitial: d.Publisher.Retry.Initial, RetryMax: d.Publisher.Retry.Max}, log), fail: fail}
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), rec, connector.PipelineOptions{
 		Lanes: 4, MaxBatch: sns.MaxBatchEntries, MaxInflightEvents: 1000, MaxInflightBytes: 1 << 24}, nil, log)
-	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
+	if err := dba.Prepare(ctx, dba.PrepareOptions{Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
 		t.Fatal(err)
 	}
 	il := connector.NewInterleaver(pipe, "cdc", postgres.BackfillRequestsTable, log)
 	sub := postgres.New(postgres.Options{
-		DSN: dsn, Slot: "cdc", Publication: "cdc", BackfillPublication: postgres.BackfillPublication("cdc"), Mappings: ms,
+		DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", BackfillPublication: postgres.BackfillPublication("cdc"), Mappings: ms,
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 	}, il, log)
 	var src connector.BackfillSource = postgres.NewBackfillSource(dsn, "cdc", ms, log)

@@ -43,7 +43,8 @@ const (
 // to GapTable.
 const LegacyGapTable = "public.baitoru_cdc_gaps"
 
-// Querier is a connection or a transaction.
+// Querier is what the catalog readers need: a connection, a pool or a
+// transaction.
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row

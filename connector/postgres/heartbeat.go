@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // HeartbeatPrefix is the prefix of the logical decoding messages the
@@ -24,15 +24,15 @@ const HeartbeatPrefix = "baitoru-cdc.heartbeat"
 // restarting, the role may not call the function) is logged and retried at
 // the next tick; it never stops the connector.
 type Heartbeat struct {
-	dsn      string
+	pool     *pgxpool.Pool
 	interval time.Duration
 	log      *slog.Logger
 }
 
-// NewHeartbeat returns a heartbeat for the database of dsn. It does not
-// connect.
-func NewHeartbeat(dsn string, interval time.Duration, log *slog.Logger) *Heartbeat {
-	return &Heartbeat{dsn: dsn, interval: interval, log: log}
+// NewHeartbeat returns a heartbeat that writes through pool (NewPool). It
+// does not connect.
+func NewHeartbeat(pool *pgxpool.Pool, interval time.Duration, log *slog.Logger) *Heartbeat {
+	return &Heartbeat{pool: pool, interval: interval, log: log}
 }
 
 // Run emits a heartbeat at once and then every interval until ctx ends; it
@@ -41,23 +41,13 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	if h.interval <= 0 {
 		return nil
 	}
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
 	failing := false
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
 	for {
-		err := h.beat(ctx, &conn)
+		err := h.beat(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			if conn != nil {
-				conn.Close(context.Background())
-				conn = nil
-			}
 			if !failing {
 				h.log.Warn("heartbeat failed; retrying at the next interval", "error", err, "interval", h.interval)
 			}
@@ -74,24 +64,12 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 	}
 }
 
-func (h *Heartbeat) beat(ctx context.Context, conn **pgx.Conn) error {
+func (h *Heartbeat) beat(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, max(h.interval, 5*time.Second))
 	defer cancel()
-	if *conn == nil {
-		cfg, err := pgx.ParseConfig(h.dsn)
-		if err != nil {
-			return fmt.Errorf("parse source dsn: %w", redact(err))
-		}
-		cfg.RuntimeParams["application_name"] = "baitoru-cdc heartbeat"
-		c, err := pgx.ConnectConfig(cctx, cfg)
-		if err != nil {
-			return fmt.Errorf("connect: %w", redact(err))
-		}
-		*conn = c
-	}
 	var lsn string
-	if err := (*conn).QueryRow(cctx, `SELECT pg_logical_emit_message(false, $1, now()::text)::text`, HeartbeatPrefix).Scan(&lsn); err != nil {
-		return fmt.Errorf("emit heartbeat: %w", err)
+	if err := h.pool.QueryRow(cctx, `SELECT pg_logical_emit_message(false, $1, now()::text)::text`, HeartbeatPrefix).Scan(&lsn); err != nil {
+		return fmt.Errorf("emit heartbeat: %w", redact(err))
 	}
 	h.log.Debug("heartbeat", "lsn", lsn)
 	return nil

@@ -68,7 +68,7 @@ func testHeartbeat(t *testing.T, pg *testenv.Postgres) {
 	const interval = 100 * time.Millisecond
 	hbCtx, hbStop := context.WithCancel(ctx)
 	hbDone := make(chan error, 1)
-	go func() { hbDone <- postgres.NewHeartbeat(dsn, interval, testLogger(t)).Run(hbCtx) }()
+	go func() { hbDone <- postgres.NewHeartbeat(newPool(t, dsn), interval, testLogger(t)).Run(hbCtx) }()
 	deadline := time.Now().Add(20 * time.Second)
 	var n int
 	var last string
@@ -122,7 +122,7 @@ func testHeartbeat(t *testing.T, pg *testenv.Postgres) {
 	badCtx, badStop := context.WithCancel(ctx)
 	badDone := make(chan error, 1)
 	go func() {
-		badDone <- postgres.NewHeartbeat(bad, 20*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil))).Run(badCtx)
+		badDone <- postgres.NewHeartbeat(newPool(t, bad), 20*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil))).Run(badCtx)
 	}()
 	for !strings.Contains(logs.String(), "heartbeat failed") {
 		if time.Now().After(deadline) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 )
@@ -23,7 +24,8 @@ type SlotObserver interface {
 
 // MonitorOptions configure a SlotMonitor.
 type MonitorOptions struct {
-	DSN  string
+	// Pool lends the connection of each measurement (NewPool).
+	Pool *pgxpool.Pool
 	Slot string
 	// Interval between measurements. Default 5s.
 	Interval time.Duration
@@ -61,7 +63,7 @@ func lsnDiff(a, b connector.LSN) int64 {
 }
 
 // ReadSlotStatus measures the slot; nil when it does not exist.
-func ReadSlotStatus(ctx context.Context, conn *pgx.Conn, slot string) (*SlotStatus, error) {
+func ReadSlotStatus(ctx context.Context, conn Querier, slot string) (*SlotStatus, error) {
 	var st SlotStatus
 	var walStatus, restart, confirmed *string
 	var pid *int32
@@ -127,12 +129,6 @@ func NewSlotMonitor(o MonitorOptions, log *slog.Logger) *SlotMonitor {
 // lost (an error). Connection errors are logged and retried: the
 // subscription reports an unreachable server.
 func (m *SlotMonitor) Run(ctx context.Context) error {
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
 	var (
 		seen       bool
 		confirmed  connector.LSN
@@ -150,13 +146,9 @@ func (m *SlotMonitor) Run(ctx context.Context) error {
 	t := time.NewTicker(m.o.Interval)
 	defer t.Stop()
 	for {
-		st, err := m.measure(ctx, &conn)
+		st, err := m.measure(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			if conn != nil {
-				conn.Close(context.Background())
-				conn = nil
-			}
 			if !connFailed {
 				m.log.Debug("slot monitor: cannot read the slot; retrying", "error", err)
 			}
@@ -208,20 +200,8 @@ func (m *SlotMonitor) Run(ctx context.Context) error {
 	}
 }
 
-func (m *SlotMonitor) measure(ctx context.Context, conn **pgx.Conn) (*SlotStatus, error) {
+func (m *SlotMonitor) measure(ctx context.Context) (*SlotStatus, error) {
 	cctx, cancel := context.WithTimeout(ctx, max(m.o.Interval, 5*time.Second))
 	defer cancel()
-	if *conn == nil {
-		cfg, err := pgx.ParseConfig(m.o.DSN)
-		if err != nil {
-			return nil, fmt.Errorf("parse source dsn: %w", redact(err))
-		}
-		cfg.RuntimeParams["application_name"] = "baitoru-cdc slot monitor"
-		c, err := pgx.ConnectConfig(cctx, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("connect: %w", redact(err))
-		}
-		*conn = c
-	}
-	return ReadSlotStatus(cctx, *conn, m.o.Slot)
+	return ReadSlotStatus(cctx, m.o.Pool, m.o.Slot)
 }

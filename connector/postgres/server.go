@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // ColumnListVersion is the first server version with publication column
@@ -13,7 +11,7 @@ import (
 const ColumnListVersion = 150000
 
 // ServerVersion returns server_version_num, e.g. 150004.
-func ServerVersion(ctx context.Context, conn *pgx.Conn) (int, error) {
+func ServerVersion(ctx context.Context, conn Querier) (int, error) {
 	var s string
 	if err := conn.QueryRow(ctx, `SHOW server_version_num`).Scan(&s); err != nil {
 		return 0, fmt.Errorf("server version: %w", err)

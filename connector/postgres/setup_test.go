@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
@@ -39,6 +40,18 @@ func stdoutPipeline() connector.PipelineOptions {
 	p := config.Defaults().Publisher
 	return connector.PipelineOptions{Lanes: 1, MaxBatch: 256, MaxInflightEvents: p.MaxInflightEvents,
 		MaxInflightBytes: p.MaxInflightBytes, ShutdownGrace: p.ShutdownGrace}
+}
+
+// newPool is the connector's pool of regular connections to dsn, closed
+// when the test ends.
+func newPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := postgres.NewPool(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 func integration(t *testing.T) {
@@ -187,7 +200,7 @@ func startRecorded(t *testing.T, dsn string, ms []*connector.Mapping, opts ...fu
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), stdoutPipeline(), nil, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{Pipeline: pipe, cancel: cancel, done: make(chan error, 1)}
-	o := postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Mappings: ms,
+	o := postgres.Options{DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second}
 	for _, f := range opts {
 		f(&o)
@@ -286,7 +299,7 @@ func testIdleSlotAdvances(t *testing.T, pg *testenv.Postgres) {
 	const interval = time.Second
 	hbCtx, hbStop := context.WithCancel(ctx)
 	hbDone := make(chan error, 1)
-	go func() { hbDone <- postgres.NewHeartbeat(dsn, interval, testLogger(t)).Run(hbCtx) }()
+	go func() { hbDone <- postgres.NewHeartbeat(newPool(t, dsn), interval, testLogger(t)).Run(hbCtx) }()
 
 	otherConn := connect(t, other)
 	for round := 0; round < 3; round++ {
@@ -378,7 +391,7 @@ func TestSlotMonitor(t *testing.T) {
 	exec(t, dsn, insertApps(1, 2000))
 	var logs logBuffer
 	obs := &retainedObserver{}
-	mon := postgres.NewSlotMonitor(postgres.MonitorOptions{DSN: dsn, Slot: "cdc", Interval: 100 * time.Millisecond,
+	mon := postgres.NewSlotMonitor(postgres.MonitorOptions{Pool: newPool(t, dsn), Slot: "cdc", Interval: 100 * time.Millisecond,
 		MaxLagBytes: 4096, Observer: obs}, slog.New(slog.NewTextHandler(&logs, nil)))
 	done := make(chan error, 1)
 	go func() { done <- mon.Run(ctx) }()
@@ -418,10 +431,10 @@ func TestSlotVanishedWhileStreaming(t *testing.T) {
 	ms := compile(t, appsMapping())
 	log := testLogger(t)
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), stdoutPipeline(), nil, log)
-	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
+	if err := dba.Prepare(ctx, dba.PrepareOptions{Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
 		t.Fatal(err)
 	}
-	sub := postgres.New(postgres.Options{DSN: dsn, Slot: "cdc", Publication: "cdc", Mappings: ms,
+	sub := postgres.New(postgres.Options{DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms,
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}, pipe, log)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -79,7 +79,7 @@ func slotLostByServer(err error) bool {
 }
 
 // LookupSlot returns the slot, or nil when it does not exist.
-func LookupSlot(ctx context.Context, conn *pgx.Conn, name string) (*SlotInfo, error) {
+func LookupSlot(ctx context.Context, conn Querier, name string) (*SlotInfo, error) {
 	var si SlotInfo
 	var plugin, db, walStatus *string
 	var pid *int32
@@ -125,7 +125,7 @@ func deref(s *string) string {
 // invalidated. streamed is the position this process confirmed when it
 // already streamed from the slot (seen): a slot missing then is the loud
 // vanished error, never a new slot created further on.
-func (s *Subscription) slot(ctx context.Context, meta *pgx.Conn, streamed connector.LSN, seen bool) (*SlotInfo, error) {
+func (s *Subscription) slot(ctx context.Context, meta Querier, streamed connector.LSN, seen bool) (*SlotInfo, error) {
 	name := s.opts.Slot
 	slot, err := LookupSlot(ctx, meta, name)
 	if err != nil {
@@ -167,7 +167,7 @@ func (slot *SlotInfo) Usable(db string) error {
 }
 
 // currentLSN is the server's current WAL position, 0 when unknown.
-func currentLSN(ctx context.Context, conn *pgx.Conn) connector.LSN {
+func currentLSN(ctx context.Context, conn Querier) connector.LSN {
 	var s string
 	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
 		return 0

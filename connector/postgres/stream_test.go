@@ -105,11 +105,11 @@ func startConnector(t *testing.T, dsn, topic string, tables []config.Table, emu 
 	opts.MaxInflightBytes = cmp.Or(opts.MaxInflightBytes, d.Publisher.MaxInflightBytes)
 	opts.ShutdownGrace = cmp.Or(opts.ShutdownGrace, d.Publisher.ShutdownGrace)
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), pub, opts, nil, log)
-	if err := dba.Prepare(ctx, dba.PrepareOptions{DSN: dsn, Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
+	if err := dba.Prepare(ctx, dba.PrepareOptions{Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
 		t.Fatal(err)
 	}
 	sub := postgres.New(postgres.Options{
-		DSN: dsn, Slot: "cdc", Publication: "cdc", Mappings: ms, ShutdownGrace: d.Publisher.ShutdownGrace,
+		DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms, ShutdownGrace: d.Publisher.ShutdownGrace,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 	}, pipe, log)
 	c := &connectorUnderTest{cancel: cancel, done: make(chan error, 1), pipe: pipe, sub: sub}

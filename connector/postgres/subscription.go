@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 )
@@ -60,7 +61,11 @@ type MessageHandler interface {
 type Options struct {
 	// DSN of the source database (a regular connection string; the
 	// replication connection is derived from it).
-	DSN         string
+	DSN string
+	// Pool lends the regular connection a session holds beside its
+	// replication connection: column types, connector-side row filters
+	// (NewPool).
+	Pool        *pgxpool.Pool
 	Slot        string
 	Publication string
 	// Mappings are the mapped tables; the connector evaluates their row
@@ -217,19 +222,20 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	}
 	defer conn.Close(context.Background())
 
-	metaCfg, err := pgx.ParseConfig(s.opts.DSN)
+	pooled, err := Acquire(ctx, s.opts.Pool)
 	if err != nil {
-		return false, fmt.Errorf("parse source dsn: %w: %w", redact(err), connector.ErrPermanent)
+		return false, err
 	}
-	metaCfg.RuntimeParams["application_name"] = "baitoru-cdc"
-	meta, err := pgx.ConnectConfig(ctx, metaCfg)
-	if err != nil {
-		if aerr := AccessError(err, metaCfg.User); aerr != nil {
-			return false, aerr
+	defer func() {
+		if err != nil {
+			// The session broke: so may have this connection. The next
+			// session gets a fresh one.
+			_ = pooled.Hijack().Close(context.Background())
+			return
 		}
-		return false, fmt.Errorf("connect: %w", redact(err))
-	}
-	defer meta.Close(context.Background())
+		pooled.Release()
+	}()
+	meta := pooled.Conn()
 
 	sys, err := pglogrepl.IdentifySystem(ctx, conn)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
@@ -17,8 +17,8 @@ import (
 
 // PrepareOptions configure Prepare.
 type PrepareOptions struct {
-	// DSN of the source database.
-	DSN               string
+	// Pool lends the connection (postgres.NewPool).
+	Pool              *pgxpool.Pool
 	Slot, Publication string
 	// Create is source.create: create the publication and the slot when
 	// they are absent, and align the publication with the mappings.
@@ -65,19 +65,12 @@ func Prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
 }
 
 func prepare(ctx context.Context, o PrepareOptions, log *slog.Logger) error {
-	cfg, err := pgx.ParseConfig(o.DSN)
+	pooled, err := postgres.Acquire(ctx, o.Pool)
 	if err != nil {
-		return fmt.Errorf("parse source dsn: %s: %w", postgres.Redact(err.Error()), connector.ErrPermanent)
+		return err
 	}
-	cfg.RuntimeParams["application_name"] = "baitoru-cdc"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		if aerr := postgres.AccessError(err, cfg.User); aerr != nil {
-			return aerr
-		}
-		return fmt.Errorf("connect: %s", postgres.Redact(err.Error()))
-	}
-	defer conn.Close(context.Background())
+	defer pooled.Release()
+	conn := pooled.Conn()
 	if o.Create {
 		res, err := ApplyPublication(ctx, conn, ApplyOptions{Publication: o.Publication, Mappings: o.Mappings})
 		if err != nil {

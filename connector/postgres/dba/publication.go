@@ -17,16 +17,13 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
 
-// querier is what the catalog readers need: a connection or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+// querier is what the catalog readers need: a connection, a pool or a
+// transaction.
+type querier = postgres.Querier
 
 // ReadTables describes the named tables (schema-qualified, case-sensitive
 // names as in the config). A table that does not exist has Exists false.
-func ReadTables(ctx context.Context, q querier, server int, tables []string) (map[string]*TableInfo, error) {
+func ReadTables(ctx context.Context, q postgres.Querier, server int, tables []string) (map[string]*TableInfo, error) {
 	out := make(map[string]*TableInfo, len(tables))
 	generated := "false"
 	if server >= 120000 {
@@ -126,7 +123,7 @@ type PublishedTable struct {
 var varattnoRE = regexp.MustCompile(`\{VAR :varno \d+ :varattno (\d+)`)
 
 // ReadPublication returns the publication, or nil when it does not exist.
-func ReadPublication(ctx context.Context, q querier, server int, name string) (*PublicationState, error) {
+func ReadPublication(ctx context.Context, q postgres.Querier, server int, name string) (*PublicationState, error) {
 	st := &PublicationState{Name: name, Tables: map[string]*PublishedTable{}}
 	var oid uint32
 	err := q.QueryRow(ctx, `SELECT oid, puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`, name).

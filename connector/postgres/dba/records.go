@@ -203,7 +203,7 @@ func ApplyRecords(ctx context.Context, conn *pgx.Conn, o RecordsOptions) (*Recor
 
 // recordGrants are the statements granting role what it lacks on the
 // connector's tables (all of them when the role does not exist: noRole).
-func recordGrants(ctx context.Context, q querier, role string) (grants []Statement, noRole bool, err error) {
+func recordGrants(ctx context.Context, q postgres.Querier, role string) (grants []Statement, noRole bool, err error) {
 	var exists bool
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil {
 		return nil, false, fmt.Errorf("role %s: %w", role, err)
@@ -255,7 +255,7 @@ type recordsState struct {
 	legacy bool
 }
 
-func readRecords(ctx context.Context, q querier) (*recordsState, error) {
+func readRecords(ctx context.Context, q postgres.Querier) (*recordsState, error) {
 	st := &recordsState{columns: map[string][]string{}}
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), to_regclass($2) IS NOT NULL`,
 		postgres.Schema, postgres.LegacyGapTable).Scan(&st.schema, &st.legacy); err != nil {

@@ -1,0 +1,62 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/baitoru/baitoru-cdc/connector"
+)
+
+// The catalog readers take a Querier: a connection, a pool or a
+// transaction.
+var (
+	_ Querier = (*pgx.Conn)(nil)
+	_ Querier = (*pgxpool.Pool)(nil)
+)
+
+// poolSize bounds the regular connections: the subscription holds one
+// while it streams; the slot monitor, the table watch and the heartbeat
+// each borrow one for a query now and then; dba.Prepare borrows one at
+// start.
+const poolSize = 4
+
+// NewPool returns the small pool of regular connections the connector keeps
+// to the source database beside its replication connection: the
+// subscription's catalog connection (column types, row filters evaluated by
+// the connector), the slot monitor, the table watch, the heartbeat, and
+// dba.Prepare at start. It does not connect: connections are opened when
+// first needed and replaced when they break (pgxpool checks one that was
+// idle before lending it), so the parts that use it carry no reconnection
+// code of their own. Close it once they all returned.
+func NewPool(dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse source dsn: %w: %w", redact(err), connector.ErrPermanent)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "baitoru-cdc"
+	}
+	cfg.MaxConns = poolSize
+	cfg.MinConns = 0
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("source database pool: %w", redact(err))
+	}
+	return pool, nil
+}
+
+// Acquire borrows a connection of a pool made by NewPool (Release it); an
+// authentication or privilege refusal is the permanent AccessError.
+func Acquire(ctx context.Context, pool *pgxpool.Pool) (*pgxpool.Conn, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		if aerr := AccessError(err, pool.Config().ConnConfig.User); aerr != nil {
+			return nil, aerr
+		}
+		return nil, fmt.Errorf("connect: %w", redact(err))
+	}
+	return c, nil
+}
