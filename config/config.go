@@ -86,8 +86,8 @@ type Source struct {
 	// Streaming asks PostgreSQL 14+ to send a transaction larger than the
 	// server's logical_decoding_work_mem while it runs (pgoutput protocol
 	// 2) instead of spilling it to the server's disk until its commit.
-	// The connector holds it (publisher.max_inflight_bytes in memory, then
-	// a file in $TMPDIR) and publishes it at its commit, with the same
+	// The connector holds it (an eighth of publisher.max_inflight_bytes in
+	// memory, then a file in $TMPDIR) and publishes it at its commit, with the same
 	// events and ids. PostgreSQL 13 cannot: the connector warns and reads
 	// at commit. Default false.
 	Streaming bool `mapstructure:"streaming"`

@@ -184,7 +184,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ReconnectMax:        cfg.Source.Reconnect.Max,
 		ShutdownGrace:       cfg.Publisher.ShutdownGrace,
 		Streaming:           cfg.Source.Streaming,
-		StreamMemory:        cfg.Publisher.MaxInflightBytes,
+		// An eighth of the in-flight bound: a streamed transaction is
+		// over logical_decoding_work_mem (64MB by default), so it spills
+		// to its file anyway; memory is for the events (make bench,
+		// item 7: peak RSS).
+		StreamMemory: cfg.Publisher.MaxInflightBytes / 8,
 	}, il, log)
 
 	metrics.Watch(pipe, sub)

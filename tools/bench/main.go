@@ -10,7 +10,10 @@
 //  4. latency at a steady insert rate: commit→SNS (queue receive) and
 //     commit→Kobot 2xx (connector + sink + a local receiver);
 //  5. peak RSS over one 1M-row transaction and over 10 × 100k;
-//  6. sink throughput (deliveries/s to a local receiver).
+//  6. sink throughput (deliveries/s to a local receiver);
+//  7. one 1M-row transaction committed while the connector streams, with
+//     source.streaming off and on: walsender spill bytes, commit → last
+//     event, peak RSS.
 //
 // Usage:
 //
@@ -35,16 +38,17 @@ import (
 
 // Items that -skip accepts.
 const (
-	itemBaseline = "baseline" // 1
-	itemDiscard  = "discard"  // 2
-	itemEmulator = "emulator" // 3
-	itemLatency  = "latency"  // 4
-	itemRSS      = "rss"      // 5
-	itemSink     = "sink"     // 6
-	itemProfile  = "profile"  // CPU and heap profiles of item 2
+	itemBaseline  = "baseline"  // 1
+	itemDiscard   = "discard"   // 2
+	itemEmulator  = "emulator"  // 3
+	itemLatency   = "latency"   // 4
+	itemRSS       = "rss"       // 5
+	itemSink      = "sink"      // 6
+	itemStreaming = "streaming" // 7
+	itemProfile   = "profile"   // CPU and heap profiles of item 2
 )
 
-var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemProfile}
+var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemProfile}
 
 // options are the sizes and switches of one run.
 type options struct {
@@ -58,12 +62,13 @@ type options struct {
 	Companies    int           `json:"companies"`    // distinct company_id values (link keys)
 	Rate         int           `json:"rate"`         // rows/s of the latency workload
 	LatencyDur   time.Duration `json:"latency_duration"`
-	LatencyTx    int           `json:"latency_tx_size"`   // rows per transaction at the steady rate
-	SinkMessages int           `json:"sink_messages"`     // messages pre-filled for the sink drain
-	SinkConc     int           `json:"sink_concurrency"`  // sink.sqs.concurrency; 0: the sink's default
-	Bin          string        `json:"-"`                 // prebuilt baitoru-cdc binary; built when empty
-	Compare      string        `json:"compare,omitempty"` // a second binary measured interleaved with Bin (connector → stdout, sink drains)
-	Render       string        `json:"-"`                 // re-render this results.json instead of measuring
+	LatencyTx    int           `json:"latency_tx_size"`             // rows per transaction at the steady rate
+	SinkMessages int           `json:"sink_messages"`               // messages pre-filled for the sink drain
+	SinkConc     int           `json:"sink_concurrency"`            // sink.sqs.concurrency; 0: the sink's default
+	Bin          string        `json:"-"`                           // prebuilt baitoru-cdc binary; built when empty
+	Compare      string        `json:"compare,omitempty"`           // a second binary measured interleaved with Bin (connector → stdout, sink drains)
+	Render       string        `json:"-"`                           // re-render this results.json instead of measuring
+	DecodingMem  string        `json:"decoding_work_mem,omitempty"` // logical_decoding_work_mem of the source database; "": the server's (64MB)
 	Skip         []string      `json:"skip"`
 
 	skip map[string]bool
@@ -90,6 +95,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.Bin, "bin", "", "baitoru-cdc binary to measure (default: go build ./cmd/baitoru-cdc into -out)")
 	fs.StringVar(&o.Compare, "compare", "", "another baitoru-cdc binary (e.g. the previous commit's) measured interleaved with -bin: a connector → stdout run after each connector run, and -repeat sink drains of each, alternating; results.md compares CPU per row and per message")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: re-render results.md, chart.svg and the table from this results.json into -out")
+	fs.StringVar(&o.DecodingMem, "decoding-work-mem", "", "logical_decoding_work_mem of the source database (e.g. 64kB, to make a small transaction stream or spill); empty: the server's default, 64MB")
 	skip := fs.String("skip", "", "comma-separated items to skip: "+strings.Join(allItems, ","))
 	if err := fs.Parse(args); err != nil {
 		return nil, err

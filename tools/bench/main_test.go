@@ -136,7 +136,7 @@ func TestBenchTiny(t *testing.T) {
 	}
 	out := t.TempDir()
 	o, err := parseFlags([]string{"-out", out, "-rows", "2000", "-rss-txs", "4", "-publish-rows", "300",
-		"-rate", "200", "-latency-duration", "2s", "-sink-messages", "200", "-companies", "5"})
+		"-rate", "200", "-latency-duration", "2s", "-sink-messages", "200", "-companies", "5", "-decoding-work-mem", "64kB"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +176,21 @@ func TestBenchTiny(t *testing.T) {
 				t.Errorf("%s over %s: %+v", reader, wl, s)
 			}
 		}
+	}
+	// Item 7 at 64kB of logical_decoding_work_mem: the transaction spills
+	// on the server without streaming, and streams with it.
+	runs := map[bool]int{}
+	for _, s := range got.Streaming {
+		runs[s.Streaming]++
+		if s.Rows != 2000 || s.PeakRSS <= 0 || s.CommitToLastSeconds <= 0 {
+			t.Errorf("streaming run: %+v", s)
+		}
+		if s.Streaming && (s.StreamTxns == 0 || s.SpillBytes != 0) || !s.Streaming && (s.SpillTxns == 0 || s.StreamTxns != 0) {
+			t.Errorf("streaming %v: spilled %d tx, streamed %d tx", s.Streaming, s.SpillTxns, s.StreamTxns)
+		}
+	}
+	if runs[true] != 2 || runs[false] != 2 {
+		t.Errorf("streaming runs: %v, want 2 of each (-repeat's default)", runs)
 	}
 	if p := got.Publish; p == nil || p.Messages != 300 || p.BareQueued != 300 || p.ConnectorQueued < 300 || p.Ratio <= 0 {
 		t.Errorf("publish: %+v", p)

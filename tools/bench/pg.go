@@ -49,6 +49,12 @@ func (b *bench) setupSource(ctx context.Context) error {
 	if err := testenv.Exec(ctx, b.dsn, "CREATE PUBLICATION "+publication+" FOR TABLE public.applications WITH (publish = 'insert')"); err != nil {
 		return fmt.Errorf("create publication: %w", err)
 	}
+	if b.o.DecodingMem != "" {
+		// A walsender of the database applies it (as every new session).
+		if err := testenv.Exec(ctx, b.dsn, "ALTER DATABASE "+sourceDB+" SET logical_decoding_work_mem = '"+strings.ReplaceAll(b.o.DecodingMem, "'", "''")+"'"); err != nil {
+			return fmt.Errorf("set logical_decoding_work_mem: %w", err)
+		}
+	}
 	conn, err := pgx.Connect(ctx, b.dsn)
 	if err != nil {
 		return err

@@ -38,6 +38,7 @@ type Results struct {
 	Publish   *PublishResult `json:"publish,omitempty"`
 	Latency   []Latency      `json:"latency,omitempty"`
 	Sink      *SinkResult    `json:"sink,omitempty"`
+	Streaming []StreamingRun `json:"streaming,omitempty"`
 	SinkRuns  []SinkResult   `json:"sink_runs,omitempty"` // -compare drains
 	Profiles  []*Profiles    `json:"profiles,omitempty"`
 	Figures   []Figure       `json:"figures"`
@@ -249,6 +250,7 @@ func (r *Results) summarise() {
 		}
 		add(f)
 	}
+	r.streamingFigures(add)
 	if s := r.Sink; s != nil {
 		add(Figure{Item: "6", Name: "sink: pre-filled queue → local Kobot receiver", Value: s.PerSec, Unit: "deliveries/s",
 			Target: fmt.Sprintf("≥ %s/s", count(int(targetSinkPerSec))), Met: met(s.PerSec >= targetSinkPerSec && s.Delivered >= s.Messages),
@@ -442,6 +444,14 @@ func (r *Results) markdown() string {
 	if s := r.Sink; s != nil {
 		p("\n### Sink (item 6)\n\n%s of %s messages delivered in %.2f s (first to last delivery) = %s deliveries/s; %.2f s from process start; %s; peak RSS %s, CPU %.1f s; the emulator busy %.1f CPU-s meanwhile.\n",
 			count(s.Delivered), count(s.Messages), s.Seconds, count(int(s.PerSec)), s.FromStart, s.Concurrency, mib(s.PeakRSS), s.CPUSeconds, s.EmulatorCPU)
+	}
+	if len(r.Streaming) > 0 {
+		p("\n### Streaming of a large transaction (item 7)\n\nThe transaction is committed while the connector streams the slot (`logical_decoding_work_mem` 64MB, the server's default); commit → last event is from the COMMIT's return to the connector's last event on stdout.\n\n")
+		p("| source.streaming | run | rows | spilled (server disk) | spilled tx | streamed | streamed tx | commit → last event | peak RSS | CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, s := range r.Streaming {
+			p("| %v | %d | %s | %s | %d | %s | %d | %.2f s | %s | %.1f |\n", s.Streaming, s.Run, count(s.Rows), mib(s.SpillBytes), s.SpillTxns,
+				mib(s.StreamBytes), s.StreamTxns, s.CommitToLastSeconds, mib(s.PeakRSS), s.CPUSeconds)
+		}
 	}
 	p("%s", r.comparison())
 	for _, pf := range r.Profiles {

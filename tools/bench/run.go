@@ -87,6 +87,7 @@ func run(ctx context.Context, o *options, w io.Writer) (*Results, error) {
 	b.item(ctx, "emulator publish", b.publishPhase)
 	b.item(ctx, "latency", b.latencyPhase)
 	b.item(ctx, "sink throughput", b.sinkPhase)
+	b.item(ctx, "streaming: one big transaction, source.streaming off / on", b.streamingPhase)
 
 	b.sample("end")
 	b.res.Seconds = time.Since(b.res.Started).Seconds()
