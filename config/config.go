@@ -89,7 +89,10 @@ type Source struct {
 	// The connector holds it (an eighth of publisher.max_inflight_bytes in
 	// memory, then a file in $TMPDIR) and publishes it at its commit, with the same
 	// events and ids. PostgreSQL 13 cannot: the connector warns and reads
-	// at commit. Default false.
+	// at commit. Default true: at the server's default work memory, a
+	// 1M-row transaction's events follow its commit ~7× sooner, nothing is
+	// spilled on the server, and the connector uses less CPU (make bench,
+	// item 7).
 	Streaming bool `mapstructure:"streaming"`
 	// Backfill tunes online backfills (re-emitting existing rows while
 	// streaming): how hard they may read the database.

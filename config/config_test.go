@@ -192,7 +192,7 @@ func TestDefaults(t *testing.T) {
 		Source: Source{
 			DSN: "postgres://cdc@localhost:5432/baitoru", Slot: "baitoru_cdc", Publication: "baitoru_cdc",
 			Create: true, StatusInterval: time.Second, MaxLagBytes: 1 << 30,
-			Reconnect: Backoff{500 * time.Millisecond, 30 * time.Second}, OnTableLoss: "continue",
+			Reconnect: Backoff{500 * time.Millisecond, 30 * time.Second}, OnTableLoss: "continue", Streaming: true,
 			Backfill: Backfill{ChunkRows: 1000, ChunkTime: 500 * time.Millisecond, MaxQueuedEvents: 5000, MaxLagBytes: 256 << 20},
 		},
 		SNS: SNS{Region: "ap-northeast-1", TopicARN: "arn:aws:sns:ap-northeast-1:123456789012:baitoru-events"},

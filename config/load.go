@@ -33,7 +33,7 @@ var defaults = map[string]any{
 	"source.reconnect.initial":           500 * time.Millisecond,
 	"source.reconnect.max":               30 * time.Second,
 	"source.on_table_loss":               "continue",
-	"source.streaming":                   false,
+	"source.streaming":                   true,
 	"source.backfill.chunk_rows":         1000,
 	"source.backfill.chunk_time":         500 * time.Millisecond,
 	"source.backfill.max_queued_events":  5000,
