@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -112,6 +113,10 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 			Mappings: cfg.Mappings(), Create: cfg.Source.Create,
 			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd, Role: sourceRole(cfg),
 			MaxMessageBytes: maxMessageBytes(cfg),
+			WhereKey: func(table string) string {
+				p := cfg.ProblemAt(wherePath(cfg, table), "")
+				return strings.TrimSuffix(p.String(), ": ")
+			},
 		})
 		rows = append(rows, dbRows...)
 		if err == nil {

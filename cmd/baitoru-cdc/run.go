@@ -216,7 +216,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			RetryInitial: cfg.Source.Reconnect.Initial, RetryMax: cfg.Source.Reconnect.Max,
 		}, log)
 		if err != nil || ctx.Err() != nil {
-			return err
+			return explainDBA(err, cfg, "run")
 		}
 		watch.Prepared()
 		return sub.Run(ctx)

@@ -139,6 +139,14 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 		say("publication %s: refused; nothing was changed", cfg.Source.Publication)
 		return &exitError{code: 1, msg: "setup: " + err.Error() + "\nnothing was changed."}
 	}
+	if xerr := explainDBA(err, cfg, "setup"); xerr != err {
+		say("publication %s: refused; nothing was changed", cfg.Source.Publication)
+		msg := xerr.Error()
+		if errors.Is(err, dba.ErrPrivilege) {
+			msg = "setup: " + msg // where: problems start with file:line
+		}
+		return &exitError{code: 1, msg: msg + "\nnothing was changed."}
+	}
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -208,6 +216,7 @@ func setup(ctx context.Context, out, progress io.Writer, cfg *config.Config, fil
 	}
 	slot, err := dba.EnsureSlot(ctx, conn, cfg.Source.Slot, dryRun)
 	if err != nil {
+		err = explainDBA(err, cfg, "setup")
 		if pub.Action != dba.PublicationUnchanged && !dryRun {
 			err = fmt.Errorf("%w (the publication was %s)", err, pub.Action)
 		}

@@ -62,6 +62,9 @@ streams the slot (stop it first).`,
 			if errors.Is(err, dba.ErrSlotActive) {
 				return &exitError{code: 1, msg: "teardown: refused, nothing dropped: " + err.Error()}
 			}
+			if errors.Is(err, dba.ErrPrivilege) && res == nil {
+				return &exitError{code: 1, msg: "teardown: refused, nothing dropped: " + explainDBA(err, cfg, "teardown").Error()}
+			}
 			out := cmd.OutOrStdout()
 			if res != nil && res.Slot != nil {
 				fmt.Fprintf(out, "dropped replication slot %s (it had confirmed up to %s)\n", cfg.Source.Slot, res.Slot.ConfirmedFlush)
@@ -70,7 +73,7 @@ streams the slot (stop it first).`,
 				fmt.Fprintf(out, "dropped publication %s\n", cfg.Source.Publication)
 			}
 			if err != nil {
-				return fmt.Errorf("teardown: %w", err)
+				return fmt.Errorf("teardown: %w", explainDBA(err, cfg, "teardown"))
 			}
 			objs := backfillObjects(cfg)
 			bf, err := dba.TeardownBackfill(ctx, conn, objs, cfg.Source.Slot)

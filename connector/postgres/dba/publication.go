@@ -627,6 +627,13 @@ func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*Pub
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
 
+	// A row filter PostgreSQL cannot parse against its table is reported
+	// as such, before anything compares or runs it.
+	if refused, _, err := CheckWheres(ctx, tx, o.Mappings, tables); err != nil {
+		return nil, err
+	} else if len(refused) > 0 {
+		return nil, refused
+	}
 	same := CompareFilters(tx)
 	cur, err := ReadPublication(ctx, tx, server, o.Publication)
 	if err != nil {
@@ -652,10 +659,14 @@ func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*Pub
 			res.Statements = plan.AlterStatements(res.Drift)
 		}
 	}
+	if len(res.Statements) > 0 {
+		if _, err := tx.Exec(ctx, "SAVEPOINT baitoru_cdc_apply"); err != nil {
+			return nil, fmt.Errorf("publication %s: %w", o.Publication, err)
+		}
+	}
 	for _, st := range res.Statements {
 		if err := execAlone(ctx, tx.Conn(), st.SQL); err != nil {
-			err = fmt.Errorf("publication %s: %s: %w", o.Publication, strings.TrimSuffix(st.Comment, "."), err)
-			return nil, permanentIfSQL(err)
+			return nil, statementError(ctx, tx, o, res.Action, st, err)
 		}
 	}
 	after, err := ReadPublication(ctx, tx, server, o.Publication)
@@ -707,6 +718,26 @@ func ApplyPublication(ctx context.Context, conn *pgx.Conn, o ApplyOptions) (*Pub
 		return nil, fmt.Errorf("publication %s: commit: %w", o.Publication, err)
 	}
 	return res, nil
+}
+
+// statementError explains why CREATE or ALTER PUBLICATION st failed: the
+// role lacks a privilege (*PrivilegeError), or a row filter breaks a rule
+// PostgreSQL checks only for publications (WhereErrors); else the statement
+// and PostgreSQL's error. It rolls tx back.
+func statementError(ctx context.Context, tx pgx.Tx, o ApplyOptions, action PublicationAction, st Statement, err error) error {
+	conn := tx.Conn()
+	if msg, ok := isPrivilege(err); ok {
+		if rerr := tx.Rollback(ctx); rerr != nil {
+			return fmt.Errorf("publication %s: %s: %w", o.Publication, msg, rerr)
+		}
+		return publicationPrivilegeError(ctx, conn, o.Publication, TableNames(o.Mappings), action == PublicationCreated, msg)
+	}
+	if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT baitoru_cdc_apply"); rerr == nil {
+		if refused, perr := probeWheres(ctx, tx, o.Mappings); perr == nil && len(refused) > 0 {
+			return refused
+		}
+	}
+	return permanentIfSQL(fmt.Errorf("publication %s: %s: %w", o.Publication, strings.TrimSuffix(st.Comment, "."), err))
 }
 
 // permanentIfSQL marks SQL errors that retrying cannot fix.

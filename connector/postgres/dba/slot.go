@@ -85,6 +85,9 @@ func EnsureSlot(ctx context.Context, conn *pgx.Conn, slot string, dryRun bool) (
 		return nil, WALLevelError(walLevel)
 	}
 	if _, err := conn.Exec(ctx, st.SQL); err != nil {
+		if msg, ok := isPrivilege(err); ok {
+			return nil, replicationPrivilegeError(ctx, conn, "create replication slot "+slot, msg)
+		}
 		return nil, permanentIfSQL(fmt.Errorf("create replication slot %s: %w", slot, err))
 	}
 	if res.Slot, err = postgres.LookupSlot(ctx, conn, slot); err != nil {
