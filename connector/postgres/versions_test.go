@@ -30,6 +30,7 @@ var versionChecks = []versionCheck{
 	{"heartbeat", true, testHeartbeat},
 	{"idle slot advances", true, testIdleSlotAdvances},
 	{"streamed transactions", true, testStreamedTransactions}, // 13: the fallback
+	{"backfill watermarks", true, testBackfillOnVersion},      // 13: refused
 	{"row filters", true, func(t *testing.T, pg *testenv.Postgres) {
 		if postgres.Supports(pg.Version()*10000, postgres.FeatureRowFilters) {
 			testRowFilterPushdown(t, pg) // the publication filters
