@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -219,6 +220,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			return explainDBA(err, cfg, "run")
 		}
 		watch.Prepared()
+		if err := watch.Look(ctx); errors.Is(err, dba.ErrChangesLost) {
+			return err
+		}
 		return sub.Run(ctx)
 	})
 	// The slot monitor stops the connector when the slot is lost or

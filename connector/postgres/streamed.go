@@ -56,6 +56,9 @@ func (d *decoder) handle(ctx context.Context, data []byte, h Handler) error {
 		if err := d.spools.start(m.Xid, m.FirstSegment == 1); err != nil {
 			return err
 		}
+		if m.FirstSegment == 1 {
+			d.log.Debug("streamed transaction started", "xid", m.Xid)
+		}
 		d.inStream, d.streamXID = true, m.Xid
 		return nil
 	case 'E':

@@ -162,6 +162,17 @@ func (w *Watch) Ready() <-chan struct{} { return w.ready }
 // slot's position at start.
 func (w *Watch) Prepared() { w.prepared.Store(true) }
 
+// Look looks at the publication once, now. run calls it after Prepared and
+// before the stream starts, so that what the prepared publication carries
+// is the baseline a later change is measured from (with its position and
+// time), however soon after the start it comes. Safe for concurrent use
+// with Run; it returns ErrChangesLost when a loss stops the connector.
+func (w *Watch) Look(ctx context.Context) error {
+	w.lookMu.Lock()
+	defer w.lookMu.Unlock()
+	return w.look(ctx)
+}
+
 // Check is the readiness check: an error naming every loss. Safe for
 // concurrent use.
 func (w *Watch) Check(context.Context) error {
