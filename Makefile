@@ -201,7 +201,7 @@ reliability: deps-postgres deps-emulator deps-go
 # the fuzzing, never the budget. Part of make test (go test ./... also runs
 # every seed corpus). A crasher is written under the package's
 # testdata/fuzz/: commit it with the fix as a regression case.
-FUZZ_BUDGET ?= 60
+FUZZ_BUDGET ?= 30
 FUZZ_TARGETS := ./connector/postgres:FuzzEncode ./connector/postgres:FuzzParseRow \
 	./connector/postgres:FuzzEncodeJSONMatchesReference ./sink:FuzzParseEvent ./sink:FuzzScanObject \
 	./sink/kobot:FuzzVerifySignature ./config:FuzzLoad

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-BUDGET=${FUZZ_BUDGET:-60}
+BUDGET=${FUZZ_BUDGET:-30}
 root=$PWD
 bin=$(mktemp -d "${TMPDIR:-/tmp}/baitoru-fuzz-XXXXXX")
 trap 'rm -rf "$bin"' EXIT

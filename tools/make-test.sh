@@ -36,7 +36,7 @@ phase() {
 phase deps "install what the tests need and is missing (PostgreSQL server binaries, the SNS/SQS emulator, podman, curl, Go modules)" \
 	"$MAKE" --no-print-directory deps
 phase vet "go vet ./..." "$GO" vet ./...
-phase fuzz "build the instrumented tests, then every fuzz target from its seed corpus, ${FUZZ_BUDGET:-60}s of fuzzing in all" \
+phase fuzz "build the instrumented tests, then every fuzz target from its seed corpus, ${FUZZ_BUDGET:-30}s of fuzzing in all" \
 	"$MAKE" --no-print-directory fuzz-short
 phase tests "go test ./...: unit and integration tests (throwaway PostgreSQL clusters, the emulator, the binaries); one line per package as it finishes" \
 	"$GO" test -count=1 -timeout 30m ./...
