@@ -214,9 +214,7 @@ func (w *Watch) Run(ctx context.Context) error {
 	t := time.NewTicker(w.o.Interval)
 	defer t.Stop()
 	for {
-		w.lookMu.Lock()
-		err := w.look(ctx)
-		w.lookMu.Unlock()
+		err := w.Look(ctx)
 		readyOnce()
 		if errors.Is(err, ErrChangesLost) {
 			return err
