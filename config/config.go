@@ -86,14 +86,22 @@ type Source struct {
 	// Streaming asks PostgreSQL 14+ to send a transaction larger than the
 	// server's logical_decoding_work_mem while it runs (pgoutput protocol
 	// 2) instead of spilling it to the server's disk until its commit.
-	// The connector holds it (an eighth of publisher.max_inflight_bytes in
-	// memory, then a file in $TMPDIR) and publishes it at its commit, with the same
-	// events and ids. PostgreSQL 13 cannot: the connector warns and reads
+	// The connector holds it (StreamMemoryBytes in memory, then a file in
+	// $TMPDIR) and publishes it at its commit, with the same events and
+	// ids. PostgreSQL 13 cannot: the connector warns and reads
 	// at commit. Default true: at the server's default work memory, a
 	// 1M-row transaction's events follow its commit ~7× sooner, nothing is
 	// spilled on the server, and the connector uses less CPU (make bench,
 	// item 7).
 	Streaming bool `mapstructure:"streaming"`
+	// StreamMemoryBytes bounds the bytes of streamed, not yet committed
+	// transactions the connector holds in memory; beyond it they spill to
+	// a file in $TMPDIR. Default: an eighth of
+	// publisher.max_inflight_bytes (8 MiB at its default): a streamed
+	// transaction is over the server's logical_decoding_work_mem (64MB by
+	// default) anyway, and the memory is for the events it becomes (make
+	// bench, item 7: peak RSS). At least 1.
+	StreamMemoryBytes int64 `mapstructure:"stream_memory_bytes"`
 	// Backfill tunes online backfills (re-emitting existing rows while
 	// streaming): how hard they may read the database.
 	Backfill Backfill `mapstructure:"backfill"`

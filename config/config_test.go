@@ -193,7 +193,8 @@ func TestDefaults(t *testing.T) {
 			DSN: "postgres://cdc@localhost:5432/baitoru", Slot: "baitoru_cdc", Publication: "baitoru_cdc",
 			Create: true, StatusInterval: time.Second, MaxLagBytes: 1 << 30,
 			Reconnect: Backoff{500 * time.Millisecond, 30 * time.Second}, OnTableLoss: "continue", Streaming: true,
-			Backfill: Backfill{ChunkRows: 1000, ChunkTime: 500 * time.Millisecond, MaxQueuedEvents: 5000, MaxLagBytes: 256 << 20},
+			StreamMemoryBytes: 8 << 20,
+			Backfill:          Backfill{ChunkRows: 1000, ChunkTime: 500 * time.Millisecond, MaxQueuedEvents: 5000, MaxLagBytes: 256 << 20},
 		},
 		SNS: SNS{Region: "ap-northeast-1", TopicARN: "arn:aws:sns:ap-northeast-1:123456789012:baitoru-events"},
 		S3:  S3{Region: "ap-northeast-1"},
@@ -241,6 +242,14 @@ publisher:
 	}
 	if cfg.Source.MaxLagBytes != 0 || cfg.Source.Create {
 		t.Errorf("explicit zero values replaced by defaults: %+v", cfg.Source)
+	}
+	// Unset, the stream memory follows max_inflight_bytes; set, it is kept.
+	if got, want := cfg.Source.StreamMemoryBytes, p.MaxInflightBytes/StreamMemoryShare; got != want {
+		t.Errorf("source.stream_memory_bytes = %d, want %d (an eighth of publisher.max_inflight_bytes)", got, want)
+	}
+	path = writeConfig(t, strings.Replace(minimal, "sns:", "  stream_memory_bytes: 3MiB\nsns:", 1)+"publisher:\n  max_inflight_bytes: 1GiB\n")
+	if got := mustLoad(t, path).Source.StreamMemoryBytes; got != 3<<20 {
+		t.Errorf("source.stream_memory_bytes set to 3MiB = %d", got)
 	}
 }
 

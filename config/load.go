@@ -76,6 +76,7 @@ func Defaults() *Config {
 	}
 	cfg.meta = &meta{lines: map[string]int{}, env: map[string]string{}, bad: map[string]bool{}}
 	cfg.applyLargePayloadDefaults()
+	cfg.applyStreamDefaults()
 	return &cfg
 }
 
@@ -217,7 +218,21 @@ func read(path string, lookup func(string) (string, bool)) (*Config, Problems) {
 	})
 	cfg.applyListDefaults()
 	cfg.applyLargePayloadDefaults()
+	cfg.applyStreamDefaults()
 	return &cfg, ps
+}
+
+// StreamMemoryShare is the part of publisher.max_inflight_bytes that
+// source.stream_memory_bytes defaults to (an eighth).
+const StreamMemoryShare = 8
+
+// applyStreamDefaults gives source.stream_memory_bytes its default, which
+// depends on publisher.max_inflight_bytes (never below 1, so that an
+// invalid max_inflight_bytes is reported once, at its own key).
+func (c *Config) applyStreamDefaults() {
+	if !c.meta.has("source.stream_memory_bytes") {
+		c.Source.StreamMemoryBytes = max(c.Publisher.MaxInflightBytes/StreamMemoryShare, 1)
+	}
 }
 
 // sections says which of the connector's and the sink's sections are set.

@@ -176,6 +176,9 @@ func (k *checker) source() {
 	if s.MaxLagBytes < 0 {
 		k.add("source.max_lag_bytes", "%d is negative; use 0 to disable the warning", s.MaxLagBytes)
 	}
+	if s.StreamMemoryBytes <= 0 {
+		k.add("source.stream_memory_bytes", "%d: must be at least 1 (e.g. \"8MiB\"); leave it unset for an eighth of publisher.max_inflight_bytes", s.StreamMemoryBytes)
+	}
 	k.backoff("source.reconnect", s.Reconnect)
 	if s.Backfill.ChunkRows < 1 || s.Backfill.ChunkRows > 1000000 {
 		k.add("source.backfill.chunk_rows", "%d is out of range; use 1 to 1000000 rows (1000 is a good start)", s.Backfill.ChunkRows)

@@ -185,11 +185,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ReconnectMax:        cfg.Source.Reconnect.Max,
 		ShutdownGrace:       cfg.Publisher.ShutdownGrace,
 		Streaming:           cfg.Source.Streaming,
-		// An eighth of the in-flight bound: a streamed transaction is
-		// over logical_decoding_work_mem (64MB by default), so it spills
-		// to its file anyway; memory is for the events (make bench,
-		// item 7: peak RSS).
-		StreamMemory: cfg.Publisher.MaxInflightBytes / 8,
+		StreamMemory:        cfg.Source.StreamMemoryBytes,
 	}, il, log)
 
 	metrics.Watch(pipe, sub)

@@ -100,9 +100,8 @@ type Options struct {
 	// reads transactions at their commit, as without it.
 	Streaming bool
 	// StreamMemory bounds the bytes of streamed, not yet committed
-	// transactions held in memory (run: an eighth of
-	// publisher.max_inflight_bytes); beyond it they spill to a file. Zero
-	// or less: no bound.
+	// transactions held in memory (run: source.stream_memory_bytes);
+	// beyond it they spill to a file. Zero or less: no bound.
 	StreamMemory int64
 	// StreamSpillDir is where streamed transactions spill; empty: the
 	// system's temporary directory ($TMPDIR).
