@@ -22,6 +22,9 @@ import (
 // is pushed to Kobot byte for byte; the object is never deleted. A missing
 // object, a size mismatch, a pointer without its size attribute and an
 // object over sink.s3.max_event_bytes go to the DLQ with their reason.
+// A pointer with the most attributes the connector sends (10) keeps its
+// body and ExtendedPayloadSize in the DLQ: redriven once its object is
+// back, it is delivered.
 func TestStoredEventsFromS3(t *testing.T) {
 	integration(t)
 	h := startHarness(t, harnessOptions{})
@@ -47,7 +50,11 @@ func TestStoredEventsFromS3(t *testing.T) {
 				"table": {DataType: aws.String("String"), StringValue: aws.String("public.applications")},
 			}}
 		for k, v := range attrs {
-			in.MessageAttributes[k] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(v)}
+			typ := "Number"
+			if !strings.HasSuffix(k, "Size") {
+				typ = "String"
+			}
+			in.MessageAttributes[k] = sqstypes.MessageAttributeValue{DataType: aws.String(typ), StringValue: aws.String(v)}
 		}
 		if _, err := h.emu.SQS().SendMessage(ctx, in); err != nil {
 			t.Fatal(err)
@@ -73,7 +80,10 @@ func TestStoredEventsFromS3(t *testing.T) {
 	put("cdc/0/9000000-6", tooBig)
 	send(pointer("cdc/0/9000000-1"), map[string]string{s3pointer.SizeAttribute: size(current)})
 	send(legacy("cdc/0/9000000-2"), map[string]string{s3pointer.LegacySizeAttribute: size(old)})
-	send(pointer("cdc/0/9000000-3"), map[string]string{s3pointer.SizeAttribute: "300000"})
+	// As the connector sends it with 6 mapped attributes: 10 in all.
+	missing := big("0/9000000-3")
+	send(pointer("cdc/0/9000000-3"), map[string]string{s3pointer.SizeAttribute: size(missing),
+		"op": "insert", "type": "baitoru.applications.insert", "a1": "1", "a2": "2", "a3": "3", "a4": "4", "a5": "5", "a6": "6"})
 	send(pointer("cdc/0/9000000-4"), map[string]string{s3pointer.SizeAttribute: strconv.Itoa(len(current) - 1)})
 	send(pointer("cdc/0/9000000-5"), nil)
 	send(pointer("cdc/0/9000000-6"), map[string]string{s3pointer.SizeAttribute: size(tooBig)})
@@ -107,22 +117,48 @@ func TestStoredEventsFromS3(t *testing.T) {
 	if len(dlq) != len(want) {
 		t.Fatalf("%d messages in the DLQ, want %d", len(dlq), len(want))
 	}
+	var redrive sqstypes.Message
 	for _, m := range dlq {
 		p, err := s3pointer.Parse([]byte(aws.ToString(m.Body)))
 		if err != nil {
 			t.Fatalf("DLQ message is not the pointer: %s", aws.ToString(m.Body))
+		}
+		if p.Key == "cdc/0/9000000-3" {
+			redrive = m
+			if aws.ToString(m.Body) != pointer(p.Key) || attr(m, s3pointer.SizeAttribute) != size(missing) || len(m.MessageAttributes) != 10 {
+				t.Errorf("DLQ copy of a pointer with 10 attributes: body %s, %s %q (want %s), %d attributes",
+					aws.ToString(m.Body), s3pointer.SizeAttribute, attr(m, s3pointer.SizeAttribute), size(missing), len(m.MessageAttributes))
+			}
+			if r := attr(m, "reason"); !strings.Contains(r, "not kept, SQS allows 10: op, table, type") {
+				t.Errorf("DLQ reason %q does not name the 3 attributes it could not keep", r)
+			}
 		}
 		code, reason := attr(m, "reason_code"), attr(m, "reason")
 		if code != want[p.Key] || !strings.Contains(reason, "s3://"+bucket+"/"+p.Key) {
 			t.Errorf("DLQ %s: reason_code %q reason %q; want %q and the object named", p.Key, code, reason, want[p.Key])
 		}
 	}
+	// The object is restored and the DLQ message redriven (SQS's
+	// redrive moves body and attributes as they are; the emulator has no
+	// StartMessageMoveTask, so the test moves it the same way).
+	if redrive.Body == nil {
+		t.Fatal("the pointer to the missing object is not in the DLQ")
+	}
+	put("cdc/0/9000000-3", missing)
+	if _, err := h.emu.SQS().SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: aws.String(h.queueURL),
+		MessageBody: redrive.Body, MessageAttributes: redrive.MessageAttributes}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the redriven pointer pushed", func() bool { return len(h.kobot.Log()) >= 3 })
+	if p := h.kobot.Log()[2]; p.ID != "0/9000000-3" || !bytes.Contains(p.Body, []byte(strings.Repeat("求人情報 ", 30000))) {
+		t.Errorf("third push %s of %d bytes, want the redriven stored event 0/9000000-3", p.ID, len(p.Body))
+	}
 	waitFor(t, 5*time.Second, "queue empty", func() bool { return h.queueCount(h.queueURL) == 0 })
 	keys, err := h.emu.ListObjects(ctx, bucket, "cdc/")
-	if err != nil || len(keys) != 5 {
-		t.Errorf("objects after delivery: %v (%v); the sink must delete none of the 5", keys, err)
+	if err != nil || len(keys) != 6 {
+		t.Errorf("objects after delivery: %v (%v); the sink must delete none of the 6", keys, err)
 	}
-	if v := metric(t, h.reg, "baitoru_cdc_sink_events_read_from_s3_total", "", ""); v != 2 {
-		t.Errorf("events_read_from_s3_total = %v, want 2", v)
+	if v := metric(t, h.reg, "baitoru_cdc_sink_events_read_from_s3_total", "", ""); v != 3 {
+		t.Errorf("events_read_from_s3_total = %v, want 3", v)
 	}
 }

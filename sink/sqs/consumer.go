@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 	"github.com/baitoru/baitoru-cdc/internal/logging"
+	"github.com/baitoru/baitoru-cdc/internal/s3pointer"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
@@ -327,7 +329,9 @@ type DeadLetter struct {
 
 // DLQ sends messages to the dead-letter queue with the reason as message
 // attributes (reason, reason_code, source_message_id), keeping the body and
-// as many original attributes as SQS's limit of 10 allows. Safe for
+// as many original attributes as SQS's limit of 10 allows (see
+// deadLetterAttributes): an S3 pointer keeps its size attribute, so that
+// the message redriven from the DLQ is read as it was first. Safe for
 // concurrent use.
 type DLQ struct {
 	client Client
@@ -350,19 +354,7 @@ func (d *DLQ) Send(ctx context.Context, msgs []DeadLetter) []bool {
 	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
 	sizes := make([]int, len(msgs))
 	for i, m := range msgs {
-		attrs := map[string]types.MessageAttributeValue{
-			AttrReason:          {DataType: aws.String("String"), StringValue: aws.String(attrText(m.Reason, 1000))},
-			AttrReasonCode:      {DataType: aws.String("String"), StringValue: aws.String(attrText(m.Code, 100))},
-			AttrSourceMessageID: {DataType: aws.String("String"), StringValue: aws.String(attrText(aws.ToString(m.MessageId), 200))},
-		}
-		for k, v := range m.MessageAttributes {
-			if len(attrs) >= 10 {
-				break
-			}
-			if _, taken := attrs[k]; !taken {
-				attrs[k] = v
-			}
-		}
+		attrs := deadLetterAttributes(m)
 		size := len(aws.ToString(m.Body))
 		for k, v := range attrs {
 			size += len(k) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
@@ -396,6 +388,48 @@ func (d *DLQ) Send(ctx context.Context, msgs []DeadLetter) []bool {
 		start = end
 	}
 	return ok
+}
+
+// maxAttributes is SQS's limit of message attributes per message.
+const maxAttributes = 10
+
+// deadLetterAttributes returns the attributes of m's copy in the DLQ: the
+// size attributes of an S3 pointer first (ExtendedPayloadSize, or the
+// legacy SQSLargePayloadSize: without them a redriven pointer could not be
+// read), then reason, reason_code and source_message_id, then m's other
+// attributes by name while SQS's limit of 10 allows. The reason names the
+// original attributes that did not fit, so that none is dropped silently.
+func deadLetterAttributes(m DeadLetter) map[string]types.MessageAttributeValue {
+	attrs := make(map[string]types.MessageAttributeValue, maxAttributes)
+	for _, k := range []string{s3pointer.SizeAttribute, s3pointer.LegacySizeAttribute} {
+		if v, ok := m.MessageAttributes[k]; ok {
+			attrs[k] = v
+		}
+	}
+	own := []string{AttrReason, AttrReasonCode, AttrSourceMessageID}
+	rest := make([]string, 0, len(m.MessageAttributes))
+	for k := range m.MessageAttributes {
+		if _, kept := attrs[k]; !kept && !slices.Contains(own, k) {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	room := max(maxAttributes-len(attrs)-len(own), 0)
+	kept, dropped := rest[:min(room, len(rest))], rest[min(room, len(rest)):]
+	for _, k := range kept {
+		attrs[k] = m.MessageAttributes[k]
+	}
+	reason := m.Reason
+	if len(dropped) > 0 {
+		reason += " (message attributes not kept, SQS allows 10: " + strings.Join(dropped, ", ") + ")"
+	}
+	str := func(s string) types.MessageAttributeValue {
+		return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(s)}
+	}
+	attrs[AttrReason] = str(attrText(reason, 1000))
+	attrs[AttrReasonCode] = str(attrText(m.Code, 100))
+	attrs[AttrSourceMessageID] = str(attrText(aws.ToString(m.MessageId), 200))
+	return attrs
 }
 
 // attrText makes s a valid SQS attribute value: at most n bytes, only the

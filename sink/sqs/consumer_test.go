@@ -1,9 +1,16 @@
 package sqs
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/baitoru/baitoru-cdc/internal/s3pointer"
 )
 
 func TestAttrText(t *testing.T) {
@@ -36,5 +43,74 @@ func TestReceiveCount(t *testing.T) {
 	}
 	if ReceiveCount(nil) != 1 {
 		t.Error("ReceiveCount(nil) != 1")
+	}
+}
+
+// TestDeadLetterAttributes: the DLQ copy of a message has at most 10
+// attributes; an S3 pointer's size attribute is always among them (a
+// redriven pointer is read again), then the reason, then the original
+// attributes by name; those that did not fit are named in the reason.
+func TestDeadLetterAttributes(t *testing.T) {
+	str := func(v string) types.MessageAttributeValue {
+		return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	num := func(v string) types.MessageAttributeValue {
+		return types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(v)}
+	}
+	// A pointer as the connector sends it at its most: table, op, type,
+	// 6 mapped attributes and ExtendedPayloadSize.
+	full := map[string]types.MessageAttributeValue{
+		"table": str("public.job_postings"), "op": str("insert"), "type": str("baitoru.job_postings.insert"),
+		"a1": str("1"), "a2": str("2"), "a3": str("3"), "a4": str("4"), "a5": str("5"), "a6": str("6"),
+		s3pointer.SizeAttribute: num("300000"),
+	}
+	legacy := maps.Clone(full)
+	delete(legacy, s3pointer.SizeAttribute)
+	legacy[s3pointer.LegacySizeAttribute] = num("300000")
+	tests := []struct {
+		name    string
+		in      map[string]types.MessageAttributeValue
+		kept    []string // original attributes kept besides the size
+		size    string   // the size attribute that must be kept
+		dropped string   // named in the reason
+	}{
+		{"pointer with 10 attributes", full, []string{"a1", "a2", "a3", "a4", "a5", "a6"}, s3pointer.SizeAttribute, "op, table, type"},
+		{"legacy pointer", legacy, []string{"a1", "a2", "a3", "a4", "a5", "a6"}, s3pointer.LegacySizeAttribute, "op, table, type"},
+		{"event with 3 attributes", map[string]types.MessageAttributeValue{"table": str("t"), "op": str("insert"), "type": str("x")},
+			[]string{"op", "table", "type"}, "", ""},
+		{"no attributes", nil, nil, "", ""},
+		{"redriven twice: its old reason is replaced", map[string]types.MessageAttributeValue{
+			AttrReason: str("old"), AttrReasonCode: str("old"), s3pointer.SizeAttribute: num("7"), "table": str("t")},
+			[]string{"table"}, s3pointer.SizeAttribute, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := DeadLetter{Message: types.Message{MessageId: aws.String("m-1"), MessageAttributes: tt.in}, Code: "payload_missing", Reason: "stored event not found"}
+			got := deadLetterAttributes(m)
+			if len(got) > maxAttributes {
+				t.Errorf("%d attributes, SQS allows %d", len(got), maxAttributes)
+			}
+			want := append([]string{AttrReason, AttrReasonCode, AttrSourceMessageID}, tt.kept...)
+			if tt.size != "" {
+				want = append(want, tt.size)
+				if v := got[tt.size]; aws.ToString(v.StringValue) != aws.ToString(tt.in[tt.size].StringValue) || aws.ToString(v.DataType) != "Number" {
+					t.Errorf("%s = %+v, want the original's", tt.size, v)
+				}
+			}
+			slices.Sort(want)
+			if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, want) {
+				t.Errorf("attributes %v, want %v", names, want)
+			}
+			reason := aws.ToString(got[AttrReason].StringValue)
+			if !strings.HasPrefix(reason, m.Reason) || aws.ToString(got[AttrReasonCode].StringValue) != m.Code || aws.ToString(got[AttrSourceMessageID].StringValue) != "m-1" {
+				t.Errorf("reason attributes: %q %q %q", reason, aws.ToString(got[AttrReasonCode].StringValue), aws.ToString(got[AttrSourceMessageID].StringValue))
+			}
+			if tt.dropped != "" && !strings.Contains(reason, "not kept, SQS allows 10: "+tt.dropped+")") {
+				t.Errorf("reason %q does not name the dropped attributes %s", reason, tt.dropped)
+			}
+			if tt.dropped == "" && strings.Contains(reason, "not kept") {
+				t.Errorf("reason %q names dropped attributes; none was", reason)
+			}
+		})
 	}
 }
