@@ -34,9 +34,17 @@ type BackfillOptions struct {
 	WindowTimeout time.Duration
 }
 
-// BackfillObserver is told the progress of backfills (metrics implement
-// it). Called from the runner's goroutine.
+// BackfillObserver is told the progress of backfills (package telemetry's
+// Metrics implement it). Called from the runner's goroutine only.
 type BackfillObserver interface {
+	// BackfillChunk reports a chunk whose events SNS accepted and whose
+	// progress was saved: rows it read, rows published as read events
+	// (those a newer live change stood in for are not), and the time its
+	// SELECT took. st is the state after the chunk.
+	BackfillChunk(st *BackfillState, rows, published int, took time.Duration)
+	// BackfillProgress reports st's state: when it starts or resumes,
+	// after each chunk, and when it ends (Status done, cancelled or
+	// failed).
 	BackfillProgress(st *BackfillState)
 	// BackfillPaused reports a pause (reason "lag" or "queue") or its end
 	// (reason "").
@@ -45,8 +53,9 @@ type BackfillObserver interface {
 
 type nopBackfillObserver struct{}
 
-func (nopBackfillObserver) BackfillProgress(*BackfillState) {}
-func (nopBackfillObserver) BackfillPaused(string, string)   {}
+func (nopBackfillObserver) BackfillChunk(*BackfillState, int, int, time.Duration) {}
+func (nopBackfillObserver) BackfillProgress(*BackfillState)                       {}
+func (nopBackfillObserver) BackfillPaused(string, string)                         {}
 
 // BackfillRunner runs backfills one after the other, chunk by chunk: see
 // the package's notes on backfill (backfill.go). It acts only while ready
@@ -121,6 +130,7 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 	if st.ChunkSize <= 0 {
 		st.ChunkSize = r.opts.ChunkRows
 	}
+	r.obs.BackfillProgress(st)
 	if st.Chunks == 0 {
 		log.Info("backfill started", "rows_estimated", st.RowsEstimated, "chunk_rows", st.ChunkSize)
 	} else {
@@ -201,7 +211,7 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 		return false, fmt.Errorf("the high watermark of chunk %d was not decoded within %s", wm.Chunk, r.opts.WindowTimeout)
 	}
 	r.il.mu.Lock()
-	redo := w.redo
+	redo, emitted := w.redo, w.emitted
 	r.il.mu.Unlock()
 	switch {
 	case redo:
@@ -238,7 +248,10 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	if err := r.src.Save(ctx, st); err != nil {
 		return false, fmt.Errorf("save progress: %w", err)
 	}
-	r.obs.BackfillProgress(st)
+	r.obs.BackfillChunk(st, len(c.Rows), emitted, c.Took)
+	if more {
+		r.obs.BackfillProgress(st) // the end is reported by finish
+	}
 	if r.opts.MaxRowsPerSecond > 0 && len(c.Rows) > 0 {
 		if wait := time.Duration(float64(len(c.Rows))/r.opts.MaxRowsPerSecond*float64(time.Second)) - c.Took; wait > 0 {
 			select {

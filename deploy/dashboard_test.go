@@ -27,6 +27,8 @@ func registered(t *testing.T) map[string][]string {
 	m.AddTable("public.a")
 	m.Retried("t", "x", 1)
 	m.Published([]*connector.Event{{Table: "public.a", Op: connector.OpInsert}}, 0)
+	// A running backfill's series exist while it runs.
+	m.BackfillProgress(&connector.BackfillState{ID: "bf", Table: "public.a", Status: connector.BackfillRunning})
 	// The registry holds the Go, process and build_info collectors too.
 	mfs, err := m.Registry().Gather()
 	if err != nil {

@@ -192,7 +192,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	backfills := postgres.NewBackfillSource(cfg.Source.DSN, cfg.Source.Slot, mappings, log)
 	defer backfills.Close()
-	runner := connector.NewBackfillRunner(il, backfills, cfg.Source.Backfill.BackfillOptions(cfg.Source.StatusInterval), sub.Streaming, nil, log)
+	runner := connector.NewBackfillRunner(il, backfills, cfg.Source.Backfill.BackfillOptions(cfg.Source.StatusInterval), sub.Streaming, metrics, log)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(ctx) })

@@ -17,6 +17,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
+	"github.com/baitoru/baitoru-cdc/connector/telemetry"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -132,9 +133,10 @@ func (h *hooked) Save(ctx context.Context, st *connector.BackfillState) error {
 // backfillRig is a connector with backfill: subscription, pipeline,
 // interleaver and runner, as run wires them.
 type backfillRig struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	rec    *bfRecorder
+	cancel  context.CancelFunc
+	done    chan struct{}
+	rec     *bfRecorder
+	metrics *telemetry.Metrics // the runner's observer
 }
 
 var postingsTable = config.Table{Table: "public.postings", Type: "baitoru.postings", Operations: []string{"insert", "update", "delete"},
@@ -158,13 +160,14 @@ func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, ta
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 	}, il, log)
 	var src connector.BackfillSource = postgres.NewBackfillSource(dsn, "cdc", ms, log)
+	metrics := telemetry.New()
 	if wrap != nil {
 		src = wrap(src)
 	}
 	runner := connector.NewBackfillRunner(il, src, connector.BackfillOptions{
 		ChunkRows: 5, MinChunkRows: 5, MaxChunkRows: 5, Poll: 50 * time.Millisecond, WindowTimeout: 20 * time.Second,
-	}, sub.Streaming, nil, log)
-	r := &backfillRig{cancel: cancel, done: make(chan struct{}), rec: rec}
+	}, sub.Streaming, metrics, log)
+	r := &backfillRig{cancel: cancel, done: make(chan struct{}), rec: rec, metrics: metrics}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = pipe.Run(ctx) }()
@@ -412,6 +415,75 @@ func TestBackfillWatermarks(t *testing.T) {
 		}
 		return n == 7 // ids 1..10 of company 7 (3, 6, 9 are company 8's)
 	})
+
+	// The runner's metrics agree with the saved progress: rows and chunks
+	// of both backfills, reads published (rows read minus those a live
+	// change stood in for), two done, none running.
+	var rowsDone, chunks int64
+	if err := conn.QueryRow(ctx, `SELECT sum(rows_done), sum(chunks) FROM baitoru_cdc.backfills`).Scan(&rowsDone, &chunks); err != nil {
+		t.Fatal(err)
+	}
+	nReads := 0
+	for _, e := range rig.rec.events() {
+		if e.Op == "read" {
+			nReads++
+		}
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{telemetry.BackfillRowsRead, []string{"table", "public.postings"}, float64(rowsDone)},
+		{telemetry.BackfillChunks, []string{"table", "public.postings"}, float64(chunks)},
+		{telemetry.BackfillRowsPublished, []string{"table", "public.postings"}, float64(nReads)},
+		{telemetry.BackfillChunkDuration, nil, float64(chunks)},
+		{telemetry.BackfillsFinished, []string{"state", "done"}, 2},
+		{telemetry.BackfillsRunning, nil, 0},
+	} {
+		if got := metricValue(t, rig.metrics, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if nReads >= int(rowsDone) {
+		t.Errorf("%d reads published of %d rows read: the rows changed inside windows should not be", nReads, rowsDone)
+	}
+}
+
+// metricValue is the value of the series name{labels} (a histogram's
+// sample count) in m's registry; the test fails when there is none.
+func metricValue(t *testing.T, m *telemetry.Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, s := range mf.GetMetric() {
+			if len(s.GetLabel())*2 != len(labels) {
+				continue
+			}
+			for i, lp := range s.GetLabel() {
+				if lp.GetName() != labels[2*i] || lp.GetValue() != labels[2*i+1] {
+					continue series
+				}
+			}
+			switch {
+			case s.Counter != nil:
+				return s.GetCounter().GetValue()
+			case s.Gauge != nil:
+				return s.GetGauge().GetValue()
+			case s.Histogram != nil:
+				return float64(s.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	t.Fatalf("no series %s%v", name, labels)
+	return 0
 }
 
 func waitFor(t *testing.T, ok func() bool) {

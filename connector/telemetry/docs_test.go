@@ -37,6 +37,8 @@ func metricNames(t *testing.T) map[string]bool {
 	m.AddTable("public.a")
 	m.Retried("t", "x", 1)
 	m.Published([]*connector.Event{{Table: "public.a", Op: connector.OpInsert}}, 0)
+	// A running backfill's series exist while it runs.
+	m.BackfillProgress(&connector.BackfillState{ID: "bf", Table: "public.a", Status: connector.BackfillRunning})
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

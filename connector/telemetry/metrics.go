@@ -1,7 +1,8 @@
 // Package telemetry is what the connector (`baitoru-cdc run`) tells the
 // outside world about itself: Prometheus metrics (Metrics, an observer of
-// the pipeline and of the publisher's retries through the connector's
-// Observer and RetryObserver interfaces), the HTTP endpoint serving them
+// the pipeline, of the publisher's retries and of backfills through the
+// connector's Observer, RetryObserver and BackfillObserver interfaces), the
+// HTTP endpoint serving them
 // with /healthz and /readyz (Server, on the routes of internal/monitoring
 // that the sink serves too), and the periodic one-line status log (Status).
 //
@@ -70,6 +71,8 @@ type Metrics struct {
 	mu     sync.Mutex // serialises writers of tables
 
 	watch atomic.Pointer[watched]
+
+	backfill *backfillMetrics
 
 	// Totals for the status log.
 	nRead, nPublished, nFailed, nRetried atomic.Int64
@@ -162,6 +165,8 @@ func New() *Metrics {
 		}),
 	}
 	m.retainedBytes.Store(-1)
+	m.backfill = newBackfillMetrics()
+	m.reg.MustRegister(m.backfill.collectors()...)
 	empty := map[string]*tableCounters{}
 	m.tables.Store(&empty)
 	m.reg.MustRegister(
@@ -237,6 +242,7 @@ func (m *Metrics) table(table string) *tableCounters {
 	m.unpublished.WithLabelValues(table, "table")
 	m.storedInS3.WithLabelValues(table)
 	m.bytesInS3.WithLabelValues(table)
+	m.backfill.addTable(table)
 	for _, op := range ops {
 		t.read[op] = m.read.WithLabelValues(table, op.String())
 		t.published[op] = m.published.WithLabelValues(table, op.String())
