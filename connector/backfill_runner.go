@@ -221,7 +221,7 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	}
 	// Wait until SNS accepted everything up to HW's transaction (the reads
 	// included) before saving the progress.
-	for r.il.Flushed() < end {
+	for r.il.Acked() < end {
 		if err := r.il.Err(); err != nil {
 			return false, err
 		}

@@ -99,12 +99,12 @@ func (nopObserver) Flushed(LSN)                       {}
 // commit order.
 //
 // One goroutine (the replication reader) calls Begin, Change, Commit,
-// Keepalive, Drain and Abort; Flushed may be called from anywhere; Run runs
-// the publishing lanes. Acknowledgement: Flushed returns the end LSN of the
-// last transaction all of whose events, and all earlier transactions'
-// events, the Publisher accepted — or, when nothing at all is in flight, the
-// server WAL end of the last keepalive. Nothing else may be confirmed to
-// PostgreSQL.
+// Drain and Abort; Acked may be called from anywhere; Run runs the
+// publishing lanes. Acknowledgement: Acked returns the end LSN of the last
+// transaction all of whose events, and all earlier transactions' events,
+// the Publisher accepted. Nothing beyond it may be confirmed to PostgreSQL
+// for events handed over; what the source confirms when nothing is pending
+// is the source's decision.
 type Pipeline struct {
 	mapper *Mapper
 	pub    Publisher
@@ -401,27 +401,17 @@ func (p *Pipeline) handOver(lane int) error {
 }
 
 // Commit ends the current transaction; endLSN is the end of its commit
-// record, the position confirmed once all its events are accepted.
+// record, the position acknowledged once all its events are accepted.
 // Reader goroutine only.
 func (p *Pipeline) Commit(endLSN LSN) {
 	p.tracker.commit(endLSN)
 	_ = p.flush() // an error here is the pipeline's, reported by Change and Err
 }
 
-// Keepalive reports the server's WAL end from a keepalive. When nothing is
-// in flight, the flushed position advances to it, so an idle or filtered
-// slot does not hold WAL back. Reader goroutine only.
-func (p *Pipeline) Keepalive(walEnd LSN) {
-	p.tracker.idle(walEnd)
-}
-
-// Flushed returns the position that may be confirmed to PostgreSQL.
-// Safe for concurrent use.
-func (p *Pipeline) Flushed() LSN { return LSN(p.tracker.flushed.Load()) }
-
-// SetFlushed seeds the flushed position (the slot's confirmed position at
-// start), so status updates never move it backwards.
-func (p *Pipeline) SetFlushed(lsn LSN) { p.tracker.seed(lsn) }
+// Acked returns the acknowledged position: every event of every
+// transaction whose commit ends at or before it was accepted by the
+// Publisher. Safe for concurrent use.
+func (p *Pipeline) Acked() LSN { return LSN(p.tracker.acked.Load()) }
 
 // Inflight returns the number of events read and not yet accepted.
 func (p *Pipeline) Inflight() int { n, _ := p.win.load(); return n }
@@ -460,24 +450,15 @@ type txState struct {
 	closed  bool
 }
 
-// tracker keeps transactions in commit order and advances the flushed
+// tracker keeps transactions in commit order and advances the acknowledged
 // position over the prefix of transactions that are committed and whose
 // events were all accepted.
 type tracker struct {
-	mu      sync.Mutex
-	queue   []*txState // oldest first; the last may be open
-	open    *txState
-	flushed atomic.Uint64
-	obs     Observer
-}
-
-func (t *tracker) seed(lsn LSN) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if uint64(lsn) > t.flushed.Load() {
-		t.flushed.Store(uint64(lsn))
-		t.obs.Flushed(lsn)
-	}
+	mu    sync.Mutex
+	queue []*txState // oldest first; the last may be open
+	open  *txState
+	acked atomic.Uint64
+	obs   Observer
 }
 
 func (t *tracker) begin(tx *Tx) {
@@ -527,15 +508,6 @@ func (t *tracker) ack(batch []*Event) {
 	t.advance()
 }
 
-func (t *tracker) idle(walEnd LSN) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.queue) == 0 && uint64(walEnd) > t.flushed.Load() {
-		t.flushed.Store(uint64(walEnd))
-		t.obs.Flushed(walEnd)
-	}
-}
-
 func (t *tracker) abort() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -568,8 +540,8 @@ func (t *tracker) advance() {
 	n := copy(t.queue, t.queue[i:])
 	clear(t.queue[n:])
 	t.queue = t.queue[:n]
-	if uint64(end) > t.flushed.Load() {
-		t.flushed.Store(uint64(end))
+	if uint64(end) > t.acked.Load() {
+		t.acked.Store(uint64(end))
 		t.obs.Flushed(end)
 	}
 }

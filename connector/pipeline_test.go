@@ -110,70 +110,63 @@ func feed(t *testing.T, p *Pipeline, commit, end LSN, keys ...string) []string {
 	return ids
 }
 
-func waitFlushed(t *testing.T, p *Pipeline, want LSN) {
+func waitAcked(t *testing.T, p *Pipeline, want LSN) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for p.Flushed() != want {
+	for p.Acked() != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("flushed = %s, want %s", p.Flushed(), want)
+			t.Fatalf("acked = %s, want %s", p.Acked(), want)
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
 
-// stays asserts the flushed position does not move past want for a while.
+// stays asserts the acknowledged position does not move past want for a while.
 func stays(t *testing.T, p *Pipeline, want LSN) {
 	t.Helper()
 	time.Sleep(30 * time.Millisecond)
-	if got := p.Flushed(); got != want {
-		t.Fatalf("flushed = %s, want it to stay %s", got, want)
+	if got := p.Acked(); got != want {
+		t.Fatalf("acked = %s, want it to stay %s", got, want)
 	}
 }
 
 func TestPipelineAcknowledgesInCommitOrder(t *testing.T) {
 	pub := newGatePublisher()
 	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 4, MaxBatch: 10})
-	p.SetFlushed(0x10)
 	a := feed(t, p, 0x100, 0x110, "a1", "a2", "a3")
 	b := feed(t, p, 0x200, 0x210, "b1")
 	c := feed(t, p, 0x300, 0x310, "c1", "c2")
 
 	// Later transactions accepted first: nothing may be confirmed.
 	pub.release(append(b, c...)...)
-	stays(t, p, 0x10)
+	stays(t, p, 0)
 	// Part of the first transaction: still nothing.
 	pub.release(a[0], a[2])
-	stays(t, p, 0x10)
+	stays(t, p, 0)
 	// All of it: everything up to the third commit.
 	pub.release(a[1])
-	waitFlushed(t, p, 0x310)
+	waitAcked(t, p, 0x310)
 }
 
-func TestPipelineEmptyTransactionsAndKeepalives(t *testing.T) {
+func TestPipelineEmptyTransactions(t *testing.T) {
 	pub := newGatePublisher()
 	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2})
-	p.SetFlushed(0x10)
 
 	// A transaction without mapped rows is confirmed at once.
 	feed(t, p, 0x100, 0x110)
-	waitFlushed(t, p, 0x110)
-	// Idle: the keepalive's WAL end is confirmed.
-	p.Keepalive(0x500)
-	waitFlushed(t, p, 0x500)
+	waitAcked(t, p, 0x110)
 
-	// In flight: keepalives do not move the position...
+	// Empty transactions behind one in flight wait, then fold into it.
 	ids := feed(t, p, 0x600, 0x610, "x")
-	p.Keepalive(0x900)
-	// ...and empty transactions behind it wait, then fold into it.
 	for i := LSN(0); i < 100; i++ {
 		feed(t, p, 0x700+i*0x10, 0x708+i*0x10)
 	}
-	stays(t, p, 0x500)
+	stays(t, p, 0x110)
 	if n := len(p.tracker.queue); n != 1 {
 		t.Fatalf("tracker holds %d transactions, want the empty ones folded into 1", n)
 	}
 	pub.release(ids...)
-	waitFlushed(t, p, 0x700+99*0x10+8)
+	waitAcked(t, p, 0x700+99*0x10+8)
 }
 
 func TestPipelineWindowBoundsInflight(t *testing.T) {
@@ -217,12 +210,11 @@ func TestPipelineWindowBoundsInflight(t *testing.T) {
 func TestPipelinePermanentErrorStopsWithoutAck(t *testing.T) {
 	pub := newGatePublisher()
 	p, _, done := testPipeline(t, pub, PipelineOptions{Lanes: 1})
-	p.SetFlushed(0x10)
 	boom := fmt.Errorf("event too large: %w", ErrPermanent)
 	pub.fail[EventID(0x200, 1)] = boom
 	a := feed(t, p, 0x100, 0x110, "k")
 	pub.release(a...)
-	waitFlushed(t, p, 0x110)
+	waitAcked(t, p, 0x110)
 	feed(t, p, 0x200, 0x210, "k")
 	select {
 	case err := <-done:
@@ -242,14 +234,12 @@ func TestPipelinePermanentErrorStopsWithoutAck(t *testing.T) {
 		t.Fatalf("Change after failure = %v, want ErrPermanent", err)
 	}
 	p.Commit(0x310)
-	p.Keepalive(0x900)
 	stays(t, p, 0x110)
 }
 
 func TestPipelineAbortDropsOpenTransaction(t *testing.T) {
 	pub := newGatePublisher()
 	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2})
-	p.SetFlushed(0x10)
 	a := feed(t, p, 0x100, 0x110, "a")
 	tx := &Tx{CommitLSN: 0x200}
 	p.Begin(tx)
@@ -261,10 +251,14 @@ func TestPipelineAbortDropsOpenTransaction(t *testing.T) {
 	if err := p.Drain(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFlushed(t, p, 0x110) // the open transaction is not confirmed
+	waitAcked(t, p, 0x110) // the open transaction is not confirmed
 	p.Abort()
-	p.Keepalive(0x150) // idle again after the abort
-	waitFlushed(t, p, 0x150)
+	if n := len(p.tracker.queue); n != 0 {
+		t.Fatalf("tracker holds %d transactions after the abort, want none", n)
+	}
+	// The source reads the transaction again: it is confirmed once accepted.
+	feed(t, p, 0x200, 0x210, "b")
+	waitAcked(t, p, 0x210)
 }
 
 func TestPipelineShutdownFinishesInflight(t *testing.T) {
@@ -283,8 +277,8 @@ func TestPipelineShutdownFinishesInflight(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after shutdown")
 	}
-	if p.Flushed() != 0x110 {
-		t.Fatalf("flushed = %s after graceful shutdown, want 0/110", p.Flushed())
+	if p.Acked() != 0x110 {
+		t.Fatalf("acked = %s after graceful shutdown, want 0/110", p.Acked())
 	}
 }
 
@@ -316,7 +310,6 @@ func (s *sizePublisher) calls() []int {
 func TestPipelineFillsBatchesAcrossChunks(t *testing.T) {
 	pub := &sizePublisher{gatePublisher: newGatePublisher()}
 	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 1, MaxBatch: 4})
-	p.SetFlushed(0x10)
 	want := feed(t, p, 0x100, 0x110, "k")
 	deadline := time.Now().Add(5 * time.Second)
 	for len(pub.calls()) == 0 { // the first call is under way, held by the gate
@@ -329,7 +322,7 @@ func TestPipelineFillsBatchesAcrossChunks(t *testing.T) {
 	want = append(want, feed(t, p, 0x300, 0x310, "k", "k", "k")...)
 	want = append(want, feed(t, p, 0x400, 0x410, "k", "k")...)
 	pub.release(want...)
-	waitFlushed(t, p, 0x410)
+	waitAcked(t, p, 0x410)
 	if got := fmt.Sprint(pub.calls()); got != "[1 4 4]" {
 		t.Errorf("call sizes = %s, want [1 4 4]", got)
 	}

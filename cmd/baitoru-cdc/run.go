@@ -186,6 +186,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ShutdownGrace:       cfg.Publisher.ShutdownGrace,
 		Streaming:           cfg.Source.Streaming,
 		StreamMemory:        cfg.Source.StreamMemoryBytes,
+		// What the subscription may confirm beyond the pipeline's
+		// acknowledged position (an idle stream) shows in the metrics too.
+		Observer: metrics,
 	}, il, log)
 
 	metrics.Watch(pipe, sub)

@@ -461,7 +461,7 @@ func waitConfirmed(t *testing.T, dsn string, c *connectorUnderTest) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("slot did not confirm %s (pipeline flushed %s)", target, c.pipe.Flushed())
+			t.Fatalf("slot did not confirm %s (pipeline acked %s)", target, c.pipe.Acked())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

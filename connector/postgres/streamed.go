@@ -112,6 +112,7 @@ func (d *decoder) streamCommit(ctx context.Context, data []byte, h Handler) erro
 	end := connector.LSN(m.TransactionEndLSN)
 	d.tx.EndLSN = end
 	d.inTx = false
+	d.committed = end
 	h.Commit(end)
 	return nil
 }

@@ -29,17 +29,18 @@ import (
 )
 
 // Handler receives the decoded stream. *connector.Pipeline implements it.
-// All methods except Flushed and Err are called from the Subscription's
+// All methods except Acked and Err are called from the Subscription's
 // single reading goroutine.
 type Handler interface {
 	Begin(tx *connector.Tx)
 	// Change may block (back-pressure); it must not retain c.
 	Change(ctx context.Context, c *connector.Change) error
 	Commit(end connector.LSN)
-	Keepalive(walEnd connector.LSN)
-	// Flushed is the position that may be confirmed to the server.
-	Flushed() connector.LSN
-	SetFlushed(lsn connector.LSN)
+	// Acked is the acknowledged position: every event of every
+	// transaction whose commit ends at or before it was accepted
+	// downstream. What the server is told is decided from it
+	// (standbyStatus).
+	Acked() connector.LSN
 	// Drain waits until everything handed over was accepted.
 	Drain(ctx context.Context) error
 	// Abort forgets the transaction whose commit never arrived.
@@ -53,6 +54,13 @@ type Handler interface {
 // transactional message, nil otherwise. Called from the reading goroutine.
 type MessageHandler interface {
 	Message(ctx context.Context, tx *connector.Tx, prefix string, content []byte) error
+}
+
+// PositionObserver is told the position the subscription may confirm to
+// the server when it moves (the metrics implement it). Called from the
+// reading goroutine.
+type PositionObserver interface {
+	Flushed(lsn connector.LSN)
 }
 
 // Options configure a Subscription. The values of the configuration come
@@ -89,6 +97,8 @@ type Options struct {
 	// with Publication when it exists and the server carries logical
 	// messages (14+). Empty: backfill is off.
 	BackfillPublication string
+	// Observer, when set, is told the position that may be confirmed.
+	Observer PositionObserver
 	// ConnectorRowFilters evaluates the mappings' row filters in the
 	// connector (see rowFilters) rather than relying on the publication's.
 	// It is automatic on PostgreSQL < 15, whose publications have none.
@@ -126,8 +136,11 @@ type Subscription struct {
 	types   *Types
 	streams atomic.Bool
 	// received is the end of the last WAL data received (the "written"
-	// position); the handler's Flushed is the "flushed" one.
-	received connector.LSN
+	// position); reported is the flush position last reported (or the
+	// slot's confirmed position); idle is the WAL end of the latest
+	// keepalive that came while nothing was pending; told is the position
+	// last told to the observer. Reading goroutine only.
+	received, reported, idle, told connector.LSN
 	// slotSeen is set once a session found the slot: from then on a
 	// missing slot is an error, never a new slot (that would skip rows).
 	slotSeen bool
@@ -245,7 +258,7 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	slot, err := s.slot(ctx, meta, s.h.Flushed(), s.slotSeen)
+	slot, err := s.slot(ctx, meta, s.flushed(), s.slotSeen)
 	if err != nil {
 		return false, err
 	}
@@ -253,8 +266,8 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	if slot.ActivePID != 0 {
 		return false, fmt.Errorf("%w: slot %s is streamed by pid %d", errSlotBusy, s.opts.Slot, slot.ActivePID)
 	}
-	s.h.SetFlushed(slot.ConfirmedFlush)
-	start := s.h.Flushed()
+	s.reported = max(s.reported, slot.ConfirmedFlush)
+	start := s.flushed()
 	pubs := []string{s.opts.Publication}
 	if s.opts.BackfillPublication != "" && Supports(server, FeatureBackfill) {
 		var exists bool
@@ -407,14 +420,14 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 				if err != nil {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
-				if !d.inTx && !d.inStream {
-					s.h.Keepalive(connector.LSN(ka.ServerWALEnd))
+				if nothingPending(d.inTx || d.inStream, d.committed, s.h.Acked()) {
+					s.idle = max(s.idle, connector.LSN(ka.ServerWALEnd))
 				}
-				if ka.ReplyRequested || s.h.Flushed() != lastSent {
+				if flush := s.flushed(); ka.ReplyRequested || flush != lastSent {
 					if err := s.sendStatus(ctx, conn); err != nil {
 						return err
 					}
-					lastSent = s.h.Flushed()
+					lastSent = flush
 					nextStatus = time.Now().Add(s.opts.StatusInterval)
 				}
 			case pglogrepl.XLogDataByteID:
@@ -433,7 +446,7 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 		case *pgproto3.ErrorResponse:
 			err := pgconn.ErrorResponseToPgError(msg)
 			if slotLostByServer(err) {
-				return fmt.Errorf("replication stream: %s: %w", err, lostError(s.opts.Slot, s.h.Flushed(), s.received))
+				return fmt.Errorf("replication stream: %s: %w", err, lostError(s.opts.Slot, s.flushed(), s.received))
 			}
 			return fmt.Errorf("replication stream: %w", err)
 		case *pgproto3.CopyDone:
@@ -456,16 +469,31 @@ func (s *Subscription) shutdown(conn *pgconn.PgConn) error {
 		s.log.Warn("shutdown: final status update", "error", err)
 		return nil
 	}
-	s.log.Info("stopped; final position confirmed", "confirmed_lsn", s.h.Flushed().String())
+	s.log.Info("stopped; final position confirmed", "confirmed_lsn", s.reported.String())
 	return nil
 }
 
-func (s *Subscription) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
-	flushed := s.h.Flushed()
-	written := s.received
-	if written < flushed {
-		written = flushed
+// status is what a standby status update reports now (standbyStatus);
+// the observer is told a flush position that moved.
+func (s *Subscription) status() (write, flush connector.LSN) {
+	write, flush = standbyStatus(ackState{Received: s.received, Acked: s.h.Acked(), Idle: s.idle, Reported: s.reported})
+	if flush > s.told {
+		s.told = flush
+		if s.opts.Observer != nil {
+			s.opts.Observer.Flushed(flush)
+		}
 	}
+	return write, flush
+}
+
+// flushed is the position a status update would confirm now.
+func (s *Subscription) flushed() connector.LSN {
+	_, flush := s.status()
+	return flush
+}
+
+func (s *Subscription) sendStatus(ctx context.Context, conn *pgconn.PgConn) error {
+	written, flushed := s.status()
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(written),
 		WALFlushPosition: pglogrepl.LSN(flushed),
@@ -474,6 +502,7 @@ func (s *Subscription) sendStatus(ctx context.Context, conn *pgconn.PgConn) erro
 	if err != nil {
 		return fmt.Errorf("send standby status: %w", err)
 	}
+	s.reported = flushed
 	return nil
 }
 
@@ -493,12 +522,14 @@ type decoder struct {
 	meta  *pgx.Conn
 	log   *slog.Logger
 
-	inTx   bool
-	tx     *connector.Tx
-	seq    int
-	row    rowMessage
-	change connector.Change
-	warned map[uint32]bool
+	inTx bool
+	// committed is the end of the last commit handed to the handler.
+	committed connector.LSN
+	tx        *connector.Tx
+	seq       int
+	row       rowMessage
+	change    connector.Change
+	warned    map[uint32]bool
 	// filters evaluates where: in the connector; nil when the publication
 	// filters rows itself.
 	filters *rowFilters
@@ -550,6 +581,7 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 			d.tx.EndLSN = end
 		}
 		d.inTx = false
+		d.committed = end
 		h.Commit(end)
 	case 'R':
 		var rm pglogrepl.RelationMessage

@@ -320,10 +320,21 @@ func (m *Metrics) eachRun(events []*connector.Event, fn func(t *tableCounters, o
 	}
 }
 
-// Flushed records the confirmed position (connector.Observer).
+// Flushed records the position that may be confirmed: the pipeline tells
+// what it acknowledged (connector.Observer), the subscription what it may
+// confirm beyond (postgres.PositionObserver), from two goroutines. The
+// highest wins.
 func (m *Metrics) Flushed(lsn connector.LSN) {
-	m.lastLSN.Store(uint64(lsn))
-	m.confirmed.Set(float64(lsn)) // exact below 2^53 bytes of WAL (8 PiB)
+	for {
+		cur := m.lastLSN.Load()
+		if uint64(lsn) <= cur {
+			return
+		}
+		if m.lastLSN.CompareAndSwap(cur, uint64(lsn)) {
+			break
+		}
+	}
+	m.confirmed.Set(float64(m.lastLSN.Load())) // the highest, whoever sets last; exact below 2^53 bytes of WAL (8 PiB)
 }
 
 // ColumnTypeChanged counts a type change of a published column

@@ -119,6 +119,7 @@ func TestMetricsCount(t *testing.T) {
 	m.Published(batch, 40*time.Millisecond)
 	m.PublishFailed(events("public.applications", connector.OpInsert, 2, commit), errors.New("boom"))
 	m.Flushed(connector.LSN(0x16B3748))
+	m.Flushed(connector.LSN(0x16B0000)) // the pipeline's, behind the subscription's: the highest stays
 	m.Retried("arn:aws:sns:us-east-1:000000000000:t", "Throttled", 4)
 	m.Retried("arn:aws:sns:us-east-1:000000000000:t", "", 1)
 	m.SlotRetainedWAL(123456)
