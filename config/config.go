@@ -330,6 +330,37 @@ type Sink struct {
 	// Links says, per event type or table, which data field holds the
 	// Baitoru link key (e.g. company_id).
 	Links []LinkKey `mapstructure:"links"`
+	// History is how the sink asks for a link's history: when Kobot starts
+	// a link, the existing rows of every table of a links rule with
+	// history (the default) are backfilled with the link key as the
+	// filter, and pushed to that link only.
+	History SinkHistory `mapstructure:"history"`
+}
+
+// SinkHistory is the sink's side of link-start backfills: a request is a
+// row the sink inserts into Baitoru's database (baitoru_cdc.backfill_requests)
+// as the least-privilege requester role; the connector streaming the slot
+// reads it from its stream.
+type SinkHistory struct {
+	// DSN of Baitoru's database as the requester role (setup's script
+	// describes it), without the password. Empty: links start without
+	// history.
+	DSN string `mapstructure:"dsn"`
+	// Password of the DSN's role, as Source.Password (moved into DSN by
+	// Load).
+	Password string `mapstructure:"password"`
+	// Slot names the connector that runs the backfills (its source.slot);
+	// empty: whichever connector streaming that database reads the request
+	// first.
+	Slot string `mapstructure:"slot"`
+	// IDPrefix starts the id of every link-start backfill
+	// (<prefix>-<link id>-<table>): read events whose backfill id has it
+	// go only to that link. Sinks of different link databases sharing one
+	// Baitoru database need different prefixes. Default "link".
+	IDPrefix string `mapstructure:"id_prefix"`
+	// Interval is how often requests that Baitoru's database has not taken
+	// yet (it was unreachable) are retried. Default 5s.
+	Interval time.Duration `mapstructure:"interval"`
 }
 
 // SinkSQS is the queue the sink consumes.
@@ -397,4 +428,8 @@ type LinkKey struct {
 	Table string `mapstructure:"table"`
 	// Field is the key in the event's data holding the link key.
 	Field string `mapstructure:"field" jsonschema:"required"`
+	// History: when a link starts, its existing rows of Table are sent to
+	// it as read events (sink.history must name Baitoru's database).
+	// Default true for a table rule; a type rule has none.
+	History bool `mapstructure:"history"`
 }

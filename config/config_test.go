@@ -209,10 +209,11 @@ func TestDefaults(t *testing.T) {
 			LargePayloads: LargePayloads{Prefix: "baitoru-cdc/baitoru_cdc/", Threshold: 262144},
 		}},
 		Sink: Sink{
-			SQS:   SinkSQS{Concurrency: 4, BatchSize: 10, WaitTime: 20 * time.Second, VisibilityTimeout: 30 * time.Second},
-			S3:    SinkS3{MaxEventBytes: 16 << 20},
-			Kobot: Kobot{Timeout: 5 * time.Second, MaxAttempts: 3, Retry: Backoff{200 * time.Millisecond, 5 * time.Second}},
-			API:   API{Listen: ":8080"},
+			SQS:     SinkSQS{Concurrency: 4, BatchSize: 10, WaitTime: 20 * time.Second, VisibilityTimeout: 30 * time.Second},
+			S3:      SinkS3{MaxEventBytes: 16 << 20},
+			Kobot:   Kobot{Timeout: 5 * time.Second, MaxAttempts: 3, Retry: Backoff{200 * time.Millisecond, 5 * time.Second}},
+			API:     API{Listen: ":8080"},
+			History: SinkHistory{IDPrefix: "link", Interval: 5 * time.Second},
 		},
 	}
 	got := *cfg
@@ -222,6 +223,48 @@ func TestDefaults(t *testing.T) {
 	}
 	if cfg.HasSink() {
 		t.Error("HasSink = true for a file without sink")
+	}
+}
+
+// TestLinkHistoryDefault: a table rule of sink.links has history unless
+// it says history: false; a type rule has none.
+func TestLinkHistoryDefault(t *testing.T) {
+	const sinkPart = `
+sink:
+  dsn: postgres://sink@db:5432/sink
+  sqs:
+    region: ap-northeast-1
+    queue_url: https://sqs.ap-northeast-1.amazonaws.com/123456789012/baitoru-kobot
+  kobot:
+    endpoint: https://kobot.example.com/hook
+    secret: whsec_aGlzdG9yeS10ZXN0LXNlY3JldC0wMTIzNDU2Nzg5
+  api:
+    token: history-config-token-0123456789
+  history:
+    dsn: postgres://requester@db:5432/baitoru
+    password: "p@ss word"
+  links:
+`
+	for _, c := range []struct {
+		name, links string
+		want        []bool
+	}{
+		{"table and type", "    - table: public.applications\n      field: company\n    - type: baitoru.applications.insert\n      field: company\n", []bool{true, false}},
+		{"history false", "    - table: public.applications\n      field: company\n      history: false\n", []bool{false}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := mustLoad(t, writeConfig(t, minimal+sinkPart+c.links))
+			var got []bool
+			for _, l := range cfg.Sink.Links {
+				got = append(got, l.History)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("history of the rules = %v, want %v", got, c.want)
+			}
+			if h := cfg.Sink.History; h.Password != "" || !strings.Contains(h.DSN, "ss word") && !strings.Contains(h.DSN, "ss%20word") {
+				t.Errorf("sink.history.password not moved into the DSN: %+v", h)
+			}
+		})
 	}
 }
 

@@ -59,6 +59,8 @@ var defaults = map[string]any{
 	"sink.kobot.retry.initial":           200 * time.Millisecond,
 	"sink.kobot.retry.max":               5 * time.Second,
 	"sink.api.listen":                    ":8080",
+	"sink.history.id_prefix":             "link",
+	"sink.history.interval":              5 * time.Second,
 }
 
 // Defaults returns the configuration an empty file gives: every key at its
@@ -132,6 +134,8 @@ func load(path string, validate func(*Config) Problems) (*Config, error) {
 	}
 	cfg.Source.DSN, cfg.Source.Password = withPassword(cfg.Source.DSN, cfg.Source.Password), ""
 	cfg.Sink.DSN, cfg.Sink.Password = withPassword(cfg.Sink.DSN, cfg.Sink.Password), ""
+	h := &cfg.Sink.History
+	h.DSN, h.Password = withPassword(h.DSN, h.Password), ""
 	return cfg, nil
 }
 
@@ -329,6 +333,12 @@ func (m *meta) has(p string) bool {
 // and attribute name = the column's published name. A key written empty in
 // the file keeps its empty value, so that validation can report it.
 func (c *Config) applyListDefaults() {
+	for i := range c.Sink.Links {
+		l := &c.Sink.Links[i]
+		if l.Table != "" && !c.meta.has(fmt.Sprintf("sink.links[%d].history", i)) {
+			l.History = true
+		}
+	}
 	for i := range c.Tables {
 		t := &c.Tables[i]
 		p := fmt.Sprintf("tables[%d]", i)

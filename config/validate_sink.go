@@ -6,6 +6,7 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -89,9 +90,13 @@ func (k *checker) sink() {
 		}
 	}
 
+	k.sinkHistory()
 	seen := map[string]int{}
 	for i, l := range s.Links {
 		p := fmt.Sprintf("sink.links[%d]", i)
+		if l.History && l.Type != "" && l.Table == "" {
+			k.add(p+".history", "a type rule has no history: the history a link gets is the existing rows of a table; write table: instead of type:, or remove history")
+		}
 		if l.Field == "" {
 			k.add(p+".field", "required: the field of the event's data holding the link key, e.g. company_id")
 		}
@@ -124,6 +129,29 @@ func (k *checker) sink() {
 		seen[id] = i
 		k.linkAgainstTables(p, l)
 	}
+}
+
+// historyIDPrefixRe is what a link-start backfill id may start with: the
+// whole id (<prefix>-<link id>-<table>) must be a valid backfill id.
+var historyIDPrefixRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:]{0,29}$`)
+
+// sinkHistory checks sink.history: a requester DSN that parses, a valid
+// slot name and id prefix, a positive retry interval.
+func (k *checker) sinkHistory() {
+	h := k.c.Sink.History
+	if h.DSN != "" {
+		if msg := dsnProblem(h.DSN); msg != "" {
+			k.add("sink.history.dsn", "%s", msg)
+		}
+	}
+	k.password("sink.history", h.DSN, h.Password)
+	if h.Slot != "" && !slotNameRe.MatchString(h.Slot) {
+		k.add("sink.history.slot", "%q is not a valid replication slot name: use the connector's source.slot (1 to 63 lowercase letters, digits and underscores), or leave it empty for any connector", h.Slot)
+	}
+	if !historyIDPrefixRe.MatchString(h.IDPrefix) {
+		k.add("sink.history.id_prefix", "%q is not a valid prefix: 1 to 30 letters, digits, '.', '_' or ':', starting with a letter or digit (no '-'), e.g. link", h.IDPrefix)
+	}
+	k.positive("sink.history.interval", h.Interval)
 }
 
 // linkAgainstTables checks a link rule against the mapped tables of the

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/baitoru/baitoru-cdc/internal/httpjson"
@@ -81,6 +82,33 @@ type API struct {
 	// changed, if set, is called after a link of key started or stopped,
 	// before the API answers.
 	changed func(ctx context.Context, key string) error
+	// history, if set, requests a started link's history and shows its
+	// progress.
+	history *Histories
+}
+
+// historyTimeout bounds the requests to Baitoru's database an API call
+// makes; what does not finish in time is retried by Histories.Run.
+const historyTimeout = 5 * time.Second
+
+// WithHistory makes the API request a started link's history through h
+// (the link and its histories are recorded first, so an unreachable
+// Baitoru database delays the history, never the link), show its progress
+// on GET /v1/links/{id}, and cancel it when the link stops. Call it before
+// serving.
+func (a *API) WithHistory(h *Histories) { a.history = h }
+
+// forwardHistory requests what is pending; a failure is logged, the
+// request stays recorded and Histories.Run retries it.
+func (a *API) forwardHistory(ctx context.Context) {
+	if a.history == nil {
+		return
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), historyTimeout)
+	defer cancel()
+	if _, err := a.history.Forward(hctx); err != nil {
+		a.logger.Warn("link history not requested yet; it is retried", "err", err)
+	}
 }
 
 // OnChange makes the API call f after it started or stopped a link of key,
@@ -204,6 +232,7 @@ func (a *API) start(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "start link", err)
 		return
 	}
+	a.forwardHistory(r.Context())
 	status := http.StatusOK
 	if created {
 		a.notify(r.Context(), l.Key)
@@ -319,6 +348,16 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		a.internal(w, "get link", err)
 		return
 	}
+	if a.history != nil {
+		a.forwardHistory(r.Context())
+		hctx, cancel := context.WithTimeout(r.Context(), historyTimeout)
+		l.History, err = a.history.Progress(hctx, l.ID)
+		cancel()
+		if err != nil {
+			a.internal(w, "get link history", err)
+			return
+		}
+	}
 	httpjson.Write(w, http.StatusOK, l)
 }
 
@@ -337,6 +376,13 @@ func (a *API) stop(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.notify(r.Context(), l.Key)
+	if a.history != nil {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), historyTimeout)
+		if err := a.history.Cancel(hctx, l.ID); err != nil {
+			a.logger.Warn("link stopped; its history could not be cancelled (its remaining rows are read but not pushed: the link is stopped)", "link_id", l.ID, "err", err)
+		}
+		cancel()
+	}
 	a.logger.Info("link stopped", "link_id", l.ID, "kobot_account", l.Account, "link_key", l.Key)
 	httpjson.Write(w, http.StatusOK, l)
 }

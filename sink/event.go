@@ -58,8 +58,11 @@ type Event struct {
 	ID     string
 	Type   string
 	Source string
-	Table  string    // the "table" extension; empty when absent
-	Time   time.Time // the "time" attribute (commit time); zero when absent
+	Table  string // the "table" extension; empty when absent
+	// Backfill is the "backfill" extension of a read event (the backfill
+	// that re-sent the row); empty for live changes.
+	Backfill string
+	Time     time.Time // the "time" attribute (commit time); zero when absent
 	// Body is the CloudEvent JSON object exactly as published (for an SNS
 	// envelope, the decoded Message). It never has a kobotaccount member.
 	Body []byte
@@ -155,6 +158,9 @@ func parseEventAnySize(body []byte, m map[string]json.RawMessage) (*Event, error
 		return nil, err
 	}
 	if e.Table, err = stringField(m, "table", false); err != nil {
+		return nil, err
+	}
+	if e.Backfill, err = stringField(m, "backfill", false); err != nil {
 		return nil, err
 	}
 	ts, err := stringField(m, "time", false)

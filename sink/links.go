@@ -29,6 +29,9 @@ type Link struct {
 	Status    string     `json:"status"`
 	CreatedAt time.Time  `json:"created_at"`
 	EndedAt   *time.Time `json:"ended_at"`
+	// History is the progress of the link's history (GET /v1/links/{id}
+	// only): one entry per table whose existing rows it gets.
+	History []HistoryProgress `json:"history,omitempty"`
 }
 
 // LinkRule names the data field holding the link key of the events of one

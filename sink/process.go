@@ -160,6 +160,10 @@ type ProcessorConfig struct {
 	// DefaultMaxPayloadBytes); a larger one goes to the DLQ.
 	Payloads        PayloadStore
 	MaxPayloadBytes int64
+	// HistoryPrefix is sink.history.id_prefix: a read event whose backfill
+	// id has it (HistoryLink) is the history of one link and goes to that
+	// link only. Empty: every event goes to every active link of its key.
+	HistoryPrefix string
 }
 
 // Processor is the delivery core shared by the SQS consumer and the Lambda
@@ -197,6 +201,7 @@ func NewProcessor(c ProcessorConfig) (*Processor, error) {
 type pending struct {
 	ev    *Event
 	key   string
+	links []Link // the links the event goes to
 	pairs []*push
 }
 
@@ -260,12 +265,13 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 		if pe == nil {
 			continue
 		}
-		if len(byKey[pe.key]) == 0 {
+		pe.links = p.linksOf(pe.ev, byKey[pe.key])
+		if len(pe.links) == 0 {
 			results[i] = Result{Action: Delete, Result: ResultUnlinked}
 			events[i] = nil
 			continue
 		}
-		for _, l := range byKey[pe.key] {
+		for _, l := range pe.links {
 			pairs = append(pairs, DeliveryKey{pe.ev.ID, l.ID})
 		}
 	}
@@ -287,7 +293,7 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 		if pe == nil {
 			continue
 		}
-		for _, l := range byKey[pe.key] {
+		for _, l := range pe.links {
 			st, ok := claims[DeliveryKey{pe.ev.ID, l.ID}]
 			if !ok {
 				st = ClaimBusy // not answered for: do not push
@@ -339,6 +345,25 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 		}
 	}
 	return results, nil
+}
+
+// linksOf returns the links ev goes to among the active links of its key:
+// all of them, except for a link's history (a read event of a backfill
+// that link's start requested), which goes to that link only.
+func (p *Processor) linksOf(ev *Event, links []Link) []Link {
+	if ev.Backfill == "" {
+		return links
+	}
+	id, ok := HistoryLink(p.c.HistoryPrefix, ev.Backfill)
+	if !ok {
+		return links
+	}
+	for _, l := range links {
+		if l.ID == id {
+			return []Link{l}
+		}
+	}
+	return nil
 }
 
 // decide turns the pushes of one event into its message's Result and

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -73,7 +76,20 @@ func TestDocumentedLinksAPICommands(t *testing.T) {
 	kobotSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	defer kobotSrv.Close()
 	sinkDSN := pg.NewDatabase(t)
+	// A Baitoru database with what backfill keeps there, so that links
+	// get their history requested (no connector runs: it stays requested).
+	baitoru := pg.NewDatabase(t)
+	bconn, err := pgx.Connect(ctx, baitoru)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dba.ApplyBackfill(ctx, bconn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "baitoru_cdc_backfill"}, false)
+	bconn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for k, v := range map[string]string{
+		"BAITORU_CDC_SINK_HISTORY_DSN":     baitoru,
 		"AWS_REGION":                       emu.Region,
 		"SINK_QUEUE_URL":                   fan.QueueURL,
 		"SINK_DLQ_URL":                     fan.DLQURL,

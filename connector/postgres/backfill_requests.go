@@ -59,22 +59,36 @@ func CancelBackfill(ctx context.Context, conn *pgx.Conn, id string) error {
 // id non-empty: only that one. A request not yet taken up by a connector
 // has status "requested".
 func Backfills(ctx context.Context, conn *pgx.Conn, id string) ([]*connector.BackfillState, error) {
-	rows, err := conn.Query(ctx, `SELECT `+stateColumns+` FROM `+BackfillStateTable+` WHERE $1 = '' OR backfill_id = $1
+	var ids []string
+	if id != "" {
+		ids = []string{id}
+	}
+	out, err := BackfillsOf(ctx, conn, ids)
+	if err != nil {
+		return nil, err
+	}
+	if id != "" && len(out) == 0 {
+		return nil, fmt.Errorf("backfill %s: %w", id, ErrNoBackfill)
+	}
+	return out, nil
+}
+
+// BackfillsOf returns the backfills of ids (started or requested; ids
+// nil: every one), newest first; unknown ids are absent.
+func BackfillsOf(ctx context.Context, conn *pgx.Conn, ids []string) ([]*connector.BackfillState, error) {
+	rows, err := conn.Query(ctx, `SELECT `+stateColumns+` FROM `+BackfillStateTable+` WHERE $1::text[] IS NULL OR backfill_id = ANY($1)
 		UNION ALL
 		SELECT r.backfill_id, r.table_name, coalesce(r.filter, ''), coalesce(r.key_field, ''), coalesce(r.key_value, ''), 'requested', NULL, NULL,
 		       0, 0, 0, 0, '', r.requested_by, r.requested_at, r.requested_at, r.requested_at, 'epoch'
-		FROM `+BackfillRequestsTable+` r WHERE r.action = 'start' AND ($1 = '' OR r.backfill_id = $1)
+		FROM `+BackfillRequestsTable+` r WHERE r.action = 'start' AND ($1::text[] IS NULL OR r.backfill_id = ANY($1))
 		  AND NOT EXISTS (SELECT 1 FROM `+BackfillStateTable+` s WHERE s.backfill_id = r.backfill_id)
-		ORDER BY 16 DESC, 1`, id)
+		ORDER BY 16 DESC, 1`, ids)
 	if err != nil {
 		return nil, requestError(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*connector.BackfillState, error) { return scanBackfill(r) })
 	if err != nil {
 		return nil, requestError(err)
-	}
-	if id != "" && len(out) == 0 {
-		return nil, fmt.Errorf("backfill %s: %w", id, ErrNoBackfill)
 	}
 	return out, nil
 }

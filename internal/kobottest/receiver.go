@@ -105,17 +105,21 @@ func (p *Push) Duplicates() (afterAck, afterLate int) {
 // Receipt is what the receiver reports about one push it answered 2xx
 // (the JSON lines of kobot-receiver -json).
 type Receipt struct {
-	ReceivedAt time.Time       `json:"received_at"`
-	ID         string          `json:"id"`
-	Account    string          `json:"kobotaccount"`
-	Type       string          `json:"type"`
-	Table      string          `json:"table"`
-	Op         string          `json:"op"`
-	Subject    string          `json:"subject,omitempty"`
-	CommitTime time.Time       `json:"commit_time"`
-	LatencyMS  float64         `json:"commit_to_receipt_ms"` // received_at − the event's time (its commit)
-	Duplicate  bool            `json:"duplicate"`            // already processed for this account: acknowledged, not processed again
-	Data       json.RawMessage `json:"data"`
+	ReceivedAt time.Time `json:"received_at"`
+	ID         string    `json:"id"`
+	Account    string    `json:"kobotaccount"`
+	Type       string    `json:"type"`
+	Table      string    `json:"table"`
+	Op         string    `json:"op"`
+	Subject    string    `json:"subject,omitempty"`
+	CommitTime time.Time `json:"commit_time"`
+	LatencyMS  float64   `json:"commit_to_receipt_ms"` // received_at − the event's time (its commit)
+	Duplicate  bool      `json:"duplicate"`            // already processed for this account: acknowledged, not processed again
+	// LSN is the event's commit position ("lsn" extension); Backfill names
+	// the backfill of a read event ("backfill" extension).
+	LSN      string          `json:"lsn,omitempty"`
+	Backfill string          `json:"backfill,omitempty"`
+	Data     json.RawMessage `json:"data"`
 }
 
 // Format is the one-line text form of a receipt:
@@ -361,14 +365,16 @@ func (rv *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := Request{ID: r.Header.Get(kobot.HeaderID), Body: body, At: now}
 	req.VerifyErr = rv.o.Verify(r.Header, body, now)
 	var ev struct {
-		ID      string          `json:"id"`
-		Type    string          `json:"type"`
-		Subject string          `json:"subject"`
-		Time    time.Time       `json:"time"`
-		Table   string          `json:"table"`
-		Op      string          `json:"op"`
-		Account string          `json:"kobotaccount"`
-		Data    json.RawMessage `json:"data"`
+		ID       string          `json:"id"`
+		Type     string          `json:"type"`
+		Subject  string          `json:"subject"`
+		Time     time.Time       `json:"time"`
+		Table    string          `json:"table"`
+		Op       string          `json:"op"`
+		Account  string          `json:"kobotaccount"`
+		LSN      string          `json:"lsn"`
+		Backfill string          `json:"backfill"`
+		Data     json.RawMessage `json:"data"`
 	}
 	// Only a verified body is looked at.
 	parseErr := errors.New("not verified")
@@ -458,7 +464,7 @@ func (rv *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rv.o.OnReceipt != nil {
 		rc := Receipt{
 			ReceivedAt: now.UTC(), ID: ev.ID, Account: ev.Account, Type: ev.Type, Table: ev.Table, Op: ev.Op,
-			Subject: ev.Subject, CommitTime: ev.Time, Data: ev.Data, Duplicate: dup,
+			Subject: ev.Subject, CommitTime: ev.Time, Data: ev.Data, Duplicate: dup, LSN: ev.LSN, Backfill: ev.Backfill,
 		}
 		if !ev.Time.IsZero() {
 			rc.LatencyMS = float64(now.Sub(ev.Time).Microseconds()) / 1000

@@ -46,12 +46,17 @@ type Store struct {
 	logger *slog.Logger
 	// reloadMu serialises link cache reloads (watcher and RefreshLinks).
 	reloadMu sync.Mutex
+	// historyPrefix and history: what StartLink records for a new link's
+	// history (SetHistory).
+	historyPrefix string
+	history       []sink.HistoryTable
 }
 
 var (
 	_ sink.LinkStore   = (*Store)(nil)
 	_ sink.DeliveryLog = (*Store)(nil)
 	_ sink.LinkSource  = (*Store)(nil)
+	_ sink.HistoryLog  = (*Store)(nil)
 )
 
 // Open parses dsn and creates a connection pool (connections are made
@@ -195,14 +200,25 @@ func collectLinks(rows pgx.Rows) ([]sink.Link, error) {
 
 // StartLink returns the active link of (account, key), creating it if
 // needed. The partial unique index makes concurrent starts of the same pair
-// return the same link.
+// return the same link. A link it creates gets its histories (SetHistory)
+// in the same transaction, so a crash cannot leave a link without them.
 func (s *Store) StartLink(ctx context.Context, account, key string) (sink.Link, bool, error) {
 	for range 3 {
-		l, err := scanLink(s.pool.QueryRow(ctx, `INSERT INTO links (kobot_account, link_key) VALUES ($1, $2)
-			ON CONFLICT (kobot_account, link_key) WHERE status = 'active' DO NOTHING
-			RETURNING `+linkColumns, account, key))
+		var l sink.Link
+		created := false
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			l, err = scanLink(tx.QueryRow(ctx, `INSERT INTO links (kobot_account, link_key) VALUES ($1, $2)
+				ON CONFLICT (kobot_account, link_key) WHERE status = 'active' DO NOTHING
+				RETURNING `+linkColumns, account, key))
+			if err != nil {
+				return err
+			}
+			created = true
+			return s.recordHistory(ctx, tx, l.ID)
+		})
 		if err == nil {
-			return l, true, nil
+			return l, created, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return sink.Link{}, false, fmt.Errorf("insert link: %w", err)
@@ -218,6 +234,68 @@ func (s *Store) StartLink(ctx context.Context, account, key string) (sink.Link, 
 		// Stopped between the two statements: try again.
 	}
 	return sink.Link{}, false, errors.New("start link: conflicting concurrent stop")
+}
+
+// SetHistory makes StartLink record, for every link it creates, a history
+// per table (sink.HistoryID with prefix names its backfill). Call it before
+// serving; without it links get no history.
+func (s *Store) SetHistory(prefix string, tables []sink.HistoryTable) {
+	s.historyPrefix, s.history = prefix, slices.Clone(tables)
+}
+
+func (s *Store) recordHistory(ctx context.Context, tx pgx.Tx, linkID int64) error {
+	if len(s.history) == 0 {
+		return nil
+	}
+	tables, fields, ids := make([]string, len(s.history)), make([]string, len(s.history)), make([]string, len(s.history))
+	for i, h := range s.history {
+		tables[i], fields[i], ids[i] = h.Table, h.Field, sink.HistoryID(s.historyPrefix, linkID, h.Table)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO link_history (link_id, table_name, key_field, backfill_id)
+		SELECT $1, t, f, b FROM unnest($2::text[], $3::text[], $4::text[]) AS u(t, f, b)`, linkID, tables, fields, ids); err != nil {
+		return fmt.Errorf("record link history: %w", err)
+	}
+	return nil
+}
+
+const historyColumns = "h.link_id, l.link_key, h.table_name, h.key_field, h.backfill_id, h.requested_at IS NOT NULL"
+
+func collectHistory(rows pgx.Rows) ([]sink.History, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (sink.History, error) {
+		var h sink.History
+		err := r.Scan(&h.LinkID, &h.Key, &h.Table, &h.Field, &h.BackfillID, &h.Requested)
+		return h, err
+	})
+}
+
+// PendingHistory returns up to limit histories of active links that
+// Baitoru's database has not taken yet, oldest first.
+func (s *Store) PendingHistory(ctx context.Context, limit int) ([]sink.History, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+historyColumns+` FROM link_history h JOIN links l ON l.id = h.link_id
+		WHERE h.requested_at IS NULL AND l.status = 'active' ORDER BY h.created_at, h.link_id, h.table_name LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read pending link history: %w", err)
+	}
+	return collectHistory(rows)
+}
+
+// MarkRequested records that Baitoru's database holds these backfills.
+func (s *Store) MarkRequested(ctx context.Context, backfillIDs []string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE link_history SET requested_at = now() WHERE backfill_id = ANY($1) AND requested_at IS NULL`, backfillIDs)
+	if err != nil {
+		return fmt.Errorf("record link history requested: %w", err)
+	}
+	return nil
+}
+
+// LinkHistory returns a link's histories by table.
+func (s *Store) LinkHistory(ctx context.Context, linkID int64) ([]sink.History, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+historyColumns+` FROM link_history h JOIN links l ON l.id = h.link_id
+		WHERE h.link_id = $1 ORDER BY h.table_name`, linkID)
+	if err != nil {
+		return nil, fmt.Errorf("read link history: %w", err)
+	}
+	return collectHistory(rows)
 }
 
 // StopLink stops a link; stopping a stopped link returns it unchanged.

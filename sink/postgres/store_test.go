@@ -368,7 +368,7 @@ func TestWatchFollowsChangesWithinASecond(t *testing.T) {
 	t.Logf("stop seen after %s", time.Since(start).Round(time.Millisecond))
 	testenv.MustExec(t, dsn, "INSERT INTO links (kobot_account, link_key) VALUES ('b', '8'), ('c', '8')")
 	waitFor(t, time.Second, "inserts seen", func() bool { return linked(cache, "8") == 2 })
-	testenv.MustExec(t, dsn, "TRUNCATE deliveries, links")
+	testenv.MustExec(t, dsn, "TRUNCATE deliveries, link_history, links")
 	waitFor(t, time.Second, "truncate seen", func() bool { return linked(cache, "8") == 0 })
 	// A burst of changes is coalesced and ends in the right state.
 	for i := range 50 {

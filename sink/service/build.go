@@ -17,6 +17,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/sink"
 	"github.com/baitoru/baitoru-cdc/sink/kobot"
 	"github.com/baitoru/baitoru-cdc/sink/postgres"
+	"github.com/baitoru/baitoru-cdc/sink/requester"
 	sinks3 "github.com/baitoru/baitoru-cdc/sink/s3"
 	"github.com/baitoru/baitoru-cdc/sink/sqs"
 )
@@ -82,11 +83,16 @@ type Parts struct {
 	Registry *prometheus.Registry
 	// Logger is Options.Logger (a discarding one when that was nil).
 	Logger *slog.Logger
+	// Histories forwards link histories to Baitoru's database
+	// (sink.history); nil when sink.history.dsn is empty. Its Run retries
+	// what Baitoru's database has not taken yet.
+	Histories *sink.Histories
 
-	cfg   config.Sink
-	o     Options
-	rules *sink.Rules
-	kobot *kobot.Client
+	cfg       config.Sink
+	o         Options
+	rules     *sink.Rules
+	kobot     *kobot.Client
+	requester *requester.Requester
 }
 
 // Build wires the sink's delivery parts from cfg: it checks the
@@ -127,7 +133,7 @@ func newParts(cfg config.Sink, o Options) (*Parts, error) {
 	}
 	links := make([]sink.LinkRule, len(cfg.Links))
 	for i, l := range cfg.Links {
-		links[i] = sink.LinkRule(l) // validated by package config
+		links[i] = sink.LinkRule{Type: l.Type, Table: l.Table, Field: l.Field} // validated by package config
 	}
 	rules := sink.NewRules(links)
 	p := &Parts{cfg: cfg, o: o, rules: rules, kobot: kc, Registry: o.Registry, Logger: o.Logger}
@@ -174,19 +180,51 @@ func (p *Parts) open(ctx context.Context) error {
 		ClaimLease:      sink.ClaimLeaseFor(p.cfg.Kobot.MaxAttempts, p.cfg.Kobot.Timeout, p.cfg.Kobot.Retry.Max),
 		Payloads:        sinks3.New(s3c),
 		MaxPayloadBytes: p.cfg.S3.MaxEventBytes,
+		HistoryPrefix:   p.cfg.History.IDPrefix,
 	})
 	if err != nil {
 		store.Close()
 		return err
 	}
 	p.Store, p.SQS, p.DLQ, p.Processor = store, client, sqs.NewDLQ(client, p.cfg.SQS.DLQURL), proc
+	if p.Histories, p.requester, err = openHistory(p.cfg, store, p.Logger); err != nil {
+		store.Close()
+		return err
+	}
 	return nil
 }
 
-// Close closes the database pool. Safe on parts that failed to open.
+// openHistory makes store record the histories of new links and returns
+// what forwards them to Baitoru's database; nil, nil when sink.history.dsn
+// is empty or no links rule has history (links start without history).
+func openHistory(cfg config.Sink, store *postgres.Store, log *slog.Logger) (*sink.Histories, *requester.Requester, error) {
+	if cfg.History.DSN == "" {
+		return nil, nil, nil
+	}
+	var tables []sink.HistoryTable
+	for _, l := range cfg.Links {
+		if l.History && l.Table != "" {
+			tables = append(tables, sink.HistoryTable{Table: l.Table, Field: l.Field})
+		}
+	}
+	if len(tables) == 0 {
+		return nil, nil, nil
+	}
+	req, err := requester.New(cfg.History.DSN, cfg.History.Slot, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	store.SetHistory(cfg.History.IDPrefix, tables)
+	return sink.NewHistories(store, req, cfg.History.Interval, log), req, nil
+}
+
+// Close closes the database pools. Safe on parts that failed to open.
 func (p *Parts) Close() {
 	if p.Store != nil {
 		p.Store.Close()
+	}
+	if p.requester != nil {
+		p.requester.Close()
 	}
 }
 
@@ -197,6 +235,8 @@ type LinksAPI struct {
 	Store *postgres.Store
 	// Handler serves the API's routes; every error is JSON.
 	Handler http.Handler
+
+	requester *requester.Requester
 }
 
 // BuildAPI opens the sink database, applies its migrations and returns the
@@ -223,13 +263,26 @@ func BuildAPI(ctx context.Context, cfg config.Sink, o Options) (*LinksAPI, error
 		store.Close()
 		return nil, err
 	}
+	hist, req, err := openHistory(cfg, store, o.Logger)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if hist != nil {
+		api.WithHistory(hist)
+	}
 	mux := http.NewServeMux()
 	api.Register(mux)
-	return &LinksAPI{Store: store, Handler: sink.JSONErrors(mux)}, nil
+	return &LinksAPI{Store: store, Handler: sink.JSONErrors(mux), requester: req}, nil
 }
 
-// Close closes the database pool.
-func (a *LinksAPI) Close() { a.Store.Close() }
+// Close closes the database pools.
+func (a *LinksAPI) Close() {
+	a.Store.Close()
+	if a.requester != nil {
+		a.requester.Close()
+	}
+}
 
 // openDatabase opens the sink database and applies its migrations.
 func openDatabase(ctx context.Context, cfg config.Sink, log *slog.Logger) (*postgres.Store, error) {

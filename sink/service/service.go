@@ -110,6 +110,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	api.OnChange(func(ctx context.Context, key string) error {
 		return store.RefreshLinks(ctx, cache, []string{key})
 	})
+	if s.parts.Histories != nil {
+		api.WithHistory(s.parts.Histories)
+	}
 	ln := s.ln
 	if ln == nil {
 		if ln, err = net.Listen("tcp", s.cfg.API.Listen); err != nil {
@@ -161,6 +164,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return store.WatchLinks(wctx, cache, func(scope string) { metrics.LinkReloads.WithLabelValues(scope).Inc() })
 	})
+	if h := s.parts.Histories; h != nil {
+		g.Go(func() error { return h.Run(gctx) })
+	}
 	g.Go(func() error {
 		defer stopWatch()
 		// Consume only once the cache is loaded.
