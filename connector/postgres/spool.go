@@ -101,7 +101,7 @@ func (ss *spools) add(xid, subxid uint32, msg []byte) error {
 func (ss *spools) spill(s *spool) error {
 	f, err := os.CreateTemp(ss.dir, "baitoru-cdc-stream-*")
 	if err != nil {
-		return fmt.Errorf("spill streamed transaction %d to a file (memory bound publisher.max_inflight_bytes reached): %w", s.xid, err)
+		return fmt.Errorf("spill streamed transaction %d to a file (memory bound source.stream_memory_bytes reached): %w", s.xid, err)
 	}
 	// Unlinked at once: the open file lives until closed, and a crash
 	// leaves no file to clean up.
