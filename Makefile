@@ -187,10 +187,15 @@ bench: deps
 # Full scale, about 20 minutes; exit 1 when anything was lost or a check failed.
 # The CI test (go test ./tools/reliability) runs a subset at the "ci" scale.
 # One scenario: make reliability RELIABILITY_FLAGS="-only 4b".
+# It first runs one transaction of RELIABILITY_LARGE_TX through a connector
+# under small memory bounds (TestLargeTransactionUnderMemoryCap; 64MiB in
+# make test).
 RELIABILITY_OUT   ?= reliability-results
 RELIABILITY_FLAGS ?=
+RELIABILITY_LARGE_TX ?= 1GiB
 .PHONY: reliability fuzz-short
 reliability: deps-postgres deps-emulator deps-go
+	$(GO) test ./cmd/baitoru-cdc -count=1 -run '^TestLargeTransactionUnderMemoryCap$$' -v -timeout 60m -args -large-tx=$(RELIABILITY_LARGE_TX)
 	$(GO) build -o bin/reliability ./tools/reliability
 	exec bin/reliability -scale full -out $(RELIABILITY_OUT) $(RELIABILITY_FLAGS)
 

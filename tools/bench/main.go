@@ -13,7 +13,10 @@
 //  6. sink throughput (deliveries/s to a local receiver);
 //  7. one 1M-row transaction committed while the connector streams, with
 //     source.streaming off and on: walsender spill bytes, commit → last
-//     event, peak RSS.
+//     event, peak RSS;
+//  8. events over 256 KiB through S3 (publisher.large_payloads, the
+//     emulator's S3) against events of ~1 KiB, interleaved: events/s over a
+//     backlog and commit → SNS accepted at a steady rate.
 //
 // Usage:
 //
@@ -38,38 +41,42 @@ import (
 
 // Items that -skip accepts.
 const (
-	itemBaseline  = "baseline"  // 1
-	itemDiscard   = "discard"   // 2
-	itemEmulator  = "emulator"  // 3
-	itemLatency   = "latency"   // 4
-	itemRSS       = "rss"       // 5
-	itemSink      = "sink"      // 6
-	itemStreaming = "streaming" // 7
-	itemProfile   = "profile"   // CPU and heap profiles of item 2
+	itemBaseline   = "baseline"   // 1
+	itemDiscard    = "discard"    // 2
+	itemEmulator   = "emulator"   // 3
+	itemLatency    = "latency"    // 4
+	itemRSS        = "rss"        // 5
+	itemSink       = "sink"       // 6
+	itemStreaming  = "streaming"  // 7
+	itemClaimCheck = "claimcheck" // 8
+	itemProfile    = "profile"    // CPU and heap profiles of item 2
 )
 
-var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemProfile}
+var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemClaimCheck, itemProfile}
 
 // options are the sizes and switches of one run.
 type options struct {
-	Out          string        `json:"-"`
-	Rows         int           `json:"rows"`         // rows of the throughput and RSS workloads
-	TxSize       int           `json:"tx_size"`      // rows per transaction of the main workload
-	Repeat       int           `json:"repeat"`       // runs of each reader over each throughput workload (the best counts)
-	RSSTxs       int           `json:"rss_txs"`      // the split workload: Rows in this many transactions
-	PublishRows  int           `json:"publish_rows"` // rows of the emulator workload (item 3)
-	Lanes        int           `json:"lanes"`        // connector publisher lanes = bare loop concurrency
-	Companies    int           `json:"companies"`    // distinct company_id values (link keys)
-	Rate         int           `json:"rate"`         // rows/s of the latency workload
-	LatencyDur   time.Duration `json:"latency_duration"`
-	LatencyTx    int           `json:"latency_tx_size"`             // rows per transaction at the steady rate
-	SinkMessages int           `json:"sink_messages"`               // messages pre-filled for the sink drain
-	SinkConc     int           `json:"sink_concurrency"`            // sink.sqs.concurrency; 0: the sink's default
-	Bin          string        `json:"-"`                           // prebuilt baitoru-cdc binary; built when empty
-	Compare      string        `json:"compare,omitempty"`           // a second binary measured interleaved with Bin (connector → stdout, sink drains)
-	Render       string        `json:"-"`                           // re-render this results.json instead of measuring
-	DecodingMem  string        `json:"decoding_work_mem,omitempty"` // logical_decoding_work_mem of the source database; "": the server's (64MB)
-	Skip         []string      `json:"skip"`
+	Out           string        `json:"-"`
+	Rows          int           `json:"rows"`         // rows of the throughput and RSS workloads
+	TxSize        int           `json:"tx_size"`      // rows per transaction of the main workload
+	Repeat        int           `json:"repeat"`       // runs of each reader over each throughput workload (the best counts)
+	RSSTxs        int           `json:"rss_txs"`      // the split workload: Rows in this many transactions
+	PublishRows   int           `json:"publish_rows"` // rows of the emulator workload (item 3)
+	Lanes         int           `json:"lanes"`        // connector publisher lanes = bare loop concurrency
+	Companies     int           `json:"companies"`    // distinct company_id values (link keys)
+	Rate          int           `json:"rate"`         // rows/s of the latency workload
+	LatencyDur    time.Duration `json:"latency_duration"`
+	LatencyTx     int           `json:"latency_tx_size"`             // rows per transaction at the steady rate
+	SinkMessages  int           `json:"sink_messages"`               // messages pre-filled for the sink drain
+	SinkConc      int           `json:"sink_concurrency"`            // sink.sqs.concurrency; 0: the sink's default
+	Bin           string        `json:"-"`                           // prebuilt baitoru-cdc binary; built when empty
+	Compare       string        `json:"compare,omitempty"`           // a second binary measured interleaved with Bin (connector → stdout, sink drains)
+	Render        string        `json:"-"`                           // re-render this results.json instead of measuring
+	DecodingMem   string        `json:"decoding_work_mem,omitempty"` // logical_decoding_work_mem of the source database; "": the server's (64MB)
+	ClaimEvents   int           `json:"claim_events"`                // item 8: events of each size in the backlog
+	ClaimRate     int           `json:"claim_rate"`                  // item 8: events/s of the steady part
+	ClaimDuration time.Duration `json:"claim_duration"`              // item 8: duration of the steady part
+	Skip          []string      `json:"skip"`
 
 	skip map[string]bool
 }
@@ -96,6 +103,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.Compare, "compare", "", "another baitoru-cdc binary (e.g. the previous commit's) measured interleaved with -bin: a connector → stdout run after each connector run, and -repeat sink drains of each, alternating; results.md compares CPU per row and per message")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: re-render results.md, chart.svg and the table from this results.json into -out")
 	fs.StringVar(&o.DecodingMem, "decoding-work-mem", "", "logical_decoding_work_mem of the source database (e.g. 64kB, to make a small transaction stream or spill); empty: the server's default, 64MB")
+	fs.IntVar(&o.ClaimEvents, "claim-events", 300, "item 8: events of each size (~1 KiB, ~300 KiB) committed as a backlog, in 10-row transactions")
+	fs.IntVar(&o.ClaimRate, "claim-rate", 10, "item 8: events/s of each size at the steady rate (one per transaction)")
+	fs.DurationVar(&o.ClaimDuration, "claim-duration", 30*time.Second, "item 8: duration of each steady run")
 	skip := fs.String("skip", "", "comma-separated items to skip: "+strings.Join(allItems, ","))
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -129,6 +139,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-rate and -latency-tx-size must be >= 1, -latency-duration >= 1s")
 	case o.SinkMessages < 1 || o.SinkConc < 0:
 		return nil, fmt.Errorf("-sink-messages must be >= 1, -sink-concurrency >= 0")
+	case o.ClaimEvents < 1 || o.ClaimRate < 1 || o.ClaimDuration < time.Second:
+		return nil, fmt.Errorf("-claim-events and -claim-rate must be >= 1, -claim-duration >= 1s")
 	}
 	return o, nil
 }

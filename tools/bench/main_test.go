@@ -136,7 +136,8 @@ func TestBenchTiny(t *testing.T) {
 	}
 	out := t.TempDir()
 	o, err := parseFlags([]string{"-out", out, "-rows", "2000", "-rss-txs", "4", "-publish-rows", "300",
-		"-rate", "200", "-latency-duration", "2s", "-sink-messages", "200", "-companies", "5", "-decoding-work-mem", "64kB"})
+		"-rate", "200", "-latency-duration", "2s", "-sink-messages", "200", "-companies", "5", "-decoding-work-mem", "64kB",
+		"-claim-events", "10", "-claim-rate", "5", "-claim-duration", "1s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +192,20 @@ func TestBenchTiny(t *testing.T) {
 	}
 	if runs[true] != 2 || runs[false] != 2 {
 		t.Errorf("streaming runs: %v, want 2 of each (-repeat's default)", runs)
+	}
+	// Item 8: the large events went through S3, the small ones did not.
+	claims := map[bool]int{}
+	for _, c := range got.ClaimCheck {
+		claims[c.Large]++
+		if c.Events != 10 || c.PerSec <= 0 || c.Latency.Sent != 5 || c.Latency.Received != 5 || c.Latency.P99 < c.Latency.P50 || c.PeakRSS <= 0 {
+			t.Errorf("claim-check run: %+v", c)
+		}
+		if c.Large && (c.StoredInS3 < 15 || c.EventBytes <= 256<<10) || !c.Large && (c.StoredInS3 != 0 || c.EventBytes > 2<<10) {
+			t.Errorf("claim-check large=%v: %d stored in S3, %d bytes per event", c.Large, c.StoredInS3, c.EventBytes)
+		}
+	}
+	if claims[true] != 2 || claims[false] != 2 {
+		t.Errorf("claim-check runs: %v, want 2 of each (-repeat's default)", claims)
 	}
 	if p := got.Publish; p == nil || p.Messages != 300 || p.BareQueued != 300 || p.ConnectorQueued < 300 || p.Ratio <= 0 {
 		t.Errorf("publish: %+v", p)

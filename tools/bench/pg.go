@@ -149,19 +149,25 @@ type Workload struct {
 // done reports whether a slot confirmed position covers the workload.
 func (w *Workload) done(confirmed pglogrepl.LSN) bool { return confirmed > w.lastTxLSN }
 
+// defaultNote is the SQL expression of the answers' note of every row but
+// item 8's.
+const defaultNote = `'よろしくお願いします'`
+
 // rowsSQL inserts the rows numbered from..to (inclusive): realistic
 // application rows (11 columns: bigint ids, Japanese text, jsonb answers,
-// an enum, timestamptz). company is the SQL expression of company_id.
-func rowsSQL(from, to int64, company string) string {
+// an enum, timestamptz). company is the SQL expression of company_id, note
+// that of the answers' note (over the row number g), which sets the size
+// of the event.
+func rowsSQL(from, to int64, company, note string) string {
 	return fmt.Sprintf(`INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email,
 	applicant_phone, answers, status, source, applied_at, updated_at)
 SELECT %s, 100000 + g %% 5000, '応募者 ' || g, 'applicant' || g || '@example.jp',
 	'090-' || lpad((g %% 10000)::text, 4, '0') || '-' || lpad((g %% 9973)::text, 4, '0'),
 	jsonb_build_object('available_from', '2026-12-01', 'days', jsonb_build_array('mon', 'thu'),
-		'experience_years', g %% 7, 'note', 'よろしくお願いします'),
+		'experience_years', g %% 7, 'note', %s),
 	(enum_range(NULL::application_status))[1 + g %% 3], (ARRAY['web', 'app', 'agent'])[1 + g %% 3],
 	now(), now()
-FROM generate_series(%d, %d) g`, company, from, to)
+FROM generate_series(%d, %d) g`, company, note, from, to)
 }
 
 // spreadCompanies is the company_id expression spreading rows over n
@@ -206,7 +212,7 @@ func (b *bench) insert(ctx context.Context, name string, rows, txs int) (*Worklo
 	for i := 0; i < txs-1; i++ {
 		n := size(i)
 		sb.WriteString("BEGIN;")
-		sb.WriteString(rowsSQL(next, next+n-1, spreadCompanies(b.o.Companies)))
+		sb.WriteString(rowsSQL(next, next+n-1, spreadCompanies(b.o.Companies), b.rowNote()))
 		sb.WriteString(";COMMIT;")
 		next += n
 		if (i+1)%perTrip == 0 {
@@ -224,7 +230,7 @@ func (b *bench) insert(ctx context.Context, name string, rows, txs int) (*Worklo
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, rowsSQL(next, next+n-1, spreadCompanies(b.o.Companies))); err != nil {
+	if _, err := tx.Exec(ctx, rowsSQL(next, next+n-1, spreadCompanies(b.o.Companies), b.rowNote())); err != nil {
 		tx.Rollback(ctx)
 		return nil, fmt.Errorf("insert %s: %w", name, err)
 	}
@@ -274,7 +280,7 @@ func (b *bench) steadyInsert(ctx context.Context, rate, txSize int, d time.Durat
 			defer conn.Close(context.Background())
 			for t := range ticks {
 				late := time.Since(t.at)
-				sql := rowsSQL(t.from, t.from+int64(txSize)-1, fmt.Sprint(1+rand.IntN(b.o.Companies)))
+				sql := rowsSQL(t.from, t.from+int64(txSize)-1, fmt.Sprint(1+rand.IntN(b.o.Companies)), b.rowNote())
 				_, err := conn.Exec(ctx, sql)
 				mu.Lock()
 				delays = append(delays, late)
@@ -332,3 +338,12 @@ func (s lsnScanner) Scan(src any) error {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// rowNote is the note expression of the rows inserted now: b.note, or
+// defaultNote.
+func (b *bench) rowNote() string {
+	if b.note == "" {
+		return defaultNote
+	}
+	return b.note
+}

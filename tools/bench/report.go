@@ -28,20 +28,21 @@ const (
 
 // Results is everything one run measured; results.json is its JSON.
 type Results struct {
-	Started   time.Time      `json:"started"`
-	Seconds   float64        `json:"seconds"`
-	Machine   Machine        `json:"machine"`
-	Options   *options       `json:"options"`
-	Binary    string         `json:"binary"`
-	Workloads []*Workload    `json:"workloads"`
-	Streams   []Stream       `json:"streams"`
-	Publish   *PublishResult `json:"publish,omitempty"`
-	Latency   []Latency      `json:"latency,omitempty"`
-	Sink      *SinkResult    `json:"sink,omitempty"`
-	Streaming []StreamingRun `json:"streaming,omitempty"`
-	SinkRuns  []SinkResult   `json:"sink_runs,omitempty"` // -compare drains
-	Profiles  []*Profiles    `json:"profiles,omitempty"`
-	Figures   []Figure       `json:"figures"`
+	Started    time.Time      `json:"started"`
+	Seconds    float64        `json:"seconds"`
+	Machine    Machine        `json:"machine"`
+	Options    *options       `json:"options"`
+	Binary     string         `json:"binary"`
+	Workloads  []*Workload    `json:"workloads"`
+	Streams    []Stream       `json:"streams"`
+	Publish    *PublishResult `json:"publish,omitempty"`
+	Latency    []Latency      `json:"latency,omitempty"`
+	Sink       *SinkResult    `json:"sink,omitempty"`
+	Streaming  []StreamingRun `json:"streaming,omitempty"`
+	ClaimCheck []ClaimRun     `json:"claim_check,omitempty"`
+	SinkRuns   []SinkResult   `json:"sink_runs,omitempty"` // -compare drains
+	Profiles   []*Profiles    `json:"profiles,omitempty"`
+	Figures    []Figure       `json:"figures"`
 	// Unavailable lists what could not be measured and why (not failures:
 	// e.g. a command that does not exist yet).
 	Unavailable map[string]string `json:"unavailable,omitempty"`
@@ -251,6 +252,7 @@ func (r *Results) summarise() {
 		add(f)
 	}
 	r.streamingFigures(add)
+	r.claimFigures(add)
 	if s := r.Sink; s != nil {
 		add(Figure{Item: "6", Name: "sink: pre-filled queue → local Kobot receiver", Value: s.PerSec, Unit: "deliveries/s",
 			Target: fmt.Sprintf("≥ %s/s", count(int(targetSinkPerSec))), Met: met(s.PerSec >= targetSinkPerSec && s.Delivered >= s.Messages),
@@ -451,6 +453,14 @@ func (r *Results) markdown() string {
 		for _, s := range r.Streaming {
 			p("| %v | %d | %s | %s | %d | %s | %d | %.2f s | %s | %.1f |\n", s.Streaming, s.Run, count(s.Rows), mib(s.SpillBytes), s.SpillTxns,
 				mib(s.StreamBytes), s.StreamTxns, s.CommitToLastSeconds, mib(s.PeakRSS), s.CPUSeconds)
+		}
+	}
+	if len(r.ClaimCheck) > 0 {
+		p("\n### Events over 256 KiB through S3 (item 8)\n\nOne connector configuration (`publisher.large_payloads` set, the emulator's S3) for both sizes, runs interleaved: a backlog committed in 10-row transactions while the connector is stopped, read from the slot turning active until its confirmed position covered it (events/s, the connector's CPU meanwhile); then one event per transaction at a steady rate, timed per event from its commit to the emulator's PublishBatch answer (an event over SNS's limit: after its PutObject) by a pass-through proxy.\n\n")
+		p("| events | run | bytes per event | backlog events | events/s | CPU ms per event | stored in S3 | PutObject p99 | steady rate | commit→SNS p50 | p99 | max | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range r.ClaimCheck {
+			p("| %s | %d | %s | %s | %s | %.2f | %s | %.1f ms | %d/s | %.1f ms | %.1f ms | %.1f ms | %s |\n", claimLabel(c.Large), c.Run, count(c.EventBytes), count(c.Events),
+				count(int(c.PerSec)), c.CPUSeconds/float64(max(c.Events, 1))*1e3, count(c.StoredInS3), c.PutP99, c.Latency.Rate, c.Latency.P50, c.Latency.P99, c.Latency.Max, mib(c.PeakRSS))
 		}
 	}
 	p("%s", r.comparison())

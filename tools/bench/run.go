@@ -32,6 +32,7 @@ type bench struct {
 	dsn    string    // source database
 	meta   *pgx.Conn // queries on the source database (slots, positions)
 	rowSeq int64     // last generated row number
+	note   string    // SQL expression of the rows' answers.note (see rowNote)
 
 	emu    *testenv.Emulator
 	emuPID int // its process, for its CPU time
@@ -88,6 +89,7 @@ func run(ctx context.Context, o *options, w io.Writer) (*Results, error) {
 	b.item(ctx, "latency", b.latencyPhase)
 	b.item(ctx, "sink throughput", b.sinkPhase)
 	b.item(ctx, "streaming: one big transaction, source.streaming off / on", b.streamingPhase)
+	b.item(ctx, "claim-check: events over 256 KiB through S3 / events of 1 KiB", b.claimCheckPhase)
 
 	b.sample("end")
 	b.res.Seconds = time.Since(b.res.Started).Seconds()
