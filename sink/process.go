@@ -33,6 +33,10 @@ const (
 // maxRedeliveryDelay caps the exponential redelivery delay.
 const maxRedeliveryDelay = 15 * time.Minute
 
+// defaultParallel is the default bound of concurrent pushes within one
+// batch (ProcessorConfig.Parallel).
+const defaultParallel = 32
+
 // dbTimeout bounds each delivery-log query of a batch.
 const dbTimeout = 10 * time.Second
 
@@ -153,7 +157,8 @@ type ProcessorConfig struct {
 	// longer than a push can take (ClaimLeaseFor), so that a duplicate
 	// receive waits for its outcome instead of pushing too. Default 1m.
 	ClaimLease time.Duration
-	// Parallel bounds concurrent pushes within one batch (default 32).
+	// Parallel bounds concurrent pushes within one batch (default
+	// 32).
 	Parallel int
 	// Payloads reads the events of messages that point at S3 (nil: such
 	// a message goes to the DLQ). MaxPayloadBytes bounds them (default
@@ -189,7 +194,7 @@ func NewProcessor(c ProcessorConfig) (*Processor, error) {
 		c.ClaimLease = time.Minute
 	}
 	if c.Parallel <= 0 {
-		c.Parallel = 32
+		c.Parallel = defaultParallel
 	}
 	if c.MaxPayloadBytes <= 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
@@ -278,7 +283,11 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 	var claims map[DeliveryKey]ClaimState
 	if len(pairs) > 0 {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-		claims, err = p.c.Log.Claim(dctx, pairs, p.c.ClaimLease)
+		// A batch with more pushes than Parallel pushes them in rounds:
+		// the claims must outlast the last round, or a duplicate receive
+		// could claim and push a pair this one has yet to push.
+		rounds := (len(pairs) + p.c.Parallel - 1) / p.c.Parallel
+		claims, err = p.c.Log.Claim(dctx, pairs, time.Duration(rounds)*p.c.ClaimLease)
 		cancel()
 		if err != nil {
 			p.c.Metrics.BatchErrors.Inc()

@@ -17,11 +17,13 @@ type fakeLog struct {
 	busy      map[DeliveryKey]bool // claimed by another receive
 	rows      []Delivery
 	failWrite bool
+	leases    []time.Duration // of each Claim
 }
 
-func (f *fakeLog) Claim(_ context.Context, keys []DeliveryKey, _ time.Duration) (map[DeliveryKey]ClaimState, error) {
+func (f *fakeLog) Claim(_ context.Context, keys []DeliveryKey, lease time.Duration) (map[DeliveryKey]ClaimState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.leases = append(f.leases, lease)
 	out := map[DeliveryKey]ClaimState{}
 	for _, k := range keys {
 		switch {
@@ -209,5 +211,35 @@ func TestRedeliveryDelay(t *testing.T) {
 	}
 	if (&Processor{}).redeliveryDelay(3) != 0 {
 		t.Error("no base must leave the queue's visibility timeout")
+	}
+}
+
+// TestProcessClaimOutlastsRounds: a batch with more pushes than Parallel
+// pushes them in rounds, and its claims last a lease per round, so that no
+// duplicate receive can claim a pair this batch has yet to push.
+func TestProcessClaimOutlastsRounds(t *testing.T) {
+	tests := []struct {
+		parallel, events int // each event of company 7 has 2 links
+		rounds           int
+	}{
+		{parallel: 32, events: 10, rounds: 1},
+		{parallel: 32, events: 16, rounds: 1},
+		{parallel: 32, events: 17, rounds: 2},
+		{parallel: 4, events: 5, rounds: 3},
+	}
+	for _, tt := range tests {
+		p, log, _ := newTestProcessor(t, ok)
+		p.c.Parallel = tt.parallel
+		var msgs []Message
+		for i := range tt.events {
+			msgs = append(msgs, msg("m", "e"+string(rune('a'+i)), "7", 1))
+		}
+		if _, err := p.Process(context.Background(), msgs); err != nil {
+			t.Fatal(err)
+		}
+		want := time.Duration(tt.rounds) * p.c.ClaimLease
+		if len(log.leases) != 1 || log.leases[0] != want {
+			t.Errorf("parallel %d, %d pushes: claim leases %v, want one of %v", tt.parallel, 2*tt.events, log.leases, want)
+		}
 	}
 }
