@@ -49,10 +49,11 @@ const (
 	itemSink       = "sink"       // 6
 	itemStreaming  = "streaming"  // 7
 	itemClaimCheck = "claimcheck" // 8
+	itemLambda     = "lambda"     // 9
 	itemProfile    = "profile"    // CPU and heap profiles of item 2
 )
 
-var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemClaimCheck, itemProfile}
+var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemClaimCheck, itemLambda, itemProfile}
 
 // options are the sizes and switches of one run.
 type options struct {

@@ -241,6 +241,18 @@ func TestBenchTiny(t *testing.T) {
 		if got.Sink == nil || got.Sink.Delivered != 200 {
 			t.Errorf("sink: %+v", got.Sink)
 		}
+		// Item 9: -repeat (2) runs of each batch size through the
+		// Runtime Interface Emulator, every message delivered.
+		lambda := map[int]int{}
+		for _, l := range got.Lambda {
+			lambda[l.BatchSize]++
+			if l.Delivered != l.Messages || l.Messages != 100 || l.Failures != 0 || l.CPUSeconds < 0 || l.Invocations != (100+l.BatchSize-1)/l.BatchSize {
+				t.Errorf("lambda run: %+v", l)
+			}
+		}
+		if lambda[10] != 2 || lambda[100] != 2 {
+			t.Errorf("lambda runs by batch size: %v, want 2 of 10 and 2 of 100", lambda)
+		}
 	} else if got.Unavailable[itemSink] == "" {
 		t.Error("no sink results and no reason")
 	}

@@ -171,12 +171,17 @@ func buildConnector(ctx context.Context, dir string) (plain, profiling, note str
 }
 
 func goBuild(ctx context.Context, root, out string, extra []string) error {
+	return goBuildPkg(ctx, root, out, "./cmd/baitoru-cdc", extra...)
+}
+
+// goBuildPkg builds pkg in the module at dir into out.
+func goBuildPkg(ctx context.Context, dir, out, pkg string, extra ...string) error {
 	args := append([]string{"build"}, extra...)
-	args = append(args, "-o", out, "./cmd/baitoru-cdc")
+	args = append(args, "-o", out, pkg)
 	cmd := exec.CommandContext(ctx, goTool(), args...)
-	cmd.Dir = root
+	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/baitoru-cdc: %w\n%s", err, b)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return nil
 }

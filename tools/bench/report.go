@@ -24,6 +24,7 @@ const (
 	targetKobotP99     = 100.0
 	targetRSSMiB       = 64.0 // peak RSS over the 1M-row transaction
 	targetSinkPerSec   = 5000.0
+	targetSinkCPUUS    = 100.0 // sink CPU µs per delivered message
 )
 
 // Results is everything one run measured; results.json is its JSON.
@@ -41,6 +42,7 @@ type Results struct {
 	Streaming  []StreamingRun `json:"streaming,omitempty"`
 	ClaimCheck []ClaimRun     `json:"claim_check,omitempty"`
 	SinkRuns   []SinkResult   `json:"sink_runs,omitempty"` // -compare drains
+	Lambda     []LambdaRun    `json:"lambda,omitempty"`    // item 9
 	Profiles   []*Profiles    `json:"profiles,omitempty"`
 	Figures    []Figure       `json:"figures"`
 	// Unavailable lists what could not be measured and why (not failures:
@@ -257,6 +259,22 @@ func (r *Results) summarise() {
 		add(Figure{Item: "6", Name: "sink: pre-filled queue → local Kobot receiver", Value: s.PerSec, Unit: "deliveries/s",
 			Target: fmt.Sprintf("≥ %s/s", count(int(targetSinkPerSec))), Met: met(s.PerSec >= targetSinkPerSec && s.Delivered >= s.Messages),
 			Note: fmt.Sprintf("%d of %d delivered; %s; peak RSS %s", s.Delivered, s.Messages, s.Concurrency, mib(s.PeakRSS))})
+		cpu := s.CPUSeconds * 1e6 / float64(max(s.Delivered, 1))
+		add(Figure{Item: "6", Name: "sink CPU per delivered message (process CPU time / deliveries)", Value: cpu, Unit: "µs",
+			Target: fmt.Sprintf("≤ %.0f µs", targetSinkCPUUS), Met: met(cpu <= targetSinkCPUUS && s.Delivered >= s.Messages),
+			Note: "the emulator and the receiver are other processes, outside this figure"})
+	}
+	for _, size := range lambdaBatches {
+		var rates, cpus []float64
+		for _, l := range r.Lambda {
+			if l.BatchSize == size {
+				rates, cpus = append(rates, l.PerSec), append(cpus, l.CPUPerMsgUS)
+			}
+		}
+		if len(rates) > 0 {
+			add(Figure{Item: "9", Name: fmt.Sprintf("sink as a Lambda function (Runtime Interface Emulator), batches of %d", size), Value: median(rates), Unit: "deliveries/s",
+				Note: fmt.Sprintf("median of %d runs; function CPU %.0f µs/message (median); one function instance", len(rates), median(cpus))})
+		}
 	}
 }
 
@@ -461,6 +479,13 @@ func (r *Results) markdown() string {
 		for _, c := range r.ClaimCheck {
 			p("| %s | %d | %s | %s | %s | %.2f | %s | %.1f ms | %d/s | %.1f ms | %.1f ms | %.1f ms | %s |\n", claimLabel(c.Large), c.Run, count(c.EventBytes), count(c.Events),
 				count(int(c.PerSec)), c.CPUSeconds/float64(max(c.Events, 1))*1e3, count(c.StoredInS3), c.PutP99, c.Latency.Rate, c.Latency.P50, c.Latency.P99, c.Latency.Max, mib(c.PeakRSS))
+		}
+	}
+	if len(r.Lambda) > 0 {
+		p("\n### The sink as a Lambda function (item 9)\n\nThe Lambda bootstrap built from this tree, under the AWS Lambda Runtime Interface Emulator (one function instance), invoked one SQS event after another; the same receiver, links and sink database as item 6. deliveries/s is from the first invocation to the last answer; CPU is the function process's own, not the emulator's. The cold start was taken by a warm-up invocation before these runs.\n\n")
+		p("| batch size | run | messages | invocations | seconds | deliveries/s | function CPU s | CPU µs/message | batch item failures |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, l := range r.Lambda {
+			p("| %d | %d | %s | %d | %.2f | %s | %.2f | %.0f | %d |\n", l.BatchSize, l.Run, count(l.Messages), l.Invocations, l.Seconds, count(int(l.PerSec)), l.CPUSeconds, l.CPUPerMsgUS, l.Failures)
 		}
 	}
 	p("%s", r.comparison())

@@ -245,38 +245,13 @@ func (b *bench) sinkPhase(ctx context.Context) error {
 	if b.o.skipped(itemSink) || !b.hasSink {
 		return nil
 	}
-	if _, err := b.emulator(); err != nil {
+	rcv, dlqURL, err := b.sinkWorld(ctx)
+	if err != nil {
 		return err
 	}
 	queueURL, _, err := b.emu.CreateQueue(ctx, "bench-sink", testenvQueue())
 	if err != nil {
 		return err
-	}
-	dlqURL, _, err := b.emu.CreateQueue(ctx, "bench-sink-dlq", testenvQueue())
-	if err != nil {
-		return err
-	}
-	rcv, err := b.receiver()
-	if err != nil {
-		return err
-	}
-	if !b.linksOK {
-		// On a queue of its own: a stopped sink's abandoned long polls
-		// would take messages from the emulator and hide them for the
-		// visibility timeout.
-		linksQueue, _, err := b.emu.CreateQueue(ctx, "bench-links", testenvQueue())
-		if err != nil {
-			return err
-		}
-		s, err := b.startSink(ctx, "sink-links", linksQueue, dlqURL, rcv.url, "")
-		if err != nil {
-			return err
-		}
-		err = b.ensureLinks(ctx, s)
-		s.stop(15 * time.Second)
-		if err != nil {
-			return err
-		}
 	}
 	n := b.o.SinkMessages
 	res, err := b.drain(ctx, "sink-throughput", queueURL, dlqURL, rcv, b.bin, 0)
@@ -311,6 +286,42 @@ func (b *bench) sinkPhase(ctx context.Context) error {
 		return nil
 	}
 	return b.profileSink(ctx, dlqURL, rcv, n)
+}
+
+// sinkWorld returns what every sink run shares: the emulator, the DLQ, the
+// local Kobot receiver, and one link per company in the sink database
+// (made on first use through a sink's links API).
+func (b *bench) sinkWorld(ctx context.Context) (rcv *receiver, dlqURL string, err error) {
+	if _, err := b.emulator(); err != nil {
+		return nil, "", err
+	}
+	dlqURL, _, err = b.emu.CreateQueue(ctx, "bench-sink-dlq", testenvQueue())
+	if err != nil {
+		return nil, "", err
+	}
+	rcv, err = b.receiver()
+	if err != nil {
+		return nil, "", err
+	}
+	if !b.linksOK {
+		// On a queue of its own: a stopped sink's abandoned long polls
+		// would take messages from the emulator and hide them for the
+		// visibility timeout.
+		linksQueue, _, err := b.emu.CreateQueue(ctx, "bench-links", testenvQueue())
+		if err != nil {
+			return nil, "", err
+		}
+		s, err := b.startSink(ctx, "sink-links", linksQueue, dlqURL, rcv.url, "")
+		if err != nil {
+			return nil, "", err
+		}
+		err = b.ensureLinks(ctx, s)
+		s.stop(15 * time.Second)
+		if err != nil {
+			return nil, "", err
+		}
+	}
+	return rcv, dlqURL, nil
 }
 
 // drain pre-fills queueURL with SinkMessages events (ids from offset on),
