@@ -55,23 +55,59 @@ func (f *backfillFlags) add(cmd *cobra.Command) {
 func backfillStartCmd() *cobra.Command {
 	var f backfillFlags
 	var table, where, id string
+	var gap int64
 	var wait bool
 	cmd := &cobra.Command{
-		Use:   "start --table SCHEMA.TABLE [--where PREDICATE]",
+		Use:   "start (--table SCHEMA.TABLE [--where PREDICATE] | --gap ID [--where PREDICATE])",
 		Short: "Request a backfill of a mapped table and follow its progress",
 		Long: `Request a backfill of a mapped table, optionally of the rows a predicate
 selects (published fields, comparisons, AND, OR, NOT, IN, BETWEEN, IS NULL and
 literals: e.g. "company_id = 7", "updated_at >= '2026-12-01'"), then follow its
 progress until it ends (a bar on a terminal, a line every few seconds
 otherwise). Repeating a start with the same --id changes nothing. Ctrl-C stops
-following; the backfill goes on (cancel it with backfill cancel).`,
+following; the backfill goes on (cancel it with backfill cancel).
+
+--gap ID fills a gap the connector recorded (check lists them as "gap
+<table>", with their id): it re-sends the gap's table, every row the mapping
+publishes, because the stream does not tell which rows changed inside the
+gap; --where narrows it to the rows you know may have changed (e.g. a column
+updated_at at or after the gap's start, which the command prints). Its id is
+gap-<ID>, so asking twice starts nothing new, and check shows the gap as being
+filled, then filled.`,
 		Example: `  baitoru-cdc backfill start --config config.yaml --table public.job_postings --where "company_id = 7"
-  baitoru-cdc backfill start --config config.yaml --table public.applications --where "applied_at >= '2026-12-01 00:00:00+09'" --id resync-applications`,
+  baitoru-cdc backfill start --config config.yaml --table public.applications --where "applied_at >= '2026-12-01 00:00:00+09'" --id resync-applications
+  baitoru-cdc backfill start --config config.yaml --gap 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(f.file)
 			if err != nil {
 				return err
+			}
+			gapSet := cmd.Flags().Changed("gap")
+			switch {
+			case gapSet && table != "":
+				return &exitError{code: 2, msg: "backfill start: --gap names the table itself: give --gap or --table, not both"}
+			case gapSet && id != "":
+				return &exitError{code: 2, msg: "backfill start: the backfill of a gap has the id gap-<ID>: give --gap or --id, not both"}
+			case !gapSet && table == "":
+				return &exitError{code: 2, msg: "backfill start: name the table (--table schema.name) or the gap to fill (--gap ID, as check lists it)"}
+			}
+			ctx := cmd.Context()
+			conn, err := connectSource(ctx, cfg, f.dsn)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			out := cmd.OutOrStdout()
+			var g postgres.Gap
+			if gapSet {
+				var note string
+				g, id, note, err = gapBackfill(ctx, conn, cfg.Source.Slot, gap, where)
+				if err != nil {
+					return &exitError{code: 1, msg: "backfill start: " + err.Error()}
+				}
+				table = g.Table
+				fmt.Fprintln(out, note)
 			}
 			var names []string
 			for _, m := range cfg.Mappings() {
@@ -83,17 +119,10 @@ following; the backfill goes on (cancel it with backfill cancel).`,
 			if id == "" {
 				id = "bf-" + time.Now().UTC().Format("20060102-150405")
 			}
-			ctx := cmd.Context()
-			conn, err := connectSource(ctx, cfg, f.dsn)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(context.Background())
 			inserted, err := postgres.RequestBackfill(ctx, conn, postgres.BackfillRequest{ID: id, Table: table, Where: where, Slot: cfg.Source.Slot})
 			if err != nil {
 				return &exitError{code: 1, msg: "backfill start: " + err.Error()}
 			}
-			out := cmd.OutOrStdout()
 			if inserted {
 				fmt.Fprintf(out, "backfill %s requested: %s%s\n", id, table, whereText(where))
 			} else {
@@ -107,11 +136,60 @@ following; the backfill goes on (cancel it with backfill cancel).`,
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&table, "table", "", "the mapped table, schema.name")
+	cmd.Flags().Int64Var(&gap, "gap", 0, "fill the recorded gap with this id (check lists the gaps): re-send its table's rows")
 	cmd.Flags().StringVar(&where, "where", "", "only the rows this predicate selects (over published fields)")
 	cmd.Flags().StringVar(&id, "id", "", "the backfill's id (default bf-<UTC time>); the same id twice is one backfill")
 	cmd.Flags().BoolVar(&wait, "wait", true, "follow the progress until the backfill ends")
-	_ = cmd.MarkFlagRequired("table")
 	return cmd
+}
+
+// gapBackfill checks that gap id of slot can be filled by a backfill and
+// returns it, the backfill's id (GapBackfillID: the latest attempt, or a
+// new one after a failed or cancelled attempt) and a note for the user
+// saying what will be re-sent.
+func gapBackfill(ctx context.Context, conn *pgx.Conn, slot string, id int64, where string) (postgres.Gap, string, string, error) {
+	g, err := postgres.GapByID(ctx, conn, slot, id)
+	if err != nil {
+		if errors.Is(err, postgres.ErrNoGap) {
+			err = fmt.Errorf("%w (check lists the gaps as \"gap <table>\" with their id)", err)
+		}
+		return g, "", "", err
+	}
+	since := g.FromLSN.String()
+	if !g.FromTime.IsZero() {
+		since += " (" + g.FromTime.Format(time.RFC3339) + ")"
+	}
+	switch {
+	case g.Open():
+		return g, "", "", fmt.Errorf("gap %d of %s is still open: %s since %s, so its changes are still not published; align the publication first (baitoru-cdc setup --config ...), then fill the gap", g.ID, g.Table, g.Reason, since)
+	case g.Kind == postgres.LossDelete:
+		return g, "", "", fmt.Errorf("gap %d of %s lost deletes, which a backfill cannot re-send (it re-sends rows that exist): tell the consumers which rows to check, then delete the gap: DELETE FROM %s WHERE id = %d", g.ID, g.Table, postgres.GapTable, g.ID)
+	}
+	fills, err := postgres.GapFills(ctx, conn, []postgres.Gap{g})
+	if err != nil {
+		return g, "", "", err
+	}
+	attempt := 1
+	if f, ok := fills[g.ID]; ok {
+		attempt = f.Attempt
+		if f.Status == string(connector.BackfillFailed) || f.Status == string(connector.BackfillCancelled) {
+			attempt++
+		}
+	}
+	until := g.ToLSN.String()
+	if !g.ToTime.IsZero() {
+		until += " (" + g.ToTime.Format(time.RFC3339) + ")"
+	}
+	note := fmt.Sprintf("gap %d of %s: %s, changes from %s to %s were not published.", g.ID, g.Table, g.Reason, since, until)
+	if where == "" {
+		note += "\nEvery row of the table the mapping publishes is re-sent: the stream does not tell which rows changed in the gap."
+		if !g.FromTime.IsZero() {
+			note += fmt.Sprintf(" To re-send fewer, narrow it to rows you know changed since, e.g. --where \"updated_at >= '%s'\" (a column of yours).", g.FromTime.Format("2006-01-02 15:04:05Z07:00"))
+		}
+	} else {
+		note += "\nOnly the rows --where selects are re-sent: make sure it covers every row changed since " + since + "."
+	}
+	return g, postgres.GapBackfillID(g.ID, attempt), note, nil
 }
 
 func whereText(where string) string {

@@ -112,6 +112,7 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 			Slot: cfg.Source.Slot, Publication: cfg.Source.Publication,
 			Mappings: cfg.Mappings(), Create: cfg.Source.Create,
 			MaxLagBytes: cfg.Source.MaxLagBytes, SetupCommand: setupCmd, Role: sourceRole(cfg),
+			BackfillCommand: "baitoru-cdc backfill start --config " + file,
 			MaxMessageBytes: maxMessageBytes(cfg),
 			WhereKey: func(table string) string {
 				p := cfg.ProblemAt(wherePath(cfg, table), "")

@@ -280,3 +280,82 @@ func isUndefinedTable(err error) bool {
 // ParseLSN parses PostgreSQL's text form of an LSN ("16/B374D848"); 0 when
 // it is not one.
 func ParseLSN(s string) connector.LSN { return parseLSN(&s) }
+
+// GapBackfillID is the id of the attempt-th backfill that fills gap id
+// (`backfill start --gap ID`): "gap-<id>", then "gap-<id>.2", … after one
+// failed or was cancelled. Asking again while one is requested, running or
+// done starts nothing new, and the gap's listing finds it.
+func GapBackfillID(id int64, attempt int) string {
+	if attempt <= 1 {
+		return fmt.Sprintf("gap-%d", id)
+	}
+	return fmt.Sprintf("gap-%d.%d", id, attempt)
+}
+
+// ErrNoGap means no recorded gap of the slot has that id.
+var ErrNoGap = errors.New("no such gap")
+
+// GapByID returns slot's recorded gap id.
+func GapByID(ctx context.Context, q Querier, slot string, id int64) (Gap, error) {
+	gaps, err := Gaps(ctx, q, slot)
+	if err != nil {
+		return Gap{}, err
+	}
+	for _, g := range gaps {
+		if g.ID == id {
+			return g, nil
+		}
+	}
+	return Gap{}, fmt.Errorf("gap %d of slot %s: %w", id, slot, ErrNoGap)
+}
+
+// GapFill is the latest backfill of a gap (GapBackfillID): Status is
+// "requested" or a connector.BackfillStatus; FinishedAt is set once it
+// ended; Attempt numbers it.
+type GapFill struct {
+	Backfill   string
+	Attempt    int
+	Status     string
+	RowsDone   int64
+	FinishedAt time.Time
+}
+
+// GapFills returns the latest backfill of each of gaps that has one, by gap
+// id; none (and no error) when the backfill tables do not exist or this
+// role may not read them: the gaps are then listed without it.
+func GapFills(ctx context.Context, q Querier, gaps []Gap) (map[int64]GapFill, error) {
+	out := map[int64]GapFill{}
+	if len(gaps) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(gaps))
+	for i, g := range gaps {
+		ids[i] = g.ID
+	}
+	rows, err := q.Query(ctx, `SELECT m[1]::bigint, coalesce(m[2], '1')::int, r.backfill_id, coalesce(s.status, 'requested'), coalesce(s.rows_done, 0), s.finished_at
+		FROM `+BackfillRequestsTable+` r LEFT JOIN `+BackfillStateTable+` s ON s.backfill_id = r.backfill_id,
+		     regexp_match(r.backfill_id, '^gap-([0-9]{1,18})(?:\.([0-9]{1,9}))?$') m
+		WHERE r.action = 'start' AND m[1]::bigint = ANY ($1)
+		ORDER BY 1, 2`, ids)
+	if err == nil {
+		var gap int64
+		var f GapFill
+		var finished *time.Time
+		_, err = pgx.ForEachRow(rows, []any{&gap, &f.Attempt, &f.Backfill, &f.Status, &f.RowsDone, &finished}, func() error {
+			g := f
+			if finished != nil {
+				g.FinishedAt = finished.UTC()
+			}
+			out[gap] = g // the latest attempt last
+			return nil
+		})
+	}
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if isUndefinedTable(err) || errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return map[int64]GapFill{}, nil
+		}
+		return nil, fmt.Errorf("read the backfills of gaps: %w", err)
+	}
+	return out, nil
+}

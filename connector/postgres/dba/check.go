@@ -48,6 +48,10 @@ type CheckOptions struct {
 	// SetupCommand is how the fixes name setup, e.g.
 	// "baitoru-cdc setup --config config.yaml".
 	SetupCommand string
+	// BackfillCommand is how the fixes name backfill start, e.g.
+	// "baitoru-cdc backfill start --config config.yaml"; empty: derived
+	// from SetupCommand.
+	BackfillCommand string
 	// Role is the connector's role (the user of source.dsn): its
 	// attributes, grants and privileges are checked whoever runs check.
 	// Empty: the connected role.
@@ -598,6 +602,14 @@ func (c *checker) checkGaps(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	fills, err := postgres.GapFills(ctx, c.conn, gaps)
+	if err != nil {
+		return err
+	}
+	backfill := c.o.BackfillCommand
+	if backfill == "" {
+		backfill = strings.Replace(c.o.SetupCommand, " setup", " backfill start", 1)
+	}
 	for _, g := range gaps {
 		del := fmt.Sprintf("DELETE FROM %s WHERE id = %d", postgres.GapTable, g.ID)
 		since := g.FromLSN.String()
@@ -622,9 +634,27 @@ func (c *checker) checkGaps(ctx context.Context) error {
 		if !g.ToTime.IsZero() {
 			until += " (" + g.ToTime.Format(time.RFC3339) + ")"
 		}
-		c.add("gap "+g.Table, CheckWarn,
-			fmt.Sprintf("changes from %s to %s were not published: %s (gap %d)", since, until, g.Reason, g.ID),
-			strings.Replace(resend, "re-send its changes", "re-send them", 1)+" (backfill), then "+del)
+		obs := fmt.Sprintf("changes from %s to %s were not published: %s (gap %d)", since, until, g.Reason, g.ID)
+		fill, filling := fills[g.ID]
+		switch {
+		case filling && fill.Status == string(connector.BackfillDone):
+			c.add("gap "+g.Table, CheckOK,
+				fmt.Sprintf("%s; filled: backfill %s re-sent %d rows (done %s)", obs, fill.Backfill, fill.RowsDone, fill.FinishedAt.Format(time.RFC3339)),
+				"nothing left to re-send; "+del+" to clear it")
+		case filling && (fill.Status == "requested" || fill.Status == string(connector.BackfillRunning)):
+			c.add("gap "+g.Table, CheckWarn,
+				fmt.Sprintf("%s; being filled: backfill %s %s, %d rows so far", obs, fill.Backfill, fill.Status, fill.RowsDone),
+				"wait for it to end (baitoru-cdc backfill status "+fill.Backfill+"), then "+del)
+		case filling:
+			c.add("gap "+g.Table, CheckWarn,
+				fmt.Sprintf("%s; backfill %s %s", obs, fill.Backfill, fill.Status),
+				fmt.Sprintf("see why (baitoru-cdc backfill status %s), then start it again: %s --gap %d", fill.Backfill, backfill, g.ID))
+		case g.Kind == postgres.LossDelete:
+			c.add("gap "+g.Table, CheckWarn, obs, resend+", then "+del)
+		default:
+			c.add("gap "+g.Table, CheckWarn, obs,
+				fmt.Sprintf("re-send them: %s --gap %d; then %s", backfill, g.ID, del))
+		}
 	}
 	return nil
 }

@@ -621,6 +621,9 @@ func (w *Watch) repeat(l *lostAspect, now time.Time) {
 
 func (w *Watch) fix(g postgres.Gap) string {
 	resend := "re-send them (backfill)"
+	if g.ID != 0 {
+		resend = fmt.Sprintf("re-send them (%s --gap %d, once the publication carries them again)", strings.Replace(w.o.SetupCommand, " setup", " backfill start", 1), g.ID)
+	}
 	if g.Kind == postgres.LossDelete {
 		resend = "deletes cannot be re-sent (a backfill re-sends rows that exist): tell the consumers which rows to check"
 	}
