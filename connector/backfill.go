@@ -200,11 +200,11 @@ type BackfillSource interface {
 func RowKey(values []string) string { return strings.Join(values, "\x00") }
 
 // Interleaver is the reader side of backfill: it sits between the
-// replication stream and the Pipeline (it is the Subscription's Handler),
-// passes everything on, drops from the open chunk the keys of the changes
-// it sees, and queues the chunk's surviving rows as read events at the
-// high watermark. It also wakes the runner when a backfill request is
-// decoded. Begin, Change, Message, Commit, Abort: reader goroutine only.
+// replication stream and the Pipeline (its Handle is the subscription's
+// handler), passes everything on, drops from the open chunk the keys of
+// the changes it sees, and queues the chunk's surviving rows as read
+// events at the high watermark. It also wakes the runner when a backfill
+// request is decoded.
 type Interleaver struct {
 	*Pipeline
 	slot     string
@@ -257,14 +257,41 @@ func NewInterleaver(p *Pipeline, slot, requests string, log *slog.Logger) *Inter
 	return &Interleaver{Pipeline: p, slot: slot, requests: requests, log: log, wake: make(chan struct{}, 1)}
 }
 
-// Begin starts a transaction.
-func (i *Interleaver) Begin(tx *Tx) {
-	i.tx = tx
-	i.Pipeline.Begin(tx)
+// Handle takes the next message of the replication stream, as
+// Pipeline.Handle does, and passes it on to the pipeline: a change after
+// its keys were dropped from the open chunk (a change of the requests
+// table wakes the runner instead), this connector's watermarks open and
+// close the chunk's window (the high one queues the chunk's reads), a
+// commit tells the chunk whose reads it carries where they end, and a
+// rollback gives up the open chunk. Reader goroutine only.
+func (i *Interleaver) Handle(ctx context.Context, m Message) error {
+	switch m.Kind {
+	case MsgBegin:
+		i.tx = m.Tx
+	case MsgChange:
+		if !i.change(m.Change) {
+			return nil
+		}
+	case MsgLogical:
+		if err := i.message(ctx, m.Tx, m.Prefix, m.Content); err != nil {
+			return err
+		}
+	case MsgCommit:
+		err := i.Pipeline.Handle(ctx, m)
+		i.commit(m.End)
+		return err
+	case MsgRollback:
+		err := i.Pipeline.Handle(ctx, m)
+		i.rollback()
+		return err
+	}
+	return i.Pipeline.Handle(ctx, m)
 }
 
-// Change passes c on, after dropping its keys from the open chunk.
-func (i *Interleaver) Change(ctx context.Context, c *Change) error {
+// change drops c's keys from the open chunk; it reports whether c goes on
+// to the pipeline (a change of the requests table does not: it wakes the
+// runner).
+func (i *Interleaver) change(c *Change) bool {
 	table := c.Rel.QualifiedName()
 	if table == i.requests {
 		if c.Op == OpInsert {
@@ -273,14 +300,14 @@ func (i *Interleaver) Change(ctx context.Context, c *Change) error {
 			default:
 			}
 		}
-		return nil
+		return false
 	}
 	i.mu.Lock()
 	if w := i.win; w != nil && !w.shut && w.table == table {
 		w.note(c)
 	}
 	i.mu.Unlock()
-	return i.Pipeline.Change(ctx, c)
+	return true
 }
 
 // note records the keys of c (old and new: a primary-key update drops both).
@@ -344,10 +371,10 @@ func keyOfRow(row []Datum, idx []int) (string, bool) {
 	return sb.String(), true
 }
 
-// Message handles a logical decoding message of the stream: this
+// message handles a logical decoding message of the stream: this
 // connector's watermarks open and close the chunk's window; others are
 // ignored.
-func (i *Interleaver) Message(ctx context.Context, tx *Tx, prefix string, content []byte) error {
+func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, content []byte) error {
 	if prefix != WatermarkPrefix || tx == nil {
 		return nil
 	}
@@ -409,10 +436,10 @@ func (i *Interleaver) Message(ctx context.Context, tx *Tx, prefix string, conten
 	return nil
 }
 
-// Commit ends the transaction; a chunk whose reads were queued in it learns
-// the position after which they are confirmed.
-func (i *Interleaver) Commit(end LSN) {
-	i.Pipeline.Commit(end)
+// commit follows the pipeline's end of the transaction: a chunk whose
+// reads were queued in it learns the position after which they are
+// acknowledged.
+func (i *Interleaver) commit(end LSN) {
 	if w := i.done; w != nil {
 		i.done = nil
 		select {
@@ -422,10 +449,10 @@ func (i *Interleaver) Commit(end LSN) {
 	}
 }
 
-// Abort forgets the transaction being read; a chunk whose window was open
-// is read again (its watermarks may not be decoded again).
-func (i *Interleaver) Abort() {
-	i.Pipeline.Abort()
+// rollback follows the pipeline's: the transaction being read is
+// forgotten, and a chunk whose window was open is read again (its
+// watermarks may not be decoded again).
+func (i *Interleaver) rollback() {
 	i.done = nil
 	i.mu.Lock()
 	if w := i.win; w != nil {

@@ -98,13 +98,13 @@ func (nopObserver) Flushed(LSN)                       {}
 // track of which WAL position every event up to has been accepted, in
 // commit order.
 //
-// One goroutine (the replication reader) calls Begin, Change, Commit,
-// Drain and Abort; Acked may be called from anywhere; Run runs the
-// publishing lanes. Acknowledgement: Acked returns the end LSN of the last
-// transaction all of whose events, and all earlier transactions' events,
-// the Publisher accepted. Nothing beyond it may be confirmed to PostgreSQL
-// for events handed over; what the source confirms when nothing is pending
-// is the source's decision.
+// One goroutine (the replication reader) hands it the stream through
+// Handle; Acked may be called from anywhere; Run runs the publishing lanes.
+// Acknowledgement: Acked returns the end LSN of the last transaction all of
+// whose events, and all earlier transactions' events, the Publisher
+// accepted. Nothing beyond it may be confirmed to PostgreSQL for events
+// handed over; what the source confirms when nothing is pending is the
+// source's decision.
 type Pipeline struct {
 	mapper *Mapper
 	pub    Publisher
@@ -272,16 +272,37 @@ func (p *Pipeline) typeChanged(tx *Tx, tcs []TypeChange) {
 	}
 }
 
-// Begin starts a transaction. Reader goroutine only.
-func (p *Pipeline) Begin(tx *Tx) {
-	p.tracker.begin(tx)
+// Handle takes the next message of the replication stream: it is the
+// replication handler the source calls (postgres.Handler), from one
+// goroutine, in stream order. For MsgChange it maps the change and queues
+// its event, blocking while the in-flight window is full; the change and
+// its data are not retained. For MsgFlush it returns once every event
+// handed over was accepted. It returns mapping errors (wrapping
+// ErrPermanent), the pipeline's error once it failed, and for MsgFlush
+// ctx's error when ctx ends first.
+func (p *Pipeline) Handle(ctx context.Context, m Message) error {
+	switch m.Kind {
+	case MsgBegin:
+		p.tracker.begin(m.Tx)
+		return nil
+	case MsgChange:
+		return p.change(ctx, m.Change)
+	case MsgCommit:
+		p.commit(m.End)
+		return nil
+	case MsgLogical:
+		return nil // nothing to publish
+	case MsgFlush:
+		return p.drain(ctx)
+	case MsgRollback:
+		p.abort()
+		return nil
+	}
+	return fmt.Errorf("pipeline: unknown stream message kind %d", m.Kind)
 }
 
-// Change maps a row change and queues its event, if the change is mapped.
-// It blocks while the in-flight window is full. It returns the pipeline's
-// error once the pipeline failed, and mapping errors (wrapping
-// ErrPermanent). Reader goroutine only; c and its data are not retained.
-func (p *Pipeline) Change(ctx context.Context, c *Change) error {
+// change maps a row change and queues its event, if the change is mapped.
+func (p *Pipeline) change(ctx context.Context, c *Change) error {
 	if err := p.Err(); err != nil {
 		return err
 	}
@@ -400,12 +421,11 @@ func (p *Pipeline) handOver(lane int) error {
 	}
 }
 
-// Commit ends the current transaction; endLSN is the end of its commit
+// commit ends the current transaction; endLSN is the end of its commit
 // record, the position acknowledged once all its events are accepted.
-// Reader goroutine only.
-func (p *Pipeline) Commit(endLSN LSN) {
+func (p *Pipeline) commit(endLSN LSN) {
 	p.tracker.commit(endLSN)
-	_ = p.flush() // an error here is the pipeline's, reported by Change and Err
+	_ = p.flush() // an error here is the pipeline's, reported by change and Err
 }
 
 // Acked returns the acknowledged position: every event of every
@@ -420,9 +440,12 @@ func (p *Pipeline) Inflight() int { n, _ := p.win.load(); return n }
 // Safe for concurrent use (metrics sample it at scrape time).
 func (p *Pipeline) Window() (events int, bytes int64) { return p.win.load() }
 
-// Drain waits until every queued event was accepted (or ctx ends, or the
-// pipeline fails). Reader goroutine only, while it reads nothing.
-func (p *Pipeline) Drain(ctx context.Context) error {
+// drain waits until every queued event was accepted (or ctx ends, or the
+// pipeline fails), while the reader reads nothing.
+func (p *Pipeline) drain(ctx context.Context) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
 	if err := p.flush(); err != nil {
 		return err
 	}
@@ -435,10 +458,10 @@ func (p *Pipeline) Drain(ctx context.Context) error {
 	return nil
 }
 
-// Abort forgets the transaction being read, whose commit never arrived (the
+// abort forgets the transaction being read, whose commit never arrived (the
 // connection broke). Its events that were published are re-sent, with the
-// same ids, when the stream restarts. Call after Drain. Reader goroutine only.
-func (p *Pipeline) Abort() {
+// same ids, when the stream restarts. Comes after a drain.
+func (p *Pipeline) abort() {
 	p.tracker.abort()
 	p.mapper.Reset()
 }

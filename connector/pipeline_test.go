@@ -95,18 +95,18 @@ func mustMapping(t *testing.T, table string, cols ...string) *Mapping {
 func feed(t *testing.T, p *Pipeline, commit, end LSN, keys ...string) []string {
 	t.Helper()
 	tx := &Tx{XID: uint32(commit), CommitLSN: commit, CommitTime: time.Unix(0, 0)}
-	p.Begin(tx)
+	p.Handle(context.Background(), Message{Kind: MsgBegin, Tx: tx})
 	var ids []string
 	for i, k := range keys {
 		c := &Change{Tx: tx, Seq: i + 1, Rel: testRel, Op: OpInsert, New: []Datum{
 			{Kind: DatumText, Value: []byte(fmt.Sprint(i))}, {Kind: DatumText, Value: []byte(k)},
 		}}
-		if err := p.Change(context.Background(), c); err != nil {
+		if err := p.Handle(context.Background(), Message{Kind: MsgChange, Change: c}); err != nil {
 			t.Fatalf("change: %v", err)
 		}
 		ids = append(ids, EventID(commit, i+1))
 	}
-	p.Commit(end)
+	p.Handle(context.Background(), Message{Kind: MsgCommit, End: end})
 	return ids
 }
 
@@ -173,14 +173,14 @@ func TestPipelineWindowBoundsInflight(t *testing.T) {
 	pub := newGatePublisher()
 	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2, MaxBatch: 2, MaxInflightEvents: 5, ShutdownGrace: 100 * time.Millisecond})
 	tx := &Tx{CommitLSN: 0x100}
-	p.Begin(tx)
+	p.Handle(context.Background(), Message{Kind: MsgBegin, Tx: tx})
 	sent := make(chan int, 100)
 	go func() {
 		for i := 0; i < 20; i++ {
 			c := &Change{Tx: tx, Seq: i + 1, Rel: testRel, Op: OpInsert, New: []Datum{
 				{Kind: DatumText, Value: []byte(fmt.Sprint(i))}, {Kind: DatumText, Value: []byte(fmt.Sprint(i))},
 			}}
-			if err := p.Change(context.Background(), c); err != nil {
+			if err := p.Handle(context.Background(), Message{Kind: MsgChange, Change: c}); err != nil {
 				return
 			}
 			sent <- i
@@ -227,13 +227,13 @@ func TestPipelinePermanentErrorStopsWithoutAck(t *testing.T) {
 	}
 	// Later changes are refused, and nothing past the failure is confirmed.
 	tx := &Tx{CommitLSN: 0x300}
-	p.Begin(tx)
-	err := p.Change(context.Background(), &Change{Tx: tx, Seq: 1, Rel: testRel, Op: OpInsert,
-		New: []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("k")}}})
+	p.Handle(context.Background(), Message{Kind: MsgBegin, Tx: tx})
+	err := p.Handle(context.Background(), Message{Kind: MsgChange, Change: &Change{Tx: tx, Seq: 1, Rel: testRel, Op: OpInsert,
+		New: []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("k")}}}})
 	if !errors.Is(err, ErrPermanent) {
 		t.Fatalf("Change after failure = %v, want ErrPermanent", err)
 	}
-	p.Commit(0x310)
+	p.Handle(context.Background(), Message{Kind: MsgCommit, End: 0x310})
 	stays(t, p, 0x110)
 }
 
@@ -242,17 +242,19 @@ func TestPipelineAbortDropsOpenTransaction(t *testing.T) {
 	p, _, _ := testPipeline(t, pub, PipelineOptions{Lanes: 2})
 	a := feed(t, p, 0x100, 0x110, "a")
 	tx := &Tx{CommitLSN: 0x200}
-	p.Begin(tx)
-	if err := p.Change(context.Background(), &Change{Tx: tx, Seq: 1, Rel: testRel, Op: OpInsert,
-		New: []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("b")}}}); err != nil {
+	p.Handle(context.Background(), Message{Kind: MsgBegin, Tx: tx})
+	if err := p.Handle(context.Background(), Message{Kind: MsgChange, Change: &Change{Tx: tx, Seq: 1, Rel: testRel, Op: OpInsert,
+		New: []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("b")}}}}); err != nil {
 		t.Fatal(err)
 	}
 	pub.release(a[0], EventID(0x200, 1))
-	if err := p.Drain(context.Background()); err != nil {
+	if err := p.Handle(context.Background(), Message{Kind: MsgFlush}); err != nil {
 		t.Fatal(err)
 	}
 	waitAcked(t, p, 0x110) // the open transaction is not confirmed
-	p.Abort()
+	if err := p.Handle(context.Background(), Message{Kind: MsgRollback}); err != nil {
+		t.Fatal(err)
+	}
 	if n := len(p.tracker.queue); n != 0 {
 		t.Fatalf("tracker holds %d transactions after the abort, want none", n)
 	}
@@ -376,11 +378,13 @@ func TestPipelineMissingColumns(t *testing.T) {
 			}
 			p := NewPipeline(m, pub, opts, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			tx := &Tx{XID: 1, CommitLSN: 0x100, CommitTime: time.Unix(0, 0)}
-			p.Begin(tx)
+			if err := p.Handle(context.Background(), Message{Kind: MsgBegin, Tx: tx}); err != nil {
+				t.Fatal(err)
+			}
 			row := []Datum{{Kind: DatumText, Value: []byte("1")}, {Kind: DatumText, Value: []byte("a")}}
 			var errs []error
 			for seq := 1; seq <= 2; seq++ {
-				errs = append(errs, p.Change(context.Background(), &Change{Tx: tx, Seq: seq, Rel: narrow, Op: OpInsert, New: row}))
+				errs = append(errs, p.Handle(context.Background(), Message{Kind: MsgChange, Change: &Change{Tx: tx, Seq: seq, Rel: narrow, Op: OpInsert, New: row}}))
 			}
 			switch {
 			case tc.wantErr == "":
@@ -392,7 +396,7 @@ func TestPipelineMissingColumns(t *testing.T) {
 				}
 				// The table announced again with the column: published.
 				wideRow := append(row, Datum{Kind: DatumText, Value: []byte("x")})
-				if err := p.Change(context.Background(), &Change{Tx: tx, Seq: 3, Rel: wide, Op: OpInsert, New: wideRow}); err != nil {
+				if err := p.Handle(context.Background(), Message{Kind: MsgChange, Change: &Change{Tx: tx, Seq: 3, Rel: wide, Op: OpInsert, New: wideRow}}); err != nil {
 					t.Fatal(err)
 				}
 				if n, _ := p.win.load(); n != 1 {

@@ -186,10 +186,11 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		ShutdownGrace:       cfg.Publisher.ShutdownGrace,
 		Streaming:           cfg.Source.Streaming,
 		StreamMemory:        cfg.Source.StreamMemoryBytes,
-		// What the subscription may confirm beyond the pipeline's
-		// acknowledged position (an idle stream) shows in the metrics too.
+		// The subscription confirms what the pipeline acknowledged; what
+		// it may confirm beyond (an idle stream) shows in the metrics too.
+		Acked:    pipe.Acked,
 		Observer: metrics,
-	}, il, log)
+	}, il.Handle, log)
 
 	metrics.Watch(pipe, sub)
 

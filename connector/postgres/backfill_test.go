@@ -158,7 +158,8 @@ func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, ta
 	sub := postgres.New(postgres.Options{
 		DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", BackfillPublication: postgres.BackfillPublication("cdc"), Mappings: ms,
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
-	}, il, log)
+		Acked: pipe.Acked,
+	}, il.Handle, log)
 	var src connector.BackfillSource = postgres.NewBackfillSource(dsn, "cdc", ms, log)
 	metrics := telemetry.New()
 	if wrap != nil {

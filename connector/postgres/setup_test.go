@@ -126,10 +126,10 @@ type seen struct {
 	values  map[string]string
 }
 
-// recorder is the Handler between the subscription and the pipeline: it
+// recorder is the handler between the subscription and the pipeline: it
 // records what the replication stream carried.
 type recorder struct {
-	*connector.Pipeline
+	pipe    *connector.Pipeline
 	mu      sync.Mutex
 	changes []seen
 	cancel  context.CancelFunc
@@ -137,7 +137,14 @@ type recorder struct {
 	sub     *postgres.Subscription
 }
 
-func (r *recorder) Change(ctx context.Context, c *connector.Change) error {
+func (r *recorder) handle(ctx context.Context, m connector.Message) error {
+	if m.Kind == connector.MsgChange {
+		r.record(m.Change)
+	}
+	return r.pipe.Handle(ctx, m)
+}
+
+func (r *recorder) record(c *connector.Change) {
 	s := seen{table: c.Rel.QualifiedName(), op: c.Op, values: map[string]string{}}
 	row := c.New
 	if c.Op == connector.OpDelete {
@@ -152,7 +159,6 @@ func (r *recorder) Change(ctx context.Context, c *connector.Change) error {
 	r.mu.Lock()
 	r.changes = append(r.changes, s)
 	r.mu.Unlock()
-	return r.Pipeline.Change(ctx, c)
 }
 
 // waitFor waits until a recorded change matches last and returns them all.
@@ -199,13 +205,13 @@ func startRecorded(t *testing.T, dsn string, ms []*connector.Mapping, opts ...fu
 	log := testLogger(t)
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(io.Discard), stdoutPipeline(), nil, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{Pipeline: pipe, cancel: cancel, done: make(chan error, 1)}
-	o := postgres.Options{DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms,
+	r := &recorder{pipe: pipe, cancel: cancel, done: make(chan error, 1)}
+	o := postgres.Options{DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms, Acked: pipe.Acked,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
-	r.sub = postgres.New(o, r, log)
+	r.sub = postgres.New(o, r.handle, log)
 	go func() {
 		errs := make(chan error, 2)
 		go func() { errs <- pipe.Run(ctx) }()
@@ -434,8 +440,8 @@ func TestSlotVanishedWhileStreaming(t *testing.T) {
 	if err := dba.Prepare(ctx, dba.PrepareOptions{Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Create: true, Mappings: ms}, log); err != nil {
 		t.Fatal(err)
 	}
-	sub := postgres.New(postgres.Options{DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms,
-		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}, pipe, log)
+	sub := postgres.New(postgres.Options{DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms, Acked: pipe.Acked,
+		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 100 * time.Millisecond}, pipe.Handle, log)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = pipe.Run(runCtx) }()

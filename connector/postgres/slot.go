@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -122,18 +121,18 @@ func deref(s *string) string {
 // slot looks up the slot the subscription streams and checks that it can
 // serve it: it exists (creating it is the job of setup, or of dba.Prepare
 // before run streams), uses pgoutput, belongs to this database and was not
-// invalidated. streamed is the position this process confirmed when it
-// already streamed from the slot (seen): a slot missing then is the loud
-// vanished error, never a new slot created further on.
-func (s *Subscription) slot(ctx context.Context, meta Querier, streamed connector.LSN, seen bool) (*SlotInfo, error) {
+// invalidated. Once a session of this subscription found the slot, a slot
+// missing is the loud vanished error (from the position confirmed so far),
+// never a new slot created further on. Reading goroutine only.
+func (s *Subscription) slot(ctx context.Context, meta Querier) (*SlotInfo, error) {
 	name := s.opts.Slot
 	slot, err := LookupSlot(ctx, meta, name)
 	if err != nil {
 		return nil, err
 	}
 	if slot == nil {
-		if seen {
-			return nil, vanishedError(name, streamed)
+		if s.slotSeen {
+			return nil, vanishedError(name, s.flushed())
 		}
 		return nil, fmt.Errorf("replication slot %q does not exist; create it with `baitoru-cdc setup`, or set source.create: true: %w", name, connector.ErrPermanent)
 	}
@@ -147,6 +146,7 @@ func (s *Subscription) slot(ctx context.Context, meta Querier, streamed connecto
 	if err := slot.Usable(db); err != nil {
 		return nil, err
 	}
+	s.slotSeen = true
 	return slot, nil
 }
 
@@ -177,30 +177,4 @@ func currentLSN(ctx context.Context, conn Querier) connector.LSN {
 		return 0
 	}
 	return connector.LSN(l)
-}
-
-func escapeLiteral(s string) string { return strings.ReplaceAll(s, "'", "''") }
-
-var (
-	urlPasswordRE = regexp.MustCompile(`(://[^:/@\s]*):[^@\s]*@`)
-	kvPasswordRE  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-)
-
-// Redact removes anything that looks like a password from a message.
-func Redact(msg string) string {
-	msg = urlPasswordRE.ReplaceAllString(msg, "${1}:xxxxx@")
-	return kvPasswordRE.ReplaceAllString(msg, "${1}xxxxx")
-}
-
-// redact removes anything that looks like a password from an error,
-// keeping the chain when there is nothing to remove.
-func redact(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if clean := Redact(msg); clean != msg {
-		return errors.New(clean)
-	}
-	return err
 }

@@ -109,9 +109,9 @@ func startConnector(t *testing.T, dsn, topic string, tables []config.Table, emu 
 		t.Fatal(err)
 	}
 	sub := postgres.New(postgres.Options{
-		DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms, ShutdownGrace: d.Publisher.ShutdownGrace,
+		DSN: dsn, Pool: newPool(t, dsn), Slot: "cdc", Publication: "cdc", Mappings: ms, ShutdownGrace: d.Publisher.ShutdownGrace, Acked: pipe.Acked,
 		StatusInterval: 200 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
-	}, pipe, log)
+	}, pipe.Handle, log)
 	c := &connectorUnderTest{cancel: cancel, done: make(chan error, 1), pipe: pipe, sub: sub}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)

@@ -105,7 +105,9 @@ func (d *decoder) streamCommit(ctx context.Context, data []byte, h Handler) erro
 	d.tx = &connector.Tx{XID: m.Xid, CommitLSN: connector.LSN(m.CommitLSN), CommitTime: m.CommitTime.UTC()}
 	d.seq = 0
 	d.inTx = true
-	h.Begin(d.tx)
+	if err := h(ctx, connector.Message{Kind: connector.MsgBegin, Tx: d.tx}); err != nil {
+		return err
+	}
 	if err := s.replay(func(rec []byte) error { return d.apply(ctx, rec, h) }); err != nil {
 		return err
 	}
@@ -113,6 +115,5 @@ func (d *decoder) streamCommit(ctx context.Context, data []byte, h Handler) erro
 	d.tx.EndLSN = end
 	d.inTx = false
 	d.committed = end
-	h.Commit(end)
-	return nil
+	return h(ctx, connector.Message{Kind: connector.MsgCommit, End: end})
 }

@@ -137,9 +137,9 @@ func startStreamed(t *testing.T, dsn, slot string, ms []*connector.Mapping, stre
 	opts := stdoutPipeline()
 	opts.MaxInflightBytes = memory
 	pipe := connector.NewPipeline(connector.NewMapper("baitoru/test", ms), stdout.New(c.log), opts, nil, log)
-	sub := postgres.New(postgres.Options{DSN: dsn + "&logical_decoding_work_mem=64kB", Pool: newPool(t, dsn), Slot: slot, Publication: "cdc", Mappings: ms,
+	sub := postgres.New(postgres.Options{DSN: dsn + "&logical_decoding_work_mem=64kB", Pool: newPool(t, dsn), Slot: slot, Publication: "cdc", Mappings: ms, Acked: pipe.Acked,
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
-		Streaming: streaming, StreamMemory: memory, StreamSpillDir: t.TempDir()}, pipe, log)
+		Streaming: streaming, StreamMemory: memory, StreamSpillDir: t.TempDir()}, pipe.Handle, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop = cancel
 	go func() {

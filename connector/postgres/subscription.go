@@ -28,33 +28,12 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector"
 )
 
-// Handler receives the decoded stream. *connector.Pipeline implements it.
-// All methods except Acked and Err are called from the Subscription's
-// single reading goroutine.
-type Handler interface {
-	Begin(tx *connector.Tx)
-	// Change may block (back-pressure); it must not retain c.
-	Change(ctx context.Context, c *connector.Change) error
-	Commit(end connector.LSN)
-	// Acked is the acknowledged position: every event of every
-	// transaction whose commit ends at or before it was accepted
-	// downstream. What the server is told is decided from it
-	// (standbyStatus).
-	Acked() connector.LSN
-	// Drain waits until everything handed over was accepted.
-	Drain(ctx context.Context) error
-	// Abort forgets the transaction whose commit never arrived.
-	Abort()
-	// Err is non-nil once the handler failed for good.
-	Err() error
-}
-
-// MessageHandler is a Handler that also takes the logical decoding
-// messages of the stream (backfill watermarks): tx is the transaction of a
-// transactional message, nil otherwise. Called from the reading goroutine.
-type MessageHandler interface {
-	Message(ctx context.Context, tx *connector.Tx, prefix string, content []byte) error
-}
+// Handler receives the decoded stream, one message at a time (see
+// connector.Message), from the subscription's single reading goroutine, in
+// stream order. It may block (back-pressure) and must not retain a
+// message's change. An error ends the session; one wrapping
+// connector.ErrPermanent ends Run. (*connector.Pipeline).Handle is one.
+type Handler func(ctx context.Context, m connector.Message) error
 
 // PositionObserver is told the position the subscription may confirm to
 // the server when it moves (the metrics implement it). Called from the
@@ -97,6 +76,11 @@ type Options struct {
 	// with Publication when it exists and the server carries logical
 	// messages (14+). Empty: backfill is off.
 	BackfillPublication string
+	// Acked returns the handler's acknowledged position: every event of
+	// every transaction whose commit ends at or before it was accepted
+	// downstream. Required; safe for concurrent use.
+	// (*connector.Pipeline).Acked is one.
+	Acked func() connector.LSN
 	// Observer, when set, is told the position that may be confirmed.
 	Observer PositionObserver
 	// ConnectorRowFilters evaluates the mappings' row filters in the
@@ -148,8 +132,13 @@ type Subscription struct {
 	noStreamWarned bool
 }
 
-// New returns a Subscription that hands the stream to h. It does not connect.
+// New returns a Subscription that hands the stream to h and confirms what
+// opts.Acked reports. It does not connect. A nil h or opts.Acked is a
+// programming error: New panics.
 func New(opts Options, h Handler, log *slog.Logger) *Subscription {
+	if h == nil || opts.Acked == nil {
+		panic("postgres.New: a handler and Options.Acked are required")
+	}
 	opts.defaults()
 	return &Subscription{opts: opts, h: h, log: log, types: NewTypes()}
 }
@@ -177,10 +166,19 @@ func (s *Subscription) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if herr := s.h.Err(); herr != nil {
-			return herr
-		}
 		if errors.Is(err, connector.ErrPermanent) {
+			return err
+		}
+		// Everything read before the break is published (or retried by the
+		// publisher) before reading again; the transaction being read is
+		// dropped and re-read from the slot.
+		if err := s.h(ctx, connector.Message{Kind: connector.MsgFlush}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err := s.h(ctx, connector.Message{Kind: connector.MsgRollback}); err != nil {
 			return err
 		}
 		if streamed {
@@ -198,16 +196,6 @@ func (s *Subscription) Run(ctx context.Context) error {
 		default: // no stream was open: the connection or its start failed
 			s.log.Warn("cannot connect to PostgreSQL to stream; retrying", "error", err, "attempt", attempt, "retry_in", wait.Round(time.Millisecond))
 		}
-		// Everything read before the break is published (or retried by the
-		// publisher) before reading again; the transaction being read is
-		// dropped and re-read from the slot.
-		if err := s.h.Drain(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		s.h.Abort()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -258,11 +246,10 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	slot, err := s.slot(ctx, meta, s.flushed(), s.slotSeen)
+	slot, err := s.slot(ctx, meta)
 	if err != nil {
 		return false, err
 	}
-	s.slotSeen = true
 	if slot.ActivePID != 0 {
 		return false, fmt.Errorf("%w: slot %s is streamed by pid %d", errSlotBusy, s.opts.Slot, slot.ActivePID)
 	}
@@ -355,6 +342,9 @@ func pluginArgs(server int, publications []string, mode streamMode) []string {
 	return args
 }
 
+// escapeLiteral doubles the quotes of s for a '...' string literal.
+func escapeLiteral(s string) string { return strings.ReplaceAll(s, "'", "''") }
+
 // sessionParams make the walsender's text output stable and lossless: the
 // value encoders rely on them.
 var sessionParams = map[string]string{
@@ -420,7 +410,7 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 				if err != nil {
 					return fmt.Errorf("parse keepalive: %w", err)
 				}
-				if nothingPending(d.inTx || d.inStream, d.committed, s.h.Acked()) {
+				if nothingPending(d.inTx || d.inStream, d.committed, s.opts.Acked()) {
 					s.idle = max(s.idle, connector.LSN(ka.ServerWALEnd))
 				}
 				if flush := s.flushed(); ka.ReplyRequested || flush != lastSent {
@@ -459,7 +449,7 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 func (s *Subscription) shutdown(conn *pgconn.PgConn) error {
 	grace, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
 	defer cancel()
-	if err := s.h.Drain(grace); err != nil {
+	if err := s.h(grace, connector.Message{Kind: connector.MsgFlush}); err != nil {
 		s.log.Warn("shutdown: in-flight events not all accepted; they will be re-sent after restart", "error", err)
 	}
 	_ = conn.Conn().SetReadDeadline(time.Time{})
@@ -476,7 +466,7 @@ func (s *Subscription) shutdown(conn *pgconn.PgConn) error {
 // status is what a standby status update reports now (standbyStatus);
 // the observer is told a flush position that moved.
 func (s *Subscription) status() (write, flush connector.LSN) {
-	write, flush = standbyStatus(ackState{Received: s.received, Acked: s.h.Acked(), Idle: s.idle, Reported: s.reported})
+	write, flush = standbyStatus(ackState{Received: s.received, Acked: s.opts.Acked(), Idle: s.idle, Reported: s.reported})
 	if flush > s.told {
 		s.told = flush
 		if s.opts.Observer != nil {
@@ -562,7 +552,7 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 		if keep, err := d.filters.apply(ctx, &d.change); err != nil || !keep {
 			return err
 		}
-		return h.Change(ctx, &d.change)
+		return h(ctx, connector.Message{Kind: connector.MsgChange, Change: &d.change})
 	case 'B':
 		tx, err := parseBegin(data)
 		if err != nil {
@@ -571,7 +561,7 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 		d.tx = &tx
 		d.seq = 0
 		d.inTx = true
-		h.Begin(d.tx)
+		return h(ctx, connector.Message{Kind: connector.MsgBegin, Tx: d.tx})
 	case 'C':
 		_, end, err := parseCommit(data)
 		if err != nil {
@@ -582,7 +572,7 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 		}
 		d.inTx = false
 		d.committed = end
-		h.Commit(end)
+		return h(ctx, connector.Message{Kind: connector.MsgCommit, End: end})
 	case 'R':
 		var rm pglogrepl.RelationMessage
 		if err := rm.Decode(data[1:]); err != nil {
@@ -604,11 +594,7 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 		}
 	case 'M':
 		// Logical decoding messages: heartbeats (nothing to publish) and
-		// backfill watermarks, for a handler that takes them.
-		mh, ok := h.(MessageHandler)
-		if !ok {
-			return nil
-		}
+		// backfill watermarks.
 		var m pglogrepl.LogicalDecodingMessage
 		if err := m.Decode(data[1:]); err != nil {
 			return fmt.Errorf("decode logical message: %w", err)
@@ -617,7 +603,7 @@ func (d *decoder) apply(ctx context.Context, data []byte, h Handler) error {
 		if m.Transactional && d.inTx {
 			tx = d.tx
 		}
-		return mh.Message(ctx, tx, m.Prefix, m.Content)
+		return h(ctx, connector.Message{Kind: connector.MsgLogical, Tx: tx, Prefix: m.Prefix, Content: m.Content})
 	case 'Y', 'O':
 		// Type (types are resolved from pg_type), Origin: nothing to
 		// publish.
