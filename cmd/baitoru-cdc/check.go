@@ -21,6 +21,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/s3"
 	"github.com/baitoru/baitoru-cdc/connector/sns"
 	"github.com/baitoru/baitoru-cdc/internal/awsclient"
+	"github.com/baitoru/baitoru-cdc/internal/pgconnect"
 )
 
 // Exit codes of check, those of monitoring plugins (Nagios, Icinga,
@@ -104,8 +105,12 @@ func runChecks(ctx context.Context, cfg *config.Config, file, dsn string) []dba.
 	setupCmd := "baitoru-cdc setup --config " + file
 	conn, err := connectSource(ctx, cfg, dsn)
 	if err != nil {
-		rows = append(rows, dba.CheckResult{Check: "connect", Status: dba.CheckFail, Observed: err.Error(),
-			Fix: "check source.dsn (host, port, database, user) and source.password (the shipped config.yaml reads it from BAITORU_DB_PASSWORD), pg_hba.conf, and that PostgreSQL is running"})
+		row := dba.CheckResult{Check: "connect", Status: dba.CheckFail, Observed: err.Error(),
+			Fix: "check source.dsn (host, port, database, user) and source.password (the shipped config.yaml reads it from BAITORU_DB_PASSWORD), pg_hba.conf, and that PostgreSQL is running"}
+		if pe := (*pgconnect.Error)(nil); errors.As(err, &pe) {
+			row.Observed, row.Fix = pe.What, pe.Fix
+		}
+		rows = append(rows, row)
 	} else {
 		defer conn.Close(context.Background())
 		dbRows, err := dba.Check(ctx, conn, dba.CheckOptions{

@@ -14,6 +14,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
+	"github.com/baitoru/baitoru-cdc/internal/pgconnect"
 )
 
 // setupCmd prints (--dry-run) or runs the SQL the configuration needs on
@@ -76,24 +77,23 @@ func backfillObjects(cfg *config.Config) dba.BackfillObjects {
 }
 
 // connectSource connects to dsn (or source.dsn), never echoing a password.
+// A failed connection is a *pgconnect.Error: what is wrong and the fix,
+// in terms of --dsn when it was given, else of source.dsn.
 func connectSource(ctx context.Context, cfg *config.Config, dsn string) (*pgx.Conn, error) {
+	where := pgconnect.Flag
 	if dsn == "" {
-		dsn = cfg.Source.DSN
+		dsn, where = cfg.Source.DSN, pgconnect.Source
 	}
 	pc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("source dsn: %s", postgres.Redact(err.Error()))
+		return nil, fmt.Errorf("%s: %s", where.DSN, postgres.Redact(err.Error()))
 	}
 	pc.RuntimeParams["application_name"] = "baitoru-cdc"
 	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %s", dbAddress(pc.Config), postgres.Redact(err.Error()))
+		return nil, pgconnect.Explain(ctx, err, &pc.Config, where)
 	}
 	return conn, nil
-}
-
-func dbAddress(c pgconn.Config) string {
-	return fmt.Sprintf("database %s on %s:%d as %s", c.Database, c.Host, c.Port, c.User)
 }
 
 // setup runs (or, dryRun, checks and prints) the publication and the slot.

@@ -1,51 +1,49 @@
 package postgres
 
 import (
+	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/baitoru/baitoru-cdc/connector"
+	"github.com/baitoru/baitoru-cdc/internal/pgconnect"
 )
 
 // ErrAccessRefused is wrapped by the error of a connection PostgreSQL
-// refused for who the connector is (password, pg_hba.conf, a missing
-// privilege such as REPLICATION): retrying cannot help, a person must fix
-// the role or the configuration.
+// refused for who the connector is (password, role, database, pg_hba.conf,
+// a missing privilege such as REPLICATION): retrying cannot help, a person
+// must fix the role or the configuration.
 var ErrAccessRefused = errors.New("access refused")
 
-// AccessError returns err as a permanent error naming what PostgreSQL
-// refused and the fix, when err is an authentication or authorisation
-// failure (SQLSTATE 28P01, 28000, 42501); otherwise nil. role is the role
-// of source.dsn. Call it before redacting err.
-func AccessError(err error, role string) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) {
-		return nil
+// ConnectError returns err, a failed connection to the source database
+// with cc (source.dsn), as one line naming what is wrong and the fix
+// (pgconnect.Explain). When only a person can fix it, the error is
+// permanent and wraps ErrAccessRefused; otherwise (PostgreSQL not
+// running, the network) it may be retried. A cancelled ctx returns err as
+// it is; nil stays nil.
+func ConnectError(ctx context.Context, err error, cc *pgconn.Config) error {
+	err = pgconnect.Explain(ctx, err, cc, pgconnect.Source)
+	var pe *pgconnect.Error
+	if !errors.As(err, &pe) {
+		return err
 	}
-	var what, fix string
-	switch pgErr.Code {
-	case "28P01":
-		what = fmt.Sprintf("PostgreSQL refused the password of role %q", role)
-		fix = "set source.password (the shipped config.yaml reads BAITORU_DB_PASSWORD) to the role's password, or ALTER ROLE ... PASSWORD as the DBA"
-	case "28000":
-		what = fmt.Sprintf("PostgreSQL refused the connection of role %q: %s", role, pgErr.Message)
-		fix = "check that the role exists and may log in (LOGIN), and that pg_hba.conf has a line for it from this host for the database and for replication connections (docs/dba.md)"
-	case "42501":
-		what = fmt.Sprintf("role %q lacks a privilege: %s", role, pgErr.Message)
-		fix = "ALTER ROLE " + quoteIdent(role) + " WITH REPLICATION, and the grants `baitoru-cdc setup --dry-run` lists (docs/dba.md, The role to create)"
-	default:
-		return nil
+	if pe.Refused {
+		return &accessError{msg: pe.Error(), err: err}
 	}
-	return &accessError{msg: fmt.Sprintf("%s (SQLSTATE %s); fix: %s", what, pgErr.Code, fix)}
+	return err
 }
 
 // accessError is permanent, and says so only through errors.Is.
-type accessError struct{ msg string }
+type accessError struct {
+	msg string
+	err error
+}
 
-func (e *accessError) Error() string   { return e.msg }
-func (e *accessError) Unwrap() []error { return []error{ErrAccessRefused, connector.ErrPermanent} }
+func (e *accessError) Error() string { return e.msg }
+func (e *accessError) Unwrap() []error {
+	return []error{ErrAccessRefused, connector.ErrPermanent, e.err}
+}
 
 func quoteIdent(s string) string {
 	out := []byte{'"'}

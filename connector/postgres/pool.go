@@ -49,14 +49,11 @@ func NewPool(dsn string) (*pgxpool.Pool, error) {
 }
 
 // Acquire borrows a connection of a pool made by NewPool (Release it); an
-// authentication or privilege refusal is the permanent AccessError.
+// failed connection is a ConnectError (permanent when a person must fix it).
 func Acquire(ctx context.Context, pool *pgxpool.Pool) (*pgxpool.Conn, error) {
 	c, err := pool.Acquire(ctx)
 	if err != nil {
-		if aerr := AccessError(err, pool.Config().ConnConfig.User); aerr != nil {
-			return nil, aerr
-		}
-		return nil, fmt.Errorf("connect: %w", redact(err))
+		return nil, ConnectError(ctx, err, &pool.Config().ConnConfig.Config)
 	}
 	return c, nil
 }

@@ -216,10 +216,7 @@ func (s *Subscription) session(ctx context.Context) (streamed bool, err error) {
 	replCfg.RuntimeParams["replication"] = "database"
 	conn, err := pgconn.ConnectConfig(ctx, replCfg)
 	if err != nil {
-		if aerr := AccessError(err, replCfg.User); aerr != nil {
-			return false, aerr
-		}
-		return false, fmt.Errorf("connect for replication: %w", redact(err))
+		return false, ConnectError(ctx, err, replCfg)
 	}
 	defer conn.Close(context.Background())
 

@@ -25,8 +25,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/baitoru/baitoru-cdc/internal/pgconnect"
 	"github.com/baitoru/baitoru-cdc/sink"
 )
 
@@ -87,10 +89,31 @@ func (s *Store) Close() { s.pool.Close() }
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping sink database: %w", err)
+		return s.explain(ctx, fmt.Errorf("ping sink database: %w", err))
 	}
 	return nil
 }
+
+// explain returns err as what is wrong with the sink database and the fix
+// when a person must act: a failed connection (pgconnect.Explain, in
+// terms of sink.dsn and sink.password) or a role that may not create the
+// sink's tables. Any other error is returned as it is.
+func (s *Store) explain(ctx context.Context, err error) error {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("sink database: %w", pgconnect.Explain(ctx, err, &s.listen.Config, pgconnect.Sink))
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		role, db := quoteIdent(s.listen.User), quoteIdent(s.listen.Database)
+		return fmt.Errorf("sink database: role %s may not create or use the sink's tables in database %s (PostgreSQL: %s); "+
+			"fix: let the role own the database (as a DBA: ALTER DATABASE %s OWNER TO %s; the sink creates its tables itself), or GRANT CREATE, USAGE ON SCHEMA public TO %s; then start the sink again",
+			role, db, pgErr.Message, db, role, role)
+	}
+	return err
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 // Migration is one embedded schema migration.
 type Migration struct {
@@ -173,7 +196,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("migrate sink database: %w", err)
+		return nil, s.explain(ctx, fmt.Errorf("migrate sink database: %w", err))
 	}
 	if len(applied) > 0 {
 		s.logger.Info("sink database migrated", "applied", applied)

@@ -78,7 +78,7 @@ func (s *Store) watch(ctx context.Context, cache *sink.LinkCache, reloaded func(
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return s.explain(ctx, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
