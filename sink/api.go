@@ -195,14 +195,26 @@ func (c *capture) WriteHeader(status int) {
 
 func (a *API) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		header := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(header, " ")
 		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="baitoru-cdc"`)
-			WriteError(w, http.StatusUnauthorized, ErrCodeUnauthorized, "missing or wrong bearer token")
+		if ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(sum[:], a.token[:]) == 1 {
+			h(w, r)
 			return
 		}
-		h(w, r)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="baitoru-cdc"`)
+		var msg string
+		switch {
+		case header == "":
+			msg = "no bearer token: send the header Authorization: Bearer <token>, the sink's sink.api.token (curl: -H \"Authorization: Bearer $LINKS_API_TOKEN\")"
+		case strings.EqualFold(strings.TrimSpace(header), "Bearer"):
+			msg = "the bearer token is empty: send the sink's sink.api.token as Authorization: Bearer <token>"
+		case !ok || !strings.EqualFold(scheme, "Bearer"):
+			msg = "the Authorization header is not a bearer token: send Authorization: Bearer <token>, the sink's sink.api.token"
+		default:
+			msg = "wrong bearer token: send the sink's sink.api.token (or the content of sink.api.token_file) as Authorization: Bearer <token>"
+		}
+		WriteError(w, http.StatusUnauthorized, ErrCodeUnauthorized, msg)
 	})
 }
 
@@ -214,16 +226,16 @@ type startRequest struct {
 
 func (a *API) start(w http.ResponseWriter, r *http.Request) {
 	var req startRequest
-	if !decodeBody(w, r, map[string]*string{"kobot_account": &req.Account, "link_key": &req.Key}) {
+	if !decodeBody(w, r, map[string]*string{"kobot_account": &req.Account, "link_key": &req.Key}, startBody) {
 		return
 	}
 	if err := ValidateKey(req.Account); err != nil {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "kobot_account "+err.Error())
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "kobot_account "+err.Error()+startBody)
 		return
 	}
 	key, err := CanonicalKey(req.Key)
 	if err != nil {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "link_key "+err.Error())
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidRequest, "link_key "+err.Error()+startBody)
 		return
 	}
 	req.Key = key
@@ -401,9 +413,14 @@ func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	return id, true
 }
 
+// startBody ends the message of every 400 of POST /v1/links: the body it
+// takes.
+const startBody = `; send {"kobot_account": "<Kobot's account id>", "link_key": "<the value of the link field, e.g. a company_id>"}`
+
 // decodeBody reads one JSON object whose members are all in fields (exact
-// names) and are strings, answering 415, 413 or 400 itself.
-func decodeBody(w http.ResponseWriter, r *http.Request, fields map[string]*string) bool {
+// names) and are strings, answering 415, 413 or 400 itself; want ends the
+// message of a 400 (the body the endpoint takes).
+func decodeBody(w http.ResponseWriter, r *http.Request, fields map[string]*string, want string) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		WriteError(w, http.StatusUnsupportedMediaType, ErrCodeUnsupportedMedia, "Content-Type must be application/json: send the header Content-Type: application/json (curl: -H 'Content-Type: application/json')")
@@ -420,16 +437,16 @@ func decodeBody(w http.ResponseWriter, r *http.Request, fields map[string]*strin
 		return false
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is empty; want a JSON object")
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is empty"+want)
 		return false
 	}
 	if !utf8.Valid(body) {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is not valid UTF-8")
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is not valid UTF-8"+want)
 		return false
 	}
 	members, err := objectMembers(body)
 	if err != nil {
-		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is not a valid JSON object: "+err.Error())
+		WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, "body is not a valid JSON object: "+err.Error()+syntaxAt(body)+want)
 		return false
 	}
 	names := make([]string, 0, len(members))
@@ -440,16 +457,31 @@ func decodeBody(w http.ResponseWriter, r *http.Request, fields map[string]*strin
 	for _, name := range names {
 		dst, known := fields[name]
 		if !known {
-			WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, fmt.Sprintf("unknown field %q", clipString(name)))
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, fmt.Sprintf("unknown field %q", clipString(name))+want)
 			return false
 		}
 		raw := members[name]
 		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, dst) != nil {
-			WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, fmt.Sprintf("%s must be a string, not %s", name, jsonKind(raw)))
+			WriteError(w, http.StatusBadRequest, ErrCodeInvalidJSON, fmt.Sprintf("%s must be a string, not %s", name, jsonKind(raw))+want)
 			return false
 		}
 	}
 	return true
+}
+
+// syntaxAt says where body stops being JSON, as " at byte N (what the
+// JSON parser found)", or "" when it is JSON (of another shape).
+func syntaxAt(body []byte) string {
+	var v any
+	var se *json.SyntaxError
+	err := json.Unmarshal(body, &v)
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf(" at byte %d (%s)", se.Offset, se.Error())
+	case err != nil && errors.Is(err, io.ErrUnexpectedEOF):
+		return " (it ends too early)"
+	}
+	return ""
 }
 
 func encodeCursor(id int64) string {

@@ -52,16 +52,18 @@ func TestAPIAuth(t *testing.T) {
 		name   string
 		header string
 		want   int
+		// message: what a 401 says is wrong, and the fix.
+		message string
 	}{
-		{"no header", "", http.StatusUnauthorized},
-		{"wrong token", "Bearer wrong-token-0123456789abcdef", http.StatusUnauthorized},
-		{"prefix of the token", "Bearer " + testToken[:10], http.StatusUnauthorized},
-		{"token plus more", "Bearer " + testToken + "x", http.StatusUnauthorized},
-		{"basic scheme", "Basic " + testToken, http.StatusUnauthorized},
-		{"token alone", testToken, http.StatusUnauthorized},
-		{"empty bearer", "Bearer ", http.StatusUnauthorized},
-		{"right token", "Bearer " + testToken, http.StatusOK},
-		{"scheme in lower case", "bearer " + testToken, http.StatusOK},
+		{"no header", "", http.StatusUnauthorized, `no bearer token: send the header Authorization: Bearer <token>, the sink's sink.api.token`},
+		{"wrong token", "Bearer wrong-token-0123456789abcdef", http.StatusUnauthorized, "wrong bearer token: send the sink's sink.api.token (or the content of sink.api.token_file)"},
+		{"prefix of the token", "Bearer " + testToken[:10], http.StatusUnauthorized, "wrong bearer token"},
+		{"token plus more", "Bearer " + testToken + "x", http.StatusUnauthorized, "wrong bearer token"},
+		{"basic scheme", "Basic " + testToken, http.StatusUnauthorized, "the Authorization header is not a bearer token: send Authorization: Bearer <token>"},
+		{"token alone", testToken, http.StatusUnauthorized, "not a bearer token"},
+		{"empty bearer", "Bearer ", http.StatusUnauthorized, "the bearer token is empty"},
+		{"right token", "Bearer " + testToken, http.StatusOK, ""},
+		{"scheme in lower case", "bearer " + testToken, http.StatusOK, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +86,8 @@ func TestAPIAuth(t *testing.T) {
 				if resp.StatusCode != want {
 					t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
 				}
-				if want == http.StatusUnauthorized && (e.Error.Code != sink.ErrCodeUnauthorized || resp.Header.Get("WWW-Authenticate") == "") {
+				if want == http.StatusUnauthorized && (e.Error.Code != sink.ErrCodeUnauthorized || resp.Header.Get("WWW-Authenticate") == "" ||
+					!strings.Contains(e.Error.Message, tt.message) || strings.Contains(e.Error.Message, testToken)) {
 					t.Errorf("%s: error %+v, WWW-Authenticate %q", path, e, resp.Header.Get("WWW-Authenticate"))
 				}
 			}
@@ -105,8 +108,9 @@ func TestAPIRejectsBadBodies(t *testing.T) {
 		code, message     string
 	}{
 		{"empty", "application/json", ``, 400, sink.ErrCodeInvalidJSON, "empty"},
-		{"truncated", "application/json", `{"kobot_account":"a"`, 400, sink.ErrCodeInvalidJSON, "malformed JSON"},
-		{"not JSON", "application/json", `kobot_account=a`, 400, sink.ErrCodeInvalidJSON, "not a valid JSON object"},
+		{"truncated", "application/json", `{"kobot_account":"a"`, 400, sink.ErrCodeInvalidJSON, "malformed JSON at byte 20 (unexpected end of JSON input)"},
+		{"not JSON", "application/json", `kobot_account=a`, 400, sink.ErrCodeInvalidJSON, "not a valid JSON object: not JSON at byte 1 (invalid character 'k' looking for beginning of value)"},
+		{"missing comma", "application/json", `{"kobot_account":"a" "link_key":"7"}`, 400, sink.ErrCodeInvalidJSON, "at byte 22 (invalid character '\"' after object key:value pair)"},
 		{"array", "application/json", `[{"kobot_account":"a","link_key":"7"}]`, 400, sink.ErrCodeInvalidJSON, "want an object"},
 		{"null", "application/json", `null`, 400, sink.ErrCodeInvalidJSON, "want an object"},
 		{"duplicate field", "application/json", `{"kobot_account":"a","kobot_account":"b","link_key":"7"}`, 400, sink.ErrCodeInvalidJSON, "appears twice"},
@@ -146,6 +150,11 @@ func TestAPIRejectsBadBodies(t *testing.T) {
 			}
 			if resp.StatusCode != tt.status || e.Error.Code != tt.code || !strings.Contains(e.Error.Message, tt.message) {
 				t.Fatalf("%d %+v, want %d %s containing %q", resp.StatusCode, e.Error, tt.status, tt.code, tt.message)
+			}
+			// A 400 says the body the endpoint takes.
+			want := `; send {"kobot_account": "<Kobot's account id>", "link_key": "<the value of the link field, e.g. a company_id>"}`
+			if tt.status == http.StatusBadRequest && !strings.HasSuffix(e.Error.Message, want) {
+				t.Errorf("message %q does not end with the body to send", e.Error.Message)
 			}
 		})
 	}
