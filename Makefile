@@ -226,15 +226,19 @@ image-context:
 	@[ -s $(CA_BUNDLE) ] || { echo "image: no CA bundle at $(CA_BUNDLE) (apt-get install -y ca-certificates)" >&2; exit 1; }
 	rm -rf $(IMAGE_DIR)
 	mkdir -p $(IMAGE_DIR)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o $(IMAGE_DIR)/ ./cmd/baitoru-cdc ./cmd/baitoru-cdc-lambda
+	@bash tools/phase.sh image "1/2 static binaries baitoru-cdc and baitoru-cdc-lambda into $(IMAGE_DIR) (CGO_ENABLED=0 -trimpath: the first time, Go compiles the standard library and every module again, a few minutes on 2 cores; then cached)" \
+		env CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w $(LDFLAGS)' -o $(IMAGE_DIR)/ ./cmd/baitoru-cdc ./cmd/baitoru-cdc-lambda
 	cp $(CA_BUNDLE) $(IMAGE_DIR)/ca-certificates.crt
 	printf 'root:x:0:0:root:/root:/sbin/nologin\nbaitoru:x:65532:65532:baitoru-cdc:/nonexistent:/sbin/nologin\n' > $(IMAGE_DIR)/passwd
 	printf 'root:x:0:\nbaitoru:x:65532:\n' > $(IMAGE_DIR)/group
 	chmod 0644 $(IMAGE_DIR)/ca-certificates.crt $(IMAGE_DIR)/passwd $(IMAGE_DIR)/group
 
+# Each step says what it does, a line every 30 s while it runs, and how
+# long it took (tools/phase.sh).
 image: deps-podman image-context
-	$(CONTAINER) build --file Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg BUILD_DATE=$(BUILD_DATE) --tag $(IMAGE) $(IMAGE_DIR)
-	@echo "image: $(IMAGE)"
+	@bash tools/phase.sh image "2/2 $(CONTAINER) build: the image FROM scratch with the binaries, the CA bundle and the user (no download; seconds)" \
+		$(CONTAINER) build --file Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg BUILD_DATE=$(BUILD_DATE) --tag $(IMAGE) $(IMAGE_DIR)
+	@echo "image: $(IMAGE) ($$($(CONTAINER) image inspect --format '{{.Size}}' $(IMAGE) | awk '{printf "%.1f MB", $$1/1e6}'))"
 
 ## ---------------------------------------------------------------- lambda
 # The sink's AWS Lambda packages for the provided.al2023 runtime, one per
