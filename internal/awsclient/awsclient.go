@@ -219,7 +219,8 @@ func SNS(ctx context.Context, o Options) (*awssns.Client, error) {
 	}), nil
 }
 
-// SQS builds an SQS client for o.
+// SQS builds an SQS client for o. Its requests are sent with their bodies
+// in memory (memoryBodies says why).
 func SQS(ctx context.Context, o Options) (*awssqs.Client, error) {
 	cfg, err := Config(ctx, o)
 	if err != nil {
@@ -229,6 +230,7 @@ func SQS(ctx context.Context, o Options) (*awssqs.Client, error) {
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
+		so.HTTPClient = memoryBodies{next: so.HTTPClient}
 	}), nil
 }
 
