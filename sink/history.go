@@ -149,7 +149,7 @@ type HistoryLog interface {
 	LinkHistory(ctx context.Context, linkID int64) ([]History, error)
 }
 
-// BackfillRequester is Baitoru's side (sink/history implements it over
+// BackfillRequester is Baitoru's side (sink/requester implements it over
 // the requester role).
 type BackfillRequester interface {
 	// RequestBackfills inserts a start request per history; one whose id

@@ -4,12 +4,14 @@
 //
 // The package holds the domain: event parsing (ParseMessage), link rules and
 // the in-memory link cache, the delivery core (Processor), the links API
-// (API), the metrics, and the ports the adapters implement (LinkSource,
-// LinkStore, DeliveryLog, Pusher). The adapters live in sub-packages and
-// import this one, never the reverse: postgres (links, delivery log,
+// (API), link histories (Histories; history.go says why they travel
+// through Baitoru's database), the metrics, and the ports the adapters
+// implement (LinkSource, LinkStore, DeliveryLog, Pusher, HistoryLog,
+// BackfillRequester). The adapters live in sub-packages and import this
+// one, never the reverse: postgres (links, delivery log, link histories,
 // migrations, LISTEN/NOTIFY), sqs (the consumer and the DLQ), kobot (signed
-// pushes), lambda (the AWS Lambda handler); service wires them from the
-// configuration.
+// pushes), requester (backfill requests in Baitoru's database), lambda (the
+// AWS Lambda handler); service wires them from the configuration.
 package sink
 
 import (

@@ -305,6 +305,15 @@ func TestLinkStartHistory(t *testing.T) {
 		t.Fatalf("no read followed a live change of its row: the live writes missed link B's history (%d writes)", writes)
 	}
 	t.Logf("reads pushed: %v (%d after a live change of their row); link B's history read %d rows with %d live writes meanwhile", reads, afterLive, rowsB, writes)
+
+	// Stopping a link cancels its history in Baitoru's database.
+	if code, body := api.do(t, http.MethodDelete, fmt.Sprintf("/v1/links/%d", a.ID), ""); code != http.StatusOK {
+		t.Fatalf("stop link A: %d %s", code, body)
+	}
+	var cancels int
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM baitoru_cdc.backfill_requests WHERE action = 'cancel' AND backfill_id LIKE $1`, prefixA+"%").Scan(&cancels); err != nil || cancels != 2 {
+		t.Fatalf("cancel requests of link A's history: %d %v, want 2", cancels, err)
+	}
 }
 
 // linksClient calls the sink's links API.

@@ -16,15 +16,18 @@
 //     shipped config.yaml, pointed at the throwaway servers through
 //     environment overrides; waits for their /readyz;
 //  5. starts one link through the links API: Kobot account kobot-demo ↔
-//     Baitoru company 1;
+//     Baitoru company 1; the link's history (company 1's postings and
+//     applications that existed before the link) reaches Kobot as read
+//     events, asked for by the sink as the requester role, and the links
+//     API shows its progress until it is done;
 //  6. inserts and updates rows of company 1 (linked) and companies 2 and 3
 //     (not linked), and prints each event as Kobot receives it, with its
 //     commit→receipt latency.
 //
 // Without -check it then keeps running, printing what arrives, until
-// Ctrl-C. With -check it exits 0 only when every linked event reached the
-// receiver and no unlinked one did. Either way it stops everything it
-// started and removes its files.
+// Ctrl-C. With -check it exits 0 only when every linked event (the
+// history's reads included) reached the receiver and no unlinked one did.
+// Either way it stops everything it started and removes its files.
 package main
 
 import (
@@ -51,6 +54,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/child"
 	"github.com/baitoru/baitoru-cdc/internal/kobottest"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
@@ -131,12 +135,19 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.startProcesses(ctx); err != nil {
 		return err
 	}
+	history, err := d.existingRows(ctx)
+	if err != nil {
+		return err
+	}
 	if err := d.startLink(ctx); err != nil {
 		return err
 	}
 	sc, err := d.writeRows(ctx)
 	if err != nil {
 		return err
+	}
+	for k := range history {
+		sc.linked[k] = true
 	}
 	if err := d.await(ctx, sc); err != nil {
 		return err
@@ -196,6 +207,13 @@ func (d *demo) startPostgres(ctx context.Context) error {
 			return fmt.Errorf("load %s: %w", f, err)
 		}
 	}
+	// Two more postings of company 1, from before any link: the history a
+	// link start brings.
+	if err := testenv.Exec(ctx, db, `INSERT INTO job_postings (company_id, title, description, employment_type, wage, wage_unit, location, published, opens_on) VALUES
+		(1, '早朝仕込みスタッフ', '開店前の仕込み。', 'part_time', 1300.00, 'hour', '東京都新宿区西新宿', true, '2026-11-15'),
+		(1, '店長候補', 'ホール・キッチンの統括。', 'full_time', 280000.00, 'month', '東京都新宿区西新宿', true, '2026-11-20')`); err != nil {
+		return err
+	}
 	if err := testenv.Exec(ctx, db, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO baitoru_cdc`); err != nil {
 		return err
 	}
@@ -215,6 +233,22 @@ func (d *demo) startPostgres(ctx context.Context) error {
 		return err
 	}
 	d.printf("`baitoru-cdc setup --config config.yaml` as the DBA (%s): publication and slot created (its SQL: setup.log)", time.Since(t).Round(100*time.Millisecond))
+
+	// Backfill's grants for the connector's role, and the requester role
+	// the sink asks for link histories with, as setup's script lists them.
+	objs := dba.BackfillObjects{Schema: "baitoru_cdc"}
+	stmts := append(dba.BackfillRoleNotes(objs, "baitoru_cdc"), `CREATE ROLE `+dba.RequesterRole+` LOGIN`)
+	for _, s := range dba.RequesterNotes(objs, "baitoru") {
+		if !strings.HasPrefix(s, "CREATE ROLE") {
+			stmts = append(stmts, s)
+		}
+	}
+	for _, sql := range stmts {
+		if err := testenv.Exec(ctx, db, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	d.printf("backfill grants for baitoru_cdc, and role %s (may request backfills and read their progress, nothing else) for the sink's link histories", dba.RequesterRole)
 	return nil
 }
 
@@ -293,6 +327,7 @@ func (d *demo) startProcesses(ctx context.Context) error {
 		"KOBOT_ENDPOINT="+kobotURL,
 		"KOBOT_WEBHOOK_SECRET="+webhookSecret,
 		"LINKS_API_TOKEN="+d.token,
+		fmt.Sprintf("BAITORU_REQUESTER_DSN=postgres://%s@127.0.0.1:%d/baitoru?sslmode=disable", dba.RequesterRole, d.pg.Port),
 		// BAITORU_CDC_* overrides of single keys.
 		"BAITORU_CDC_SNS_ENDPOINT="+d.emu.Endpoint,
 		"BAITORU_CDC_SINK_SQS_ENDPOINT="+d.emu.Endpoint,
@@ -399,16 +434,79 @@ func (d *demo) startLink(ctx context.Context) error {
 		return fmt.Errorf("start link: %s %s", resp.Status, b)
 	}
 	d.printf("POST /v1/links %s → %s %s", body, resp.Status, strings.TrimSpace(string(b)))
+	var link struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal(b, &link); err != nil {
+		return fmt.Errorf("start link: %s: %w", b, err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		m, err := scrape(d.apiURL + "/metrics")
 		if err == nil && m.value("baitoru_cdc_sink_active_links") >= 1 {
-			return nil
+			break
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the sink does not hold the link after 10s (baitoru_cdc_sink_active_links): %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	return d.awaitHistory(ctx, link.ID)
+}
+
+// historyProgress is one entry of a link's history (GET /v1/links/{id}).
+type historyProgress struct {
+	Table    string `json:"table"`
+	State    string `json:"state"`
+	RowsDone int64  `json:"rows_done"`
+	Error    string `json:"error"`
+}
+
+// awaitHistory follows GET /v1/links/{id} until every table of the link's
+// history is done, printing each change of its progress.
+func (d *demo) awaitHistory(ctx context.Context, id int64) error {
+	d.printf("the link's history: company %s's existing rows, asked for by the sink (GET /v1/links/%d):", linked, id)
+	deadline := time.Now().Add(30 * time.Second)
+	last := ""
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/v1/links/%d", d.apiURL, id), nil)
+		req.Header.Set("Authorization", "Bearer "+d.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("get link: %w", err)
+		}
+		var l struct {
+			History []historyProgress `json:"history"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&l)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("get link: %w", err)
+		}
+		var parts []string
+		done := len(l.History) > 0
+		for _, h := range l.History {
+			parts = append(parts, fmt.Sprintf("%s %s, %d rows", h.Table, h.State, h.RowsDone))
+			if h.State == "failed" || h.State == "cancelled" {
+				return fmt.Errorf("the link's history of %s is %s: %s", h.Table, h.State, h.Error)
+			}
+			done = done && h.State == "done"
+		}
+		if line := strings.Join(parts, "; "); line != last {
+			fmt.Fprintln(d.out, "    "+line)
+			last = line
+		}
+		if done {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the link's history is not done after 30s: %s", last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
@@ -498,8 +596,8 @@ func (d *demo) summary(sink metrics, latencies []float64, unlinked int) {
 	slices.Sort(latencies)
 	d.printf("OK: %d linked events reached Kobot (commit→receipt %.1f–%.1fms), %d events of unlinked companies did not",
 		len(latencies), latencies[0], latencies[len(latencies)-1], unlinked)
-	d.printf("connector: %v changes read, %v events published; sink: %v delivered, %v unlinked, %v retried, %v dead-lettered",
-		conn.sum("baitoru_cdc_changes_read_total"), conn.sum("baitoru_cdc_events_published_total"),
+	d.printf("connector: %v changes read, %v events published, %v rows of link histories sent as read events; sink: %v delivered, %v unlinked, %v retried, %v dead-lettered",
+		conn.sum("baitoru_cdc_changes_read_total"), conn.sum("baitoru_cdc_events_published_total"), conn.sum("baitoru_cdc_backfill_rows_published_total"),
 		sink.value("baitoru_cdc_sink_deliveries_total", "result", "delivered"),
 		sink.value("baitoru_cdc_sink_deliveries_total", "result", "unlinked"),
 		sink.value("baitoru_cdc_sink_deliveries_total", "result", "retry"),
@@ -521,7 +619,7 @@ Everything is running. Try it (company %[1]s is linked to %[2]s; 2 and 3 are not
   %[3]s "%[4]s" \
     -c "INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email) VALUES (1, 101, 'デモ 太郎', 'demo@example.jp')"
 
-  curl -s -H "Authorization: Bearer $(cat %[5]s)" %[6]s/v1/links        # the links API
+  curl -s -H "Authorization: Bearer $(cat %[5]s)" %[6]s/v1/links/1      # the link and its history
   curl -s %[7]s/metrics | grep ^baitoru_cdc_                                # connector metrics
   curl -s %[6]s/metrics | grep ^baitoru_cdc_sink_                            # sink metrics
 

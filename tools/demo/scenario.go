@@ -39,6 +39,35 @@ func receiptKey(r kobottest.Receipt) string {
 	return r.Table + "/" + r.Op + "/?"
 }
 
+// existingRows returns the keys of the read events the link's history
+// must bring: company 1's postings and applications as they are before the
+// link starts.
+func (d *demo) existingRows(ctx context.Context) (map[string]bool, error) {
+	conn, err := pgx.Connect(ctx, d.pg.DSN("baitoru"))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	keys := map[string]bool{}
+	for table, sql := range map[string]string{
+		"public.job_postings": `SELECT posting_id FROM job_postings WHERE company_id = ` + linked,
+		"public.applications": `SELECT application_id FROM applications WHERE company_id = ` + linked,
+	} {
+		rows, err := conn.Query(ctx, sql)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			keys[key(table, "read", id)] = true
+		}
+	}
+	return keys, nil
+}
+
 // writeRows commits the sample changes, one transaction each, as Baitoru's
 // application would: rows of company 1 (linked) and of companies 2 and 3
 // (not linked).
