@@ -138,7 +138,8 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	// One small pool for the regular connections to the source database
 	// (the subscription's catalog queries, the preparation at start, the
-	// slot monitor, the heartbeat); the replication connection is its own.
+	// publication watch, the slot monitor, the heartbeat); the replication
+	// connection is its own.
 	pool, err := postgres.NewPool(cfg.Source.DSN)
 	if err != nil {
 		return err
@@ -154,7 +155,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// recorded (the stream drops those changes silently).
 	var sub *postgres.Subscription
 	watch := dba.NewWatch(dba.WatchOptions{
-		DSN: cfg.Source.DSN, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mappings: mappings,
+		Pool: pool, Slot: cfg.Source.Slot, Publication: cfg.Source.Publication, Mappings: mappings,
 		Interval: cfg.Source.StatusInterval, RepeatEvery: repeat, Stop: cfg.Source.OnTableLoss == "stop",
 		Streaming:    func() bool { return sub.Streaming() },
 		SetupCommand: "baitoru-cdc setup --config " + cfg.File, Observer: metrics,

@@ -18,7 +18,7 @@ var (
 )
 
 // poolSize bounds the regular connections: the subscription holds one
-// while it streams; the slot monitor, the table watch and the heartbeat
+// while it streams; the slot monitor, the publication watch and the heartbeat
 // each borrow one for a query now and then; dba.Prepare borrows one at
 // start.
 const poolSize = 4
@@ -26,7 +26,7 @@ const poolSize = 4
 // NewPool returns the small pool of regular connections the connector keeps
 // to the source database beside its replication connection: the
 // subscription's catalog connection (column types, row filters evaluated by
-// the connector), the slot monitor, the table watch, the heartbeat, and
+// the connector), the slot monitor, the publication watch, the heartbeat, and
 // dba.Prepare at start. It does not connect: connections are opened when
 // first needed and replaced when they break (pgxpool checks one that was
 // idle before lending it), so the parts that use it carry no reconnection

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
@@ -31,7 +32,9 @@ type LossObserver interface {
 
 // WatchOptions configure a Watch.
 type WatchOptions struct {
-	DSN         string
+	// Pool lends the watch a connection for each look (postgres.NewPool:
+	// the connector's one pool of regular connections).
+	Pool        *pgxpool.Pool
 	Slot        string
 	Publication string
 	// Mappings are what the configuration maps (tables, columns,
@@ -94,6 +97,8 @@ type Watch struct {
 	prepared atomic.Bool
 
 	lookMu sync.Mutex // one look at a time; guards the fields below up to mu
+	// conn is the connection borrowed from the pool for the look under
+	// way (borrow), nil between looks.
 	conn   *pgx.Conn
 	server int
 	// started: the first look as the slot's active connector happened.
@@ -201,14 +206,6 @@ func (w *Watch) Check(context.Context) error {
 // loss is recorded and Stop is set. A database it cannot reach is tried
 // again at the next interval (the replication stream reports outages).
 func (w *Watch) Run(ctx context.Context) error {
-	defer func() {
-		w.lookMu.Lock()
-		if w.conn != nil {
-			w.conn.Close(context.Background())
-			w.conn = nil
-		}
-		w.lookMu.Unlock()
-	}()
 	readyOnce := sync.OnceFunc(func() { close(w.ready) })
 	defer readyOnce()
 	t := time.NewTicker(w.o.Interval)
@@ -235,33 +232,34 @@ func (w *Watch) look(ctx context.Context) error {
 		return err
 	case ctx.Err() == nil:
 		w.log.Debug("publication watch: cannot look at the publication; trying again", "error", err)
-		if w.conn != nil {
-			w.conn.Close(context.Background())
-			w.conn = nil
-		}
 	}
 	return err
 }
 
-func (w *Watch) connect(ctx context.Context) error {
+// borrow lends the watch a connection of the pool as w.conn until give is
+// called; inside a look that already holds one (CoverMissingColumns looks
+// again), it is that one and give does nothing. lookMu held. The pool
+// drops a connection that broke or was left inside a transaction when it
+// comes back.
+func (w *Watch) borrow(ctx context.Context) (give func(), err error) {
 	if w.conn != nil {
-		return nil
+		return func() {}, nil
 	}
-	cfg, err := pgx.ParseConfig(w.o.DSN)
+	c, err := postgres.Acquire(ctx, w.o.Pool)
 	if err != nil {
-		return fmt.Errorf("parse source dsn: %s", postgres.Redact(err.Error()))
+		return nil, err
 	}
-	cfg.RuntimeParams["application_name"] = "baitoru-cdc publication watch"
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connect: %s", postgres.Redact(err.Error()))
+	if w.server == 0 {
+		if w.server, err = postgres.ServerVersion(ctx, c.Conn()); err != nil {
+			c.Release()
+			return nil, err
+		}
 	}
-	if w.server, err = postgres.ServerVersion(ctx, c); err != nil {
-		c.Close(context.Background())
-		return err
-	}
-	w.conn = c
-	return nil
+	w.conn = c.Conn()
+	return func() {
+		w.conn = nil
+		c.Release()
+	}, nil
 }
 
 // lookOnce compares the publication with the configuration once. lookMu
@@ -269,9 +267,11 @@ func (w *Watch) connect(ctx context.Context) error {
 func (w *Watch) lookOnce(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, max(w.o.Interval, 5*time.Second))
 	defer cancel()
-	if err := w.connect(cctx); err != nil {
+	give, err := w.borrow(cctx)
+	if err != nil {
 		return err
 	}
+	defer give()
 	c := w.conn
 	// The position first, the publication after: what is seen of the
 	// publication is at least as recent as the position it is recorded

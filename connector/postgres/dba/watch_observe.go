@@ -200,9 +200,11 @@ func (w *Watch) CoverMissingColumns(ctx context.Context, table string, columns [
 	defer w.lookMu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, max(w.o.Interval, 5*time.Second))
 	defer cancel()
-	if err := w.connect(cctx); err != nil {
+	give, err := w.borrow(cctx)
+	if err != nil {
 		return false, err
 	}
+	defer give()
 	var have int
 	if err := w.conn.QueryRow(cctx, `SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = ANY ($2) AND attnum > 0 AND NOT attisdropped`,
 		QuoteTable(table), columns).Scan(&have); err != nil {
