@@ -1,9 +1,12 @@
 package sink
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHistoryID(t *testing.T) {
@@ -84,5 +87,134 @@ func TestProcessHistoryRouting(t *testing.T) {
 	}
 	if len(got["r-2"])+len(got["r-5"]) > 0 {
 		t.Errorf("reads of another link's history pushed: %v", got)
+	}
+}
+
+// Fakes for a unit test of Histories: the sink database's record and
+// Baitoru's database.
+type fakeHistoryLog struct{ hs []History }
+
+func (f *fakeHistoryLog) PendingHistory(_ context.Context, limit int) ([]History, error) {
+	var out []History
+	for _, h := range f.hs {
+		if !h.Requested && len(out) < limit {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeHistoryLog) MarkRequested(_ context.Context, ids []string) error {
+	for i := range f.hs {
+		if slices.Contains(ids, f.hs[i].BackfillID) {
+			f.hs[i].Requested = true
+		}
+	}
+	return nil
+}
+
+func (f *fakeHistoryLog) LinkHistory(_ context.Context, id int64) ([]History, error) {
+	var out []History
+	for _, h := range f.hs {
+		if h.LinkID == id {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+type fakeRequester struct {
+	down      bool
+	requested map[string]History
+	cancelled []string
+	progress  map[string]HistoryProgress
+}
+
+func (f *fakeRequester) RequestBackfills(_ context.Context, hs []History) error {
+	if f.down {
+		return errors.New("connection refused")
+	}
+	for _, h := range hs {
+		if _, ok := f.requested[h.BackfillID]; !ok {
+			f.requested[h.BackfillID] = h
+		}
+	}
+	return nil
+}
+
+func (f *fakeRequester) CancelBackfills(_ context.Context, ids []string) error {
+	if f.down {
+		return errors.New("connection refused")
+	}
+	f.cancelled = append(f.cancelled, ids...)
+	return nil
+}
+
+func (f *fakeRequester) BackfillProgress(_ context.Context, ids []string) (map[string]HistoryProgress, error) {
+	if f.down {
+		return nil, errors.New("connection refused")
+	}
+	out := map[string]HistoryProgress{}
+	for _, id := range ids {
+		if p, ok := f.progress[id]; ok {
+			out[id] = p
+		}
+	}
+	return out, nil
+}
+
+// TestHistoriesForward: while Baitoru's database is down a history stays
+// pending (and shows so); once it answers, Forward requests it once, and
+// the link shows the connector's progress; a requested history not yet
+// started shows requested, and unknown while the database is down again;
+// Cancel cancels only what was requested.
+func TestHistoriesForward(t *testing.T) {
+	ctx := t.Context()
+	log := &fakeHistoryLog{hs: []History{
+		{LinkID: 1, Key: "7", Table: "public.applications", Field: "company_id", BackfillID: "link-1-public.applications"},
+		{LinkID: 1, Key: "7", Table: "public.job_postings", Field: "company_id", BackfillID: "link-1-public.job_postings"},
+	}}
+	req := &fakeRequester{down: true, requested: map[string]History{}, progress: map[string]HistoryProgress{}}
+	h := NewHistories(log, req, time.Second, nil)
+
+	if n, err := h.Forward(ctx); err == nil || n != 0 {
+		t.Fatalf("Forward with Baitoru's database down = %d, %v; want an error", n, err)
+	}
+	states := func() []string {
+		ps, err := h.Progress(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.State)
+		}
+		return out
+	}
+	if got := states(); !slices.Equal(got, []string{HistoryPending, HistoryPending}) {
+		t.Errorf("states while down = %v", got)
+	}
+
+	req.down = false
+	if n, err := h.Forward(ctx); err != nil || n != 2 {
+		t.Fatalf("Forward = %d, %v; want 2", n, err)
+	}
+	if n, err := h.Forward(ctx); err != nil || n != 0 {
+		t.Fatalf("second Forward = %d, %v; want 0", n, err)
+	}
+	if r := req.requested["link-1-public.job_postings"]; r.Key != "7" || r.Field != "company_id" || r.Table != "public.job_postings" {
+		t.Errorf("request = %+v", r)
+	}
+	req.progress["link-1-public.job_postings"] = HistoryProgress{State: "running", RowsDone: 40, RowsEstimated: 100}
+	if got := states(); !slices.Equal(got, []string{HistoryRequested, "running"}) {
+		t.Errorf("states = %v", got)
+	}
+	req.down = true
+	if got := states(); !slices.Equal(got, []string{HistoryUnknown, HistoryUnknown}) {
+		t.Errorf("states while down again = %v", got)
+	}
+	req.down = false
+	if err := h.Cancel(ctx, 1); err != nil || len(req.cancelled) != 2 {
+		t.Errorf("Cancel: %v, cancelled %v", err, req.cancelled)
 	}
 }
