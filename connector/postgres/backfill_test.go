@@ -142,7 +142,10 @@ type backfillRig struct {
 var postingsTable = config.Table{Table: "public.postings", Type: "baitoru.postings", Operations: []string{"insert", "update", "delete"},
 	Columns: []config.Column{{Column: "id"}, {Column: "company_id"}, {Column: "title"}}, Key: []string{"id"}}
 
-func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, tables []config.Table, wrap func(connector.BackfillSource) connector.BackfillSource, fail func([]*connector.Event) error) *backfillRig {
+// rigOption changes the runner's options or adds an observer.
+type rigOption func(*connector.BackfillOptions, *[]connector.BackfillObserver)
+
+func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, tables []config.Table, wrap func(connector.BackfillSource) connector.BackfillSource, fail func([]*connector.Event) error, opts ...rigOption) *backfillRig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := testLogger(t)
@@ -165,9 +168,14 @@ func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, ta
 	if wrap != nil {
 		src = wrap(src)
 	}
-	runner := connector.NewBackfillRunner(il, src, connector.BackfillOptions{
+	bo := connector.BackfillOptions{
 		ChunkRows: 5, MinChunkRows: 5, MaxChunkRows: 5, Poll: 50 * time.Millisecond, WindowTimeout: 20 * time.Second,
-	}, sub.Streaming, metrics, log)
+	}
+	observers := []connector.BackfillObserver{metrics}
+	for _, o := range opts {
+		o(&bo, &observers)
+	}
+	runner := connector.NewBackfillRunner(il, src, bo, sub.Streaming, teeObserver(observers), log)
 	r := &backfillRig{cancel: cancel, done: make(chan struct{}), rec: rec, metrics: metrics}
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -653,4 +661,25 @@ func TestBackfillResumes(t *testing.T) {
 		t.Errorf("no row was sent twice: the crashes did not happen where intended")
 	}
 	t.Logf("%d reads, %d sent again", len(ids), dups)
+}
+
+// teeObserver tells every observer.
+type teeObserver []connector.BackfillObserver
+
+func (t teeObserver) BackfillChunk(st *connector.BackfillState, rows, published int, took time.Duration) {
+	for _, o := range t {
+		o.BackfillChunk(st, rows, published, took)
+	}
+}
+
+func (t teeObserver) BackfillProgress(st *connector.BackfillState) {
+	for _, o := range t {
+		o.BackfillProgress(st)
+	}
+}
+
+func (t teeObserver) BackfillPaused(id, reason string) {
+	for _, o := range t {
+		o.BackfillPaused(id, reason)
+	}
 }
