@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
 )
@@ -115,6 +116,9 @@ filled, then filled.`,
 			}
 			if !slices.Contains(names, table) {
 				return &exitError{code: 1, msg: fmt.Sprintf("backfill start: table %q is not mapped in %s (mapped: %s)", table, f.file, strings.Join(names, ", "))}
+			}
+			if err := checkBackfillWhere(ctx, conn, cfg, table, where); err != nil {
+				return &exitError{code: 1, msg: "backfill start: " + err.Error()}
 			}
 			if id == "" {
 				id = "bf-" + time.Now().UTC().Format("20060102-150405")
@@ -373,5 +377,50 @@ func withBackfills(cmd *cobra.Command, f backfillFlags, id string, show func([]*
 		return &exitError{code: 1, msg: "backfill: " + err.Error()}
 	}
 	show(list)
+	return nil
+}
+
+// checkBackfillWhere refuses, before anything is requested, a --where the
+// connector would refuse when it takes the backfill up (which the person
+// asking would only see later, in backfill status): a predicate outside
+// the grammar or naming a field table's events do not carry. The fields
+// are the mapping's; a mapping that lists no columns publishes every column
+// of the table, read from the catalog (no privilege on the table needed).
+func checkBackfillWhere(ctx context.Context, conn *pgx.Conn, cfg *config.Config, table, where string) error {
+	if strings.TrimSpace(where) == "" {
+		return nil
+	}
+	fields := map[string]string{}
+	var names []string // the published fields, in the mapping's order
+	for _, m := range cfg.Mappings() {
+		if m.Table != table {
+			continue
+		}
+		for _, c := range m.Columns {
+			fields[c.Name], fields[c.Column] = c.Column, c.Column
+			names = append(names, c.Name)
+		}
+	}
+	if len(fields) == 0 {
+		schema, name, _ := strings.Cut(table, ".")
+		rows, err := conn.Query(ctx, `SELECT a.attname FROM pg_attribute a
+			JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped`, schema, name)
+		if err != nil {
+			return fmt.Errorf("columns of %s: %w", table, err)
+		}
+		cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("columns of %s: %w", table, err)
+		}
+		for _, c := range cols {
+			fields[c] = c
+		}
+		names = cols
+	}
+	if _, err := postgres.CompileWhere(where, fields); err != nil {
+		return fmt.Errorf("--where: %s; fix: write a condition over the fields %s publishes (%s) with =, <>, <, <=, >, >=, IN, BETWEEN, IS NULL, AND, OR, NOT and literals ('text', 42, TRUE)",
+			strings.TrimSuffix(err.Error(), ": "+connector.ErrBackfillRefused.Error()), table, strings.Join(names, ", "))
+	}
 	return nil
 }

@@ -34,8 +34,9 @@ type userErrorCase struct {
 }
 
 // TestUserErrors: every mistake a user can make in the database part of
-// run, setup, check and teardown — a role that may not do what the
-// configuration asks, a row filter PostgreSQL refuses — ends with a
+// run, setup, check, teardown and backfill — a role that may not do what
+// the configuration asks, a row filter PostgreSQL refuses, a backfill
+// predicate the connector would refuse — ends with a
 // message naming what is wrong (for a row filter: at its key and line of
 // the file) and the fix for who runs the command; never an internal
 // classification, a raw multi-line driver error or a bare SQLSTATE. Real
@@ -123,6 +124,29 @@ func TestUserErrors(t *testing.T) {
 			role: "norepl", args: []string{"teardown", "--yes"}, code: 1,
 			want: []string{`teardown: refused, nothing dropped: role "norepl" may not drop replication slot {slot}: it lacks the REPLICATION attribute (to drop a slot)`,
 				`or give the role what it lacks (as a DBA): ALTER ROLE "norepl" WITH REPLICATION`},
+		},
+		{
+			name: "backfill start: a --where naming a field the events do not carry",
+			role: "cdc", args: []string{"backfill", "start", "--table", "public.apps", "--where", "compny_id = 7"}, code: 1,
+			want: []string{`backfill start: --where: predicate "compny_id = 7": compny_id is not a published field of the table`,
+				"fix: write a condition over the fields public.apps publishes (application_id, company_id) with =, <>"},
+		},
+		{
+			name: "backfill start: a --where outside the grammar",
+			role: "cdc", args: []string{"backfill", "start", "--table", "public.apps", "--where", "company_id = 7; DROP TABLE apps"}, code: 1,
+			want: []string{`backfill start: --where: predicate "company_id = 7; DROP TABLE apps": "; DROP TAB" is not allowed`, "fix: write a condition over the fields public.apps publishes"},
+		},
+		{
+			name: "backfill list: backfill not set up in the database",
+			role: "cdc", args: []string{"backfill", "list"}, code: 1,
+			want: []string{`backfill is not set up in this database (relation "baitoru_cdc.backfills" does not exist); fix: a DBA runs baitoru-cdc setup`},
+		},
+		{
+			name: "backfill start: a role that may not request backfills",
+			sql: []string{`CREATE SCHEMA baitoru_cdc`, `CREATE TABLE baitoru_cdc.backfill_requests (backfill_id text, action text, table_name text, filter text,
+				key_field text, key_value text, slot text, UNIQUE (backfill_id, action))`},
+			role: "cdc", args: []string{"backfill", "start", "--table", "public.apps", "--where", "company_id = 7"}, code: 1,
+			want: []string{`backfill start: role "cdc" may not request backfills or read their progress (PostgreSQL: permission denied for schema baitoru_cdc); fix: as a DBA, GRANT USAGE ON SCHEMA baitoru_cdc TO "cdc"; GRANT SELECT, INSERT (backfill_id, action, table_name, filter, key_field, key_value, slot) ON baitoru_cdc.backfill_requests TO "cdc"; GRANT SELECT ON baitoru_cdc.backfills TO "cdc"`},
 		},
 	}
 	for i, tc := range cases {

@@ -37,7 +37,7 @@ func RequestBackfill(ctx context.Context, conn *pgx.Conn, r BackfillRequest) (in
 		VALUES ($1, 'start', $2, nullif($3, ''), nullif($4, ''), nullif($5, ''), nullif($6, '')) ON CONFLICT (backfill_id, action) DO NOTHING`,
 		r.ID, r.Table, r.Where, r.KeyField, r.KeyValue, r.Slot)
 	if err != nil {
-		return false, requestError(err)
+		return false, requestError(conn, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -46,13 +46,13 @@ func RequestBackfill(ctx context.Context, conn *pgx.Conn, r BackfillRequest) (in
 func CancelBackfill(ctx context.Context, conn *pgx.Conn, id string) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+BackfillRequestsTable+` WHERE backfill_id = $1 AND action = 'start')`, id).Scan(&exists); err != nil {
-		return requestError(err)
+		return requestError(conn, err)
 	}
 	if !exists {
 		return fmt.Errorf("backfill %s: %w", id, ErrNoBackfill)
 	}
 	_, err := conn.Exec(ctx, `INSERT INTO `+BackfillRequestsTable+` (backfill_id, action) VALUES ($1, 'cancel') ON CONFLICT (backfill_id, action) DO NOTHING`, id)
-	return requestError(err)
+	return requestError(conn, err)
 }
 
 // Backfills returns the backfills (started or requested), newest first;
@@ -84,26 +84,31 @@ func BackfillsOf(ctx context.Context, conn *pgx.Conn, ids []string) ([]*connecto
 		  AND NOT EXISTS (SELECT 1 FROM `+BackfillStateTable+` s WHERE s.backfill_id = r.backfill_id)
 		ORDER BY 16 DESC, 1`, ids)
 	if err != nil {
-		return nil, requestError(err)
+		return nil, requestError(conn, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*connector.BackfillState, error) { return scanBackfill(r) })
 	if err != nil {
-		return nil, requestError(err)
+		return nil, requestError(conn, err)
 	}
 	return out, nil
 }
 
-// requestError names the fix of the errors a requester meets.
-func requestError(err error) error {
+// requestError names the fix of the errors a requester (the user of
+// conn) meets.
+func requestError(conn *pgx.Conn, err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return err
 	}
 	switch pgErr.Code {
 	case "42P01", "3F000":
-		return fmt.Errorf("backfill is not set up in this database (%s): run baitoru-cdc setup", pgErr.Message)
+		return fmt.Errorf("backfill is not set up in this database (%s); fix: a DBA runs baitoru-cdc setup --config FILE --dsn 'postgres://<dba>@<host>:<port>/<database>' (docs/dba.md)", pgErr.Message)
 	case "42501":
-		return fmt.Errorf("%s: this role may not request backfills; grant it what setup's script lists for the requester role", pgErr.Message)
+		role := quoteIdent(conn.Config().User)
+		return fmt.Errorf("role %s may not request backfills or read their progress (PostgreSQL: %s); fix: as a DBA, GRANT USAGE ON SCHEMA %s TO %s; "+
+			"GRANT SELECT, INSERT (backfill_id, action, table_name, filter, key_field, key_value, slot) ON %s TO %s; GRANT SELECT ON %s TO %s "+
+			"(or use a role that has them: setup's script describes %s)",
+			role, pgErr.Message, BackfillSchema, role, BackfillRequestsTable, role, BackfillStateTable, role, "baitoru_cdc_requester")
 	case "23514":
 		return fmt.Errorf("the request was refused (%s): a backfill id is 1 to 100 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", pgErr.Message)
 	}
