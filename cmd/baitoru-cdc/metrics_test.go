@@ -588,7 +588,7 @@ sink:
 	start := time.Now()
 	eventually(t, 15*time.Second, "not ready with its database stopped", func() string {
 		code, r := readyz(t, base)
-		if code != http.StatusServiceUnavailable || r.Status != "not ready" || !strings.Contains(r.Checks["database"], "ping sink database") {
+		if code != http.StatusServiceUnavailable || r.Status != "not ready" || !strings.Contains(r.Checks["database"], "sink database") {
 			return fmt.Sprintf("%d %+v", code, r)
 		}
 		return ""
