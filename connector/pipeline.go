@@ -43,11 +43,11 @@ type PipelineOptions struct {
 // LossRecord is the durable record of changes the publication left out.
 type LossRecord interface {
 	// CoverMissingColumns reports whether a recorded gap of table covers
-	// a change at lsn (its commit) that arrived without columns: the
-	// publication's column list left them out. false: the mapping no
-	// longer matches the table (a rename, a dropped column); an error:
-	// the record could not be asked (retried with the stream).
-	CoverMissingColumns(ctx context.Context, table string, columns []string, lsn LSN) (bool, error)
+	// a change of transaction xid committed at lsn that arrived without
+	// columns: the publication's column list left them out. false: the
+	// mapping no longer matches the table (a rename, a dropped column); an
+	// error: the record could not be asked (retried with the stream).
+	CoverMissingColumns(ctx context.Context, table string, columns []string, xid uint32, lsn LSN) (bool, error)
 }
 
 // normalize turns the values that cannot be taken literally into their
@@ -379,10 +379,11 @@ func (p *Pipeline) enqueue(ctx context.Context, ev *Event) error {
 // covers them, and returns mc otherwise. Reader goroutine only.
 func (p *Pipeline) skipUncovered(ctx context.Context, c *Change, mc *MissingColumnsError) error {
 	var lsn LSN
+	var xid uint32
 	if c.Tx != nil {
-		lsn = c.Tx.CommitLSN
+		lsn, xid = c.Tx.CommitLSN, c.Tx.XID
 	}
-	covered, err := p.opts.Losses.CoverMissingColumns(ctx, mc.Table, mc.Columns, lsn)
+	covered, err := p.opts.Losses.CoverMissingColumns(ctx, mc.Table, mc.Columns, xid, lsn)
 	if err != nil {
 		return fmt.Errorf("%s arrives without mapped columns %s; cannot look up the gap record: %w", mc.Table, strings.Join(mc.Columns, ", "), err)
 	}

@@ -344,7 +344,7 @@ type lossRecord struct {
 	asked   []string
 }
 
-func (r *lossRecord) CoverMissingColumns(_ context.Context, table string, columns []string, lsn LSN) (bool, error) {
+func (r *lossRecord) CoverMissingColumns(_ context.Context, table string, columns []string, _ uint32, lsn LSN) (bool, error) {
 	r.asked = append(r.asked, fmt.Sprintf("%s %v %s", table, columns, lsn))
 	return r.covered, r.err
 }

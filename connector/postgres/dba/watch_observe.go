@@ -195,7 +195,12 @@ func (w *Watch) sameFilter(ctx context.Context, table, a, b string) (bool, error
 // in (a transaction decoded with the catalog of its start; a closed gap is
 // extended to lsn). Not covered (a rename, a dropped column): false, and
 // the stream stops as for any mapping that no longer matches.
-func (w *Watch) CoverMissingColumns(ctx context.Context, table string, columns []string, lsn connector.LSN) (bool, error) {
+//
+// The catalog is read only once transaction xid (the change's, 0: unknown)
+// is visible to the watch: the server sends a commit as soon as its record
+// is on disk, a moment before other sessions see it, and a look in that
+// moment would miss the column list changed in that very transaction.
+func (w *Watch) CoverMissingColumns(ctx context.Context, table string, columns []string, xid uint32, lsn connector.LSN) (bool, error) {
 	w.lookMu.Lock()
 	defer w.lookMu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, max(w.o.Interval, 5*time.Second))
@@ -205,6 +210,9 @@ func (w *Watch) CoverMissingColumns(ctx context.Context, table string, columns [
 		return false, err
 	}
 	defer give()
+	if err := waitVisible(cctx, w.conn, xid); err != nil {
+		return false, err
+	}
 	var have int
 	if err := w.conn.QueryRow(cctx, `SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = ANY ($2) AND attnum > 0 AND NOT attisdropped`,
 		QuoteTable(table), columns).Scan(&have); err != nil {
@@ -251,4 +259,38 @@ func (w *Watch) CoverMissingColumns(ctx context.Context, table string, columns [
 	w.log.Error("a change decoded after its gap was closed still lacked mapped columns (a transaction decoded with the catalog of its start): the gap now ends at its position",
 		"table", table, "columns", strings.Join(columns, ", "), "gap_id", last.ID, "missing_to_lsn", lsn.String())
 	return true, nil
+}
+
+// visibleSQL says whether the transaction with 32-bit id $1 has ended for
+// a snapshot taken now: its full id is the one of that epoch of the
+// snapshot's xmax that is not after xmax (a decoded transaction is older
+// than any snapshot taken after it).
+const visibleSQL = `WITH s AS (SELECT pg_current_snapshot() AS snap),
+	x AS (SELECT snap, pg_snapshot_xmax(snap)::text::bigint AS xmax FROM s),
+	f AS (SELECT snap, xmax, (xmax & ~4294967295::bigint) | $1::bigint AS fx FROM x)
+	SELECT pg_visible_in_snapshot((CASE WHEN fx > xmax THEN fx - 4294967296 ELSE fx END)::text::xid8, snap) FROM f`
+
+// waitVisible waits until transaction xid (0: none) has ended for the
+// snapshots of conn, polling, until ctx ends (pgx then closes conn).
+func waitVisible(ctx context.Context, conn *pgx.Conn, xid uint32) error {
+	if xid == 0 {
+		return nil
+	}
+	for {
+		var visible bool
+		if err := conn.QueryRow(ctx, visibleSQL, int64(xid)).Scan(&visible); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("transaction %d visible: %w", xid, err)
+		}
+		if visible {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("transaction %d visible: %w", xid, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
