@@ -89,6 +89,7 @@ type TypeChange struct {
 // reads the replication stream and is not safe for concurrent use.
 type Mapper struct {
 	source  string // CloudEvents source, "baitoru/<database>"
+	version string // mapping version ("mappingversion" attribute); "" leaves it out
 	byTable map[string]*Mapping
 	plans   map[uint32]*plan // by relation ID; replaced when the relation is re-announced
 	// colTypes remembers the type of every published column as last
@@ -115,6 +116,23 @@ func NewMapper(source string, mappings []*Mapping) *Mapper {
 
 // Mapping returns the mapping of a schema-qualified table, or nil.
 func (m *Mapper) Mapping(table string) *Mapping { return m.byTable[table] }
+
+// SetMappings replaces the mappings; version (see MappingVersion), when not
+// empty, is written in every event as the CloudEvents extension attribute
+// "mappingversion". The caller calls it between transactions (the
+// Pipeline does, at Begin), so every event of a transaction is encoded by
+// one version. Reader goroutine only.
+func (m *Mapper) SetMappings(mappings []*Mapping, version string) {
+	m.byTable = make(map[string]*Mapping, len(mappings))
+	for _, mp := range mappings {
+		m.byTable[mp.Table] = mp
+	}
+	m.version = version
+	clear(m.plans)
+}
+
+// Version is the mapping version set by SetMappings ("" when none).
+func (m *Mapper) Version() string { return m.version }
 
 // TypeChanges returns the type changes of published columns seen since the
 // previous call (each change once), and forgets them.
@@ -252,6 +270,10 @@ func (m *Mapper) compile(rel *Relation, mp *Mapping) (*plan, error) {
 		b = appendJSONString(b, m.source)
 		b = append(b, `,"type":`...)
 		b = appendJSONString(b, p.types[op])
+		if m.version != "" {
+			b = append(b, `,"mappingversion":`...)
+			b = appendJSONString(b, m.version)
+		}
 		p.head[op] = b
 		t := []byte(`,"table":`)
 		t = appendJSONString(t, mp.Table)

@@ -127,6 +127,8 @@ type Pipeline struct {
 	failOnce sync.Once
 	failed   chan struct{}
 	failErr  error
+
+	reload atomic.Pointer[pendingReload] // mappings waiting for the next transaction
 }
 
 // NewPipeline returns a pipeline; it publishes nothing until Run is called.
@@ -272,6 +274,40 @@ func (p *Pipeline) typeChanged(tx *Tx, tcs []TypeChange) {
 	}
 }
 
+// begin starts a transaction (MsgBegin). A reload waiting (see Reload)
+// takes effect here, between two transactions.
+func (p *Pipeline) begin(tx *Tx) {
+	if r := p.reload.Load(); r != nil && tx.CommitLSN > r.after && p.reload.CompareAndSwap(r, nil) {
+		p.mapper.SetMappings(r.mappings, r.version)
+		close(r.applied)
+		p.log.Info("mappings reloaded", "version", r.version, "from_lsn", tx.CommitLSN.String())
+	}
+	p.tracker.begin(tx)
+}
+
+// pendingReload is a set of mappings waiting for the next transaction.
+type pendingReload struct {
+	mappings []*Mapping
+	version  string
+	after    LSN // applies to transactions committed after it
+	applied  chan struct{}
+}
+
+// Reload hands new mappings to the pipeline: the reader applies them at the
+// start of the first transaction committed after the WAL position after
+// (the position once the publication carries what they map; 0: the next
+// transaction), so every event of a transaction is encoded by one version,
+// a transaction read late is never encoded by mappings its stream cannot
+// carry, and events already mapped (in flight) are published and
+// acknowledged as they were. The returned channel is closed once they
+// apply. A Reload not yet applied is replaced by a newer one (its channel
+// is then never closed). Safe for concurrent use.
+func (p *Pipeline) Reload(mappings []*Mapping, version string, after LSN) <-chan struct{} {
+	r := &pendingReload{mappings: mappings, version: version, after: after, applied: make(chan struct{})}
+	p.reload.Store(r)
+	return r.applied
+}
+
 // Handle takes the next message of the replication stream: it is the
 // replication handler the source calls (postgres.Handler), from one
 // goroutine, in stream order. For MsgChange it maps the change and queues
@@ -283,7 +319,7 @@ func (p *Pipeline) typeChanged(tx *Tx, tcs []TypeChange) {
 func (p *Pipeline) Handle(ctx context.Context, m Message) error {
 	switch m.Kind {
 	case MsgBegin:
-		p.tracker.begin(m.Tx)
+		p.begin(m.Tx)
 		return nil
 	case MsgChange:
 		return p.change(ctx, m.Change)

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -93,6 +96,12 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("source.dsn: %s", postgres.Redact(err.Error()))
 	}
 	mapper := connector.NewMapper("baitoru/"+pgCfg.Database, mappings)
+	mapper.SetMappings(mappings, connector.MappingVersion(mappings))
+	// SIGHUP reloads the tables of the file (see reloader); registered
+	// before anything starts, so that an early SIGHUP is not fatal.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	metrics := telemetry.New()
 	for _, m := range mappings {
 		metrics.AddTable(m.Table)
@@ -245,6 +254,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		g.Go(func() error { return srv.Run(ctx) })
 	}
 	g.Go(func() error { return telemetry.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })
+	reload := newReloader(cfg, mappings, pipe, watch, metrics, metrics.AddTable, log)
+	g.Go(func() error { return reload.Run(ctx, hup) })
+	log.Info("mappings", "version", connector.MappingVersion(mappings), "reload", "kill -HUP "+strconv.Itoa(os.Getpid()))
 	return g.Wait()
 }
 

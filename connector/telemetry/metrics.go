@@ -37,6 +37,7 @@ const (
 	ReplicationStreaming = "baitoru_cdc_replication_streaming"
 	LastPublishTimestamp = "baitoru_cdc_last_publish_timestamp_seconds"
 	ColumnTypeChanges    = "baitoru_cdc_column_type_changes_total"
+	ConfigReloads        = "baitoru_cdc_config_reloads_total"
 	TableUnpublished     = "baitoru_cdc_table_unpublished"
 	EventsStoredInS3     = "baitoru_cdc_events_stored_in_s3_total"
 	EventBytesStoredInS3 = "baitoru_cdc_event_bytes_stored_in_s3_total"
@@ -57,6 +58,7 @@ type Metrics struct {
 	read, published, failed *prom.CounterVec
 	retries                 *prom.CounterVec
 	typeChanges             *prom.CounterVec
+	reloads                 *prom.CounterVec
 	storedInS3, bytesInS3   *prom.CounterVec
 	unpublished             *prom.GaugeVec
 	batchDuration           *durations
@@ -133,6 +135,10 @@ func New() *Metrics {
 			Name: PublishRetries,
 			Help: "Events sent again to SNS, or stored again in S3, after a retryable failure, by reason (AWS error code, or network).",
 		}, []string{"reason"}),
+		reloads: prom.NewCounterVec(prom.CounterOpts{
+			Name: ConfigReloads,
+			Help: "Reloads of the configuration (SIGHUP), by result: applied, unchanged, invalid (the file has problems; nothing changed), refused (a publication change for a DBA; nothing changed).",
+		}, []string{"result"}),
 		typeChanges: prom.NewCounterVec(prom.CounterOpts{
 			Name: ColumnTypeChanges,
 			Help: "Type changes of published columns (ALTER COLUMN … TYPE) seen in the stream, by table: the JSON form of a field in events changed.",
@@ -164,13 +170,16 @@ func New() *Metrics {
 			Help: "WAL the replication slot keeps on the PostgreSQL server (current WAL position minus the slot's restart position).",
 		}),
 	}
+	for _, res := range []string{"applied", "unchanged", "invalid", "refused"} {
+		m.reloads.WithLabelValues(res)
+	}
 	m.retainedBytes.Store(-1)
 	m.backfill = newBackfillMetrics()
 	m.reg.MustRegister(m.backfill.collectors()...)
 	empty := map[string]*tableCounters{}
 	m.tables.Store(&empty)
 	m.reg.MustRegister(
-		m.read, m.published, m.failed, m.retries, m.typeChanges, m.unpublished, m.storedInS3, m.bytesInS3,
+		m.read, m.published, m.failed, m.retries, m.typeChanges, m.reloads, m.unpublished, m.storedInS3, m.bytesInS3,
 		m.batchDuration, m.commitToPublish,
 		m.confirmed, m.retained,
 		prom.NewGaugeFunc(prom.GaugeOpts{
@@ -336,6 +345,10 @@ func (m *Metrics) Flushed(lsn connector.LSN) {
 	}
 	m.confirmed.Set(float64(m.lastLSN.Load())) // the highest, whoever sets last; exact below 2^53 bytes of WAL (8 PiB)
 }
+
+// Reloaded counts a reload of the configuration by result: applied,
+// unchanged, invalid or refused.
+func (m *Metrics) Reloaded(result string) { m.reloads.WithLabelValues(result).Inc() }
 
 // ColumnTypeChanged counts a type change of a published column
 // (connector.SchemaObserver).

@@ -118,6 +118,15 @@ type Watch struct {
 
 var _ connector.LossRecord = (*Watch)(nil)
 
+// SetMappings replaces what the watch compares the publication with (a
+// reload of the configuration); the next look uses them. Safe for
+// concurrent use.
+func (w *Watch) SetMappings(mappings []*connector.Mapping) {
+	w.lookMu.Lock()
+	defer w.lookMu.Unlock()
+	w.o.Mappings = mappings
+}
+
 type aspect struct {
 	table string
 	kind  postgres.LossKind
