@@ -88,10 +88,11 @@ type TypeChange struct {
 // Mapper turns changes into events. It is used by the single goroutine that
 // reads the replication stream and is not safe for concurrent use.
 type Mapper struct {
-	source  string // CloudEvents source, "baitoru/<database>"
-	version string // mapping version ("mappingversion" attribute); "" leaves it out
-	byTable map[string]*Mapping
-	plans   map[uint32]*plan // by relation ID; replaced when the relation is re-announced
+	source   string // CloudEvents source, "baitoru/<database>"
+	version  string // mapping version ("mappingversion" attribute); "" leaves it out
+	mappings []*Mapping
+	byTable  map[string]*Mapping
+	plans    map[uint32]*plan // by relation ID; replaced when the relation is re-announced
 	// colTypes remembers the type of every published column as last
 	// announced (kept across Reset: a reconnect re-announces the same
 	// types), so that a change of type is reported once.
@@ -107,7 +108,7 @@ type Mapper struct {
 // NewMapper returns a Mapper for the given mappings. source is the
 // CloudEvents source attribute (e.g. "baitoru/baitoru").
 func NewMapper(source string, mappings []*Mapping) *Mapper {
-	m := &Mapper{source: source, byTable: map[string]*Mapping{}, plans: map[uint32]*plan{}, colTypes: map[[2]string]string{}}
+	m := &Mapper{source: source, mappings: mappings, byTable: map[string]*Mapping{}, plans: map[uint32]*plan{}, colTypes: map[[2]string]string{}}
 	for _, mp := range mappings {
 		m.byTable[mp.Table] = mp
 	}
@@ -123,6 +124,7 @@ func (m *Mapper) Mapping(table string) *Mapping { return m.byTable[table] }
 // Pipeline does, at Begin), so every event of a transaction is encoded by
 // one version. Reader goroutine only.
 func (m *Mapper) SetMappings(mappings []*Mapping, version string) {
+	m.mappings = mappings
 	m.byTable = make(map[string]*Mapping, len(mappings))
 	for _, mp := range mappings {
 		m.byTable[mp.Table] = mp
@@ -133,6 +135,9 @@ func (m *Mapper) SetMappings(mappings []*Mapping, version string) {
 
 // Version is the mapping version set by SetMappings ("" when none).
 func (m *Mapper) Version() string { return m.version }
+
+// Mappings returns the mappings in use.
+func (m *Mapper) Mappings() []*Mapping { return m.mappings }
 
 // TypeChanges returns the type changes of published columns seen since the
 // previous call (each change once), and forgets them.

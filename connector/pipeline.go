@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,7 +129,14 @@ type Pipeline struct {
 	failed   chan struct{}
 	failErr  error
 
-	reload atomic.Pointer[pendingReload] // mappings waiting for the next transaction
+	reload     atomic.Pointer[pendingReload] // mappings waiting for the next transaction
+	priorUntil atomic.Uint64                 // LSN after which prior is not needed (0: not known yet)
+	// Reader goroutine only: the mappings of the last applied reload, and
+	// those before it for the transactions open when it changed the
+	// publication.
+	current        []*Mapping
+	currentVersion string
+	prior          *priorMappings
 }
 
 // NewPipeline returns a pipeline; it publishes nothing until Run is called.
@@ -274,13 +282,36 @@ func (p *Pipeline) typeChanged(tx *Tx, tcs []TypeChange) {
 	}
 }
 
-// begin starts a transaction (MsgBegin). A reload waiting (see Reload)
-// takes effect here, between two transactions.
+// begin starts a transaction (MsgBegin). A reload waiting
+// (see Reload) takes effect here, between two transactions: at the first
+// one committed after the publication changed that was not open then.
+// A transaction open when the publication changed is encoded by the
+// mappings before the reload (the stream carries its changes from before
+// the change as the old publication did), until TransitionEnded.
 func (p *Pipeline) begin(tx *Tx) {
-	if r := p.reload.Load(); r != nil && tx.CommitLSN > r.after && p.reload.CompareAndSwap(r, nil) {
+	if r := p.reload.Load(); r != nil && tx.CommitLSN > r.after && !slices.Contains(r.open, tx.XID) && p.reload.CompareAndSwap(r, nil) {
+		p.prior = &priorMappings{mappings: p.mapper.Mappings(), version: p.mapper.Version(), open: r.open}
+		p.current = r.mappings
+		p.currentVersion = r.version
+		p.priorUntil.Store(0)
 		p.mapper.SetMappings(r.mappings, r.version)
 		close(r.applied)
 		p.log.Info("mappings reloaded", "version", r.version, "from_lsn", tx.CommitLSN.String())
+	}
+	if p.prior != nil {
+		if until := LSN(p.priorUntil.Load()); until != 0 && tx.CommitLSN > until {
+			p.prior = nil
+		}
+	}
+	switch {
+	case p.prior != nil && slices.Contains(p.prior.open, tx.XID):
+		if p.mapper.Version() != p.prior.version {
+			p.mapper.SetMappings(p.prior.mappings, p.prior.version)
+			p.log.Info("a transaction open when the publication changed is encoded by the mappings before the reload",
+				"version", p.prior.version, "xid", tx.XID, "lsn", tx.CommitLSN.String())
+		}
+	case p.current != nil && p.mapper.Version() != p.currentVersion:
+		p.mapper.SetMappings(p.current, p.currentVersion)
 	}
 	p.tracker.begin(tx)
 }
@@ -289,24 +320,42 @@ func (p *Pipeline) begin(tx *Tx) {
 type pendingReload struct {
 	mappings []*Mapping
 	version  string
-	after    LSN // applies to transactions committed after it
+	after    LSN      // applies to transactions committed after it
+	open     []uint32 // transactions open when the publication changed
 	applied  chan struct{}
+}
+
+// priorMappings are the mappings before the last reload, for the
+// transactions open when the publication changed for it.
+type priorMappings struct {
+	mappings []*Mapping
+	version  string
+	open     []uint32
 }
 
 // Reload hands new mappings to the pipeline: the reader applies them at the
 // start of the first transaction committed after the WAL position after
 // (the position once the publication carries what they map; 0: the next
-// transaction), so every event of a transaction is encoded by one version,
-// a transaction read late is never encoded by mappings its stream cannot
-// carry, and events already mapped (in flight) are published and
-// acknowledged as they were. The returned channel is closed once they
-// apply. A Reload not yet applied is replaced by a newer one (its channel
-// is then never closed). Safe for concurrent use.
-func (p *Pipeline) Reload(mappings []*Mapping, version string, after LSN) <-chan struct{} {
-	r := &pendingReload{mappings: mappings, version: version, after: after, applied: make(chan struct{})}
+// transaction) that is not one of open (the transactions in progress when
+// the publication changed, whose earlier changes the stream carries as the
+// old publication did: they keep the old mappings until TransitionEnded).
+// So every event of a transaction is encoded by one version, a transaction
+// is never encoded by mappings its stream cannot carry, and events already
+// mapped (in flight) are published and acknowledged as they were. The
+// returned channel is closed once they apply. A Reload not yet applied is
+// replaced by a newer one (its channel is then never closed). Safe for
+// concurrent use.
+func (p *Pipeline) Reload(mappings []*Mapping, version string, after LSN, open []uint32) <-chan struct{} {
+	r := &pendingReload{mappings: mappings, version: version, after: after, open: open, applied: make(chan struct{})}
 	p.reload.Store(r)
 	return r.applied
 }
+
+// TransitionEnded tells the pipeline that the transactions open when the
+// publication changed for the last applied reload all ended before the WAL
+// position lsn: the mappings before it are no longer needed after lsn.
+// Safe for concurrent use.
+func (p *Pipeline) TransitionEnded(lsn LSN) { p.priorUntil.Store(uint64(lsn)) }
 
 // Handle takes the next message of the replication stream: it is the
 // replication handler the source calls (postgres.Handler), from one

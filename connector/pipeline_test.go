@@ -410,3 +410,49 @@ func TestPipelineMissingColumns(t *testing.T) {
 		})
 	}
 }
+
+// TestPipelineReloadTransition: a reload applies at the first transaction
+// committed after its position that was not open when the publication
+// changed; the open ones keep the mappings before it, each transaction one
+// version, until TransitionEnded.
+func TestPipelineReloadTransition(t *testing.T) {
+	m1, m2 := mustMapping(t, "public.t", "id", "k"), mustMapping(t, "public.t", "id")
+	m := NewMapper("baitoru/test", []*Mapping{m1})
+	m.SetMappings([]*Mapping{m1}, "v1")
+	p := NewPipeline(m, newGatePublisher(), PipelineOptions{Lanes: 1, MaxBatch: 10}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	applied := p.Reload([]*Mapping{m2}, "v2", 0x200, []uint32{7, 8})
+	isApplied := func() bool {
+		select {
+		case <-applied:
+			return true
+		default:
+			return false
+		}
+	}
+	for i, step := range []struct {
+		xid     uint32
+		commit  LSN
+		ended   LSN // TransitionEnded before the transaction (0: not)
+		want    string
+		applied bool
+	}{
+		{xid: 5, commit: 0x100, want: "v1"},                              // committed before the publication changed
+		{xid: 7, commit: 0x300, want: "v1"},                              // open then
+		{xid: 9, commit: 0x400, want: "v2", applied: true},               // began after: the reload applies
+		{xid: 8, commit: 0x500, want: "v1", applied: true},               // open then, committed later
+		{xid: 10, commit: 0x600, want: "v2", applied: true},              // back to the new mappings
+		{xid: 8, commit: 0x800, ended: 0x700, want: "v2", applied: true}, // the id again, after the transition ended
+	} {
+		if step.ended != 0 {
+			p.TransitionEnded(step.ended)
+		}
+		p.Handle(context.Background(), Message{Kind: MsgBegin, Tx: &Tx{XID: step.xid, CommitLSN: step.commit, CommitTime: time.Unix(0, 0)}})
+		if got := m.Version(); got != step.want || isApplied() != step.applied {
+			t.Fatalf("step %d (xid %d at %s): version %s, applied %v; want %s, %v", i, step.xid, step.commit, got, isApplied(), step.want, step.applied)
+		}
+		if got := m.Mapping("public.t"); (got == m2) != (step.want == "v2") {
+			t.Fatalf("step %d: the mapping in use is not the one of %s", i, step.want)
+		}
+		p.Handle(context.Background(), Message{Kind: MsgCommit, End: step.commit + 1})
+	}
+}

@@ -254,7 +254,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		g.Go(func() error { return srv.Run(ctx) })
 	}
 	g.Go(func() error { return telemetry.NewStatus(metrics, cfg.Log.StatusInterval, log).Run(ctx) })
-	reload := newReloader(cfg, mappings, pipe, watch, metrics, metrics.AddTable, log)
+	reload := newReloader(cfg, mappings, pipe, []mappingsFollower{watch, backfills}, metrics, metrics.AddTable, log)
 	g.Go(func() error { return reload.Run(ctx, hup) })
 	log.Info("mappings", "version", connector.MappingVersion(mappings), "reload", "kill -HUP "+strconv.Itoa(os.Getpid()))
 	return g.Wait()

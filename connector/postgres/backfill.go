@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +41,7 @@ func BackfillPublication(pub string) string { return pub + "_backfill" }
 type BackfillSource struct {
 	dsn      string
 	slot     string
+	mu       sync.Mutex // guards mappings (SetMappings)
 	mappings map[string]*connector.Mapping
 	log      *slog.Logger
 	conn     *pgx.Conn
@@ -53,11 +55,28 @@ var _ connector.BackfillSource = (*BackfillSource)(nil)
 // NewBackfillSource returns the source side of backfill for slot; it does
 // not connect.
 func NewBackfillSource(dsn, slot string, mappings []*connector.Mapping, log *slog.Logger) *BackfillSource {
-	m := map[string]*connector.Mapping{}
+	s := &BackfillSource{dsn: dsn, slot: slot, log: log, types: NewTypes()}
+	s.SetMappings(mappings)
+	return s
+}
+
+// SetMappings replaces the mapped tables a backfill may read (a reload of
+// the configuration); backfills prepared from then on use them. Safe for
+// concurrent use.
+func (s *BackfillSource) SetMappings(mappings []*connector.Mapping) {
+	m := make(map[string]*connector.Mapping, len(mappings))
 	for _, mp := range mappings {
 		m[mp.Table] = mp
 	}
-	return &BackfillSource{dsn: dsn, slot: slot, mappings: m, log: log, types: NewTypes()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mappings = m
+}
+
+func (s *BackfillSource) mapping(table string) *connector.Mapping {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mappings[table]
 }
 
 // Close closes the connection.
@@ -252,7 +271,7 @@ func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillStat
 		return nil, fmt.Errorf("PostgreSQL %s cannot carry the backfill's watermarks (logical messages in the stream need 14 or later; 13 is out of support): upgrade the server: %w",
 			versionText(s.server), connector.ErrBackfillRefused)
 	}
-	mp := s.mappings[st.Table]
+	mp := s.mapping(st.Table)
 	if mp == nil {
 		return nil, fmt.Errorf("table %s is not mapped in this connector's configuration: add it to tables: (and to the publication with setup), or name a mapped table: %w", st.Table, connector.ErrBackfillRefused)
 	}

@@ -261,14 +261,47 @@ func (w *Watch) CoverMissingColumns(ctx context.Context, table string, columns [
 	return true, nil
 }
 
-// visibleSQL says whether the transaction with 32-bit id $1 has ended for
-// a snapshot taken now: its full id is the one of that epoch of the
-// snapshot's xmax that is not after xmax (a decoded transaction is older
-// than any snapshot taken after it).
-const visibleSQL = `WITH s AS (SELECT pg_current_snapshot() AS snap),
+// endedSQL says whether every transaction whose 32-bit id is in $1 has
+// ended for a snapshot taken now: the full id of each is the one of that
+// epoch of the snapshot's xmax that is not after xmax (a transaction seen
+// in the stream or in an earlier snapshot is older than any snapshot taken
+// after it).
+const endedSQL = `WITH s AS (SELECT pg_current_snapshot() AS snap),
 	x AS (SELECT snap, pg_snapshot_xmax(snap)::text::bigint AS xmax FROM s),
-	f AS (SELECT snap, xmax, (xmax & ~4294967295::bigint) | $1::bigint AS fx FROM x)
-	SELECT pg_visible_in_snapshot((CASE WHEN fx > xmax THEN fx - 4294967296 ELSE fx END)::text::xid8, snap) FROM f`
+	f AS (SELECT snap, xmax, (xmax & ~4294967295::bigint) | id AS fx FROM x, unnest($1::bigint[]) AS id)
+	SELECT coalesce(bool_and(pg_visible_in_snapshot((CASE WHEN fx > xmax THEN fx - 4294967296 ELSE fx END)::text::xid8, snap)), true) FROM f`
+
+// Ended reports whether the transactions xids (32-bit ids, as the stream
+// and OpenTransactions give them) have all ended (committed or rolled
+// back) for the snapshots of conn.
+func Ended(ctx context.Context, conn *pgx.Conn, xids []uint32) (bool, error) {
+	ids := make([]int64, len(xids))
+	for i, x := range xids {
+		ids[i] = int64(x)
+	}
+	var ended bool
+	if err := conn.QueryRow(ctx, endedSQL, ids).Scan(&ended); err != nil {
+		return false, fmt.Errorf("transactions ended: %w", err)
+	}
+	return ended, nil
+}
+
+// OpenTransactions returns the server's WAL position and the (32-bit) ids
+// of the transactions in progress, in that order: a transaction not among
+// them wrote nothing before the position.
+func OpenTransactions(ctx context.Context, conn *pgx.Conn) (connector.LSN, []uint32, error) {
+	var lsn string
+	var ids []int64
+	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text,
+		ARRAY(SELECT x::text::bigint & 4294967295 FROM pg_snapshot_xip(pg_current_snapshot()) x)`).Scan(&lsn, &ids); err != nil {
+		return 0, nil, fmt.Errorf("open transactions: %w", err)
+	}
+	out := make([]uint32, len(ids))
+	for i, x := range ids {
+		out[i] = uint32(x)
+	}
+	return postgres.ParseLSN(lsn), out, nil
+}
 
 // waitVisible waits until transaction xid (0: none) has ended for the
 // snapshots of conn, polling, until ctx ends (pgx then closes conn).
@@ -277,14 +310,14 @@ func waitVisible(ctx context.Context, conn *pgx.Conn, xid uint32) error {
 		return nil
 	}
 	for {
-		var visible bool
-		if err := conn.QueryRow(ctx, visibleSQL, int64(xid)).Scan(&visible); err != nil {
+		ended, err := Ended(ctx, conn, []uint32{xid})
+		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
 			return fmt.Errorf("transaction %d visible: %w", xid, err)
 		}
-		if visible {
+		if ended {
 			return nil
 		}
 		select {
