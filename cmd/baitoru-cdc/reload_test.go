@@ -87,6 +87,8 @@ tables:
       - column: id
       - column: note
 `
+	case "even", "odd": // a row filter, evaluated by the connector before PostgreSQL 15
+		return head + fmt.Sprintf("    where: \"id %% 2 = %d\"\n", map[string]int{"even": 0, "odd": 1}[mapping])
 	case "missing-key":
 		return head + `      - column: b
         transform: {kind: hash, key_env: RELOAD_TEST_KEY_UNSET}
@@ -352,6 +354,11 @@ type reloadable struct {
 // also creates the connector's records backfill needs), starts run on it.
 func startReloadable(t *testing.T, dsn, mapping string) *reloadable {
 	t.Helper()
+	return startReloadableOn(t, testenv.PG(t), dsn, mapping)
+}
+
+func startReloadableOn(t *testing.T, pg *testenv.Postgres, dsn, mapping string) *reloadable {
+	t.Helper()
 	dir := t.TempDir()
 	r := &reloadable{path: filepath.Join(dir, "config.yaml"), logFile: filepath.Join(dir, "connector.log"), stdout: &syncBuffer{}}
 	addr := freeAddr(t)
@@ -541,5 +548,89 @@ func TestReloadAddTableThenBackfill(t *testing.T) {
 		if !slices.Equal(extra[id], want) {
 			t.Errorf("extra row %d: events %v, want %v", id, extra[id], want)
 		}
+	}
+}
+
+// TestReloadConnectorRowFilter: on PostgreSQL 14, whose publications have
+// no row filters, the connector evaluates where: itself; a reload that
+// changes it applies at a transaction boundary with the mappings: a
+// transaction open across the reload is filtered whole by the old filter,
+// the next ones by the new one, each event's version matching the filter
+// that let it through.
+func TestReloadConnectorRowFilter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	pg := testenv.OwnPG(t, testenv.PostgresOptions{Version: 14})
+	dsn := pg.NewDatabase(t)
+	testenv.MustExec(t, dsn, `CREATE TABLE items (id bigint PRIMARY KEY, a text NOT NULL, b text NOT NULL);
+		CREATE TABLE extra (id bigint PRIMARY KEY, note text)`)
+	r := startReloadableOn(t, pg, dsn, "even")
+	ctx := context.Background()
+	tx, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close(ctx)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert := func(ids ...int) string {
+		var vals []string
+		for _, id := range ids {
+			vals = append(vals, fmt.Sprintf("(%d, 'a%d', 'secret-%d')", id, id, id))
+		}
+		return "INSERT INTO items VALUES " + strings.Join(vals, ", ")
+	}
+	exec("BEGIN; " + insert(1, 2))
+	r.reload(t, "odd", "configuration reloaded;")
+	exec(insert(3, 4) + "; COMMIT")
+	testenv.MustExec(t, dsn, insert(5, 6))
+	testenv.MustExec(t, dsn, insert(7, 8))
+	var evs []reloadEvent
+	eventually(t, 30*time.Second, "the events of row 7", func() string {
+		evs = r.events(t)
+		if !strings.Contains(r.stdout.String(), `"id":7,`) {
+			return fmt.Sprintf("%d events", len(evs))
+		}
+		return ""
+	})
+	versionOf := map[int64]string{}
+	parity := map[string]int64{} // version → the parity it let through
+	byTx := map[string]string{}
+	for _, e := range evs {
+		var d struct {
+			ID int64 `json:"id"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		versionOf[d.ID] = e.Version
+		if p, ok := parity[e.Version]; ok && p != d.ID%2 {
+			t.Errorf("version %s let through rows of both parities (row %d)", e.Version, d.ID)
+		}
+		parity[e.Version] = d.ID % 2
+		if v, ok := byTx[e.LSN]; ok && v != e.Version {
+			t.Errorf("transaction %s has events of versions %s and %s", e.LSN, v, e.Version)
+		}
+		byTx[e.LSN] = e.Version
+	}
+	var got []int64
+	for id := range int64(9) {
+		if _, ok := versionOf[id]; ok {
+			got = append(got, id)
+		}
+	}
+	// 2 and 4: the open transaction, whole by the old filter; 5 and 7: the
+	// new one.
+	if want := []int64{2, 4, 5, 7}; !slices.Equal(got, want) {
+		b, _ := os.ReadFile(r.logFile)
+		t.Fatalf("rows published %v, want %v (versions %v); log:\n%s", got, want, versionOf, b)
+	}
+	if versionOf[2] != versionOf[4] || versionOf[5] != versionOf[7] || versionOf[2] == versionOf[5] {
+		t.Errorf("versions %v: want the open transaction's of the old mappings, the later ones of the new", versionOf)
 	}
 }

@@ -199,6 +199,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		// The subscription confirms what the pipeline acknowledged; what
 		// it may confirm beyond (an idle stream) shows in the metrics too.
 		Acked:    pipe.Acked,
+		Mapping:  pipe.Mapping,
 		Observer: metrics,
 	}, il.Handle, log)
 

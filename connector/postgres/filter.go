@@ -34,18 +34,39 @@ import (
 //
 // Used by the subscription's reading goroutine only.
 type rowFilters struct {
-	where map[string]string // schema.table → expression
+	where func(table string) string // schema.table → expression ("": none)
 	conn  *pgx.Conn
-	sql   map[*connector.Relation]string
-	oids  map[*connector.Relation][]uint32
+	sql   map[*connector.Relation]filterSQL
 }
 
-func newRowFilters(mappings []*connector.Mapping, conn *pgx.Conn) *rowFilters {
+// filterSQL is a table's filter as a query over one version of its
+// relation.
+type filterSQL struct {
+	where, sql string
+	oids       []uint32
+}
+
+// newRowFilters evaluates the mappings' filters; nil when none has one.
+// With current (the mapping of a table for the transaction being decoded),
+// the filters are current's at each change (a reload may add one), and
+// never nil.
+func newRowFilters(mappings []*connector.Mapping, current func(table string) *connector.Mapping, conn *pgx.Conn) *rowFilters {
+	f := &rowFilters{conn: conn, sql: map[*connector.Relation]filterSQL{}}
+	if current != nil {
+		f.where = func(table string) string {
+			if m := current(table); m != nil {
+				return m.Where
+			}
+			return ""
+		}
+		return f
+	}
 	where := rowFilterTables(mappings)
 	if len(where) == 0 {
 		return nil
 	}
-	return &rowFilters{where: where, conn: conn, sql: map[*connector.Relation]string{}, oids: map[*connector.Relation][]uint32{}}
+	f.where = func(table string) string { return where[table] }
+	return f
 }
 
 // apply reports whether c passes its table's filter; it may turn an update
@@ -54,28 +75,29 @@ func (f *rowFilters) apply(ctx context.Context, c *connector.Change) (bool, erro
 	if f == nil {
 		return true, nil
 	}
-	if _, ok := f.where[c.Rel.Table]; !ok {
+	where := f.where(c.Rel.Table)
+	if where == "" {
 		return true, nil
 	}
 	switch c.Op {
 	case connector.OpInsert:
-		m, err := f.match(ctx, c.Rel, c.New)
+		m, err := f.match(ctx, c.Rel, where, c.New)
 		return m != no, err
 	case connector.OpDelete:
 		if c.OldIsKey || c.Old == nil {
 			return true, nil
 		}
-		m, err := f.match(ctx, c.Rel, c.Old)
+		m, err := f.match(ctx, c.Rel, where, c.Old)
 		return m != no, err
 	case connector.OpUpdate:
-		newM, err := f.match(ctx, c.Rel, c.New)
+		newM, err := f.match(ctx, c.Rel, where, c.New)
 		if err != nil {
 			return false, err
 		}
 		if c.Old == nil || c.OldIsKey {
 			return newM != no, nil
 		}
-		oldM, err := f.match(ctx, c.Rel, c.Old)
+		oldM, err := f.match(ctx, c.Rel, where, c.Old)
 		if err != nil {
 			return false, err
 		}
@@ -102,20 +124,20 @@ const (
 	unknown
 )
 
-// match evaluates the table's filter over one row.
-func (f *rowFilters) match(ctx context.Context, rel *connector.Relation, row []connector.Datum) (matched, error) {
-	sql, ok := f.sql[rel]
-	if !ok {
+// match evaluates the filter where of rel's table over one row.
+func (f *rowFilters) match(ctx context.Context, rel *connector.Relation, where string, row []connector.Datum) (matched, error) {
+	q, ok := f.sql[rel]
+	if !ok || q.where != where {
 		cols := make([]string, len(rel.Columns))
-		oids := make([]uint32, len(rel.Columns))
+		q = filterSQL{where: where, oids: make([]uint32, len(rel.Columns))}
 		for i, col := range rel.Columns {
 			cols[i] = fmt.Sprintf("$%d AS %s", i+1, pgx.Identifier{col.Name}.Sanitize())
-			oids[i] = col.TypeOID
+			q.oids[i] = col.TypeOID
 		}
-		where := f.where[rel.Table]
-		sql = "SELECT (" + where + ")::boolean FROM (SELECT " + strings.Join(cols, ", ") + ") AS " + pgx.Identifier{rel.Name}.Sanitize()
-		f.sql[rel], f.oids[rel] = sql, oids
+		q.sql = "SELECT (" + where + ")::boolean FROM (SELECT " + strings.Join(cols, ", ") + ") AS " + pgx.Identifier{rel.Name}.Sanitize()
+		f.sql[rel] = q
 	}
+	sql := q.sql
 	values := make([][]byte, len(rel.Columns))
 	for i := range rel.Columns {
 		if i >= len(row) {
@@ -129,7 +151,7 @@ func (f *rowFilters) match(ctx context.Context, rel *connector.Relation, row []c
 			return unknown, nil
 		}
 	}
-	rr := f.conn.PgConn().ExecParams(ctx, sql, values, f.oids[rel], nil, nil)
+	rr := f.conn.PgConn().ExecParams(ctx, sql, values, q.oids, nil, nil)
 	result := no
 	for rr.NextRow() {
 		if v := rr.Values()[0]; string(v) == "t" {
@@ -139,7 +161,7 @@ func (f *rowFilters) match(ctx context.Context, rel *connector.Relation, row []c
 	if _, err := rr.Close(); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || strings.HasPrefix(pgErr.Code, "22")) {
-			return no, fmt.Errorf("row filter of %s (where: %s): %w: fix where: in the config: %w", rel.Table, f.where[rel.Table], err, connector.ErrPermanent)
+			return no, fmt.Errorf("row filter of %s (where: %s): %w: fix where: in the config: %w", rel.Table, where, err, connector.ErrPermanent)
 		}
 		return no, fmt.Errorf("row filter of %s: %w", rel.Table, err)
 	}

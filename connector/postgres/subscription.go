@@ -81,6 +81,12 @@ type Options struct {
 	// downstream. Required; safe for concurrent use.
 	// (*connector.Pipeline).Acked is one.
 	Acked func() connector.LSN
+	// Mapping, when set, gives the mapping of a table for the transaction
+	// being decoded (after its MsgBegin; (*connector.Pipeline).Mapping
+	// follows reloads at transaction boundaries): the row filters the
+	// connector evaluates itself are then that mapping's. Nil: those of
+	// Mappings, fixed.
+	Mapping func(table string) *connector.Mapping
 	// Observer, when set, is told the position that may be confirmed.
 	Observer PositionObserver
 	// ConnectorRowFilters evaluates the mappings' row filters in the
@@ -364,8 +370,10 @@ func (s *Subscription) stream(ctx context.Context, conn *pgconn.PgConn, meta *pg
 	// Partial streamed transactions end with the session: the server
 	// streams them again from their start.
 	defer d.spools.closeAll()
-	if where := rowFilterTables(s.opts.Mappings); len(where) > 0 && (s.opts.ConnectorRowFilters || !Supports(server, FeatureRowFilters)) {
-		d.filters = newRowFilters(s.opts.Mappings, meta)
+	if s.opts.ConnectorRowFilters || !Supports(server, FeatureRowFilters) {
+		d.filters = newRowFilters(s.opts.Mappings, s.opts.Mapping, meta)
+	}
+	if where := rowFilterTables(s.opts.Mappings); len(where) > 0 && d.filters != nil {
 		s.log.Info("row filters (where:) are evaluated by the connector, not by the publication: every row of the filtered tables leaves the server (PostgreSQL before 15 has no publication row filters)",
 			"server_version", versionText(server), "tables", len(where))
 	}

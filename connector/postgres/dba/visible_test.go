@@ -3,6 +3,7 @@ package dba_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ func TestWaitVisible(t *testing.T) {
 			}
 			xid := uint32(full)      // the stream's 32-bit id
 			watch := connect(t, dsn) // closed by pgx at the deadline
+			if _, open, err := dba.OpenTransactions(ctx, watch); err != nil || !slices.Contains(open, xid) {
+				t.Fatalf("open transactions %v (%v), want %d among them", open, err, xid)
+			}
 			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			err := dba.WaitVisible(short, watch, xid)
 			cancel()

@@ -287,18 +287,37 @@ func Ended(ctx context.Context, conn *pgx.Conn, xids []uint32) (bool, error) {
 }
 
 // OpenTransactions returns the server's WAL position and the (32-bit) ids
-// of the transactions in progress, in that order: a transaction not among
-// them wrote nothing before the position.
+// of the transactions in progress: a transaction not among them got its id
+// after the call began, so it wrote nothing before. In progress are those a
+// snapshot lists, and those from its xmax (every id after the latest one
+// that ended) up to an id taken for the purpose (in a transaction rolled
+// back).
 func OpenTransactions(ctx context.Context, conn *pgx.Conn) (connector.LSN, []uint32, error) {
-	var lsn string
-	var ids []int64
-	if err := conn.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text,
-		ARRAY(SELECT x::text::bigint & 4294967295 FROM pg_snapshot_xip(pg_current_snapshot()) x)`).Scan(&lsn, &ids); err != nil {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
 		return 0, nil, fmt.Errorf("open transactions: %w", err)
 	}
-	out := make([]uint32, len(ids))
-	for i, x := range ids {
-		out[i] = uint32(x)
+	defer tx.Rollback(context.Background()) //nolint:errcheck // nothing written
+	var next, xmax int64
+	var lsn string
+	var xip []int64
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text::bigint`).Scan(&next); err != nil {
+		return 0, nil, fmt.Errorf("open transactions: %w", err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, pg_snapshot_xmax(s)::text::bigint,
+		ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x) FROM pg_current_snapshot() s`).Scan(&lsn, &xmax, &xip); err != nil {
+		return 0, nil, fmt.Errorf("open transactions: %w", err)
+	}
+	var out []uint32
+	for _, x := range xip {
+		if x != next {
+			out = append(out, uint32(x))
+		}
+	}
+	for x := xmax; x < next; x++ {
+		if !slices.Contains(xip, x) {
+			out = append(out, uint32(x))
+		}
 	}
 	return postgres.ParseLSN(lsn), out, nil
 }
