@@ -36,6 +36,11 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate("baitoru-cdc {{.Version}}\n")
+	// A flag no command knows: say where the flags are listed. Commands
+	// inherit it (check has its own, for its exit code).
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &exitError{code: 1, msg: fmt.Sprintf("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+	})
 	root.AddCommand(
 		runCmd(),
 		validateCmd(),

@@ -126,6 +126,11 @@ func TestUserErrors(t *testing.T) {
 				`or give the role what it lacks (as a DBA): ALTER ROLE "norepl" WITH REPLICATION`},
 		},
 		{
+			name: "run: a flag it does not know",
+			role: "cdc", args: []string{"run", "--slot", "x"}, code: 1,
+			want: []string{"baitoru-cdc run: unknown flag: --slot (see baitoru-cdc run --help)"},
+		},
+		{
 			name: "backfill start: a --where naming a field the events do not carry",
 			role: "cdc", args: []string{"backfill", "start", "--table", "public.apps", "--where", "compny_id = 7"}, code: 1,
 			want: []string{`backfill start: --where: predicate "compny_id = 7": compny_id is not a published field of the table`,
