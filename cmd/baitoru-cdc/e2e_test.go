@@ -75,7 +75,7 @@ func TestEndToEndKobot(t *testing.T) {
 		"BAITORU_CDC_PUBLISHER_LARGE_PAYLOADS_BUCKET=" + name,
 		"BAITORU_CDC_SINK_S3_ENDPOINT=" + emu.Endpoint,
 		"BAITORU_CDC_SINK_S3_REGION=" + emu.Region,
-		"BAITORU_CDC_METRICS_LISTEN=",
+		"BAITORU_CDC_METRICS_LISTEN=" + freeAddr(t),
 		"BAITORU_CDC_LOG_FORMAT=json",
 		"BAITORU_CDC_SINK_DSN=" + sinkDB,
 		"BAITORU_CDC_SINK_SQS_REGION=" + emu.Region,

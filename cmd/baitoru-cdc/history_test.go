@@ -73,7 +73,7 @@ func TestLinkStartHistory(t *testing.T) {
 		"BAITORU_CDC_SNS_REGION=" + emu.Region,
 		"BAITORU_CDC_SNS_ENDPOINT=" + emu.Endpoint,
 		"BAITORU_CDC_SNS_TOPIC_ARN=" + fan.TopicARN,
-		"BAITORU_CDC_METRICS_LISTEN=",
+		"BAITORU_CDC_METRICS_LISTEN=" + freeAddr(t),
 		"BAITORU_CDC_LOG_FORMAT=json",
 		"BAITORU_CDC_SINK_DSN=" + sinkDB,
 		"BAITORU_CDC_SINK_SQS_REGION=" + emu.Region,

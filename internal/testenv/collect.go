@@ -84,3 +84,63 @@ func (e *Emulator) Collect(ctx context.Context, queueURL string, want int, timeo
 	}
 	return c, nil
 }
+
+// CollectAll receives every message of queueURL, as Collect does, until no
+// new message arrived for idle. Unlike Collect with a timeout, it never
+// cancels a receive in flight (the emulator would have hidden the messages
+// of a cancelled receive for an hour without anyone reading them), so what
+// it returns is everything the queue held. It gives up after limit.
+func (e *Emulator) CollectAll(ctx context.Context, queueURL string, idle, limit time.Duration) (*Collected, error) {
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		lastErr error
+		lastNew = time.Now()
+	)
+	start := time.Now()
+	c := &Collected{ByID: map[string]string{}}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				quiet := time.Since(lastNew) > idle
+				mu.Unlock()
+				if quiet || time.Since(start) > limit || ctx.Err() != nil {
+					return
+				}
+				out, err := e.sqs.ReceiveMessage(context.WithoutCancel(ctx), &sqs.ReceiveMessageInput{
+					QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+					VisibilityTimeout: 3600, MessageAttributeNames: []string{"All"},
+				})
+				mu.Lock()
+				if err != nil {
+					lastErr = err
+					mu.Unlock()
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				for _, m := range out.Messages {
+					body := aws.ToString(m.Body)
+					var ev struct{ ID string }
+					_ = json.Unmarshal([]byte(body), &ev)
+					if prev, dup := c.ByID[ev.ID]; dup && prev != body {
+						c.Conflicts = append(c.Conflicts, ev.ID)
+					}
+					c.ByID[ev.ID] = body
+					c.Bodies = append(c.Bodies, body)
+				}
+				if len(out.Messages) > 0 {
+					lastNew = time.Now()
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if time.Since(start) > limit {
+		return c, fmt.Errorf("collect from %s: messages kept arriving for %s (%d so far; last error: %v)", queueURL, limit, len(c.Bodies), lastErr)
+	}
+	return c, nil
+}
