@@ -205,8 +205,7 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	metrics.Watch(pipe, sub)
 
-	backfills := postgres.NewBackfillSource(cfg.Source.DSN, cfg.Source.Slot, mappings, log)
-	defer backfills.Close()
+	backfills := postgres.NewBackfillSource(pool, cfg.Source.Slot, mappings, log)
 	runner := connector.NewBackfillRunner(il, backfills, cfg.Source.Backfill.BackfillOptions(cfg.Source.StatusInterval), sub.Streaming, metrics, log)
 
 	g, ctx := errgroup.WithContext(ctx)

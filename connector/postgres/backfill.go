@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/baitoru/baitoru-cdc/connector"
 )
@@ -34,17 +35,16 @@ const (
 func BackfillPublication(pub string) string { return pub + "_backfill" }
 
 // BackfillSource implements connector.BackfillSource on the source
-// database, over one ordinary connection (not the replication one) made
-// with the stream's session settings, so that values read by a chunk have
-// exactly the text form the stream gives them. Its methods are called from
-// the runner's goroutine only.
+// database, over connections borrowed from the connector's pool (NewPool:
+// made with the stream's session settings, so that values read by a chunk
+// have exactly the text form the stream gives them). Its methods are
+// called from the runner's goroutine only.
 type BackfillSource struct {
-	dsn      string
+	pool     *pgxpool.Pool
 	slot     string
 	mu       sync.Mutex // guards mappings (SetMappings)
 	mappings map[string]*connector.Mapping
 	log      *slog.Logger
-	conn     *pgx.Conn
 	types    *Types
 	server   int
 	unset    bool // the tables are missing (said once)
@@ -52,10 +52,10 @@ type BackfillSource struct {
 
 var _ connector.BackfillSource = (*BackfillSource)(nil)
 
-// NewBackfillSource returns the source side of backfill for slot; it does
-// not connect.
-func NewBackfillSource(dsn, slot string, mappings []*connector.Mapping, log *slog.Logger) *BackfillSource {
-	s := &BackfillSource{dsn: dsn, slot: slot, log: log, types: NewTypes()}
+// NewBackfillSource returns the source side of backfill for slot, reading
+// through pool (made by NewPool); it does not connect.
+func NewBackfillSource(pool *pgxpool.Pool, slot string, mappings []*connector.Mapping, log *slog.Logger) *BackfillSource {
+	s := &BackfillSource{pool: pool, slot: slot, log: log, types: NewTypes()}
 	s.SetMappings(mappings)
 	return s
 }
@@ -79,46 +79,20 @@ func (s *BackfillSource) mapping(table string) *connector.Mapping {
 	return s.mappings[table]
 }
 
-// Close closes the connection.
-func (s *BackfillSource) Close() {
-	if s.conn != nil {
-		_ = s.conn.Close(context.Background())
-		s.conn = nil
-	}
-}
-
-// db returns the connection, connecting (again) when needed.
-func (s *BackfillSource) db(ctx context.Context) (*pgx.Conn, error) {
-	if s.conn != nil && !s.conn.IsClosed() {
-		return s.conn, nil
-	}
-	cfg, err := pgx.ParseConfig(s.dsn)
+// db borrows a connection of the pool (call release when done); the
+// first one tells the server's version.
+func (s *BackfillSource) db(ctx context.Context) (conn *pgx.Conn, release func(), err error) {
+	pooled, err := Acquire(ctx, s.pool)
 	if err != nil {
-		return nil, fmt.Errorf("parse source dsn: %w", redact(err))
+		return nil, nil, err
 	}
-	for k, v := range sessionParams {
-		cfg.RuntimeParams[k] = v
+	if s.server == 0 {
+		if s.server, err = ServerVersion(ctx, pooled.Conn()); err != nil {
+			pooled.Release()
+			return nil, nil, err
+		}
 	}
-	cfg.RuntimeParams["application_name"] = "baitoru-cdc backfill"
-	cfg.RuntimeParams["standard_conforming_strings"] = "on"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect: %w", redact(err))
-	}
-	if s.server, err = ServerVersion(ctx, conn); err != nil {
-		_ = conn.Close(ctx)
-		return nil, err
-	}
-	s.conn = conn
-	return conn, nil
-}
-
-// fail drops the connection after an error, so the next call reconnects.
-func (s *BackfillSource) fail(err error) error {
-	if err != nil && s.conn != nil && s.conn.IsClosed() {
-		s.conn = nil
-	}
-	return err
+	return pooled.Conn(), pooled.Release, nil
 }
 
 const stateColumns = `backfill_id, table_name, coalesce(filter, ''), coalesce(key_field, ''), coalesce(key_value, ''), status, last_key, max_key,
@@ -143,13 +117,14 @@ func scanBackfill(row pgx.Row) (*connector.BackfillState, error) {
 // (for this slot, or for any slot when the request names none), and
 // returns the running backfills of this slot, oldest first.
 func (s *BackfillSource) Claim(ctx context.Context) ([]*connector.BackfillState, error) {
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("begin: %w", err))
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
 	if _, err := tx.Exec(ctx, `UPDATE `+BackfillStateTable+` s SET status = 'cancelled', updated_at = now(), finished_at = now()
@@ -162,7 +137,7 @@ func (s *BackfillSource) Claim(ctx context.Context) ([]*connector.BackfillState,
 			}
 			return nil, nil
 		}
-		return nil, s.fail(fmt.Errorf("apply cancel requests: %w", err))
+		return nil, fmt.Errorf("apply cancel requests: %w", err)
 	}
 	s.unset = false
 	if _, err := tx.Exec(ctx, `INSERT INTO `+BackfillStateTable+` (backfill_id, slot, table_name, filter, key_field, key_value, status, requested_by, requested_at, finished_at)
@@ -174,28 +149,29 @@ func (s *BackfillSource) Claim(ctx context.Context) ([]*connector.BackfillState,
 		  AND NOT EXISTS (SELECT 1 FROM `+BackfillStateTable+` s WHERE s.backfill_id = r.backfill_id)
 		ORDER BY r.request_id
 		ON CONFLICT (backfill_id) DO NOTHING`, s.slot); err != nil {
-		return nil, s.fail(fmt.Errorf("start requested backfills: %w", err))
+		return nil, fmt.Errorf("start requested backfills: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM `+BackfillStateTable+` WHERE slot = $1 AND status = 'running' ORDER BY started_at, backfill_id`, s.slot)
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("read backfills: %w", err))
+		return nil, fmt.Errorf("read backfills: %w", err)
 	}
 	states, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*connector.BackfillState, error) { return scanBackfill(r) })
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("read backfills: %w", err))
+		return nil, fmt.Errorf("read backfills: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, s.fail(fmt.Errorf("commit: %w", err))
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return states, nil
 }
 
 // Save stores st's progress.
 func (s *BackfillSource) Save(ctx context.Context, st *connector.BackfillState) error {
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return err
 	}
+	defer release()
 	var msg *string
 	if st.Error != "" {
 		msg = &st.Error
@@ -205,47 +181,50 @@ func (s *BackfillSource) Save(ctx context.Context, st *connector.BackfillState) 
 		WHERE backfill_id = $1 AND slot = $2 AND status <> 'cancelled'`,
 		st.ID, s.slot, string(st.Status), st.LastKey, st.MaxKey, st.RowsDone, st.RowsEstimated, st.Chunks, st.ChunkSize, msg)
 	if err != nil {
-		return s.fail(fmt.Errorf("save backfill %s: %w", st.ID, err))
+		return fmt.Errorf("save backfill %s: %w", st.ID, err)
 	}
 	return nil
 }
 
 // Cancelled reports whether a cancel of id was requested.
 func (s *BackfillSource) Cancelled(ctx context.Context, id string) (bool, error) {
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return false, err
 	}
+	defer release()
 	var yes bool
 	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+BackfillRequestsTable+` WHERE backfill_id = $1 AND action = 'cancel')`, id).Scan(&yes)
-	return yes, s.fail(err)
+	return yes, err
 }
 
 // LagBytes is how far the slot's confirmed position is behind the WAL end.
 func (s *BackfillSource) LagBytes(ctx context.Context) (int64, error) {
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer release()
 	var lag int64
 	err = conn.QueryRow(ctx, `SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint FROM pg_replication_slots WHERE slot_name = $1`, s.slot).Scan(&lag)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
-	return lag, s.fail(err)
+	return lag, err
 }
 
 // Watermark writes w as a transactional logical decoding message (its own
 // transaction: decoded in commit order, between the changes before and
 // after it).
 func (s *BackfillSource) Watermark(ctx context.Context, w connector.Watermark) error {
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return err
 	}
+	defer release()
 	body, _ := json.Marshal(w)
 	_, err = conn.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, $2::text)`, connector.WatermarkPrefix, string(body))
-	return s.fail(err)
+	return err
 }
 
 // backfillQuery is a plan's compiled query (BackfillPlan.Source).
@@ -263,10 +242,11 @@ type backfillQuery struct {
 // columns are published; the predicate names only published fields; the
 // link key is a published field; the server carries watermarks (14+).
 func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillState) (*connector.BackfillPlan, error) {
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	if !Supports(s.server, FeatureBackfill) {
 		return nil, fmt.Errorf("PostgreSQL %s cannot carry the backfill's watermarks (logical messages in the stream need 14 or later; 13 is out of support): upgrade the server: %w",
 			versionText(s.server), connector.ErrBackfillRefused)
@@ -281,7 +261,7 @@ func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillStat
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, fmt.Errorf("table %s does not exist: %w", st.Table, connector.ErrBackfillRefused)
 		}
-		return nil, s.fail(fmt.Errorf("look up %s: %w", st.Table, err))
+		return nil, fmt.Errorf("look up %s: %w", st.Table, err)
 	}
 	type col struct {
 		name, typ string
@@ -291,14 +271,14 @@ func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillStat
 		FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
 		WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`, oid)
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("primary key of %s: %w", st.Table, err))
+		return nil, fmt.Errorf("primary key of %s: %w", st.Table, err)
 	}
 	key, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
 		var c col
 		return c, r.Scan(&c.name, &c.oid, &c.typ)
 	})
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("primary key of %s: %w", st.Table, err))
+		return nil, fmt.Errorf("primary key of %s: %w", st.Table, err)
 	}
 	if len(key) == 0 {
 		return nil, fmt.Errorf("table %s has no primary key: a backfill reads in primary-key order (add a primary key, e.g. ALTER TABLE %s ADD PRIMARY KEY (...)): %w",
@@ -306,14 +286,14 @@ func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillStat
 	}
 	rows, err = conn.Query(ctx, `SELECT attname, atttypid FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, oid)
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("columns of %s: %w", st.Table, err))
+		return nil, fmt.Errorf("columns of %s: %w", st.Table, err)
 	}
 	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
 		var c col
 		return c, r.Scan(&c.name, &c.oid)
 	})
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("columns of %s: %w", st.Table, err))
+		return nil, fmt.Errorf("columns of %s: %w", st.Table, err)
 	}
 	// The published columns (all when the mapping lists none), and the
 	// fields a predicate may name.
@@ -352,7 +332,7 @@ func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillStat
 		sel = append(sel, pgx.Identifier{c.name}.Sanitize())
 	}
 	if err := s.types.Resolve(ctx, conn, oids); err != nil {
-		return nil, s.fail(fmt.Errorf("resolve column types of %s: %w", st.Table, err))
+		return nil, fmt.Errorf("resolve column types of %s: %w", st.Table, err)
 	}
 	for i := range rel.Columns {
 		rel.Columns[i].TypeName = s.types.Name(rel.Columns[i].TypeOID)
@@ -398,7 +378,7 @@ func (s *BackfillSource) Prepare(ctx context.Context, st *connector.BackfillStat
 	// The scan's bound and the estimate, read-only.
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("begin: %w", err))
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
 	var keyText []string
@@ -434,7 +414,7 @@ func (s *BackfillSource) refusedOrFail(st *connector.BackfillState, err error) e
 	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.SQLState(), "22") || strings.HasPrefix(pgErr.SQLState(), "42")) {
 		return fmt.Errorf("backfill %s of %s: PostgreSQL refused the filter: %s: %w", st.ID, st.Table, err, connector.ErrBackfillRefused)
 	}
-	return s.fail(fmt.Errorf("backfill %s of %s: %w", st.ID, st.Table, err))
+	return fmt.Errorf("backfill %s of %s: %w", st.ID, st.Table, err)
 }
 
 func desc(cols []string) string {
@@ -460,10 +440,11 @@ func keyRow(order string, types []string, cmp string, n int) string {
 // form (the stream's).
 func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int) (*connector.BackfillChunk, error) {
 	q := p.Source.(*backfillQuery)
-	conn, err := s.db(ctx)
+	conn, release, err := s.db(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	conds := []string{}
 	if q.where != "" {
 		conds = append(conds, q.where)
@@ -483,20 +464,20 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 	start := time.Now()
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("begin: %w", err))
+		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
 	c := &connector.BackfillChunk{Rel: q.rel}
 	var snap string
 	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap); err != nil {
-		return nil, s.fail(fmt.Errorf("snapshot: %w", err))
+		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	if c.Snapshot, err = parseSnapshot(snap); err != nil {
 		return nil, err
 	}
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, s.fail(fmt.Errorf("read %s: %w", p.Table, err))
+		return nil, fmt.Errorf("read %s: %w", p.Table, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -525,10 +506,10 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 		c.LastKey = key
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.fail(fmt.Errorf("read %s: %w", p.Table, err))
+		return nil, fmt.Errorf("read %s: %w", p.Table, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, s.fail(fmt.Errorf("read %s: commit: %w", p.Table, err))
+		return nil, fmt.Errorf("read %s: commit: %w", p.Table, err)
 	}
 	c.Took = time.Since(start)
 	return c, nil

@@ -163,7 +163,7 @@ func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, ta
 		StatusInterval: 100 * time.Millisecond, ReconnectInitial: 100 * time.Millisecond, ReconnectMax: time.Second,
 		Acked: pipe.Acked,
 	}, il.Handle, log)
-	var src connector.BackfillSource = postgres.NewBackfillSource(dsn, "cdc", ms, log)
+	var src connector.BackfillSource = postgres.NewBackfillSource(newPool(t, dsn), "cdc", ms, log)
 	metrics := telemetry.New()
 	if wrap != nil {
 		src = wrap(src)

@@ -23,7 +23,7 @@ func testBackfillOnVersion(t *testing.T, pg *testenv.Postgres) {
 	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
 		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 12) i`)
 	if !postgres.Supports(pg.Version()*10000, postgres.FeatureBackfill) {
-		src := postgres.NewBackfillSource(dsn, "cdc", compile(t, postingsTable), testLogger(t))
+		src := postgres.NewBackfillSource(newPool(t, dsn), "cdc", compile(t, postingsTable), testLogger(t))
 		_, err := src.Prepare(context.Background(), &connector.BackfillState{ID: "bf-v", Table: "public.postings"})
 		if !errors.Is(err, connector.ErrBackfillRefused) || !strings.Contains(err.Error(), "14 or later") {
 			t.Fatalf("PostgreSQL %d: backfill = %v, want a refusal naming 14 or later", pg.Version(), err)

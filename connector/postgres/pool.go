@@ -18,16 +18,18 @@ var (
 )
 
 // poolSize bounds the regular connections: the subscription holds one
-// while it streams; the slot monitor, the publication watch and the heartbeat
-// each borrow one for a query now and then; dba.Prepare borrows one at
-// start.
-const poolSize = 4
+// while it streams; the slot monitor, the publication watch, the heartbeat
+// and the backfill runner each borrow one for a query or a chunk now and
+// then; dba.Prepare borrows one at start.
+const poolSize = 5
 
 // NewPool returns the small pool of regular connections the connector keeps
 // to the source database beside its replication connection: the
 // subscription's catalog connection (column types, row filters evaluated by
-// the connector), the slot monitor, the publication watch, the heartbeat, and
-// dba.Prepare at start. It does not connect: connections are opened when
+// the connector), the slot monitor, the publication watch, the heartbeat,
+// backfill's chunks and state, and dba.Prepare at start. Its connections
+// carry the stream's session settings, so a value read by a query has the
+// text form the stream gives it. It does not connect: connections are opened when
 // first needed and replaced when they break (pgxpool checks one that was
 // idle before lending it), so the parts that use it carry no reconnection
 // code of their own. Close it once they all returned.
@@ -36,9 +38,13 @@ func NewPool(dsn string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse source dsn: %w: %w", redact(err), connector.ErrPermanent)
 	}
-	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "baitoru-cdc"
+	for k, v := range sessionParams {
+		if k == "application_name" && cfg.ConnConfig.RuntimeParams[k] != "" {
+			continue // the DSN's name wins
+		}
+		cfg.ConnConfig.RuntimeParams[k] = v
 	}
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 	cfg.MaxConns = poolSize
 	cfg.MinConns = 0
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
