@@ -38,8 +38,12 @@ phase deps "install what the tests need and is missing (PostgreSQL server binari
 phase vet "go vet ./..." "$GO" vet ./...
 phase fuzz "build the instrumented tests, then every fuzz target from its seed corpus, ${FUZZ_BUDGET:-30}s of fuzzing in all" \
 	"$MAKE" --no-print-directory fuzz-short
+# -p 3: three test packages at once on a 2-core machine. Most integration
+# tests wait on PostgreSQL, the emulator or a child process rather than
+# compute, so a third package keeps both cores busy; with the default 2 the
+# run took over 10 minutes.
 phase tests "go test ./...: unit and integration tests (throwaway PostgreSQL clusters, the emulator, the binaries); one line per package as it finishes" \
-	"$GO" test -count=1 -timeout 30m ./...
+	"$GO" test -count=1 -timeout 30m -p 3 ./...
 phase demo "make demo-check: the local quickstart as a check" \
 	"$MAKE" --no-print-directory demo-check
 
