@@ -16,7 +16,11 @@
 //     event, peak RSS;
 //  8. events over 256 KiB through S3 (publisher.large_payloads, the
 //     emulator's S3) against events of ~1 KiB, interleaved: events/s over a
-//     backlog and commit → SNS accepted at a steady rate.
+//     backlog and commit → SNS accepted at a steady rate;
+//  9. the sink as a Lambda function;
+//  10. a backfill of -backfill-rows rows (publisher stdout) against COPY of
+//     the mapped columns, interleaved; live commit → stdout latency at
+//     -rate without and during a backfill; the connector's peak RSS.
 //
 // Usage:
 //
@@ -50,10 +54,11 @@ const (
 	itemStreaming  = "streaming"  // 7
 	itemClaimCheck = "claimcheck" // 8
 	itemLambda     = "lambda"     // 9
+	itemBackfill   = "backfill"   // 10
 	itemProfile    = "profile"    // CPU and heap profiles of item 2
 )
 
-var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemClaimCheck, itemLambda, itemProfile}
+var allItems = []string{itemBaseline, itemDiscard, itemEmulator, itemLatency, itemRSS, itemSink, itemStreaming, itemClaimCheck, itemLambda, itemBackfill, itemProfile}
 
 // options are the sizes and switches of one run.
 type options struct {
@@ -77,6 +82,7 @@ type options struct {
 	ClaimEvents   int           `json:"claim_events"`                // item 8: events of each size in the backlog
 	ClaimRate     int           `json:"claim_rate"`                  // item 8: events/s of the steady part
 	ClaimDuration time.Duration `json:"claim_duration"`              // item 8: duration of the steady part
+	BackfillRows  int           `json:"backfill_rows"`               // item 10: rows of the backfilled table
 	Skip          []string      `json:"skip"`
 
 	skip map[string]bool
@@ -107,6 +113,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.ClaimEvents, "claim-events", 300, "item 8: events of each size (~1 KiB, ~300 KiB) committed as a backlog, in 10-row transactions")
 	fs.IntVar(&o.ClaimRate, "claim-rate", 10, "item 8: events/s of each size at the steady rate (one per transaction)")
 	fs.DurationVar(&o.ClaimDuration, "claim-duration", 30*time.Second, "item 8: duration of each steady run")
+	fs.IntVar(&o.BackfillRows, "backfill-rows", 1_000_000, "item 10: rows of the table backfilled (and read by COPY)")
 	skip := fs.String("skip", "", "comma-separated items to skip: "+strings.Join(allItems, ","))
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -140,6 +147,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-rate and -latency-tx-size must be >= 1, -latency-duration >= 1s")
 	case o.SinkMessages < 1 || o.SinkConc < 0:
 		return nil, fmt.Errorf("-sink-messages must be >= 1, -sink-concurrency >= 0")
+	case o.BackfillRows < 1:
+		return nil, fmt.Errorf("-backfill-rows must be >= 1")
 	case o.ClaimEvents < 1 || o.ClaimRate < 1 || o.ClaimDuration < time.Second:
 		return nil, fmt.Errorf("-claim-events and -claim-rate must be >= 1, -claim-duration >= 1s")
 	}

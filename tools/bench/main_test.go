@@ -137,7 +137,7 @@ func TestBenchTiny(t *testing.T) {
 	out := t.TempDir()
 	o, err := parseFlags([]string{"-out", out, "-rows", "2000", "-rss-txs", "4", "-publish-rows", "300",
 		"-rate", "200", "-latency-duration", "2s", "-sink-messages", "200", "-companies", "5", "-decoding-work-mem", "64kB",
-		"-claim-events", "10", "-claim-rate", "5", "-claim-duration", "1s"})
+		"-claim-events", "10", "-claim-rate", "5", "-claim-duration", "1s", "-backfill-rows", "2000"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +206,26 @@ func TestBenchTiny(t *testing.T) {
 	}
 	if claims[true] != 2 || claims[false] != 2 {
 		t.Errorf("claim-check runs: %v, want 2 of each (-repeat's default)", claims)
+	}
+	// Item 10: every row read by each backfill and each COPY; live events
+	// measured without and during a backfill.
+	if bf := got.Backfill; bf == nil {
+		t.Error("no backfill results")
+	} else {
+		readers := map[string]int{}
+		for _, r := range bf.Runs {
+			readers[r.Reader]++
+			if r.Rows != 2000 || r.RowsPerSec <= 0 || r.Reader == "backfill" && r.CPUSeconds <= 0 {
+				t.Errorf("backfill item run: %+v", r)
+			}
+		}
+		if readers["backfill"] != 2 || readers["copy"] != 2 {
+			t.Errorf("backfill item runs: %v, want 2 of each (-repeat's default)", readers)
+		}
+		if bf.Without == nil || bf.During == nil || bf.Without.Sent == 0 || bf.Without.Received != bf.Without.Sent ||
+			bf.During.Received == 0 || bf.During.P99 < bf.During.P50 || bf.PeakRSS <= 0 {
+			t.Errorf("backfill item latency or RSS: without %+v, during %+v, peak RSS %d", bf.Without, bf.During, bf.PeakRSS)
+		}
 	}
 	if p := got.Publish; p == nil || p.Messages != 300 || p.BareQueued != 300 || p.ConnectorQueued < 300 || p.Ratio <= 0 {
 		t.Errorf("publish: %+v", p)

@@ -91,6 +91,7 @@ func run(ctx context.Context, o *options, w io.Writer) (*Results, error) {
 	b.item(ctx, "streaming: one big transaction, source.streaming off / on", b.streamingPhase)
 	b.item(ctx, "claim-check: events over 256 KiB through S3 / events of 1 KiB", b.claimCheckPhase)
 	b.item(ctx, "the sink as a Lambda function (Runtime Interface Emulator)", b.lambdaPhase)
+	b.item(ctx, "backfill: a table read by a backfill / by COPY; live latency during a backfill", b.backfillPhase)
 
 	b.sample("end")
 	b.res.Seconds = time.Since(b.res.Started).Seconds()
