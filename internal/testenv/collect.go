@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // Collected is what Collect received: every body (duplicates included) and
@@ -19,6 +20,20 @@ type Collected struct {
 	// Conflicts lists event ids received twice with different bodies (a
 	// re-sent change must be identical).
 	Conflicts []string
+}
+
+// record adds received messages (the caller holds the lock).
+func (c *Collected) record(msgs []types.Message) {
+	for _, m := range msgs {
+		body := aws.ToString(m.Body)
+		var ev struct{ ID string }
+		_ = json.Unmarshal([]byte(body), &ev)
+		if prev, dup := c.ByID[ev.ID]; dup && prev != body {
+			c.Conflicts = append(c.Conflicts, ev.ID)
+		}
+		c.ByID[ev.ID] = body
+		c.Bodies = append(c.Bodies, body)
+	}
 }
 
 // Duplicates is the number of messages that repeated an event id.
@@ -64,16 +79,7 @@ func (e *Emulator) Collect(ctx context.Context, queueURL string, want int, timeo
 					continue
 				}
 				mu.Lock()
-				for _, m := range out.Messages {
-					body := aws.ToString(m.Body)
-					var ev struct{ ID string }
-					_ = json.Unmarshal([]byte(body), &ev)
-					if prev, dup := c.ByID[ev.ID]; dup && prev != body {
-						c.Conflicts = append(c.Conflicts, ev.ID)
-					}
-					c.ByID[ev.ID] = body
-					c.Bodies = append(c.Bodies, body)
-				}
+				c.record(out.Messages)
 				mu.Unlock()
 			}
 		}()
@@ -121,16 +127,7 @@ func (e *Emulator) CollectAll(ctx context.Context, queueURL string, idle, limit 
 					time.Sleep(100 * time.Millisecond)
 					continue
 				}
-				for _, m := range out.Messages {
-					body := aws.ToString(m.Body)
-					var ev struct{ ID string }
-					_ = json.Unmarshal([]byte(body), &ev)
-					if prev, dup := c.ByID[ev.ID]; dup && prev != body {
-						c.Conflicts = append(c.Conflicts, ev.ID)
-					}
-					c.ByID[ev.ID] = body
-					c.Bodies = append(c.Bodies, body)
-				}
+				c.record(out.Messages)
 				if len(out.Messages) > 0 {
 					lastNew = time.Now()
 				}
