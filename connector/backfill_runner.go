@@ -155,7 +155,7 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 			return
 		}
 		if !r.pause(ctx, st.ID) {
-			return
+			continue // ctx ended, or cancelled while paused: the loop's checks end it
 		}
 		more, err := r.chunk(ctx, st, plan)
 		if err != nil {
@@ -278,7 +278,8 @@ func (r *BackfillRunner) adapt(size, rows int, took time.Duration) int {
 }
 
 // pause waits while the slot lags or live events queue beyond their
-// bounds. It returns false when ctx ended.
+// bounds. It returns false when ctx ended or the backfill was cancelled
+// while paused (a cancel does not wait for the pause to end).
 func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 	paused := ""
 	for {
@@ -301,6 +302,9 @@ func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 		}
 		if reason == "" {
 			return true
+		}
+		if cancelled, err := r.src.Cancelled(ctx, id); err == nil && cancelled {
+			return false
 		}
 		select {
 		case <-ctx.Done():

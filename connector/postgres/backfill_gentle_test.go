@@ -177,4 +177,24 @@ func TestBackfillGentle(t *testing.T) {
 			t.Errorf("%s: the pause (%s) was never reported as ended", c.id, c.reason)
 		}
 	}
+
+	// 4. A cancel while paused ends the backfill at once, without waiting
+	// for the pause to end.
+	blocked.Store(true)
+	exec(t, dsn, `INSERT INTO postings SELECT i, 8, 'live ' || i FROM generate_series(3001, 3040) i`,
+		`INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name, filter) VALUES ('bf-c', 'start', 'public.postings', 'id <= 30')`)
+	waitFor(t, func() bool {
+		for _, e := range tl.of("bf-c") {
+			if e.pause && e.reason == "queue" {
+				return true
+			}
+		}
+		return false
+	})
+	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action) VALUES ('bf-c', 'cancel')`)
+	waitBackfill(t, conn, "bf-c", "cancelled")
+	if _, _, n, _ := backfillStatus(t, conn, "bf-c"); n != 0 {
+		t.Errorf("bf-c: %d rows read while paused, then cancelled", n)
+	}
+	blocked.Store(false)
 }
