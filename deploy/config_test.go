@@ -50,8 +50,17 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 		}
 		return cfg
 	}
-	sample := func(k, v string) string {
+	var sample func(k, v string) string
+	sample = func(k, v string) string {
 		// A stand-in for a value CloudFormation fills in at deploy time.
+		if fn, arg, ok := intrinsic(v); ok && fn == "Fn::If" {
+			// The condition holds (the optional feature is configured).
+			if a, ok := arg.([]any); ok && len(a) == 3 {
+				if then, ok := a[1].(string); ok {
+					return sample(k, then)
+				}
+			}
+		}
 		switch {
 		case ref(v) == "EventsTopic":
 			return "arn:aws:sns:ap-northeast-1:123456789012:baitoru-events"
@@ -75,6 +84,15 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 			return "secret-value-of-" + strings.ToLower(k)
 		case ref(v) != "":
 			return "x-" + strings.ToLower(k)
+		case subArg(v) != nil:
+			// A string built from parameters: each ${Name} by a stand-in.
+			text, _ := subArg(v).(string)
+			return regexp.MustCompile(`\$\{([A-Za-z0-9:]+)\}`).ReplaceAllStringFunc(text, func(m string) string {
+				if strings.HasSuffix(m, "Port}") {
+					return "5432"
+				}
+				return "x-" + strings.ToLower(strings.Trim(m, "${}"))
+			})
 		}
 		if fn, _, ok := intrinsic(v); ok {
 			return "x-" + fn
@@ -106,6 +124,12 @@ func TestConfigLoadsWithTheTemplatesEnvironment(t *testing.T) {
 		}
 		if !strings.Contains(cfg.Sink.DSN, "pool_max_conns=2") {
 			t.Errorf("%s: sink.dsn %q has not the plan's pool", name, cfg.Sink.DSN)
+		}
+		// The links API function asks for a link's history as the
+		// requester role, on Baitoru's database; the sink function never
+		// starts a link.
+		if h := cfg.Sink.History; name == "LinksApiFunction" && (!strings.Contains(h.DSN, "x-requesterdbuser") || !strings.Contains(h.DSN, "x-sourcedbhost") || !strings.Contains(h.DSN, "secret-value-of-baitoru_requester_password")) {
+			t.Errorf("%s: sink.history.dsn %q: not the requester role on Baitoru's database with its secret", name, h.DSN)
 		}
 	}
 
