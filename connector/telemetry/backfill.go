@@ -72,7 +72,7 @@ func newBackfillMetrics() *backfillMetrics {
 		}, []string{"backfill", "table"}),
 		rowsEst: prom.NewGaugeVec(prom.GaugeOpts{
 			Name: BackfillRowsEstimated,
-			Help: "Rows a running backfill is estimated to read in all (from the planner's estimate when it started), by backfill and table.",
+			Help: "Rows a running backfill is estimated to read in all when it started (counted up to 200,000, the planner's estimate beyond), by backfill and table.",
 		}, []string{"backfill", "table"}),
 		paused: prom.NewGaugeVec(prom.GaugeOpts{
 			Name: BackfillPaused,
