@@ -281,10 +281,12 @@ func writeScript(w io.Writer, in scriptInput) {
 			fmt.Fprintf(w, "--   %s\n", dba.CommentSafe(l))
 		}
 	}
-	roleNotes := append(dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns),
-		fmt.Sprintf("(setup grants it what it needs on its records in schema %s, below, once the role exists: run setup again after creating it)", postgres.Schema))
+	roleNotes := dba.RoleNotes(in.role, in.db, p, in.pub.FilterColumns)
 	if in.backfill != nil {
+		roleNotes = append(roleNotes, fmt.Sprintf("(in schema %s, setup grants it itself what it needs once the role exists: its records, below, and backfill, next; run setup again after creating it)", postgres.Schema))
 		roleNotes = append(roleNotes, dba.BackfillRoleNotes(in.objs, in.role)...)
+	} else {
+		roleNotes = append(roleNotes, fmt.Sprintf("(setup grants it what it needs on its records in schema %s, below, once the role exists: run setup again after creating it)", postgres.Schema))
 	}
 	comment("The connector's role (create it yourself; setup does not; run it as this role, not a superuser):", roleNotes)
 	if in.backfill != nil {
@@ -376,7 +378,7 @@ func writeScript(w io.Writer, in scriptInput) {
 		did = append(did, "slot "+in.cfg.Source.Slot+" created"+at)
 	}
 	if in.backfill != nil && len(in.backfill.Statements) > 0 {
-		did = append(did, "backfill schema "+in.objs.Schema+", its tables and publication "+in.objs.Publication+" created")
+		did = append(did, "backfill schema "+in.objs.Schema+", its tables, publication "+in.objs.Publication+" and grants set up")
 	}
 	if len(did) == 0 {
 		fmt.Fprintf(w, "-- setup: nothing to do: publication %s and slot %s already match the config.\n", p.Publication, in.cfg.Source.Slot)

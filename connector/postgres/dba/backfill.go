@@ -134,11 +134,11 @@ type BackfillResult struct {
 
 // ApplyBackfill creates what online backfill keeps in the database when it
 // is missing: the schema, the two tables and the requests' publication; it
-// aligns a publication that exists with other tables or operations. It
-// grants nothing: the grants the connector's role needs are among the role
-// statements setup prints (BackfillRoleNotes), and check reports the ones
-// missing. It runs in one transaction (rolled back
-// in a dry run) and is idempotent: a second call runs nothing. A table
+// aligns a publication that exists with other tables or operations; and
+// when o.Role exists, it grants that role what it lacks on the tables (the
+// statements of BackfillRoleNotes, which setup prints for a role created
+// later: setup run again then grants them). It runs in one transaction
+// (rolled back in a dry run) and is idempotent: a second call runs nothing. A table
 // that exists with other columns is an error (ErrRefused): it was made by
 // something else, and setup does not touch it.
 func ApplyBackfill(ctx context.Context, conn *pgx.Conn, o BackfillObjects, dryRun bool) (*BackfillResult, error) {
@@ -197,6 +197,19 @@ func ApplyBackfill(ctx context.Context, conn *pgx.Conn, o BackfillObjects, dryRu
 				Comment: fmt.Sprintf("Publication %s: publish inserts only.", o.Publication),
 				SQL:     "ALTER PUBLICATION " + pub + " SET (publish = 'insert')",
 			})
+		}
+	}
+	if o.Role != "" {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, o.Role).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("role %s: %w", o.Role, err)
+		}
+		if exists {
+			grants, err := missingGrants(ctx, tx, o, st)
+			if err != nil {
+				return nil, err
+			}
+			res.Statements = append(res.Statements, grants...)
 		}
 	}
 	for _, s := range res.Statements {
