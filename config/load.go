@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -139,6 +141,20 @@ func load(path string, validate func(*Config) Problems) (*Config, error) {
 	return cfg, nil
 }
 
+// readProblem says why the configuration file cannot be read, and the fix.
+func readProblem(path string, err error) string {
+	msg := fmt.Sprintf("cannot read the file: %v", err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return msg + "; fix: name the configuration file with --config FILE (the default is config.yaml in the current directory)"
+	case errors.Is(err, fs.ErrPermission):
+		return msg + "; fix: make it readable by the user running the command, or run it as the file's owner"
+	case errors.Is(err, syscall.EISDIR):
+		return msg + fmt.Sprintf("; fix: --config takes the file, not its directory, e.g. --config %s", filepath.Join(path, "config.yaml"))
+	}
+	return msg
+}
+
 // read parses, decodes and expands the file. It returns a nil Config only
 // when the file cannot be read or parsed; otherwise the Config has every
 // usable value and Problems lists what was wrong with the rest (unknown keys,
@@ -150,7 +166,7 @@ func read(path string, lookup func(string) (string, bool)) (*Config, Problems) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, Problems{{File: path, Message: fmt.Sprintf("cannot read the file: %v", err)}}
+		return nil, Problems{{File: path, Message: readProblem(path, err)}}
 	}
 	root, ps := parseYAML(path, data)
 	if ps != nil {

@@ -43,13 +43,14 @@ that may only request backfills is enough (setup's script describes it).`,
   baitoru-cdc backfill cancel --config config.yaml bf-20261206-1`,
 	}
 	cmd.AddCommand(backfillStartCmd(), backfillListCmd(), backfillStatusCmd(), backfillCancelCmd())
+	groupCommand(cmd)
 	return cmd
 }
 
 type backfillFlags struct{ file, dsn string }
 
 func (f *backfillFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.file, "config", "config.yaml", "configuration file")
+	cmd.Flags().StringVarP(&f.file, "config", "c", "config.yaml", "configuration file")
 	cmd.Flags().StringVar(&f.dsn, "dsn", "", "connect as this role instead of source.dsn's (e.g. the requester role)")
 }
 
@@ -78,20 +79,22 @@ filled, then filled.`,
 		Example: `  baitoru-cdc backfill start --config config.yaml --table public.job_postings --where "company_id = 7"
   baitoru-cdc backfill start --config config.yaml --table public.applications --where "applied_at >= '2026-12-01 00:00:00+09'" --id resync-applications
   baitoru-cdc backfill start --config config.yaml --gap 3`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConnectorConfig(f.file)
-			if err != nil {
-				return err
-			}
 			gapSet := cmd.Flags().Changed("gap")
 			switch {
 			case gapSet && table != "":
 				return &exitError{code: 2, msg: "backfill start: --gap names the table itself: give --gap or --table, not both"}
 			case gapSet && id != "":
 				return &exitError{code: 2, msg: "backfill start: the backfill of a gap has the id gap-<ID>: give --gap or --id, not both"}
+			case gapSet && gap <= 0:
+				return &exitError{code: 2, msg: fmt.Sprintf("backfill start: --gap %d: a gap's id is a positive whole number, as check lists it (\"gap <table>\" rows)", gap)}
 			case !gapSet && table == "":
 				return &exitError{code: 2, msg: "backfill start: name the table (--table schema.name) or the gap to fill (--gap ID, as check lists it)"}
+			}
+			cfg, err := loadConnectorConfig(f.file)
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			conn, err := connectSource(ctx, cfg, f.dsn)
@@ -288,7 +291,7 @@ func backfillListCmd() *cobra.Command {
 		Use:     "list",
 		Short:   "List backfills, newest first",
 		Example: `  baitoru-cdc backfill list --config config.yaml`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withBackfills(cmd, f, "", func(list []*connector.BackfillState) {
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
@@ -314,7 +317,7 @@ func backfillStatusCmd() *cobra.Command {
 		Use:     "status ID",
 		Short:   "Show one backfill's progress",
 		Example: `  baitoru-cdc backfill status --config config.yaml bf-20261206-1`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("the backfill's ID (backfill list shows them)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withBackfills(cmd, f, args[0], func(list []*connector.BackfillState) {
 				st := list[0]
@@ -335,7 +338,7 @@ func backfillCancelCmd() *cobra.Command {
 		Use:     "cancel ID",
 		Short:   "Cancel a backfill (rows already sent stay sent)",
 		Example: `  baitoru-cdc backfill cancel --config config.yaml bf-20261206-1`,
-		Args:    cobra.ExactArgs(1),
+		Args:    oneArg("the backfill's ID (backfill list shows them)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConnectorConfig(f.file)
 			if err != nil {

@@ -65,7 +65,7 @@ Exit code, as monitoring plugins (Nagios, Icinga, Sensu) expect:
   baitoru-cdc check --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru'
   # for scripts and CI
   baitoru-cdc check --config config.yaml --json`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {

@@ -39,7 +39,12 @@ func newRootCmd() *cobra.Command {
 	// A flag no command knows: say where the flags are listed. Commands
 	// inherit it (check has its own, for its exit code).
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &exitError{code: 1, msg: fmt.Sprintf("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+		// `baitoru-cdc backfil list --config x`: the command name is
+		// wrong, not the flag the group command does not know.
+		if args := c.Flags().Args(); c.HasAvailableSubCommands() && len(args) > 0 {
+			return unknownCommand(c, args)
+		}
+		return &exitError{code: 1, msg: fmt.Sprintf("%s: %s (see %s --help)", c.CommandPath(), flagProblem(err), c.CommandPath())}
 	})
 	root.AddCommand(
 		runCmd(),
@@ -52,6 +57,7 @@ func newRootCmd() *cobra.Command {
 		versionCmd(),
 		planCmd(),
 	)
+	groupCommand(root)
 	return root
 }
 

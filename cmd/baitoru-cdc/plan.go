@@ -56,8 +56,11 @@ file: every problem with file:line).`,
 		Example: `  baitoru-cdc plan --config new.yaml --running config.yaml
   # then, when it says live:
   cp new.yaml config.yaml && kill -HUP "$(pidof baitoru-cdc)"`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return &exitError{code: planErrorCode, msg: "baitoru-cdc plan: name the new configuration with --config FILE, e.g. baitoru-cdc plan --config new.yaml --running config.yaml"}
+			}
 			next, err := loadConnectorConfig(file)
 			if err != nil {
 				return err
@@ -74,7 +77,6 @@ file: every problem with file:line).`,
 	cmd.Flags().StringVarP(&file, "config", "c", "", "the new configuration file (required)")
 	cmd.Flags().StringVar(&running, "running", "config.yaml", "the configuration the connector runs with")
 	cmd.Flags().StringVar(&dsn, "dsn", "", "connect with this DSN instead of source.dsn of the new file")
-	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
 

@@ -59,7 +59,7 @@ BAITORU_DB_PASSWORD) and the usual AWS credential chain.`,
 
   # try a mapping without SNS: one event per line on standard output
   BAITORU_CDC_PUBLISHER_KIND=stdout baitoru-cdc run --config config.yaml`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {

@@ -50,7 +50,7 @@ the user of source.dsn.`,
   baitoru-cdc setup --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru' --dry-run > setup.sql
   # apply it (idempotent: run it again after a config change)
   baitoru-cdc setup --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru'`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {

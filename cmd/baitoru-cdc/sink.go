@@ -38,7 +38,7 @@ config.yaml are refused unless demo: true.`,
   # start a link for Kobot account acct-1 and Baitoru company 7
   curl -sS -H "Authorization: Bearer $LINKS_API_TOKEN" -H 'Content-Type: application/json' \
     -d '{"kobot_account":"acct-1","link_key":"7"}' localhost:8080/v1/links`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadSink(file)
 			if err != nil {

@@ -41,7 +41,7 @@ Dropping the slot releases the WAL it retains; changes it has not delivered
 are then never streamed. Refuses without --yes, and while a connector
 streams the slot (stop it first).`,
 		Example: `  baitoru-cdc teardown --config config.yaml --dsn 'postgres://dba@db.internal:5432/baitoru' --yes`,
-		Args:    cobra.NoArgs,
+		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConnectorConfig(file)
 			if err != nil {

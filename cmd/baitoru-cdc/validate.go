@@ -37,7 +37,7 @@ by "baitoru-cdc check".`,
 
   # as a deploy step: stop on the first invalid file
   baitoru-cdc validate -c prod.yaml && kubectl apply -f deploy/`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(file)
 			if err != nil {

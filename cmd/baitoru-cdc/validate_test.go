@@ -115,7 +115,7 @@ sink:
 			name:     "missing file",
 			args:     []string{"--config", "does-not-exist.yaml"},
 			code:     1,
-			problems: []string{"does-not-exist.yaml: cannot read the file: no such file or directory", "does-not-exist.yaml: invalid: 1 problem"},
+			problems: []string{"does-not-exist.yaml: cannot read the file: no such file or directory; fix: name the configuration file with --config FILE (the default is config.yaml in the current directory)", "does-not-exist.yaml: invalid: 1 problem"},
 		},
 	}
 	for _, tt := range tests {

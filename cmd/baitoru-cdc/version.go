@@ -27,7 +27,7 @@ on their /metrics, carry the same values.`,
 		Example: `  baitoru-cdc version
   baitoru-cdc version --json
   baitoru-cdc --version`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in := buildinfo.Get()
 			if asJSON {
