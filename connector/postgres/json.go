@@ -57,6 +57,21 @@ func (c *jsonCompactor) skipSpace() int {
 	return c.i
 }
 
+// next reads what follows a member of an object or array: a comma (end
+// false) or its closing bracket (end true); ok is false for anything else.
+func (c *jsonCompactor) next(closing byte) (end, ok bool) {
+	if c.skipSpace() == len(c.src) {
+		return false, false
+	}
+	switch b := c.src[c.i]; b {
+	case ',', closing:
+		c.dst = append(c.dst, b)
+		c.i++
+		return b == closing, true
+	}
+	return false, false
+}
+
 // value reads one value; depth counts the arrays and objects around it.
 func (c *jsonCompactor) value(depth int) bool {
 	if c.skipSpace() == len(c.src) {
@@ -86,19 +101,8 @@ func (c *jsonCompactor) value(depth int) bool {
 			if !c.value(depth + 1) {
 				return false
 			}
-			if c.skipSpace() == len(c.src) {
-				return false
-			}
-			switch c.src[c.i] {
-			case ',':
-				c.dst = append(c.dst, ',')
-				c.i++
-			case '}':
-				c.dst = append(c.dst, '}')
-				c.i++
-				return true
-			default:
-				return false
+			if end, ok := c.next('}'); !ok || end {
+				return ok
 			}
 		}
 	case '[':
@@ -116,19 +120,8 @@ func (c *jsonCompactor) value(depth int) bool {
 			if !c.value(depth + 1) {
 				return false
 			}
-			if c.skipSpace() == len(c.src) {
-				return false
-			}
-			switch c.src[c.i] {
-			case ',':
-				c.dst = append(c.dst, ',')
-				c.i++
-			case ']':
-				c.dst = append(c.dst, ']')
-				c.i++
-				return true
-			default:
-				return false
+			if end, ok := c.next(']'); !ok || end {
+				return ok
 			}
 		}
 	case '"':
