@@ -156,54 +156,13 @@ func diffTable(a, b *Mapping) TableChange {
 	if a.TypePrefix != b.TypePrefix {
 		add("type: %s.* → %s.*", a.TypePrefix, b.TypePrefix)
 	}
-	colsA := map[string]MappedColumn{}
-	for _, c := range a.Columns {
-		colsA[c.Column] = c
-	}
-	colsB := map[string]MappedColumn{}
-	for _, c := range b.Columns {
-		colsB[c.Column] = c
-	}
-	for _, c := range b.Columns {
-		old, ok := colsA[c.Column]
-		switch {
-		case !ok:
-			add("columns: + %s", columnText(c))
-			tc.NewColumns = append(tc.NewColumns, c.Column)
-		case old.Name != c.Name || transformText(old.Transform) != transformText(c.Transform):
-			add("columns: ~ %s → %s", columnText(old), columnText(c))
-		}
-	}
-	for _, c := range a.Columns {
-		if _, ok := colsB[c.Column]; !ok {
-			add("columns: - %s", columnText(c))
-		}
-	}
+	tc.NewColumns = diffList(add, "columns", a.Columns, b.Columns,
+		func(c MappedColumn) string { return c.Column }, columnText)
 	if !slices.Equal(a.ColumnNames(), b.ColumnNames()) && len(tc.Details) == 0 {
 		add("columns: order %s → %s", strings.Join(a.ColumnNames(), ", "), strings.Join(b.ColumnNames(), ", "))
 	}
-	attrsA := map[string]MappedAttribute{}
-	for _, x := range a.Attributes {
-		attrsA[x.Name] = x
-	}
-	attrsB := map[string]MappedAttribute{}
-	for _, x := range b.Attributes {
-		attrsB[x.Name] = x
-	}
-	for _, x := range b.Attributes {
-		old, ok := attrsA[x.Name]
-		switch {
-		case !ok:
-			add("attributes: + %s", attrText(x))
-		case attrText(old) != attrText(x):
-			add("attributes: ~ %s → %s", attrText(old), attrText(x))
-		}
-	}
-	for _, x := range a.Attributes {
-		if _, ok := attrsB[x.Name]; !ok {
-			add("attributes: - %s", attrText(x))
-		}
-	}
+	diffList(add, "attributes", a.Attributes, b.Attributes,
+		func(x MappedAttribute) string { return x.Name }, attrText)
 	if !slices.Equal(a.Key, b.Key) {
 		add("key: [%s] → [%s]", strings.Join(a.Key, ", "), strings.Join(b.Key, ", "))
 	}
@@ -211,6 +170,36 @@ func diffTable(a, b *Mapping) TableChange {
 		add("where: %s → %s", orNone(a.Where), orNone(b.Where))
 	}
 	return tc
+}
+
+// diffList adds a detail line per item of new that old lacks (+), per item
+// whose text changed (~) and per item of old that new lacks (-), items
+// matched by key; it returns the keys of the added items.
+func diffList[T any](add func(string, ...any), label string, old, new []T, key, text func(T) string) (added []string) {
+	byKey := func(items []T) map[string]T {
+		m := make(map[string]T, len(items))
+		for _, x := range items {
+			m[key(x)] = x
+		}
+		return m
+	}
+	o, n := byKey(old), byKey(new)
+	for _, x := range new {
+		prev, ok := o[key(x)]
+		switch {
+		case !ok:
+			add("%s: + %s", label, text(x))
+			added = append(added, key(x))
+		case text(prev) != text(x):
+			add("%s: ~ %s → %s", label, text(prev), text(x))
+		}
+	}
+	for _, x := range old {
+		if _, ok := n[key(x)]; !ok {
+			add("%s: - %s", label, text(x))
+		}
+	}
+	return added
 }
 
 func opList(ops []Op) []string {
