@@ -275,6 +275,22 @@ func lookupField(fs []field, name string) (field, bool) {
 }
 
 // value checks the value of one key; nil means "leave the key out".
+// list walks the items of the sequence n (at path) with each, which gets an
+// item (aliases resolved) and its path, and returns what each made of them.
+func (w *walker) list(n *yaml.Node, path string, each func(item *yaml.Node, path string) *yaml.Node) *yaml.Node {
+	out := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	for i, item := range n.Content {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		item = resolve(item)
+		if w.tooBig || !w.visit(item) {
+			break
+		}
+		w.mark(ip, item.Line)
+		out.Content = append(out.Content, each(item, ip))
+	}
+	return out
+}
+
 func (w *walker) value(n *yaml.Node, f field, path string) *yaml.Node {
 	n = resolve(n)
 	if isNull(n) || !w.visit(n) {
@@ -292,49 +308,31 @@ func (w *walker) value(n *yaml.Node, f field, path string) *yaml.Node {
 			w.problem(n.Line, path, "expected %s, got %s", f.kind.expected(), describe(n))
 			return nil
 		}
-		out := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		for i, item := range n.Content {
-			ip := fmt.Sprintf("%s[%d]", path, i)
-			item = resolve(item)
-			if w.tooBig || !w.visit(item) {
-				break
-			}
-			w.mark(ip, item.Line)
+		return w.list(n, path, func(item *yaml.Node, ip string) *yaml.Node {
 			switch {
 			case isNull(item):
-				out.Content = append(out.Content, emptyMap())
+				return emptyMap()
 			case item.Kind != yaml.MappingNode:
 				w.problem(item.Line, ip, "expected a mapping of keys, got %s%s", describe(item), itemHint(f.typ, item))
-				out.Content = append(out.Content, emptyMap())
-			default:
-				out.Content = append(out.Content, w.walkStruct(item, f.typ, ip))
+				return emptyMap()
 			}
-		}
-		return out
+			return w.walkStruct(item, f.typ, ip)
+		})
 	case kindStrings:
 		if n.Kind != yaml.SequenceNode {
 			w.problem(n.Line, path, "expected a list, e.g. %s, got %s", listExample(f.name), describe(n))
 			return nil
 		}
-		out := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-		for i, item := range n.Content {
-			ip := fmt.Sprintf("%s[%d]", path, i)
-			item = resolve(item)
-			if w.tooBig || !w.visit(item) {
-				break
-			}
-			w.mark(ip, item.Line)
+		return w.list(n, path, func(item *yaml.Node, ip string) *yaml.Node {
 			switch {
 			case isNull(item):
-				out.Content = append(out.Content, strNode(""))
+				return strNode("")
 			case item.Kind != yaml.ScalarNode:
 				w.problem(item.Line, ip, "expected a string, got %s", describe(item))
-				out.Content = append(out.Content, strNode(""))
-			default:
-				out.Content = append(out.Content, strNode(item.Value))
+				return strNode("")
 			}
-		}
-		return out
+			return strNode(item.Value)
+		})
 	}
 	if n.Kind != yaml.ScalarNode {
 		w.problem(n.Line, path, "expected %s, got %s", f.kind.expected(), describe(n))
