@@ -456,18 +456,7 @@ func TestReloadAddTableThenBackfill(t *testing.T) {
 		INSERT INTO extra SELECT g, 'history ' || g FROM generate_series(1, 50) g`)
 	r := startReloadable(t, dsn, "a")
 
-	ctx := context.Background()
-	tx, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close(ctx)
-	exec := func(sql string) {
-		t.Helper()
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	exec := testenv.Session(t, dsn)
 	exec(`BEGIN; INSERT INTO items VALUES (1, 'a1', 'secret-1'); INSERT INTO extra VALUES (101, 'open before')`)
 	r.reload(t, "b", "configuration reloaded;")
 	exec(`INSERT INTO items VALUES (2, 'a2', 'secret-2'); INSERT INTO extra VALUES (102, 'open after'); COMMIT`)
@@ -566,18 +555,7 @@ func TestReloadConnectorRowFilter(t *testing.T) {
 	testenv.MustExec(t, dsn, `CREATE TABLE items (id bigint PRIMARY KEY, a text NOT NULL, b text NOT NULL);
 		CREATE TABLE extra (id bigint PRIMARY KEY, note text)`)
 	r := startReloadableOn(t, pg, dsn, "even")
-	ctx := context.Background()
-	tx, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close(ctx)
-	exec := func(sql string) {
-		t.Helper()
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	exec := testenv.Session(t, dsn)
 	insert := func(ids ...int) string {
 		var vals []string
 		for _, id := range ids {

@@ -444,6 +444,24 @@ func MustExec(t testing.TB, dsn, sql string, args ...any) {
 	}
 }
 
+// Session opens one connection to dsn, closed when t ends, and returns a
+// function running statements on it: what a test needs to keep a
+// transaction open across calls (BEGIN in one, COMMIT in a later one).
+func Session(t testing.TB, dsn string) func(sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("testenv: connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(context.Background(), sql); err != nil {
+			t.Fatalf("testenv: exec %q: %v", abbrev(sql), err)
+		}
+	}
+}
+
 func abbrev(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 80 {
