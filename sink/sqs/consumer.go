@@ -121,16 +121,34 @@ func New(client Client, cfg config.SinkSQS, proc Processor, logger *slog.Logger)
 
 // Run receives and processes messages until ctx ends, then stops receiving,
 // lets every batch in hand finish (pushes under way complete, their messages
-// are deleted or dead-lettered), and returns nil. Receive errors (queue
-// unreachable) are retried with backoff and never end Run; they are logged
-// summarised (logging.Streak): one warn line when they start, one every 30 s
-// while they go on, one info line when receiving works again.
+// are deleted or dead-lettered), and returns nil.
+//
+// Receiving overlaps processing: concurrency receivers each hand the batch
+// they received to one of concurrency processors, and start their next
+// receive once a processor took it; a processor hands its batch's deletes
+// (and dead letters, visibility changes) to a goroutine and takes the next
+// batch while they run. So at most 2 × concurrency batches are in hand (one
+// in each processor, one waiting in each receiver), plus one batch's
+// deletes per processor; a batch waits at most one batch's processing for
+// its processor, and the delivery log keeps a message that outlived its
+// visibility timeout meanwhile from being pushed twice.
+//
+// Receive errors (queue unreachable) are retried with backoff and never end
+// Run; they are logged summarised (logging.Streak): one warn line when they
+// start, one every 30 s while they go on, one info line when receiving
+// works again.
 func (c *Consumer) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for i := range c.concurrency {
-		wg.Go(func() { c.loop(ctx, i) })
+	batches := make(chan []types.Message)
+	var receivers, processors sync.WaitGroup
+	for range c.concurrency {
+		receivers.Go(func() { c.receive(ctx, batches) })
 	}
-	wg.Wait()
+	for i := range c.concurrency {
+		processors.Go(func() { c.process(ctx, i, batches) })
+	}
+	receivers.Wait()
+	close(batches) // processors finish the batches handed over, then return
+	processors.Wait()
 	return nil
 }
 
@@ -141,7 +159,10 @@ const (
 	receiveRetryMax     = 10 * time.Second
 )
 
-func (c *Consumer) loop(ctx context.Context, worker int) {
+// receive receives batches and hands each to a processor until ctx ends. A
+// batch received is always handed over (processors take batches until the
+// channel closes), so none is left unprocessed at shutdown.
+func (c *Consumer) receive(ctx context.Context, batches chan<- []types.Message) {
 	failWait := &backoff.ExponentialBackOff{
 		InitialInterval: receiveRetryInitial,
 		Multiplier:      2,
@@ -177,24 +198,48 @@ func (c *Consumer) loop(ctx context.Context, worker int) {
 			}
 			continue
 		}
-		if err := c.handle(ctx, out.Messages); err != nil {
-			c.logger.Error("batch left for redelivery", "worker", worker, "messages", len(out.Messages), "err", err)
-			sleep(ctx, time.Second)
-		}
+		batches <- out.Messages
 	}
 }
 
-// handle processes one received batch and carries out the decisions.
-func (c *Consumer) handle(ctx context.Context, msgs []types.Message) error {
+// process processes the batches handed over until the channel closes. The
+// actions of a batch (deletes, dead letters, visibility changes) run while
+// the next batch is processed; process waits for them before it starts the
+// actions of the next batch, and before it returns.
+func (c *Consumer) process(ctx context.Context, worker int, batches <-chan []types.Message) {
+	acted := make(chan struct{})
+	close(acted) // no actions in flight yet
+	defer func() { <-acted }()
+	for msgs := range batches {
+		results, err := c.proc.Process(ctx, toSink(msgs))
+		if err != nil {
+			c.logger.Error("batch left for redelivery", "worker", worker, "messages", len(msgs), "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		<-acted
+		acted = make(chan struct{})
+		go func(done chan<- struct{}) {
+			defer close(done)
+			c.act(ctx, msgs, results)
+		}(acted)
+	}
+}
+
+// toSink converts received messages to the Processor's.
+func toSink(msgs []types.Message) []sink.Message {
 	in := make([]sink.Message, len(msgs))
 	for i, m := range msgs {
 		in[i] = sink.Message{ID: aws.ToString(m.MessageId), Body: []byte(aws.ToString(m.Body)), ReceiveCount: ReceiveCount(m.Attributes),
 			Attributes: Attributes(m.MessageAttributes)}
 	}
-	results, err := c.proc.Process(ctx, in)
-	if err != nil {
-		return err
-	}
+	return in
+}
+
+// act carries out the Processor's decisions on a batch: deletes, dead
+// letters (then deletes) and visibility changes. Its calls run even when
+// ctx has ended, bounded by actionTimeout.
+func (c *Consumer) act(ctx context.Context, msgs []types.Message, results []sink.Result) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), actionTimeout)
 	defer cancel()
 	var del []types.Message
@@ -224,7 +269,6 @@ func (c *Consumer) handle(ctx context.Context, msgs []types.Message) error {
 	}
 	c.delete(actx, del)
 	c.changeVisibility(actx, retry)
-	return nil
 }
 
 func (c *Consumer) delete(ctx context.Context, msgs []types.Message) {
