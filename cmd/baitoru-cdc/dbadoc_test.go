@@ -47,11 +47,7 @@ func TestDBADocMatchesDryRun(t *testing.T) {
 			_ = testenv.Exec(context.Background(), pg.DSN("postgres"), drop)
 		}
 	})
-	schema, err := os.ReadFile(filepath.Join(root, "testdata", "schema", "baitoru.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, pg.DSN("baitoru"), string(schema))
+	loadSchema(t, pg.DSN("baitoru"), "baitoru.sql")
 
 	// The shipped file, as a DBA runs it from the repository root; the
 	// DBA's own superuser connection (--dsn).

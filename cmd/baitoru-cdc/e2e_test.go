@@ -31,6 +31,19 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// loadSchema runs the SQL files of testdata/schema (Baitoru's schema,
+// its sample data) on dsn, in order.
+func loadSchema(t *testing.T, dsn string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		sql, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testenv.MustExec(t, dsn, string(sql))
+	}
+}
+
 // TestEndToEndKobot runs the real binaries with the shipped config.yaml
 // (pointed at throwaway servers through BAITORU_CDC_* overrides): rows
 // inserted into the sample Baitoru schema reach the linked Kobot account,
@@ -42,11 +55,7 @@ func TestEndToEndKobot(t *testing.T) {
 	ctx := context.Background()
 	pg, emu := testenv.PG(t), testenv.Emu(t)
 	src, sinkDB := pg.NewDatabase(t), pg.NewDatabase(t)
-	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, src, string(schema))
+	loadSchema(t, src, "baitoru.sql")
 
 	name := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1e6)
 	fan, err := emu.CreateFanout(ctx, name, testenv.QueueOptions{MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
@@ -108,11 +117,7 @@ func TestEndToEndKobot(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	sample, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "sample_data.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, src, string(sample))
+	loadSchema(t, src, "sample_data.sql")
 	for i := 0; i < 20; i++ {
 		testenv.MustExec(t, src, fmt.Sprintf(`INSERT INTO applications (company_id, posting_id, applicant_name, applicant_email, answers, status)
 			SELECT p.company_id, p.posting_id, 'E2E %d', 'e2e%d@example.jp', '{"q":"yes"}', 'applied'

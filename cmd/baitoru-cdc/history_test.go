@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -40,16 +39,7 @@ func TestLinkStartHistory(t *testing.T) {
 	ctx := context.Background()
 	pg, emu := testenv.PG(t), testenv.Emu(t)
 	src, sinkDB := pg.NewDatabase(t), pg.NewDatabase(t)
-	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, src, string(schema))
-	sample, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "sample_data.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, src, string(sample))
+	loadSchema(t, src, "baitoru.sql", "sample_data.sql")
 	// Company 1's existing rows (and company 2's, which no link wants).
 	testenv.MustExec(t, src, `INSERT INTO job_postings (company_id, title, description, employment_type, wage, wage_unit, location, published, opens_on)
 		SELECT 1 + (g % 4 = 0)::int, 'posting ' || g, 'd', 'part_time', 1000 + g, 'hour', 'Tokyo', true, '2026-12-01' FROM generate_series(1, 160) g;

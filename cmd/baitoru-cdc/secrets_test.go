@@ -56,11 +56,7 @@ func TestSecretsNeverOutput(t *testing.T) {
 		testenv.MustExec(t, super, sql)
 	}
 	srcAdmin := pg.DSN("baitoru")
-	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, srcAdmin, string(schema))
+	loadSchema(t, srcAdmin, "baitoru.sql")
 	testenv.MustExec(t, srcAdmin, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO baitoru_cdc`)
 
 	ctx := context.Background()
