@@ -52,9 +52,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -94,6 +96,11 @@ type Options struct {
 	// Retries says who retries a failed call (see the package
 	// documentation).
 	Retries Retries
+	// IdleConns is how many connections to the service the client keeps
+	// open between calls: at least as many as the calls it makes at once,
+	// or every call beyond them opens a connection and closes it after its
+	// answer. 0 keeps the SDK's default (10).
+	IdleConns int
 }
 
 // Config loads the SDK configuration for o: the default credential chain,
@@ -230,8 +237,21 @@ func SQS(ctx context.Context, o Options) (*awssqs.Client, error) {
 		if o.Endpoint != "" {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
-		so.HTTPClient = memoryBodies{next: so.HTTPClient}
+		so.HTTPClient = memoryBodies{next: withIdleConns(so.HTTPClient, o.IdleConns)}
 	}), nil
+}
+
+// withIdleConns returns hc keeping n idle connections per host, when hc is
+// the SDK's own client and n > 0; else hc.
+func withIdleConns(hc aws.HTTPClient, n int) aws.HTTPClient {
+	b, ok := hc.(*awshttp.BuildableClient)
+	if !ok || n <= 0 {
+		return hc
+	}
+	return b.WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = n
+		t.MaxIdleConns = max(t.MaxIdleConns, n)
+	})
 }
 
 // S3 builds an S3 client for o. With an Endpoint it uses path-style

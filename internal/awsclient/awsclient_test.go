@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,5 +227,59 @@ func TestNoCredentials(t *testing.T) {
 	os.Stderr = stderr
 	if out, _ := io.ReadAll(r); len(out) > 0 {
 		t.Errorf("the SDK wrote to standard error:\n%s", out)
+	}
+}
+
+// TestIdleConns: an SQS client making n calls at once, round after round,
+// keeps its n connections with IdleConns n; with the SDK's default it keeps
+// 10 and opens the others anew every round.
+func TestIdleConns(t *testing.T) {
+	testCredentials(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	const n, rounds = 16, 5
+	for _, tc := range []struct {
+		name   string
+		idle   int
+		lo, hi int64 // connections opened
+	}{
+		{"IdleConns 16", n, n, n + 3},
+		{"SDK default", 0, n + (rounds-1)*(n-10) - 6, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opened atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				time.Sleep(20 * time.Millisecond) // the n calls overlap
+				w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+				_, _ = io.WriteString(w, `{"Attributes":{"QueueArn":"arn:aws:sqs:us-east-1:000000000000:q"}}`)
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					opened.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			c, err := SQS(ctx, Options{Region: "us-east-1", Endpoint: srv.URL, RegionKey: "sink.sqs.region", IdleConns: tc.idle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range rounds {
+				var wg sync.WaitGroup
+				for range n {
+					wg.Go(func() {
+						if _, err := c.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(srv.URL + "/000000000000/q")}); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+				time.Sleep(20 * time.Millisecond) // the connections are back in the pool
+			}
+			t.Logf("%d connections opened", opened.Load())
+			if got := opened.Load(); got < tc.lo || got > tc.hi {
+				t.Errorf("%d connections opened for %d rounds of %d calls at once, want %d to %d", got, rounds, n, tc.lo, tc.hi)
+			}
+		})
 	}
 }

@@ -39,14 +39,26 @@ type Client interface {
 var _ Client = (*awssqs.Client)(nil)
 
 // NewClient builds an SQS client for c: its region and endpoint override,
-// credentials from the default AWS chain, and the SDK's standard retries
-// for the calls the consumer makes once (awsclient.SDKRetries says why).
+// credentials from the default AWS chain, the SDK's standard retries for
+// the calls the consumer makes once (awsclient.SDKRetries says why), and
+// an idle connection for each call the consumer makes at once (IdleConns).
 // The SDK's own log lines go to log at debug level (nil: nowhere).
 func NewClient(ctx context.Context, c config.SinkSQS, log *slog.Logger) (*awssqs.Client, error) {
 	return awsclient.SQS(ctx, awsclient.Options{
 		Region: c.Region, Endpoint: c.Endpoint, RegionKey: "sink.sqs.region", EndpointKey: "sink.sqs.endpoint",
-		Retries: awsclient.SDKRetries, Logger: log,
+		Retries: awsclient.SDKRetries, Logger: log, IdleConns: IdleConns(c.Concurrency),
 	})
+}
+
+// IdleConns is the number of SQS connections a consumer of concurrency
+// keeps open: one per receiver and one per processor (its deletes, dead
+// letters and visibility changes run while it processes the next batch),
+// and one for /readyz.
+func IdleConns(concurrency int) int {
+	if concurrency <= 0 {
+		concurrency = DefaultConcurrency
+	}
+	return 2*concurrency + 1
 }
 
 // Processor decides what happens to each message of a batch (sink.Processor).
