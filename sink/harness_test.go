@@ -72,6 +72,8 @@ type harnessOptions struct {
 	Visibility      time.Duration // default 1s
 	MaxAttempts     int           // default 3
 	KobotURL        string        // default: the receiver
+	KobotTimeout    time.Duration // default 2s
+	Secret          string        // the sink's signing secret; default testSecret (the receiver's)
 	QueueURL        string        // default: a new queue
 	Concurrency     int           // default 2
 	// NotReady: the queue does not answer; wait only for the API.
@@ -121,6 +123,12 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if o.Concurrency == 0 {
 		o.Concurrency = 2
 	}
+	if o.KobotTimeout == 0 {
+		o.KobotTimeout = 2 * time.Second
+	}
+	if o.Secret == "" {
+		o.Secret = testSecret
+	}
 	h := &harness{t: t, emu: testenv.Emu(t), dsn: testenv.PG(t).NewDatabase(t), kobot: newKobot(t)}
 	ctx := t.Context()
 	var dlqARN string
@@ -148,7 +156,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 			Concurrency: o.Concurrency, BatchSize: 10, WaitTime: time.Second, VisibilityTimeout: o.Visibility,
 		},
 		Kobot: config.Kobot{
-			Endpoint: kobotURL, Secret: testSecret, Timeout: 2 * time.Second, MaxAttempts: o.MaxAttempts,
+			Endpoint: kobotURL, Secret: o.Secret, Timeout: o.KobotTimeout, MaxAttempts: o.MaxAttempts,
 			Retry: config.Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 		},
 		S3:    config.SinkS3{Region: h.emu.Region, Endpoint: h.emu.Endpoint, MaxEventBytes: 1 << 20},

@@ -21,6 +21,7 @@ const (
 type Metrics struct {
 	Deliveries        *prometheus.CounterVec
 	KobotRequests     *prometheus.CounterVec
+	KobotFailures     *prometheus.CounterVec
 	DeliveryLatency   prometheus.Histogram
 	CommitToDelivery  prometheus.Histogram
 	ActiveLinks       prometheus.Gauge
@@ -46,6 +47,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "baitoru_cdc_sink_kobot_requests_total",
 			Help: "HTTP requests to Kobot, by status class (2xx, 3xx, 4xx, 429, 5xx, error).",
 		}, []string{"class"}),
+		KobotFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "baitoru_cdc_sink_kobot_failures_total",
+			Help: "Failed push attempts to Kobot, by what went wrong (problem) and what to do about it (fix).",
+		}, []string{"problem", "fix"}),
 		DeliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "baitoru_cdc_sink_delivery_duration_seconds",
 			Help:    "Time from the first attempt of a push to Kobot's 2xx, retries included.",
@@ -84,8 +89,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{ResultDelivered, ResultDuplicate, ResultUnlinked, ResultRetry, ResultDLQ} {
 		m.Deliveries.WithLabelValues(r)
 	}
+	for _, p := range PushProblems {
+		m.KobotFailures.WithLabelValues(string(p), p.Fix())
+	}
 	if reg != nil {
-		reg.MustRegister(m.Deliveries, m.KobotRequests, m.DeliveryLatency, m.CommitToDelivery,
+		reg.MustRegister(m.Deliveries, m.KobotRequests, m.KobotFailures, m.DeliveryLatency, m.CommitToDelivery,
 			m.ActiveLinks, m.LinkReloads, m.BatchErrors, m.DeliveryLogErrors, m.PayloadsRead, m.PayloadErrors)
 	}
 	return m
@@ -93,9 +101,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 var _ PushObserver = (*Metrics)(nil)
 
-// Attempted counts a push attempt by Kobot's answer (PushObserver).
+// Attempted counts a push attempt by Kobot's answer, and a failed one by
+// its problem (PushObserver).
 func (m *Metrics) Attempted(a PushAttempt) {
 	m.KobotRequests.WithLabelValues(StatusClass(a.Status)).Inc()
+	if a.Class != PushDelivered {
+		p := a.Problem
+		if p == "" {
+			p = ProblemRejected
+		}
+		m.KobotFailures.WithLabelValues(string(p), p.Fix()).Inc()
+	}
 }
 
 // StatusClass is the class label of an HTTP status: 2xx, 4xx, 429, 5xx, or

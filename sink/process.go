@@ -177,8 +177,9 @@ type ProcessorConfig struct {
 // handler. Safe for concurrent use: each consumer calls Process with its own
 // batch.
 type Processor struct {
-	c   ProcessorConfig
-	now func() time.Time
+	c        ProcessorConfig
+	now      func() time.Time
+	problems *problemLog
 }
 
 // NewProcessor returns a processor; Rules, Links, Log and Pusher are required.
@@ -201,7 +202,7 @@ func NewProcessor(c ProcessorConfig) (*Processor, error) {
 	if c.MaxPayloadBytes <= 0 {
 		c.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
-	return &Processor{c: c, now: time.Now}, nil
+	return &Processor{c: c, now: time.Now, problems: newProblemLog(c.Logger, time.Now)}, nil
 }
 
 // pending is one event of a batch that has links.
@@ -405,17 +406,20 @@ func (p *Processor) decide(pe *pending, m Message, log *[]Delivery) Result {
 		case PushDelivered:
 			d.Status, d.DeliveredAt = DeliveryDelivered, ps.end
 			delivered = true
+			p.problems.delivered()
 			p.c.Metrics.DeliveryLatency.Observe(r.Latency.Seconds())
 			if !pe.ev.Time.IsZero() {
 				p.c.Metrics.CommitToDelivery.Observe(ps.end.Sub(pe.ev.Time).Seconds())
 			}
 		case PushRetryable:
 			d.Status = DeliveryRetry
+			p.problems.failure(r, pe.ev.ID, ps.link.ID)
 			if retry == nil || r.RetryAfter > retry.res.RetryAfter {
 				retry = ps
 			}
 		default:
 			d.Status = DeliveryRejected
+			p.problems.failure(r, pe.ev.ID, ps.link.ID)
 			if rejected == nil {
 				rejected = ps
 			}

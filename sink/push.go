@@ -51,6 +51,7 @@ type PushAttempt struct {
 	Status     int           // HTTP status; 0 when no response arrived
 	RetryAfter time.Duration // from a Retry-After header on 429/503; 0 if absent
 	Err        error         // transport error, or a description of a non-2xx answer
+	Problem    PushProblem   // what went wrong, when Class is not PushDelivered
 	Duration   time.Duration
 }
 

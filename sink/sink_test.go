@@ -201,7 +201,7 @@ func TestKobotDownEndsInDLQ(t *testing.T) {
 		t.Fatalf("DLQ: %+v", ms)
 	}
 	rows := h.deliveryLog("0/6000000-1")
-	if len(rows) != 1 || rows[0].Status != "retry" || rows[0].Attempts != 4 || !strings.Contains(rows[0].Error, "unreachable") {
+	if len(rows) != 1 || rows[0].Status != "retry" || rows[0].Attempts != 4 || !strings.Contains(rows[0].Error, "nothing accepts connections") {
 		t.Fatalf("delivery log %+v, want status retry, 2 receives × 2 attempts", rows)
 	}
 	if v := metric(t, h.reg, "baitoru_cdc_sink_deliveries_total", "result", "retry"); v != 2 {

@@ -6,20 +6,26 @@
 // attribute added (see Payload), carrying the headers webhook-id (the event
 // id), webhook-timestamp and webhook-signature. 2xx is success; 408, 429, 5xx,
 // timeouts and connection errors are retryable; every other status is a
-// permanent rejection.
+// permanent rejection. A failed attempt carries its sink.PushProblem, and
+// its error says what is wrong in the operator's terms (a wrong secret, a
+// wrong path, an untrusted certificate, ...) and ends with the fix.
 package kobot
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -200,7 +206,8 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 	resp, err := c.http.Do(req)
 	d := c.now().Sub(now)
 	if err != nil {
-		return sink.PushAttempt{Class: sink.PushRetryable, Err: transportError(err), Duration: d}
+		problem, terr := c.transportError(err)
+		return sink.PushAttempt{Class: sink.PushRetryable, Err: terr, Problem: problem, Duration: d}
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -216,33 +223,119 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 	default:
 		r.Class = sink.PushRejected
 	}
-	r.Err = &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet)}
+	se := &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet), Size: len(body)}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		se.Location = resp.Header.Get("Location")
+	}
+	r.Err, r.Problem = se, se.Problem()
 	return r
 }
 
 // userAgent is the User-Agent of pushes.
 const userAgent = "baitoru-cdc-sink"
 
-// StatusError is a non-2xx answer from Kobot.
+// StatusError is a non-2xx answer from Kobot. Its message says what the
+// answer means for the operator and the fix.
 type StatusError struct {
-	Status int
-	Body   string // start of the response body, cleaned for logs
+	Status   int
+	Body     string // start of the response body, cleaned for logs
+	Size     int    // bytes of the push's body
+	Location string // a redirect's target
+}
+
+// Problem is what the answer means (sink.PushProblem).
+func (e *StatusError) Problem() sink.PushProblem {
+	switch s := e.Status; {
+	case s == http.StatusUnauthorized || s == http.StatusForbidden:
+		return sink.ProblemSignature
+	case s == http.StatusNotFound || s == http.StatusMethodNotAllowed:
+		return sink.ProblemNotFound
+	case s == http.StatusRequestEntityTooLarge:
+		return sink.ProblemTooLarge
+	case s == http.StatusTooManyRequests:
+		return sink.ProblemRateLimited
+	case s == http.StatusRequestTimeout || s >= 500:
+		return sink.ProblemServer
+	case s >= 300 && s < 400:
+		return sink.ProblemRedirect
+	}
+	return sink.ProblemRejected
 }
 
 func (e *StatusError) Error() string {
-	s := fmt.Sprintf("kobot answered %d %s", e.Status, http.StatusText(e.Status))
+	answer := fmt.Sprintf("%d %s", e.Status, http.StatusText(e.Status))
 	if e.Body != "" {
-		s += ": " + e.Body
+		answer += ": " + e.Body
 	}
-	return s
+	p := e.Problem()
+	var what string
+	switch p {
+	case sink.ProblemSignature:
+		what = "Kobot refused the push's signature or credentials"
+	case sink.ProblemNotFound:
+		what = "Kobot has no webhook at sink.kobot.endpoint's path"
+	case sink.ProblemTooLarge:
+		what = fmt.Sprintf("Kobot refused the event as too large (%d bytes)", e.Size)
+	case sink.ProblemRateLimited:
+		what = "Kobot is rate-limiting the sink"
+	case sink.ProblemServer:
+		what = "Kobot failed to take the event"
+	case sink.ProblemRedirect:
+		what = "Kobot answered with a redirect"
+		if e.Location != "" {
+			what += " to " + e.Location
+		}
+	default:
+		what = "Kobot rejected the event"
+	}
+	return fmt.Sprintf("%s (%s); fix: %s", what, answer, p.Fix())
 }
 
-func transportError(err error) error {
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("kobot timeout: %w", err)
+// transportError is an attempt that got no answer: what went wrong, in the
+// operator's terms, and the fix.
+func (c *Client) transportError(err error) (sink.PushProblem, error) {
+	var (
+		dnsErr    *net.DNSError
+		opErr     *net.OpError
+		unknown   x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		tlsVErr   *tls.CertificateVerificationError
+		tlsRecord tls.RecordHeaderError
+		ne        net.Error
+	)
+	host := c.endpoint
+	if u, perr := url.Parse(c.endpoint); perr == nil {
+		host = u.Host
 	}
-	return fmt.Errorf("kobot unreachable: %w", err)
+	var p sink.PushProblem
+	var what string
+	switch {
+	case errors.As(err, &dnsErr):
+		p, what = sink.ProblemDNS, fmt.Sprintf("Kobot's host name %q does not resolve (%v)", dnsErr.Name, dnsErr.Err)
+	case errors.As(err, &unknown), errors.As(err, &hostErr), errors.As(err, &invalid), errors.As(err, &tlsVErr):
+		p, what = sink.ProblemTLS, fmt.Sprintf("Kobot's TLS certificate at %s is not trusted (%v)", host, tlsCause(err))
+	case errors.As(err, &tlsRecord), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		p, what = sink.ProblemTLS, fmt.Sprintf("%s does not speak TLS (the endpoint is https:, the server answered plain HTTP): use http: in sink.kobot.endpoint, or Kobot's TLS port", host)
+	case errors.As(err, &ne) && ne.Timeout():
+		p, what = sink.ProblemTimeout, fmt.Sprintf("Kobot at %s did not answer within sink.kobot.timeout (%s)", host, c.timeout)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		p, what = sink.ProblemUnreachable, fmt.Sprintf("nothing accepts connections at %s (connection refused)", host)
+	case errors.As(err, &opErr):
+		p, what = sink.ProblemUnreachable, fmt.Sprintf("cannot reach Kobot at %s (%v)", host, opErr.Err)
+	default:
+		p, what = sink.ProblemUnreachable, fmt.Sprintf("no answer from Kobot at %s (%v)", host, err)
+	}
+	return p, fmt.Errorf("%s; fix: %s", what, p.Fix())
+}
+
+// tlsCause is the certificate verifier's words, without the request's.
+func tlsCause(err error) error {
+	var tlsVErr *tls.CertificateVerificationError
+	if errors.As(err, &tlsVErr) && tlsVErr.Err != nil {
+		return tlsVErr.Err
+	}
+	return err
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 if absent or
