@@ -119,18 +119,12 @@ func (b *bench) measureClaim(ctx context.Context, large bool, run int) error {
 		return err
 	}
 	defer c.stop(15 * time.Second)
-	abort := func() error {
-		if c.Exited() {
-			return c.exitErr()
-		}
-		return nil
-	}
-	start, err := b.waitSlot(ctx, slot, 60*time.Second, abort, func(active bool, _ pglogrepl.LSN) bool { return active })
+	start, err := b.waitSlot(ctx, slot, 60*time.Second, c.aborted, func(active bool, _ pglogrepl.LSN) bool { return active })
 	if err != nil {
 		return fmt.Errorf("%s: connector did not start: %w", name, err)
 	}
 	cpu0 := procCPU(c.Pid())
-	end, err := b.waitSlot(ctx, slot, timeoutFor(w.Rows, 20), abort, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) })
+	end, err := b.waitSlot(ctx, slot, timeoutFor(w.Rows, 20), c.aborted, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) })
 	if err != nil {
 		return fmt.Errorf("%s: backlog: %w", name, err)
 	}

@@ -211,12 +211,7 @@ func (b *bench) startStreamingConnector(ctx context.Context, name, slot, topic, 
 	if err != nil {
 		return nil, err
 	}
-	_, err = b.waitSlot(ctx, slot, 60*time.Second, func() error {
-		if c.Exited() {
-			return c.exitErr()
-		}
-		return nil
-	}, func(active bool, _ pglogrepl.LSN) bool { return active })
+	_, err = b.waitSlot(ctx, slot, 60*time.Second, c.aborted, func(active bool, _ pglogrepl.LSN) bool { return active })
 	if err != nil {
 		c.stop(5 * time.Second)
 		return nil, err

@@ -40,6 +40,15 @@ func startProcess(name, logDir, bin string, args, env []string, stdout io.Writer
 // exitErr describes how the process ended, with the tail of its log.
 func (c *proc) exitErr() error { return c.ExitError(15) }
 
+// aborted is how the process ended (exitErr) once it has, nil while it
+// runs: the abort check of a wait for something it should do.
+func (c *proc) aborted() error {
+	if c.Exited() {
+		return c.exitErr()
+	}
+	return nil
+}
+
 // vmHWM returns the process's peak resident set size so far (VmHWM), in
 // bytes; 0 when it cannot be read.
 func (c *proc) vmHWM() int64 { return procStatusKB(c.Pid(), "VmHWM") * 1024 }

@@ -148,18 +148,12 @@ func (b *bench) publishPhase(ctx context.Context) error {
 		return err
 	}
 	defer c.stop(15 * time.Second)
-	abort := func() error {
-		if c.Exited() {
-			return c.exitErr()
-		}
-		return nil
-	}
-	start, err := b.waitSlot(ctx, connSlot, 60*time.Second, abort, func(active bool, _ pglogrepl.LSN) bool { return active })
+	start, err := b.waitSlot(ctx, connSlot, 60*time.Second, c.aborted, func(active bool, _ pglogrepl.LSN) bool { return active })
 	if err != nil {
 		return err
 	}
 	emuBefore = b.emuCPU()
-	end, err := b.waitSlot(ctx, connSlot, timeoutFor(w.Rows, 200), abort, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) })
+	end, err := b.waitSlot(ctx, connSlot, timeoutFor(w.Rows, 200), c.aborted, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) })
 	if err != nil {
 		return err
 	}
@@ -213,13 +207,7 @@ func (b *bench) profilePublish(ctx context.Context, w *Workload, slot string) er
 		return err
 	}
 	defer c.stop(15 * time.Second)
-	abort := func() error {
-		if c.Exited() {
-			return c.exitErr()
-		}
-		return nil
-	}
-	if _, err := b.waitSlot(ctx, slot, timeoutFor(w.Rows, 200), abort, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) }); err != nil {
+	if _, err := b.waitSlot(ctx, slot, timeoutFor(w.Rows, 200), c.aborted, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) }); err != nil {
 		return fmt.Errorf("profiled connector → emulator: %w", err)
 	}
 	c.stop(15 * time.Second)

@@ -420,12 +420,7 @@ func (b *bench) measureDiscard(ctx context.Context, w *Workload, slot string, r 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	confirmedAt, err := b.waitSlot(ctx, slot, 30*time.Second, func() error {
-		if c.Exited() {
-			return c.exitErr()
-		}
-		return nil
-	}, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) })
+	confirmedAt, err := b.waitSlot(ctx, slot, 30*time.Second, c.aborted, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) })
 	if err != nil {
 		return nil, fmt.Errorf("connector on %s: every event written but not confirmed: %w", w.Name, err)
 	}

@@ -75,13 +75,7 @@ func (b *bench) measureStreaming(ctx context.Context, on bool, run int) error {
 		return err
 	}
 	defer c.stop(15 * time.Second)
-	abort := func() error {
-		if c.Exited() {
-			return c.exitErr()
-		}
-		return nil
-	}
-	if _, err := b.waitSlot(ctx, slot, 30*time.Second, abort, func(active bool, _ pglogrepl.LSN) bool { return active }); err != nil {
+	if _, err := b.waitSlot(ctx, slot, 30*time.Second, c.aborted, func(active bool, _ pglogrepl.LSN) bool { return active }); err != nil {
 		return fmt.Errorf("streaming %s: connector did not start: %w", mode, err)
 	}
 	w, err := b.insert(ctx, "streaming-"+mode, b.o.Rows, 1)
@@ -100,7 +94,7 @@ func (b *bench) measureStreaming(ctx context.Context, on bool, run int) error {
 		return ctx.Err()
 	}
 	_, last := counter.times()
-	if _, err := b.waitSlot(ctx, slot, 30*time.Second, abort, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) }); err != nil {
+	if _, err := b.waitSlot(ctx, slot, 30*time.Second, c.aborted, func(_ bool, confirmed pglogrepl.LSN) bool { return w.done(confirmed) }); err != nil {
 		return fmt.Errorf("streaming %s: every event written but not confirmed: %w", mode, err)
 	}
 	s := StreamingRun{Streaming: on, Run: run, Rows: counter.count(), CommitToLastSeconds: last.Sub(committed).Seconds(), PeakRSS: c.vmHWM()}
