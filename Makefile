@@ -161,11 +161,13 @@ clean:
 # go run exits 1 after a Ctrl-C even when the demo stopped cleanly.
 .PHONY: demo demo-check
 demo: deps-postgres deps-emulator deps-go
-	$(GO) build -o bin/demo ./tools/demo
+	@echo "demo: building the demo program (go build ./tools/demo; the first time takes a minute)…"
+	@$(GO) build -o bin/demo ./tools/demo
 	exec bin/demo
 
 demo-check: deps-postgres deps-emulator deps-go
-	$(GO) build -o bin/demo ./tools/demo
+	@echo "demo: building the demo program (go build ./tools/demo; the first time takes a minute)…"
+	@$(GO) build -o bin/demo ./tools/demo
 	exec bin/demo -check
 
 ## ---------------------------------------------------------------- bench

@@ -111,6 +111,28 @@ func (d *demo) printf(format string, a ...any) {
 	fmt.Fprintf(d.out, "demo: "+format+"\n", a...)
 }
 
+// still says, every 5 seconds until stop is called, that the phase what
+// is still under way, so that no phase is silent for long (a first build,
+// initdb on a busy machine). stop returns once the reminder stopped.
+func (d *demo) still(what string) (stop func()) {
+	start := time.Now()
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				d.printf("… still %s (%s so far)", what, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done); <-exited }
+}
+
 func (d *demo) run(ctx context.Context) error {
 	d.started = time.Now()
 	d.root = testenv.ModuleRoot()
@@ -168,7 +190,10 @@ func (d *demo) build(ctx context.Context) error {
 	}
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", d.bin+"/", "./cmd/baitoru-cdc", "./tools/kobot-receiver")
 	cmd.Dir = d.root
-	if out, err := cmd.CombinedOutput(); err != nil {
+	stop := d.still("building baitoru-cdc and kobot-receiver")
+	out, err := cmd.CombinedOutput()
+	stop()
+	if err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	d.printf("built baitoru-cdc and kobot-receiver (%s)", time.Since(t).Round(100*time.Millisecond))
@@ -181,6 +206,8 @@ func (d *demo) build(ctx context.Context) error {
 func (d *demo) startPostgres(ctx context.Context) error {
 	d.printf("starting a throwaway PostgreSQL (initdb, the sample schema and rows, the roles)…")
 	t := time.Now()
+	stop := sync.OnceFunc(d.still("starting PostgreSQL"))
+	defer stop()
 	pg, err := testenv.StartPostgres(testenv.PostgresOptions{})
 	if err != nil {
 		return err
@@ -217,6 +244,7 @@ func (d *demo) startPostgres(ctx context.Context) error {
 	if err := testenv.Exec(ctx, db, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO baitoru_cdc`); err != nil {
 		return err
 	}
+	stop()
 	d.printf("PostgreSQL on 127.0.0.1:%d (throwaway, wal_level=logical; %s): database baitoru with the sample schema, role baitoru_cdc (REPLICATION)",
 		pg.Port, time.Since(t).Round(100*time.Millisecond))
 
@@ -234,10 +262,11 @@ func (d *demo) startPostgres(ctx context.Context) error {
 	}
 	d.printf("`baitoru-cdc setup --config config.yaml` as the DBA (%s): publication and slot created (its SQL: setup.log)", time.Since(t).Round(100*time.Millisecond))
 
-	// Backfill's grants for the connector's role, and the requester role
-	// the sink asks for link histories with, as setup's script lists them.
+	// The requester role the sink asks for link histories with, as setup's
+	// script lists it (setup itself granted the connector's role its
+	// backfill privileges: the role existed).
 	objs := dba.BackfillObjects{Schema: "baitoru_cdc"}
-	stmts := append(dba.BackfillRoleNotes(objs, "baitoru_cdc"), `CREATE ROLE `+dba.RequesterRole+` LOGIN`)
+	stmts := []string{`CREATE ROLE ` + dba.RequesterRole + ` LOGIN`}
 	for _, s := range dba.RequesterNotes(objs, "baitoru") {
 		if !strings.HasPrefix(s, "CREATE ROLE") {
 			stmts = append(stmts, s)
@@ -248,7 +277,7 @@ func (d *demo) startPostgres(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", sql, err)
 		}
 	}
-	d.printf("backfill grants for baitoru_cdc, and role %s (may request backfills and read their progress, nothing else) for the sink's link histories", dba.RequesterRole)
+	d.printf("role %s (may request backfills and read their progress, nothing else) for the sink's link histories, as setup's script describes it", dba.RequesterRole)
 	return nil
 }
 
@@ -260,6 +289,8 @@ func (d *demo) sourceEnv() []string {
 func (d *demo) startEmulator(ctx context.Context) error {
 	d.printf("starting the SNS/SQS emulator (fauxqs on Node 22)…")
 	t := time.Now()
+	stop := sync.OnceFunc(d.still("starting the emulator"))
+	defer stop()
 	emu, err := testenv.StartEmulator(testenv.EmulatorOptions{InMemory: true})
 	if err != nil {
 		return err
@@ -280,6 +311,7 @@ func (d *demo) startEmulator(ctx context.Context) error {
 	if err := emu.Subscribe(ctx, topic, queueARN, true); err != nil {
 		return err
 	}
+	stop()
 	d.printf("SNS/SQS emulator at %s (%s): topic %s → queue %s (raw delivery), DLQ %s after 5 receives",
 		emu.Endpoint, time.Since(t).Round(100*time.Millisecond), topicName, queueName, dlqName)
 	return nil
@@ -343,6 +375,8 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	// The connector.
 	d.printf("starting the connector (baitoru-cdc run) and waiting until it streams…")
 	t := time.Now()
+	stop := sync.OnceFunc(d.still("waiting for the connector to stream"))
+	defer stop()
 	if d.connector, err = d.spawn("connector", "baitoru-cdc", []string{"run", "--config", cfg}, env, nil); err != nil {
 		return err
 	}
@@ -352,7 +386,9 @@ func (d *demo) startProcesses(ctx context.Context) error {
 	}
 	addr, _ := l["addr"].(string)
 	d.metricsURL = "http://" + addr
-	if err := d.waitReady(ctx, d.connector, d.metricsURL+"/readyz"); err != nil {
+	err = d.waitReady(ctx, d.connector, d.metricsURL+"/readyz")
+	stop()
+	if err != nil {
 		return err
 	}
 	d.printf("connector `baitoru-cdc run --config config.yaml` streaming (%s): %s/metrics, /readyz 200",
