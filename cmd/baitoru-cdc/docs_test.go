@@ -27,7 +27,18 @@ type docCommand struct {
 	// block the lines after it; else the fenced block right after the
 	// command's block (only blank lines between) when it is json.
 	Output string
+	// NotRun is why no test runs it: the reason of a marker
+	// "<!-- not run by the docs tests: REASON -->" on the line before its
+	// fenced block, or of a "# NOT EXERCISED BY CI: REASON" comment in a
+	// YAML file.
+	NotRun string
 }
+
+// notRunMarker marks a fenced block whose commands no docs test runs.
+var notRunMarker = regexp.MustCompile(`^<!-- not run by the docs tests: (.+) -->$`)
+
+// notRunComment marks a YAML file whose commented commands CI cannot run.
+var notRunComment = regexp.MustCompile(`^#\s*NOT EXERCISED BY CI:\s*(.+)$`)
 
 func (c docCommand) String() string { return c.File + ":" + strconv.Itoa(c.Line) + ": " + c.Text }
 
@@ -97,6 +108,13 @@ func markdownCommands(file string, lines []string) []docCommand {
 		}
 		console := strings.TrimSpace(info) == "console"
 		cmds := joinCommands(file, i+2, lines[i+1:min(end, len(lines))], console)
+		if i > 0 {
+			if m := notRunMarker.FindStringSubmatch(strings.TrimSpace(lines[i-1])); m != nil {
+				for k := range cmds {
+					cmds[k].NotRun = m[1]
+				}
+			}
+		}
 		// The documented answer: a json block right after this one.
 		j := end + 1
 		for j < len(lines) && strings.TrimSpace(lines[j]) == "" {
@@ -121,6 +139,12 @@ var commentCommandRe = regexp.MustCompile(`^#\s{4,}(\S.*)$`)
 
 func commentCommands(file string, lines []string) []docCommand {
 	var out []docCommand
+	notRun := ""
+	for _, l := range lines {
+		if m := notRunComment.FindStringSubmatch(l); m != nil {
+			notRun = m[1]
+		}
+	}
 	for i := 0; i < len(lines); i++ {
 		m := commentCommandRe.FindStringSubmatch(lines[i])
 		if m == nil {
@@ -137,6 +161,9 @@ func commentCommands(file string, lines []string) []docCommand {
 			i++
 		}
 		out = append(out, joinCommands(file, start+1, block, false)...)
+	}
+	for k := range out {
+		out[k].NotRun = notRun
 	}
 	return out
 }

@@ -55,7 +55,7 @@ live (send SIGHUP to run), 3 it needs a DBA first, 1 an error (an invalid
 file: every problem with file:line).`,
 		Example: `  baitoru-cdc plan --config new.yaml --running config.yaml
   # then, when it says live:
-  cp new.yaml config.yaml && kill -HUP "$(pidof baitoru-cdc)"`,
+  cp new.yaml config.yaml && pkill -HUP -f '^[^ ]*baitoru-cdc run'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
