@@ -181,11 +181,7 @@ func TestDocumentedCommandsRun(t *testing.T) {
 	t.Logf("PostgreSQL (scram-sha-256 for the roles) in %s", time.Since(began).Round(time.Millisecond))
 	testenv.MustExec(t, pg.DSN("postgres"), `CREATE DATABASE baitoru`)
 	admin := pg.DSN("baitoru")
-	schema, err := os.ReadFile(filepath.Join(testenv.ModuleRoot(), "testdata", "schema", "baitoru.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.MustExec(t, admin, string(schema))
+	loadSchema(t, admin, "baitoru.sql", "sample_data.sql")
 	emu := testenv.Emu(t)
 	ctx := t.Context()
 	fan, err := emu.CreateFanout(ctx, fmt.Sprintf("docs-run-%d", time.Now().UnixNano()%1e6), testenv.QueueOptions{})
