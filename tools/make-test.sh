@@ -41,9 +41,12 @@ phase fuzz "build the instrumented tests, then every fuzz target from its seed c
 # -p 3: three test packages at once on a 2-core machine. Most integration
 # tests wait on PostgreSQL, the emulator or a child process rather than
 # compute, so a third package keeps both cores busy; with the default 2 the
-# run took over 10 minutes.
+# run took over 10 minutes. gotestsum (a tool of go.mod) prints a line per
+# package as it finishes: go test alone prints them in the packages' order,
+# so nothing showed until the slowest, first package ended; a failing test's
+# output is printed when it fails and again at the end.
 phase tests "go test ./...: unit and integration tests (throwaway PostgreSQL clusters, the emulator, the binaries); one line per package as it finishes" \
-	"$GO" test -count=1 -timeout 30m -p 3 ./...
+	"$GO" tool gotestsum --format pkgname-and-test-fails --format-icons text -- -count=1 -timeout 30m -p 3 ./...
 phase demo "make demo-check: the local quickstart as a check" \
 	"$MAKE" --no-print-directory demo-check
 
