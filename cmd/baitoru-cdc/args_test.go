@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -9,9 +11,13 @@ import (
 // missing argument, a flag value of the wrong kind and a configuration file
 // that is not one each end with exit code code and a message naming what
 // was typed, what was meant where it is close, and where to look; never
-// cobra's or strconv's words. The real binary; no database needed.
+// cobra's or strconv's words, nor a password. The real binary; no
+// database needed.
 func TestCommandMistakes(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ok.yaml"), []byte("source:\n  dsn: postgres://cdc@127.0.0.1:1/db\npublisher:\n  kind: stdout\ntables:\n  - table: public.a\n    columns:\n      - column: id\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		args []string // "{dir}" is a directory
@@ -52,6 +58,12 @@ func TestCommandMistakes(t *testing.T) {
 		{"backfill takes -c like the other commands", []string{"backfill", "list", "-c", "{dir}"}, 1,
 			[]string{`{dir}: cannot read the file: is a directory`}},
 		{"sink with a directory", []string{"sink", "--config", "{dir}"}, 1, []string{`{dir}: cannot read the file: is a directory`}},
+		{"setup --dsn that is no connection string", []string{"setup", "--config", "{dir}/ok.yaml", "--dsn", "host=127.0.0.1 port=abc"}, 1,
+			[]string{"baitoru-cdc: --dsn: cannot parse `host=127.0.0.1 port=abc`: invalid port; fix: write --dsn as a URL, postgres://USER@HOST:5432/DATABASE?sslmode=verify-full, or as keywords, host=HOST port=5432 user=USER dbname=DATABASE"}},
+		{"backfill list --dsn with a password, unparsable", []string{"backfill", "list", "--config", "{dir}/ok.yaml", "--dsn", "postgres://u:pw-not-shown@[::1"}, 1,
+			[]string{"baitoru-cdc: --dsn: cannot parse `postgres://u:xxxxx@[::1`", "fix: write --dsn as a URL"}},
+		{"check --dsn that is no connection string", []string{"check", "--config", "{dir}/ok.yaml", "--dsn", "notadsn"}, checkCritical,
+			[]string{"✗ connect  --dsn: cannot parse `notadsn`", "fix: write --dsn as a URL"}},
 		{"check with a missing file: unknown", []string{"check", "--config", "{dir}/nope.yaml"}, checkUnknown,
 			[]string{`cannot read the file: no such file or directory`}},
 	}
@@ -67,11 +79,11 @@ func TestCommandMistakes(t *testing.T) {
 				t.Errorf("exit %d, want %d", res.code, tc.code)
 			}
 			for _, w := range tc.want {
-				if w = strings.ReplaceAll(w, "{dir}", dir); !strings.Contains(res.stderr, w) {
-					t.Errorf("stderr does not say %q", w)
+				if w = strings.ReplaceAll(w, "{dir}", dir); !strings.Contains(res.stdout+res.stderr, w) {
+					t.Errorf("the output does not say %q", w)
 				}
 			}
-			for _, never := range []string{"strconv.", "accepts 1 arg", "Did you mean this", "required flag(s)", "Usage:"} {
+			for _, never := range []string{"strconv.", "pw-not-shown", "accepts 1 arg", "Did you mean this", "required flag(s)", "Usage:"} {
 				if strings.Contains(res.stdout+res.stderr, never) {
 					t.Errorf("the output has %q", never)
 				}

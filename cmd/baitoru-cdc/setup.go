@@ -86,7 +86,7 @@ func connectSource(ctx context.Context, cfg *config.Config, dsn string) (*pgx.Co
 	}
 	pc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s", where.DSN, postgres.Redact(err.Error()))
+		return nil, pgconnect.BadDSN(err, where, postgres.Redact)
 	}
 	pc.RuntimeParams["application_name"] = "baitoru-cdc"
 	conn, err := pgx.ConnectConfig(ctx, pc)

@@ -53,6 +53,16 @@ type Error struct {
 func (e *Error) Error() string { return e.What + "; fix: " + e.Fix }
 func (e *Error) Unwrap() error { return e.err }
 
+// BadDSN is a connection string configured by s that cannot be parsed:
+// the parser's words, which redact must clear of any password, and the
+// two forms a DSN takes.
+func BadDSN(err error, s Settings, redact func(string) string) *Error {
+	return &Error{err: err, Refused: true,
+		What: fmt.Sprintf("%s: %s", s.DSN, redact(err.Error())),
+		Fix: fmt.Sprintf("write %s as a URL, postgres://USER@HOST:5432/DATABASE?sslmode=verify-full, or as keywords, host=HOST port=5432 user=USER dbname=DATABASE; the password: %s",
+			s.DSN, s.Password)}
+}
+
 // Explain returns err, a failed connection attempt with cc (nil when
 // unknown) as configured by s, as an *Error; nil when err is nil. A
 // cancelled or timed-out ctx of the caller is returned as it is: nothing
