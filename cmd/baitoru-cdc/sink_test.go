@@ -196,3 +196,100 @@ func sinkExitCode(err error) int {
 	}
 	return -1
 }
+
+// TestSinkCommandWrongSecret runs `baitoru-cdc sink` signing with a secret
+// Kobot does not verify with: its log says so once with the fix however
+// many pushes Kobot refuses, /metrics counts them under
+// problem="signature_refused" with the fix, and every message reaches the
+// DLQ with that reason (nothing lost: a redrive delivers them once fixed).
+func TestSinkCommandWrongSecret(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test (PostgreSQL, SQS emulator); run without -short")
+	}
+	const token = "sink-cmd-token-0123456789"
+	kobot := startKobot(t, "") // verifies with a secret of its own
+	dsn := testenv.PG(t).NewDatabase(t)
+	emu := testenv.Emu(t)
+	ctx := t.Context()
+	name := fmt.Sprintf("sink-secret-%d", time.Now().UnixNano()%1e6)
+	dlq, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue, _, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "sink.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
+sink:
+  dsn: %s
+  sqs: {region: %s, endpoint: %s, queue_url: %s, dlq_url: %s, wait_time: 1s, visibility_timeout: 5s}
+  kobot: {endpoint: %s, secret: "whsec_c2luay1jbWQtd3Jvbmctc2VjcmV0LTAxMjM=", max_attempts: 1}
+  api: {listen: 127.0.0.1:0, token: %s}
+  links:
+    - table: public.applications
+      field: company_id
+log:
+  format: json
+`, dsn, emu.Region, emu.Endpoint, queue, dlq, kobot.URL(), token)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "sink", "--config", cfg)
+	p.waitLog(t, `"msg":"sink ready"`, 60*time.Second)
+	m := regexp.MustCompile(`"api":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(p.output())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", p.output())
+	}
+	api := "http://" + m[1]
+	req, _ := http.NewRequest(http.MethodPost, api+"/v1/links", strings.NewReader(`{"kobot_account":"kobot-acme","link_key":"7"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("start link: %d", resp.StatusCode)
+	}
+	const events = 3
+	for i := range events {
+		body := fmt.Sprintf(`{"specversion":"1.0","id":"0/2-%d","source":"baitoru/baitoru","type":"baitoru.applications.insert","time":"%s","table":"public.applications","op":"insert","data":{"company_id":7}}`,
+			i+1, time.Now().UTC().Format(time.RFC3339Nano))
+		if _, err := emu.SQS().SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: aws.String(queue), MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := emu.ReceiveAll(ctx, dlq, events, 30*time.Second)
+	if err != nil || len(ms) != events {
+		t.Fatalf("%d messages in the DLQ (%v), want %d:\n%s", len(ms), err, events, p.output())
+	}
+	const fix = "check that sink.kobot.secret is the signing secret Kobot verifies with, restart the sink, then redrive the DLQ"
+	for _, msg := range ms {
+		if r := msg.MessageAttributes["reason"]; r.StringValue == nil || !strings.Contains(*r.StringValue, "Kobot refused the push's signature or credentials (401 Unauthorized") ||
+			!strings.Contains(*r.StringValue, fix) {
+			t.Errorf("DLQ message without the reason and fix: %+v", msg.MessageAttributes)
+		}
+	}
+	var said []string
+	for _, l := range strings.Split(p.output(), "\n") {
+		if strings.Contains(l, `"msg":"Kobot push failed"`) {
+			said = append(said, l)
+		}
+	}
+	if len(said) != 1 || !strings.Contains(said[0], `"problem":"signature_refused"`) || !strings.Contains(said[0], `"fix":"`+fix+`"`) ||
+		!strings.Contains(said[0], `the message goes to the DLQ (nothing is lost: redrive the DLQ once fixed)`) {
+		t.Errorf("want one log line saying the signature was refused, with the fix; got %d:\n%s", len(said), strings.Join(said, "\n"))
+	}
+	resp, err = http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := regexp.MustCompile(`baitoru_cdc_sink_kobot_failures_total\{fix="` + regexp.QuoteMeta(fix) + `",problem="signature_refused"\} (\d+)`)
+	if g := want.FindSubmatch(metrics); g == nil || string(g[1]) != fmt.Sprint(events) {
+		t.Errorf("/metrics does not count %d refused signatures with the fix:\n%s", events, regexp.MustCompile(`(?m)^baitoru_cdc_sink_kobot_failures_total.*$`).FindAll(metrics, -1))
+	}
+}
