@@ -45,7 +45,7 @@ var ErrSlotLost = errors.New("replication slot lost WAL it needed")
 func lostError(slot string, confirmed, current connector.LSN) error {
 	return fmt.Errorf("%w: replication slot %q was invalidated by the server (wal_status lost: it retained more WAL than max_slot_wal_keep_size allows). "+
 		"Changes committed after %s, the last position the connector confirmed, can no longer be read: rows changed between %s and the creation of a new slot (the server is at %s now) may be missing from the stream, and the connector will not skip them silently. "+
-		"Recover: 1) baitoru-cdc teardown --config FILE --yes (drops the lost slot and the publication); 2) baitoru-cdc setup --config FILE (or start run with source.create: true); "+
+		"Recover: 1) as a DBA, baitoru-cdc teardown --config FILE --dsn DBA_DSN --yes (drops the lost slot and the publication); 2) baitoru-cdc setup --config FILE --dsn DBA_DSN (or start run with source.create: true); "+
 		"3) start run, then backfill the mapped rows committed since %s (see docs/dba.md, \"Recovering a lost slot\"). To prevent it: keep the connector running, watch baitoru_cdc_slot_retained_wal_bytes, size max_slot_wal_keep_size for the longest outage you accept: %w",
 		ErrSlotLost, slot, confirmed, confirmed, current, confirmed, connector.ErrPermanent)
 }
