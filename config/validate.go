@@ -565,9 +565,20 @@ func (k *checker) httpURL(p, raw, example string) {
 		k.add(p, "not a URL; write e.g. %s", example)
 	case u.Scheme != "http" && u.Scheme != "https":
 		k.add(p, "not an http or https URL; write e.g. %s", example)
-	case u.Host == "":
+	case u.Hostname() == "":
 		k.add(p, "the URL has no host; write e.g. %s", example)
+	case !validPort(u.Port()):
+		k.add(p, "the URL's port %q is not a port number (1-65535); write e.g. %s", u.Port(), example)
 	}
+}
+
+// validPort says whether port, from a URL, is empty or 1-65535.
+func validPort(port string) bool {
+	if port == "" {
+		return true
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func (k *checker) listen(p, addr, example string) {

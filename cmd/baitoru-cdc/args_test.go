@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,19 @@ func TestCommandMistakes(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "ok.yaml"), []byte("source:\n  dsn: postgres://cdc@127.0.0.1:1/db\npublisher:\n  kind: stdout\ntables:\n  - table: public.a\n    columns:\n      - column: id\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	for name, endpoint := range map[string]string{"kobot-noscheme.yaml": "kobot.example.com/hook", "kobot-port.yaml": "https://kobot.example.com:99999/hook"} {
+		sink := fmt.Sprintf(`sink:
+  dsn: postgres://s@127.0.0.1:1/s
+  sqs: {region: ap-northeast-1, queue_url: "https://sqs.ap-northeast-1.amazonaws.com/1/q"}
+  kobot: {endpoint: %q, secret: "whsec_c2luay1jbWQtd3Jvbmctc2VjcmV0LTAxMjM="}
+  api: {token: "0123456789abcdef0123"}
+  links:
+    - {table: public.applications, field: company_id}
+`, endpoint)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(sink), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cases := []struct {
 		name string
@@ -64,6 +78,10 @@ func TestCommandMistakes(t *testing.T) {
 			[]string{"baitoru-cdc: --dsn: cannot parse `postgres://u:xxxxx@[::1`", "fix: write --dsn as a URL"}},
 		{"check --dsn that is no connection string", []string{"check", "--config", "{dir}/ok.yaml", "--dsn", "notadsn"}, checkCritical,
 			[]string{"✗ connect  --dsn: cannot parse `notadsn`", "fix: write --dsn as a URL"}},
+		{"a Kobot endpoint without its scheme", []string{"validate", "--config", "{dir}/kobot-noscheme.yaml"}, 1,
+			[]string{"{dir}/kobot-noscheme.yaml:4: sink.kobot.endpoint: not an http or https URL; write e.g. https://kobot.example.com/webhooks/baitoru"}},
+		{"a Kobot endpoint with a port out of range", []string{"validate", "--config", "{dir}/kobot-port.yaml"}, 1,
+			[]string{`{dir}/kobot-port.yaml:4: sink.kobot.endpoint: the URL's port "99999" is not a port number (1-65535)`}},
 		{"check with a missing file: unknown", []string{"check", "--config", "{dir}/nope.yaml"}, checkUnknown,
 			[]string{`cannot read the file: no such file or directory`}},
 	}
