@@ -160,15 +160,20 @@ clean:
 # linked events arrived. The demo is built and exec'd rather than `go run`:
 # go run exits 1 after a Ctrl-C even when the demo stopped cleanly.
 .PHONY: demo demo-check
+# The demo program and the binaries it runs in one go build (they share
+# most packages), announced, with a reminder every 5 s while it runs.
+DEMO_BUILD = echo "demo: building the demo, baitoru-cdc and kobot-receiver into bin/ (go build; the first time takes a minute)…"; \
+	( s=0; while sleep 5; do s=$$((s+5)); echo "demo: … still building ($${s}s so far)"; done ) & ticker=$$!; \
+	trap 'kill $$ticker 2>/dev/null' EXIT; \
+	$(GO) build -ldflags='$(LDFLAGS)' -o bin/ ./tools/demo ./cmd/baitoru-cdc ./tools/kobot-receiver
+
 demo: deps-postgres deps-emulator deps-go
-	@echo "demo: building the demo program (go build ./tools/demo; the first time takes a minute)…"
-	@$(GO) build -o bin/demo ./tools/demo
-	exec bin/demo
+	@$(DEMO_BUILD)
+	exec bin/demo -bin bin
 
 demo-check: deps-postgres deps-emulator deps-go
-	@echo "demo: building the demo program (go build ./tools/demo; the first time takes a minute)…"
-	@$(GO) build -o bin/demo ./tools/demo
-	exec bin/demo -check
+	@$(DEMO_BUILD)
+	exec bin/demo -check -bin bin
 
 ## ---------------------------------------------------------------- bench
 # The benchmarks against the physical limit (docs/benchmarks.md):

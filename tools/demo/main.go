@@ -63,11 +63,12 @@ import (
 func main() {
 	check := flag.Bool("check", false, "run non-interactively; exit 0 only when exactly the linked events reached Kobot")
 	timeout := flag.Duration("timeout", 40*time.Second, "with -check: how long to wait for the events once the rows are committed")
+	bin := flag.String("bin", "", "run baitoru-cdc and kobot-receiver from this directory (built already, as make demo does) instead of building them")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &demo{check: *check, timeout: *timeout, out: os.Stdout}
+	d := &demo{check: *check, timeout: *timeout, out: os.Stdout, prebuilt: *bin}
 	err := d.run(ctx)
 	if err != nil {
 		d.printf("FAILED: %v", err)
@@ -90,8 +91,9 @@ const (
 )
 
 type demo struct {
-	check   bool
-	timeout time.Duration
+	check    bool
+	timeout  time.Duration
+	prebuilt string // the directory of binaries built already; "": build them
 	out     io.Writer
 	started time.Time
 
@@ -180,8 +182,22 @@ func (d *demo) run(ctx context.Context) error {
 	return d.interactive(ctx)
 }
 
-// build compiles the binaries the demo runs.
+// build compiles the binaries the demo runs, or takes them from
+// d.prebuilt.
 func (d *demo) build(ctx context.Context) error {
+	if d.prebuilt != "" {
+		abs, err := filepath.Abs(d.prebuilt)
+		if err != nil {
+			return err
+		}
+		for _, b := range []string{"baitoru-cdc", "kobot-receiver"} {
+			if _, err := os.Stat(filepath.Join(abs, b)); err != nil {
+				return fmt.Errorf("-bin %s: %w (build them with make demo, or leave -bin out)", d.prebuilt, err)
+			}
+		}
+		d.bin = abs
+		return nil
+	}
 	d.printf("building baitoru-cdc and kobot-receiver (go build; the first time takes a minute)…")
 	t := time.Now()
 	goBin, err := exec.LookPath("go")
@@ -691,6 +707,11 @@ func (d *demo) dumpLogs() {
 
 // cleanup stops everything the demo started and removes its files.
 func (d *demo) cleanup(keepLogs bool) {
+	stopped := func() {}
+	if len(d.children) > 0 || d.emu != nil || d.pg != nil {
+		d.printf("stopping the connector, the sink, the receiver, the emulator and PostgreSQL (each finishes what it is doing)…")
+		stopped = d.still("stopping")
+	}
 	var wg sync.WaitGroup
 	for _, c := range d.children {
 		wg.Add(1)
@@ -708,6 +729,7 @@ func (d *demo) cleanup(keepLogs bool) {
 	if d.pg != nil {
 		_ = d.pg.Close()
 	}
+	stopped()
 	took := time.Since(d.started).Round(100 * time.Millisecond)
 	if d.dir == "" {
 		return
