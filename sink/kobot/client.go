@@ -14,17 +14,22 @@ package kobot
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -54,7 +59,10 @@ const (
 type Client struct {
 	endpoint    string
 	key         Secret
-	http        *http.Client
+	transport   http.RoundTripper
+	redacted    string    // endpoint without its password, for errors
+	auth        string    // Authorization of every push: basic auth from the endpoint's userinfo, or ""
+	macs        sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
 	timeout     time.Duration
 	maxAttempts int
 	initial     time.Duration
@@ -70,7 +78,12 @@ var _ sink.Pusher = (*Client)(nil)
 func (c *Client) Observe(o sink.PushObserver) { c.observe = o }
 
 // New returns a client for cfg. hc may be nil (then a client tuned for many
-// concurrent pushes to one host is used); its redirects are never followed.
+// concurrent pushes to one host is used). Pushes go straight to hc's
+// Transport (nil: http.DefaultTransport): they never follow redirects,
+// carry no cookies and are bounded by kobot.timeout, whatever hc's
+// CheckRedirect, Jar and Timeout (http.Client's per-request work, a copy
+// of the headers for redirects, is what the sink's push path does not
+// need).
 func New(cfg config.Kobot, hc *http.Client) (*Client, error) {
 	if cfg.Endpoint == "" {
 		return nil, errors.New("kobot endpoint is empty")
@@ -82,12 +95,20 @@ func New(cfg config.Kobot, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
-	c := *hc
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("kobot endpoint: %w", err)
+	}
 	cl := &Client{
 		endpoint:    cfg.Endpoint,
 		key:         key,
-		http:        &c,
+		transport:   rt,
+		redacted:    u.Redacted(),
+		auth:        basicAuth(u.User),
 		timeout:     cfg.Timeout,
 		maxAttempts: cfg.MaxAttempts,
 		initial:     cfg.Retry.Initial,
@@ -195,7 +216,7 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 	// One map and one backing array instead of a Header.Set (a key
 	// canonicalisation and a slice) per header; the keys are the canonical
 	// forms Set would store.
-	vals := [...]string{ContentType, userAgent, id, ts, signature(c.key, id, ts, body)}
+	vals := [...]string{ContentType, userAgent, id, ts, c.sign(id, ts, body)}
 	req.Header = http.Header{
 		"Content-Type":      vals[0:1:1],
 		"User-Agent":        vals[1:2:2],
@@ -203,20 +224,26 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 		"Webhook-Timestamp": vals[3:4:4],
 		"Webhook-Signature": vals[4:5:5],
 	}
-	resp, err := c.http.Do(req)
+	if c.auth != "" {
+		req.Header["Authorization"] = []string{c.auth}
+	}
+	resp, err := c.transport.RoundTrip(req)
 	d := c.now().Sub(now)
 	if err != nil {
-		problem, terr := c.transportError(err)
+		// As http.Client would report it: Post "<endpoint>": <cause>,
+		// without the endpoint's password.
+		problem, terr := c.transportError(&url.Error{Op: "Post", URL: c.redacted, Err: err})
 		return sink.PushAttempt{Class: sink.PushRetryable, Err: terr, Problem: problem, Duration: d}
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // let the connection be reused
+		return sink.PushAttempt{Class: sink.PushDelivered, Status: resp.StatusCode, Duration: c.now().Sub(now)}
+	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // let the connection be reused
 	r := sink.PushAttempt{Status: resp.StatusCode, Duration: c.now().Sub(now)}
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		r.Class = sink.PushDelivered
-		return r
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
 		r.Class = sink.PushRetryable
 		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
@@ -229,6 +256,33 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 	}
 	r.Err, r.Problem = se, se.Problem()
 	return r
+}
+
+// basicAuth is the Authorization value http.Client sends for a URL with
+// userinfo, or "" without.
+func basicAuth(u *url.Userinfo) string {
+	if u == nil {
+		return ""
+	}
+	pw, _ := u.Password()
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pw))
+}
+
+// sign returns the webhook-signature header value of one push (signature),
+// with an HMAC from the client's pool: a new one costs allocations and the
+// hashing of the key's two padded blocks.
+func (c *Client) sign(id, ts string, body []byte) string {
+	h, ok := c.macs.Get().(hash.Hash)
+	if ok {
+		h.Reset()
+	} else {
+		h = hmac.New(sha256.New, c.key)
+	}
+	var sum [sha256.Size]byte
+	writeSigned(h, id, ts, body)
+	out := h.Sum(sum[:0])
+	c.macs.Put(h)
+	return signaturePrefix + base64.StdEncoding.EncodeToString(out)
 }
 
 // userAgent is the User-Agent of pushes.

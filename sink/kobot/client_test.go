@@ -2,12 +2,14 @@ package kobot
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -282,5 +284,47 @@ func TestRetryBackoff(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDeliverEndpointUserinfo: an endpoint with userinfo gets basic auth on
+// every push, as http.Client sends it; one without gets no Authorization.
+func TestDeliverEndpointUserinfo(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct{ endpoint, want string }{
+		{strings.Replace(srv.URL, "://", "://kobot:s%40cret@", 1), "Basic " + base64.StdEncoding.EncodeToString([]byte("kobot:s@cret"))},
+		{srv.URL, ""},
+	} {
+		c := newClient(t, tc.endpoint, 1)
+		if r := c.Push(t.Context(), sink.PushRequest{EventID: "0/1-1", Account: "kobot-acme", Event: []byte(testEvent)}); r.Class != sink.PushDelivered {
+			t.Fatalf("%s: %+v", tc.endpoint, r)
+		}
+		if a := <-got; a != tc.want {
+			t.Errorf("%s: Authorization %q, want %q", tc.endpoint, a, tc.want)
+		}
+	}
+}
+
+// TestDeliverErrorHidesPassword: a transport error names the endpoint
+// without the password of its userinfo.
+func TestDeliverErrorHidesPassword(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connection refused from now on
+	c := newClient(t, "http://kobot:hunter2@"+addr+"/hook", 1)
+	r := c.Push(t.Context(), sink.PushRequest{EventID: "0/1-1", Account: "kobot-acme", Event: []byte(testEvent)})
+	if r.Class != sink.PushRetryable || r.Err == nil {
+		t.Fatalf("push to a closed port: %+v", r)
+	}
+	if msg := r.Err.Error(); strings.Contains(msg, "hunter2") || !strings.Contains(msg, addr) {
+		t.Errorf("error %q: want Kobot's address without the endpoint's password", msg)
 	}
 }

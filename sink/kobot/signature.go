@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -67,17 +68,25 @@ func Sign(key Secret, id string, ts time.Time, body []byte) string {
 
 // signature is Sign with the timestamp already formatted as unix seconds.
 func signature(key Secret, id, ts string, body []byte) string {
-	return "v1," + base64.StdEncoding.EncodeToString(mac(key, id, ts, body))
+	return signaturePrefix + base64.StdEncoding.EncodeToString(mac(key, id, ts, body))
 }
+
+// signaturePrefix starts a version 1 signature.
+const signaturePrefix = "v1,"
 
 func mac(key Secret, id, ts string, body []byte) []byte {
 	h := hmac.New(sha256.New, key)
+	writeSigned(h, id, ts, body)
+	return h.Sum(nil)
+}
+
+// writeSigned writes what a signature covers, "<id>.<ts>.<body>", to h.
+func writeSigned(h hash.Hash, id, ts string, body []byte) {
 	h.Write([]byte(id))
 	h.Write([]byte{'.'})
 	h.Write([]byte(ts))
 	h.Write([]byte{'.'})
 	h.Write(body)
-	return h.Sum(nil)
 }
 
 // Verify checks a received webhook the way Standard Webhooks receivers do:
