@@ -65,7 +65,9 @@ func verifyWebhook(secret string, h http.Header, body []byte, now time.Time) err
 // event's effect, and do nothing if it is already there.
 func receiveBaitoru(secret string, store func(account, webhookID string, event map[string]any) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		// Events reach 16 MiB (the sink's sink.s3.max_event_bytes); a 413
+		// is permanent: the event would go to the DLQ.
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
 		if err != nil {
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return

@@ -294,7 +294,7 @@ func TestDocEventExamplesAgree(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &push); err != nil {
 		t.Fatalf("docs/kobot.md's example push: %v", err)
 	}
-	for _, k := range []string{"specversion", "id", "source", "type", "subject", "table", "op", "lsn", "xid", "datacontenttype"} {
+	for _, k := range []string{"specversion", "id", "source", "type", "mappingversion", "subject", "table", "op", "lsn", "xid", "datacontenttype"} {
 		if fmt.Sprint(ev[k]) != fmt.Sprint(push[k]) {
 			t.Errorf("%s: README's example event has %v, docs/kobot.md's push %v", k, ev[k], push[k])
 		}
