@@ -138,7 +138,7 @@ filled, then filled.`,
 			if !wait {
 				return nil
 			}
-			return followBackfill(ctx, conn, out, id)
+			return followBackfill(ctx, conn, out, id, cfg.Source.Slot)
 		},
 	}
 	f.add(cmd)
@@ -206,11 +206,16 @@ func whereText(where string) string {
 	return " where " + where
 }
 
+// notTakenHint is how long a followed backfill may stay requested before
+// start says that no connector takes it.
+var notTakenHint = 15 * time.Second
+
 // followBackfill prints the progress of id until it ends: a bar redrawn in
 // place on a terminal, a line every 5 seconds otherwise.
-func followBackfill(ctx context.Context, conn *pgx.Conn, out io.Writer, id string) error {
+func followBackfill(ctx context.Context, conn *pgx.Conn, out io.Writer, id, slot string) error {
 	tty := isTerminal(out)
 	last := time.Time{}
+	began, hinted := time.Now(), false
 	for {
 		list, err := postgres.Backfills(ctx, conn, id)
 		if err != nil {
@@ -218,6 +223,14 @@ func followBackfill(ctx context.Context, conn *pgx.Conn, out io.Writer, id strin
 		}
 		st := list[0]
 		line := progressLine(st)
+		if !hinted && st.Status == "requested" && time.Since(began) >= notTakenHint {
+			// Nobody runs it yet: say who would, once.
+			hinted = true
+			if tty {
+				fmt.Fprintln(out)
+			}
+			fmt.Fprintf(out, "backfill %s: not taken yet after %s: the connector that streams slot %s runs it, and none does now (start baitoru-cdc run; check shows the slot active or inactive). Ctrl-C stops following; the request stays.\n", id, notTakenHint, slot)
+		}
 		switch {
 		case tty:
 			fmt.Fprintf(out, "\r\033[K%s", line)

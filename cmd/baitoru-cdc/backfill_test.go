@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -8,13 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
 // TestBackfillCommands: backfill start requests (idempotently, by id) and
 // refuses a table the config does not map; list and status show a request
 // no connector took up yet; cancel records a cancel and refuses an unknown
-// id. (The connector's side is TestBackfillWatermarks and its siblings in
+// id; a start followed while no connector streams the slot says so, once.
+// (The connector's side is TestBackfillWatermarks and its siblings in
 // connector/postgres.)
 func TestBackfillCommands(t *testing.T) {
 	if testing.Short() {
@@ -59,5 +63,22 @@ func TestBackfillCommands(t *testing.T) {
 	var n int
 	if err := testenvQueryRow(admin, `SELECT count(*) FROM baitoru_cdc.backfill_requests WHERE backfill_id = 'bf-a'`, &n); err != nil || n != 2 {
 		t.Fatalf("requests of bf-a: %d %v (want a start and a cancel)", n, err)
+	}
+
+	notTakenHint = 200 * time.Millisecond
+	t.Cleanup(func() { notTakenHint = 15 * time.Second })
+	root := &cobra.Command{Use: "baitoru-cdc", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(backfillCmd())
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"backfill", "start", "--config", cfg, "--dsn", admin, "--table", "public.postings", "--id", "bf-wait"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("start, followed until the context ends: %v\n%s", err, out.String())
+	}
+	if n := strings.Count(out.String(), "not taken yet after 200ms: the connector that streams slot "); n != 1 {
+		t.Errorf("start followed with no connector: the hint %d times, want once:\n%s", n, out.String())
 	}
 }

@@ -47,7 +47,9 @@ with the same slot waits and takes over when the first stops.
 It logs (log.format text or json, on standard error) which build runs,
 when it streams and from which position, every error with its context, and
 a status line every log.status_interval. metrics.listen serves /metrics,
-/healthz and /readyz (ready while streaming). SIGTERM or SIGINT stops it
+/healthz and /readyz (ready while streaming). SIGHUP reloads the tables of
+the file without a restart (baitoru-cdc plan shows what a change does first;
+an invalid file changes nothing). SIGTERM or SIGINT stops it
 after the events in flight are accepted (publisher.shutdown_grace), and it
 exits 0; exit 1 is an error it cannot fix by retrying, printed last.
 
