@@ -11,6 +11,11 @@
 #   make demo-check  the demo as a non-interactive check (part of make test)
 #   make image       the container image (static binaries FROM scratch), built with podman
 #   make lambda      the sink's Lambda packages (bootstrap for provided.al2023, arm64 and amd64)
+#   make bench       the benchmarks (docs/benchmarks.md): about 10 minutes, on a quiet machine
+#   make reliability the fault suite (docs/reliability.md): about 20 minutes
+#   make fuzz-short  every fuzz target, FUZZ_BUDGET seconds (30) in all; part of make test
+#   make config-schema  regenerate docs/config.schema.json from the config package
+#   make help        this list
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,6 +27,11 @@ EMULATOR_DIR := tools/emulator
 PG_VERSIONS_DIR := tools/postgres
 # sudo only when not root (CI and the dev machines run as root).
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The comment at the top of this file, without its "#".
+.PHONY: help
+help:
+	@sed -n '3,/^$$/{/^$$/d;s/^# \{0,1\}//;p;}' $(firstword $(MAKEFILE_LIST))
 
 .PHONY: deps deps-postgres deps-postgres-versions deps-npm deps-emulator deps-podman deps-curl deps-go test vet test-short build clean
 

@@ -379,3 +379,48 @@ func waitReady(t *testing.T, url string, p *child.Process, timeout time.Duration
 	}
 	t.Fatalf("the documented run was not ready within %s:\n%s", timeout, p.Tail(30))
 }
+
+// TestMakeTargetsDocumented: every `make X` that README.md and docs/*.md
+// name is a target of the Makefile, and make help (the Makefile's opening
+// comment) lists every target of the README's table.
+func TestMakeTargetsDocumented(t *testing.T) {
+	root := testenv.ModuleRoot()
+	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^([a-z][a-z-]*):`).FindAllStringSubmatch(string(mk), -1) {
+		targets[m[1]] = true
+	}
+	header, _, _ := strings.Cut(string(mk), "\n\n")
+	helped := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#\s+make ([a-z-]+)`).FindAllStringSubmatch(header, -1) {
+		helped[m[1]] = true
+	}
+	if len(helped) < 10 {
+		t.Fatalf("make help lists %d targets; the Makefile's opening comment is not where it was", len(helped))
+	}
+	for name := range helped {
+		if !targets[name] {
+			t.Errorf("make help lists make %s, which the Makefile does not define", name)
+		}
+	}
+	for _, f := range docFiles(t) {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("`make ([a-z][a-z-]*)").FindAllStringSubmatch(string(data), -1) {
+			if !targets[m[1]] {
+				t.Errorf("%s names make %s, which the Makefile does not define", f, m[1])
+			}
+		}
+		// The README's table of targets.
+		for _, m := range regexp.MustCompile("(?m)^\\| `make ([a-z][a-z-]*)").FindAllStringSubmatch(string(data), -1) {
+			if !helped[m[1]] {
+				t.Errorf("%s lists make %s, which make help does not", f, m[1])
+			}
+		}
+	}
+}
