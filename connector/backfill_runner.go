@@ -221,15 +221,8 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	}
 	// Wait until SNS accepted everything up to HW's transaction (the reads
 	// included) before saving the progress.
-	for r.il.Acked() < end {
-		if err := r.il.Err(); err != nil {
-			return false, err
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	if err := r.il.WaitAcked(ctx, end); err != nil {
+		return false, err
 	}
 	st.Chunks++
 	st.RowsDone += int64(len(c.Rows))
@@ -284,7 +277,7 @@ func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 	paused := ""
 	for {
 		reason := ""
-		if n, _ := r.il.Window(); r.opts.MaxQueuedEvents > 0 && n > r.opts.MaxQueuedEvents {
+		if n := r.il.LiveWindow(); r.opts.MaxQueuedEvents > 0 && n > r.opts.MaxQueuedEvents {
 			reason = "queue"
 		} else if r.opts.MaxLagBytes > 0 {
 			if lag, err := r.src.LagBytes(ctx); err == nil && lag > r.opts.MaxLagBytes {

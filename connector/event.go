@@ -19,8 +19,10 @@ type Event struct {
 	CommitTime time.Time
 	CommitLSN  LSN
 
-	tx    *txState     // acknowledgement bookkeeping; nil for events not from a Pipeline
-	attrs [6]Attribute // backing array of Attributes for the common case
+	tx *txState // acknowledgement bookkeeping; nil for events not from a Pipeline
+	// behind: the event went through its lane's read queue (laneQueue).
+	behind bool
+	attrs  [6]Attribute // backing array of Attributes for the common case
 }
 
 // Attribute is an SNS message attribute.

@@ -113,17 +113,23 @@ type Pipeline struct {
 	log    *slog.Logger
 	obs    Observer
 
-	lanes []chan []*Event
+	lanes []*laneQueue
 	seed  maphash.Seed
 	rr    uint64
 	// pending holds, per lane, events mapped but not yet handed to the lane
 	// (reader goroutine only): handing over chunks instead of single events
-	// saves a goroutine wake-up per event.
-	pending [][]*Event
-	running chan struct{} // closed when Run's lanes have stopped
+	// saves a goroutine wake-up per event. pendingReads holds those bound
+	// for the lane's read queue (backfill reads, and live events behind a
+	// read of their key).
+	pending      [][]*Event
+	pendingReads [][]*Event
+	running      chan struct{} // closed when Run's lanes have stopped
 
 	win     window
 	tracker tracker
+	// reads counts the backfill read events in flight (Read), so that
+	// the live events waiting can be told apart (LiveWindow).
+	reads atomic.Int64
 
 	failOnce sync.Once
 	failed   chan struct{}
@@ -151,11 +157,10 @@ func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observ
 		failed:  make(chan struct{}),
 		running: make(chan struct{}),
 	}
-	// A lane's queue holds its share of the window, in chunks.
-	per := min(opts.MaxInflightEvents, 1<<20)/opts.Lanes/opts.MaxBatch + 16
 	for range opts.Lanes {
-		p.lanes = append(p.lanes, make(chan []*Event, per))
+		p.lanes = append(p.lanes, newLaneQueue())
 		p.pending = append(p.pending, make([]*Event, 0, opts.MaxBatch))
+		p.pendingReads = append(p.pendingReads, nil)
 	}
 	p.win.maxEvents = opts.MaxInflightEvents
 	p.win.maxBytes = opts.MaxInflightBytes
@@ -172,11 +177,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer cancel()
 	defer close(p.running)
 	var wg sync.WaitGroup
-	for i, ch := range p.lanes {
+	for i, q := range p.lanes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.lane(pubCtx, i, ch)
+			p.lane(pubCtx, i, q)
 		}()
 	}
 	select {
@@ -211,14 +216,13 @@ func (p *Pipeline) fail(err error) {
 	})
 }
 
-func (p *Pipeline) lane(ctx context.Context, id int, ch chan []*Event) {
+func (p *Pipeline) lane(ctx context.Context, id int, q *laneQueue) {
 	batch := make([]*Event, 0, p.opts.MaxBatch)
 	var carry []*Event // the rest of a chunk, sent first by the next call
 	for {
 		if len(carry) == 0 {
-			select {
-			case carry = <-ch:
-			case <-ctx.Done():
+			var ok bool
+			if carry, ok = q.wait(ctx); !ok {
 				return
 			}
 		}
@@ -236,9 +240,8 @@ func (p *Pipeline) lane(ctx context.Context, id int, ch chan []*Event) {
 			if len(batch) == p.opts.MaxBatch {
 				break
 			}
-			select {
-			case carry = <-ch:
-			default:
+			var ok bool
+			if carry, ok = q.next(); !ok {
 				break fill
 			}
 		}
@@ -253,12 +256,19 @@ func (p *Pipeline) lane(ctx context.Context, id int, ch chan []*Event) {
 			return
 		}
 		p.obs.Published(batch, time.Since(start))
+		q.published(batch)
 		p.tracker.ack(batch)
-		var bytes int64
+		var bytes, reads int64
 		for i, e := range batch {
 			bytes += int64(e.Size())
+			if e.Op == OpRead {
+				reads++
+			}
 			e.tx = nil
 			batch[i] = nil
+		}
+		if reads > 0 {
+			p.reads.Add(-reads)
 		}
 		p.win.release(len(batch), bytes)
 	}
@@ -405,7 +415,7 @@ func (p *Pipeline) change(ctx context.Context, c *Change) error {
 	if err != nil || ev == nil {
 		return err
 	}
-	return p.enqueue(ctx, ev)
+	return p.enqueue(ctx, ev, false)
 }
 
 // Read maps a row re-emitted by backfill (Mapper.MapRead) and queues its
@@ -421,14 +431,19 @@ func (p *Pipeline) Read(ctx context.Context, c *Change, backfill, rowKey string)
 	if err != nil || ev == nil {
 		return err
 	}
-	return p.enqueue(ctx, ev)
+	if err := p.enqueue(ctx, ev, true); err != nil {
+		return err
+	}
+	p.reads.Add(1)
+	return nil
 }
 
 // Mapping returns the mapping of a schema-qualified table, or nil.
 func (p *Pipeline) Mapping(table string) *Mapping { return p.mapper.Mapping(table) }
 
-// enqueue queues ev in the open transaction. Reader goroutine only.
-func (p *Pipeline) enqueue(ctx context.Context, ev *Event) error {
+// enqueue queues ev in the open transaction; read is true for a backfill
+// read (see laneQueue for the order). Reader goroutine only.
+func (p *Pipeline) enqueue(ctx context.Context, ev *Event, read bool) error {
 	size := int64(ev.Size())
 	if !p.win.tryAcquire(size) {
 		// Hand over what waits in the reader before blocking: the window
@@ -453,11 +468,32 @@ func (p *Pipeline) enqueue(ctx context.Context, ev *Event) error {
 			lane = p.rr % uint64(len(p.lanes))
 		}
 	}
+	if read && len(p.pending[lane]) > 0 {
+		p.handOver(int(lane)) // the live events before it go first
+	}
+	if read || len(p.pendingReads[lane]) > 0 && p.pendingBehind(int(lane), ev.Key) || p.lanes[lane].behind(ev.Key) {
+		p.pendingReads[lane] = append(p.pendingReads[lane], ev)
+		if len(p.pendingReads[lane]) >= p.opts.MaxBatch {
+			p.handOverReads(int(lane))
+		}
+		return nil
+	}
 	p.pending[lane] = append(p.pending[lane], ev)
 	if len(p.pending[lane]) >= p.opts.MaxBatch {
-		return p.handOver(int(lane))
+		p.handOver(int(lane))
 	}
 	return nil
+}
+
+// pendingBehind reports whether an event of key waits in the lane's
+// pendingReads. Reader goroutine only.
+func (p *Pipeline) pendingBehind(lane int, key string) bool {
+	for _, e := range p.pendingReads[lane] {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // skipUncovered skips the changes of c's relation when a recorded gap
@@ -486,25 +522,28 @@ func (p *Pipeline) skipUncovered(ctx context.Context, c *Change, mc *MissingColu
 func (p *Pipeline) flush() error {
 	for i := range p.pending {
 		if len(p.pending[i]) > 0 {
-			if err := p.handOver(i); err != nil {
-				return err
-			}
+			p.handOver(i)
+		}
+		if len(p.pendingReads[i]) > 0 {
+			p.handOverReads(i)
 		}
 	}
-	return nil
+	return p.Err()
 }
 
-func (p *Pipeline) handOver(lane int) error {
+// handOver hands the lane its pending live events; the window bounds what
+// a lane holds.
+func (p *Pipeline) handOver(lane int) {
 	chunk := p.pending[lane]
 	p.pending[lane] = make([]*Event, 0, p.opts.MaxBatch)
-	select {
-	case p.lanes[lane] <- chunk:
-		return nil
-	case <-p.failed:
-		return p.failErr
-	case <-p.running:
-		return errWindowClosed
-	}
+	p.lanes[lane].put(chunk, false)
+}
+
+// handOverReads hands the lane its pendingReads, for its read queue.
+func (p *Pipeline) handOverReads(lane int) {
+	chunk := p.pendingReads[lane]
+	p.pendingReads[lane] = make([]*Event, 0, p.opts.MaxBatch)
+	p.lanes[lane].put(chunk, true)
 }
 
 // commit ends the current transaction; endLSN is the end of its commit
@@ -521,6 +560,31 @@ func (p *Pipeline) Acked() LSN { return LSN(p.tracker.acked.Load()) }
 
 // Inflight returns the number of events read and not yet accepted.
 func (p *Pipeline) Inflight() int { n, _ := p.win.load(); return n }
+
+// LiveWindow returns the events of the stream (not backfill reads) read and
+// not yet accepted. Safe for concurrent use.
+func (p *Pipeline) LiveWindow() int {
+	n, _ := p.win.load()
+	return max(n-int(p.reads.Load()), 0)
+}
+
+// WaitAcked returns once Acked reached lsn, or with ctx's error, or with
+// the pipeline's error once it failed. Safe for concurrent use.
+func (p *Pipeline) WaitAcked(ctx context.Context, lsn LSN) error {
+	for {
+		wake := p.tracker.waitPast(lsn)
+		if wake == nil {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.failed:
+			return p.failErr
+		}
+	}
+}
 
 // Window returns the events read and not yet accepted, and their bytes.
 // Safe for concurrent use (metrics sample it at scrape time).
@@ -568,6 +632,22 @@ type tracker struct {
 	open  *txState
 	acked atomic.Uint64
 	obs   Observer
+	// wake is closed when acked advances, if someone waits (waitPast).
+	wake chan struct{}
+}
+
+// waitPast returns nil when acked reached lsn, and otherwise a channel
+// closed at the next advance.
+func (t *tracker) waitPast(lsn LSN) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if LSN(t.acked.Load()) >= lsn {
+		return nil
+	}
+	if t.wake == nil {
+		t.wake = make(chan struct{})
+	}
+	return t.wake
 }
 
 func (t *tracker) begin(tx *Tx) {
@@ -652,6 +732,10 @@ func (t *tracker) advance() {
 	if uint64(end) > t.acked.Load() {
 		t.acked.Store(uint64(end))
 		t.obs.Flushed(end)
+		if t.wake != nil {
+			close(t.wake)
+			t.wake = nil
+		}
 	}
 }
 
