@@ -50,7 +50,7 @@ func TestCommandMistakes(t *testing.T) {
 		{"a misspelt backfill subcommand", []string{"backfill", "lst"}, 1,
 			[]string{`baitoru-cdc backfill: unknown command "lst"; did you mean "baitoru-cdc backfill list"? (baitoru-cdc backfill --help lists the commands)`}},
 		{"backfill status without its ID", []string{"backfill", "status"}, 1,
-			[]string{`baitoru-cdc backfill status: missing the backfill's ID (backfill list shows them), e.g. baitoru-cdc backfill status --config config.yaml bf-20261206-1`}},
+			[]string{`baitoru-cdc backfill status: missing the backfill's ID (backfill list shows them), e.g. baitoru-cdc backfill status --config config.yaml bf-20261206-224445`}},
 		{"backfill cancel with two IDs", []string{"backfill", "cancel", "a", "b"}, 1,
 			[]string{`baitoru-cdc backfill cancel: takes one argument, the backfill's ID (backfill list shows them); got 2 (a b)`}},
 		{"run with an argument", []string{"run", "config.yaml"}, 1,

@@ -39,8 +39,8 @@ The commands connect to the source database (--dsn, else source.dsn); a role
 that may only request backfills is enough (setup's script describes it).`,
 		Example: `  baitoru-cdc backfill start --config config.yaml --table public.job_postings --where "company_id = 7"
   baitoru-cdc backfill list --config config.yaml
-  baitoru-cdc backfill status --config config.yaml bf-20261206-1
-  baitoru-cdc backfill cancel --config config.yaml bf-20261206-1`,
+  baitoru-cdc backfill status --config config.yaml bf-20261206-224445
+  baitoru-cdc backfill cancel --config config.yaml bf-20261206-224445`,
 	}
 	cmd.AddCommand(backfillStartCmd(), backfillListCmd(), backfillStatusCmd(), backfillCancelCmd())
 	groupCommand(cmd)
@@ -329,7 +329,7 @@ func backfillStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "status ID",
 		Short:   "Show one backfill's progress",
-		Example: `  baitoru-cdc backfill status --config config.yaml bf-20261206-1`,
+		Example: `  baitoru-cdc backfill status --config config.yaml bf-20261206-224445`,
 		Args:    oneArg("the backfill's ID (backfill list shows them)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withBackfills(cmd, f, args[0], func(list []*connector.BackfillState) {
@@ -350,7 +350,7 @@ func backfillCancelCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "cancel ID",
 		Short:   "Cancel a backfill (rows already sent stay sent)",
-		Example: `  baitoru-cdc backfill cancel --config config.yaml bf-20261206-1`,
+		Example: `  baitoru-cdc backfill cancel --config config.yaml bf-20261206-224445`,
 		Args:    oneArg("the backfill's ID (backfill list shows them)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConnectorConfig(f.file)
