@@ -88,8 +88,8 @@ func newProblemLog(l *slog.Logger, now func() time.Time) *problemLog {
 	return &problemLog{logger: l, now: now, open: map[PushProblem]*problemRun{}}
 }
 
-// failure records a failed push of an event to a link; class says what
-// becomes of its message (retry: redelivered; rejected: to the DLQ).
+// failure records a failed push of an event to a link; r.Class says what
+// becomes of its message (retryable: redelivered; rejected: to the DLQ).
 func (l *problemLog) failure(r PushResult, event string, link int64) {
 	p := r.Problem
 	if p == "" {
