@@ -42,7 +42,8 @@ var notRunComment = regexp.MustCompile(`^#\s*NOT EXERCISED BY CI:\s*(.+)$`)
 
 func (c docCommand) String() string { return c.File + ":" + strconv.Itoa(c.Line) + ": " + c.Text }
 
-// docFiles are the files whose shell commands users paste.
+// docFiles are the files whose shell commands users paste: README.md,
+// docker-compose.yml's comments, docs/*.md and the READMEs of tools/.
 func docFiles(t *testing.T) []string {
 	t.Helper()
 	root := testenv.ModuleRoot()
@@ -51,6 +52,8 @@ func docFiles(t *testing.T) []string {
 	if err != nil || len(mds) == 0 {
 		t.Fatalf("no docs/*.md under %s (%v)", root, err)
 	}
+	readmes, _ := filepath.Glob(filepath.Join(root, "tools", "*", "README.md"))
+	mds = append(append(mds, filepath.Join(root, "tools", "README.md")), readmes...)
 	for _, m := range mds {
 		rel, _ := filepath.Rel(root, m)
 		files = append(files, rel)
