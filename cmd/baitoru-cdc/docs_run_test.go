@@ -65,7 +65,7 @@ func docRunBy(c docCommand) string {
 		strings.HasPrefix(c.Text, "export SINK="),
 		c.Text == "baitoru-cdc sink --config config.yaml":
 		return "TestDocumentedLinksAPICommands"
-	case strings.Contains(c.Text, "baitoru-cdc validate") && strings.Contains(c.Output, ": valid:"):
+	case documentedValidate(c):
 		return "TestDocumentedValidateOutput"
 	}
 	for _, s := range docSteps {

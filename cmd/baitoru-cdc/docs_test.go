@@ -236,15 +236,16 @@ func TestDocCommandsExtracted(t *testing.T) {
 }
 
 // TestDocumentedValidateOutput pastes each documented `baitoru-cdc
-// validate` whose documented output is a valid summary into bash, in the
-// repository (where the shipped config.yaml is), with a clean environment,
-// and compares what it prints with the docs.
+// validate` whose documented output ends in a summary (valid, or invalid
+// with exit code 1) into bash, in the repository (where the shipped
+// config.yaml is), with a clean environment, and compares what it prints
+// with the docs.
 func TestDocumentedValidateOutput(t *testing.T) {
 	bin := buildBinary(t)
 	clearOverrides(t)
 	n := 0
 	for _, c := range docCommands(t, docFiles(t)...) {
-		if !strings.Contains(c.Text, "baitoru-cdc validate") || !strings.Contains(c.Output, ": valid:") {
+		if !documentedValidate(c) {
 			continue
 		}
 		n++
@@ -252,8 +253,14 @@ func TestDocumentedValidateOutput(t *testing.T) {
 		cmd.Dir = testenv.ModuleRoot()
 		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Errorf("%s\n  %v: %s", c, err, out)
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[strings.Contains(c.Output, ": invalid: ")]; code != want {
+			t.Errorf("%s\n  exit %d, want %d: %s", c, code, want, out)
 			continue
 		}
 		if string(out) != c.Output {
@@ -263,6 +270,12 @@ func TestDocumentedValidateOutput(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no documented validate command with a valid summary found")
 	}
+}
+
+// documentedValidate: c is a validate whose documented output ends in its
+// summary line.
+func documentedValidate(c docCommand) bool {
+	return strings.Contains(c.Text, "baitoru-cdc validate") && (strings.Contains(c.Output, ": valid:") || strings.Contains(c.Output, ": invalid: "))
 }
 
 // TestDocEventExamplesAgree: the example event of the README and the
