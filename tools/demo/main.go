@@ -94,8 +94,8 @@ type demo struct {
 	check    bool
 	timeout  time.Duration
 	prebuilt string // the directory of binaries built already; "": build them
-	out     io.Writer
-	started time.Time
+	out      io.Writer
+	started  time.Time
 
 	root, dir, bin string
 	pg             *testenv.Postgres
