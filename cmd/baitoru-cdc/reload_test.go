@@ -424,7 +424,9 @@ func (r *reloadable) events(t *testing.T) []reloadEvent {
 	t.Helper()
 	var out []reloadEvent
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(r.stdout.String()))
+	text := r.stdout.String()
+	text = text[:strings.LastIndexByte(text, '\n')+1] // a line still being written waits
+	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var e reloadEvent
@@ -568,14 +570,13 @@ func TestReloadConnectorRowFilter(t *testing.T) {
 	exec(insert(3, 4) + "; COMMIT")
 	testenv.MustExec(t, dsn, insert(5, 6))
 	testenv.MustExec(t, dsn, insert(7, 8))
-	var evs []reloadEvent
 	eventually(t, 30*time.Second, "the events of row 7", func() string {
-		evs = r.events(t)
 		if !strings.Contains(r.stdout.String(), `"id":7,`) {
-			return fmt.Sprintf("%d events", len(evs))
+			return fmt.Sprintf("%d events", len(r.events(t)))
 		}
 		return ""
 	})
+	evs := r.events(t) // read after row 7's event was written, so it holds it
 	versionOf := map[int64]string{}
 	parity := map[string]int64{} // version → the parity it let through
 	byTx := map[string]string{}
