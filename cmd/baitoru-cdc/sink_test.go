@@ -40,11 +40,7 @@ func TestSinkCommand(t *testing.T) {
 	emu := testenv.Emu(t)
 	ctx := t.Context()
 	name := fmt.Sprintf("sink-cmd-%d", time.Now().UnixNano()%1e6)
-	dlq, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, _, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
+	queue, dlq, err := emu.CreateQueueWithDLQ(ctx, name, testenv.QueueOptions{MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,11 +208,7 @@ func TestSinkCommandWrongSecret(t *testing.T) {
 	emu := testenv.Emu(t)
 	ctx := t.Context()
 	name := fmt.Sprintf("sink-secret-%d", time.Now().UnixNano()%1e6)
-	dlq, dlqARN, err := emu.CreateQueue(ctx, name+"-dlq", testenv.QueueOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	queue, _, err := emu.CreateQueue(ctx, name, testenv.QueueOptions{DLQArn: dlqARN, MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
+	queue, dlq, err := emu.CreateQueueWithDLQ(ctx, name, testenv.QueueOptions{MaxReceiveCount: 3, VisibilityTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -423,11 +423,23 @@ func (e *Emulator) CreateFanout(ctx context.Context, name string, o QueueOptions
 	if f.TopicARN, err = e.CreateTopic(ctx, name); err != nil {
 		return f, err
 	}
-	if f.DLQURL, o.DLQArn, err = e.CreateQueue(ctx, name+"-dlq", QueueOptions{}); err != nil {
-		return f, err
-	}
-	if f.QueueURL, f.QueueARN, err = e.CreateQueue(ctx, name, o); err != nil {
+	if f.QueueURL, f.QueueARN, f.DLQURL, err = e.createWithDLQ(ctx, name, o); err != nil {
 		return f, err
 	}
 	return f, e.Subscribe(ctx, f.TopicARN, f.QueueARN, true)
+}
+
+// CreateQueueWithDLQ creates queue name with o's settings and a redrive
+// policy to queue name+"-dlq" (o.DLQArn is ignored), and returns both URLs.
+func (e *Emulator) CreateQueueWithDLQ(ctx context.Context, name string, o QueueOptions) (queueURL, dlqURL string, err error) {
+	queueURL, _, dlqURL, err = e.createWithDLQ(ctx, name, o)
+	return queueURL, dlqURL, err
+}
+
+func (e *Emulator) createWithDLQ(ctx context.Context, name string, o QueueOptions) (queueURL, queueARN, dlqURL string, err error) {
+	if dlqURL, o.DLQArn, err = e.CreateQueue(ctx, name+"-dlq", QueueOptions{}); err != nil {
+		return "", "", "", err
+	}
+	queueURL, queueARN, err = e.CreateQueue(ctx, name, o)
+	return queueURL, queueARN, dlqURL, err
 }
