@@ -46,7 +46,7 @@ phase fuzz "build the instrumented tests, then every fuzz target from its seed c
 # so nothing showed until the slowest, first package ended; a failing test's
 # output is printed when it fails and again at the end.
 phase tests "go test ./...: unit and integration tests (throwaway PostgreSQL clusters, the emulator, the binaries); one line per package as it finishes" \
-	"$GO" tool gotestsum --format pkgname-and-test-fails --format-icons text -- -count=1 -timeout 30m -p 3 ./...
+	"$GO" tool gotestsum --format pkgname-and-test-fails --format-icons text --format-hide-empty-pkg -- -count=1 -timeout 30m -p 3 ./...
 phase demo "make demo-check: the local quickstart as a check" \
 	"$MAKE" --no-print-directory demo-check
 

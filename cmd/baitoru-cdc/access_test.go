@@ -21,6 +21,8 @@ func TestRunAccessRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
+	// Parallel: it has a PostgreSQL of its own and sets no environment.
+	t.Parallel()
 	pg := testenv.OwnPG(t, testenv.PostgresOptions{HBA: []string{
 		"host all pwrole 127.0.0.1/32 scram-sha-256",
 		"host replication pwrole 127.0.0.1/32 scram-sha-256",

@@ -29,6 +29,8 @@ func TestImage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: builds the container image")
 	}
+	// Parallel: it waits on podman and a build, not on this package's shared servers.
+	t.Parallel()
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Fatal("podman not found: install it with make deps (apt-get install -y podman)")
 	}
