@@ -87,24 +87,10 @@ log:
 	t.Setenv("SINK_TOKEN", token)
 	p := startProc(t, "sink", "--config", cfg)
 	p.waitLog(t, `"msg":"sink ready"`, 60*time.Second)
-	m := regexp.MustCompile(`"api":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(p.output())
-	if m == nil {
-		t.Fatalf("no API address in the log:\n%s", p.output())
-	}
-	api := "http://" + m[1]
+	api := sinkAPI(t, p)
 
 	// Links API with and without the token.
-	post := func(tok string) int {
-		req, _ := http.NewRequest(http.MethodPost, api+"/v1/links", strings.NewReader(`{"kobot_account":"kobot-acme","link_key":"7"}`))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	post := func(tok string) int { return startLink7(t, api, tok) }
 	if st := post("wrong"); st != http.StatusUnauthorized {
 		t.Fatalf("wrong token: %d", st)
 	}
@@ -229,21 +215,9 @@ log:
 	}
 	p := startProc(t, "sink", "--config", cfg)
 	p.waitLog(t, `"msg":"sink ready"`, 60*time.Second)
-	m := regexp.MustCompile(`"api":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(p.output())
-	if m == nil {
-		t.Fatalf("no API address in the log:\n%s", p.output())
-	}
-	api := "http://" + m[1]
-	req, _ := http.NewRequest(http.MethodPost, api+"/v1/links", strings.NewReader(`{"kobot_account":"kobot-acme","link_key":"7"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("start link: %d", resp.StatusCode)
+	api := sinkAPI(t, p)
+	if st := startLink7(t, api, token); st != http.StatusCreated {
+		t.Fatalf("start link: %d", st)
 	}
 	const events = 3
 	for i := range events {
@@ -274,7 +248,7 @@ log:
 		!strings.Contains(said[0], `the message goes to the DLQ (nothing is lost: redrive the DLQ once fixed)`) {
 		t.Errorf("want one log line saying the signature was refused, with the fix; got %d:\n%s", len(said), strings.Join(said, "\n"))
 	}
-	resp, err = http.Get(api + "/metrics")
+	resp, err := http.Get(api + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,4 +258,29 @@ log:
 	if g := want.FindSubmatch(metrics); g == nil || string(g[1]) != fmt.Sprint(events) {
 		t.Errorf("/metrics does not count %d refused signatures with the fix:\n%s", events, regexp.MustCompile(`(?m)^baitoru_cdc_sink_kobot_failures_total.*$`).FindAll(metrics, -1))
 	}
+}
+
+// sinkAPI is the links API's base URL, from the sink's JSON log.
+func sinkAPI(t *testing.T, p *proc) string {
+	t.Helper()
+	m := regexp.MustCompile(`"api":"(127\.0\.0\.1:\d+)"`).FindStringSubmatch(p.output())
+	if m == nil {
+		t.Fatalf("no API address in the log:\n%s", p.output())
+	}
+	return "http://" + m[1]
+}
+
+// startLink7 starts a link of company 7 for kobot-acme with token and
+// returns the answer's status.
+func startLink7(t *testing.T, api, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, api+"/v1/links", strings.NewReader(`{"kobot_account":"kobot-acme","link_key":"7"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
