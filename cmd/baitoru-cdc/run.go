@@ -81,7 +81,7 @@ BAITORU_DB_PASSWORD) and the usual AWS credential chain.`,
 func loadConnectorConfig(file string) (*config.Config, error) {
 	cfg, err := config.LoadConnector(file)
 	if err != nil {
-		return nil, &exitError{code: 1, msg: err.Error()}
+		return nil, configError(file, err)
 	}
 	return cfg, nil
 }

@@ -42,7 +42,7 @@ config.yaml are refused unless demo: true.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.LoadSink(file)
 			if err != nil {
-				return &exitError{code: 1, msg: err.Error()}
+				return configError(file, err)
 			}
 			log := logging.New(cfg.Log, os.Stderr)
 			log.Info("baitoru-cdc sink starting", buildinfo.Get().LogAttrs()...)

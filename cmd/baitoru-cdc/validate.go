@@ -41,11 +41,7 @@ by "baitoru-cdc check".`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(file)
 			if err != nil {
-				var ps config.Problems
-				if !errors.As(err, &ps) {
-					return err
-				}
-				return &exitError{code: 1, msg: fmt.Sprintf("%s\n%s: invalid: %d %s", ps.Error(), file, len(ps), countNoun(len(ps), "problem", "problems"))}
+				return configError(file, err)
 			}
 			printConfigWarnings(cmd.ErrOrStderr(), cfg)
 			fmt.Fprintln(cmd.OutOrStdout(), validSummary(cfg))
@@ -54,6 +50,17 @@ by "baitoru-cdc check".`,
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "config.yaml", "configuration file")
 	return cmd
+}
+
+// configError is how validate, run and sink end on a configuration that
+// does not load: every problem (file:line: key: message and fix), then one
+// line counting them, exit code 1.
+func configError(file string, err error) error {
+	var ps config.Problems
+	if !errors.As(err, &ps) {
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	return &exitError{code: 1, msg: fmt.Sprintf("%s\n%s: invalid: %d %s", ps.Error(), file, len(ps), countNoun(len(ps), "problem", "problems"))}
 }
 
 // validSummary is one line saying what a valid configuration does, e.g.

@@ -192,3 +192,37 @@ func TestValidateProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigProblemsCounted: every command that loads a configuration ends
+// an invalid one as validate does: each problem, then the count.
+func TestConfigProblemsCounted(t *testing.T) {
+	clearOverrides(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("source:\n  slott: cdc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"validate"}, {"run"}, {"sink"}, {"check"}, {"setup"}, {"teardown"}, {"plan"},
+		{"backfill", "start", "--table", "public.applications"}, {"backfill", "list"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			cmd := newRootCmd()
+			var out bytes.Buffer
+			cmd.SetOut(&out)
+			cmd.SetErr(&out)
+			cmd.SetArgs(append(args, "--config", bad))
+			err := cmd.Execute()
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code == 0 {
+				t.Fatalf("error %v, want an exit code", err)
+			}
+			lines := strings.Split(ee.msg, "\n")
+			if !strings.Contains(ee.msg, bad+":2: source.slott: unknown key; did you mean slot?") {
+				t.Errorf("message does not name the mistyped key:\n%s", ee.msg)
+			}
+			if last := lines[len(lines)-1]; !regexp.MustCompile(`^` + regexp.QuoteMeta(bad) + `: invalid: \d+ problems?$`).MatchString(last) {
+				t.Errorf("last line %q, want %q", last, bad+": invalid: N problems")
+			}
+		})
+	}
+}
