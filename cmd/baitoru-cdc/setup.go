@@ -368,7 +368,11 @@ func writeScript(w io.Writer, in scriptInput) {
 		did = append(did, "publication "+p.Publication+" altered")
 	}
 	if len(in.records.Statements) > 0 {
-		did = append(did, "the connector's records in schema "+postgres.Schema+" set up")
+		if onlyGrants(in.records.Statements) {
+			did = append(did, "grants to "+in.role+" on the connector's records in schema "+postgres.Schema+" run")
+		} else {
+			did = append(did, "the connector's records in schema "+postgres.Schema+" set up")
+		}
 	}
 	if in.slot.Action == dba.SlotCreated {
 		at := ""
@@ -378,11 +382,26 @@ func writeScript(w io.Writer, in scriptInput) {
 		did = append(did, "slot "+in.cfg.Source.Slot+" created"+at)
 	}
 	if in.backfill != nil && len(in.backfill.Statements) > 0 {
-		did = append(did, "backfill schema "+in.objs.Schema+", its tables, publication "+in.objs.Publication+" and grants set up")
+		if onlyGrants(in.backfill.Statements) {
+			did = append(did, "grants to "+in.role+" on the backfill's tables in schema "+in.objs.Schema+" run")
+		} else {
+			did = append(did, "backfill schema "+in.objs.Schema+", its tables, publication "+in.objs.Publication+" and grants set up")
+		}
 	}
 	if len(did) == 0 {
 		fmt.Fprintf(w, "-- setup: nothing to do: publication %s and slot %s already match the config.\n", p.Publication, in.cfg.Source.Slot)
 	} else {
 		fmt.Fprintf(w, "-- setup: done: %s.\n", strings.Join(did, "; "))
 	}
+}
+
+// onlyGrants reports whether every statement grants a privilege (a second
+// setup, run once the connector's role exists, only grants).
+func onlyGrants(stmts []dba.Statement) bool {
+	for _, st := range stmts {
+		if !strings.HasPrefix(strings.TrimSpace(st.SQL), "GRANT ") {
+			return false
+		}
+	}
+	return true
 }
