@@ -60,6 +60,7 @@ type Client struct {
 	endpoint    string
 	key         Secret
 	transport   http.RoundTripper
+	pool        *pool     // for a plain-http endpoint with the default client: pushes skip transport
 	redacted    string    // endpoint without its password, for errors
 	auth        string    // Authorization of every push: basic auth from the endpoint's userinfo, or ""
 	macs        sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
@@ -77,8 +78,10 @@ var _ sink.Pusher = (*Client)(nil)
 // it before the client is used.
 func (c *Client) Observe(o sink.PushObserver) { c.observe = o }
 
-// New returns a client for cfg. hc may be nil (then a client tuned for many
-// concurrent pushes to one host is used). Pushes go straight to hc's
+// New returns a client for cfg. hc may be nil: then pushes to a plain-http
+// endpoint (not behind a proxy from the environment) go over the client's
+// own keep-alive connections (see pool), and the others over a transport
+// tuned for many concurrent pushes to one host. Pushes go straight to hc's
 // Transport (nil: http.DefaultTransport): they never follow redirects,
 // carry no cookies and are bounded by kobot.timeout, whatever hc's
 // CheckRedirect, Jar and Timeout (http.Client's per-request work, a copy
@@ -92,6 +95,14 @@ func New(cfg config.Kobot, hc *http.Client) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kobot secret: %w", err)
 	}
+	u, err := url.Parse(cfg.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("kobot endpoint: %w", err)
+	}
+	var pl *pool
+	if hc == nil && u.Scheme == "http" && u.Host != "" && !proxied(u) {
+		pl = newPool(u, key)
+	}
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
@@ -99,14 +110,11 @@ func New(cfg config.Kobot, hc *http.Client) (*Client, error) {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("kobot endpoint: %w", err)
-	}
 	cl := &Client{
 		endpoint:    cfg.Endpoint,
 		key:         key,
 		transport:   rt,
+		pool:        pl,
 		redacted:    u.Redacted(),
 		auth:        basicAuth(u.User),
 		timeout:     cfg.Timeout,
@@ -146,15 +154,26 @@ func NewHTTPClient() *http.Client {
 // ctx is done no further attempt starts, but an attempt under way finishes
 // (bounded by kobot.timeout), so a shutdown does not cut a push in half.
 func (c *Client) Push(ctx context.Context, r sink.PushRequest) sink.PushResult {
-	body, err := Payload(r.Event, r.Account)
+	pl, err := newPayload(r.Event, r.Account)
+	if err == nil && !validHeaderValue(r.EventID) {
+		err = fmt.Errorf("event id %q cannot be a webhook-id header: it must be printable ASCII", r.EventID)
+	}
 	if err != nil {
 		return sink.PushResult{PushAttempt: sink.PushAttempt{Class: sink.PushRejected, Err: err}}
+	}
+	var body []byte // for the transport: made once for every attempt
+	if c.pool == nil {
+		body = pl.appendTo(make([]byte, 0, pl.len()))
 	}
 	start := c.now()
 	var res sink.PushResult
 	var bo *backoff.ExponentialBackOff // made at the first retry: most pushes need none
 	for attempt := 1; ; attempt++ {
-		res.PushAttempt = c.send(ctx, r.EventID, body)
+		if c.pool != nil {
+			res.PushAttempt = c.sendPooled(r.EventID, pl)
+		} else {
+			res.PushAttempt = c.send(ctx, r.EventID, body)
+		}
 		res.Attempts = attempt
 		if c.observe != nil {
 			c.observe.Attempted(res.PushAttempt)
@@ -228,20 +247,32 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 		req.Header["Authorization"] = []string{c.auth}
 	}
 	resp, err := c.transport.RoundTrip(req)
-	d := c.now().Sub(now)
 	if err != nil {
-		// As http.Client would report it: Post "<endpoint>": <cause>,
-		// without the endpoint's password.
-		problem, terr := c.transportError(&url.Error{Op: "Post", URL: c.redacted, Err: err})
-		return sink.PushAttempt{Class: sink.PushRetryable, Err: terr, Problem: problem, Duration: d}
+		return c.transportFailure(err, c.now().Sub(now))
 	}
 	defer resp.Body.Close()
+	a, _ := c.answer(resp, len(body), now)
+	return a
+}
+
+// transportFailure is an attempt that got no answer (err).
+func (c *Client) transportFailure(err error, d time.Duration) sink.PushAttempt {
+	// As http.Client would report it: Post "<endpoint>": <cause>,
+	// without the endpoint's password.
+	problem, terr := c.transportError(&url.Error{Op: "Post", URL: c.redacted, Err: err})
+	return sink.PushAttempt{Class: sink.PushRetryable, Err: terr, Problem: problem, Duration: d}
+}
+
+// answer classifies Kobot's answer resp to a push of size bytes started at
+// now, reading its body (up to 64 KiB, so the connection can be reused);
+// bodyDone says whether the body was read to its end.
+func (c *Client) answer(resp *http.Response, size int, now time.Time) (a sink.PushAttempt, bodyDone bool) {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // let the connection be reused
-		return sink.PushAttempt{Class: sink.PushDelivered, Status: resp.StatusCode, Duration: c.now().Sub(now)}
+		bodyDone = drain(resp.Body, 64<<10)
+		return sink.PushAttempt{Class: sink.PushDelivered, Status: resp.StatusCode, Duration: c.now().Sub(now)}, bodyDone
 	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10) // let the connection be reused
+	bodyDone = drain(resp.Body, 64<<10)
 	r := sink.PushAttempt{Status: resp.StatusCode, Duration: c.now().Sub(now)}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
@@ -250,12 +281,12 @@ func (c *Client) send(ctx context.Context, id string, body []byte) sink.PushAtte
 	default:
 		r.Class = sink.PushRejected
 	}
-	se := &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet), Size: len(body)}
+	se := &StatusError{Status: resp.StatusCode, Body: cleanSnippet(snippet), Size: size}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		se.Location = resp.Header.Get("Location")
 	}
 	r.Err, r.Problem = se, se.Problem()
-	return r
+	return r, bodyDone
 }
 
 // basicAuth is the Authorization value http.Client sends for a URL with
@@ -434,21 +465,112 @@ func cleanSnippet(b []byte) string {
 // member. event must be a JSON object without a kobotaccount member (the
 // sink's event parser guarantees both); the rest of it is kept byte for byte.
 func Payload(event []byte, account string) ([]byte, error) {
-	ev := bytes.TrimRight(event, " \t\r\n")
-	if len(ev) < 2 || ev[len(ev)-1] != '}' {
-		return nil, errors.New("event is not a JSON object")
-	}
-	inner := bytes.TrimSpace(ev[1 : len(ev)-1])
-	out := make([]byte, 0, len(ev)+len(account)+24)
-	out = append(out, ev[:len(ev)-1]...)
-	if len(inner) > 0 {
-		out = append(out, ',')
-	}
-	out = append(out, `"`+ExtensionAccount+`":`...)
-	quoted, err := json.Marshal(account)
+	p, err := newPayload(event, account)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, quoted...)
-	return append(out, '}'), nil
+	return p.appendTo(make([]byte, 0, p.len())), nil
+}
+
+// payload is Payload's body in parts, so that a push writes it into its
+// request without a copy of its own.
+type payload struct {
+	head    []byte // the event up to its closing brace
+	comma   bool   // the event has members: a comma before kobotaccount
+	account []byte // the account as a JSON string
+}
+
+// accountMember starts the appended member.
+const accountMember = `"` + ExtensionAccount + `":`
+
+func newPayload(event []byte, account string) (payload, error) {
+	ev := bytes.TrimRight(event, " \t\r\n")
+	if len(ev) < 2 || ev[len(ev)-1] != '}' {
+		return payload{}, errors.New("event is not a JSON object")
+	}
+	quoted, err := json.Marshal(account)
+	if err != nil {
+		return payload{}, err
+	}
+	return payload{head: ev[:len(ev)-1], comma: len(bytes.TrimSpace(ev[1:len(ev)-1])) > 0, account: quoted}, nil
+}
+
+func (p payload) len() int {
+	n := len(p.head) + len(accountMember) + len(p.account) + 1
+	if p.comma {
+		n++
+	}
+	return n
+}
+
+func (p payload) appendTo(b []byte) []byte {
+	b = append(b, p.head...)
+	if p.comma {
+		b = append(b, ',')
+	}
+	b = append(b, accountMember...)
+	b = append(b, p.account...)
+	return append(b, '}')
+}
+
+// sendPooled makes one attempt over the client's own connections (pool):
+// the request is written into the connection's buffer, signed with its
+// HMAC, and bounded by the client's timeout from dial to answer.
+func (c *Client) sendPooled(id string, pl payload) sink.PushAttempt {
+	now := c.now()
+	size := pl.len()
+	build := func(cn *conn) {
+		cn.body = pl.appendTo(cn.body[:0])
+		cn.signed = append(cn.signed[:0], id...)
+		cn.signed = append(cn.signed, '.')
+		cn.signed = strconv.AppendInt(cn.signed, now.Unix(), 10)
+		cn.signed = append(cn.signed, '.')
+		cn.mac.Reset()
+		cn.mac.Write(cn.signed)
+		cn.mac.Write(cn.body)
+		var sum [sha256.Size]byte
+		b := append(cn.req[:0], "POST "...)
+		b = append(b, c.pool.uri...)
+		b = append(b, " HTTP/1.1\r\nHost: "...)
+		b = append(b, c.pool.host...)
+		b = append(b, "\r\nUser-Agent: "+userAgent+"\r\nContent-Type: "+ContentType+"\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, int64(size), 10)
+		b = append(b, "\r\nWebhook-Id: "...)
+		b = append(b, id...)
+		b = append(b, "\r\nWebhook-Timestamp: "...)
+		b = append(b, cn.signed[len(id)+1:len(cn.signed)-1]...)
+		b = append(b, "\r\nWebhook-Signature: "+signaturePrefix...)
+		b = base64.StdEncoding.AppendEncode(b, cn.mac.Sum(sum[:0]))
+		if c.auth != "" {
+			b = append(b, "\r\nAuthorization: "...)
+			b = append(b, c.auth...)
+		}
+		b = append(b, "\r\n\r\n"...)
+		cn.req = append(b, cn.body...)
+	}
+	cn, resp, err := c.pool.roundTrip(time.Now().Add(c.timeout), build)
+	if err != nil {
+		return c.transportFailure(err, c.now().Sub(now))
+	}
+	a, done := c.answer(resp, size, now)
+	c.pool.finish(cn, resp, done)
+	return a
+}
+
+// validHeaderValue says whether s can be a header value as it is: printable
+// ASCII (the sink's event parser allows no other event id).
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// proxied says whether the environment (HTTP_PROXY, NO_PROXY) sends
+// requests to u through a proxy, which the pool does not speak to.
+func proxied(u *url.URL) bool {
+	p, err := http.ProxyFromEnvironment(&http.Request{URL: u})
+	return err != nil || p != nil
 }
