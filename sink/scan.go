@@ -1,6 +1,10 @@
 package sink
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+)
 
 // scanMaxDepth bounds the nesting scanObject follows; deeper documents go
 // to the json.Decoder path (whose own limit is 10,000).
@@ -62,7 +66,7 @@ func scanObject(b []byte) (map[string]json.RawMessage, bool) {
 			if _, dup := m[string(name)]; dup {
 				return nil, false
 			}
-			m[string(name)] = json.RawMessage(b[i:end:end])
+			m[internName(name)] = json.RawMessage(b[i:end:end])
 			i = skipSpace(b, end)
 			if i >= len(b) {
 				return nil, false
@@ -267,4 +271,51 @@ func scanLiteral(b []byte, i int, lit string) (int, bool) {
 		return 0, false
 	}
 	return i + len(lit), true
+}
+
+// maxNames bounds the member names internName keeps: the attributes of
+// CloudEvents and SNS envelopes and the mapped columns of data are a few
+// dozen; names beyond the bound are copied per message.
+const maxNames = 1024
+
+// names is internName's table: read without a lock, replaced whole (copy on
+// write) when a name is added, which stops after maxNames.
+var names struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[string]string]
+}
+
+// internName returns b as a string, the same string for the same bytes
+// every time, so a message's member names are not copied per message: the
+// same dozen names recur in every event.
+func internName(b []byte) string {
+	m := names.m.Load()
+	if m != nil {
+		if s, ok := (*m)[string(b)]; ok {
+			return s
+		}
+		if len(*m) >= maxNames {
+			return string(b)
+		}
+	}
+	s := string(b)
+	names.mu.Lock()
+	defer names.mu.Unlock()
+	old := names.m.Load()
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	if n >= maxNames {
+		return s
+	}
+	nm := make(map[string]string, n+1)
+	if old != nil {
+		for k, v := range *old {
+			nm[k] = v
+		}
+	}
+	nm[s] = s
+	names.m.Store(&nm)
+	return s
 }
