@@ -21,7 +21,14 @@
 //     visibility change and dead-letter send once, after its pushes, and a
 //     transient failure there costs a redelivery (the delivery log keeps it
 //     from being pushed twice), so the SDK's few quick retries are what it
-//     wants; a failed receive is retried by the consumer's loop.
+//     wants; a failed receive is retried by the consumer's loop. The
+//     retryer has no client-side retry quota (the SDK's default token
+//     bucket, which stops every retry of the client once about 100 have
+//     failed, until successes refill it): a sink makes a bounded number of
+//     calls at once, each retried at most twice with backoff, so the quota
+//     would only turn a long outage's deletes into redeliveries, and it
+//     costs a lock per call. AWS_MAX_ATTEMPTS still applies; AWS_RETRY_MODE
+//     does not.
 //   - The connector's S3 client (large events stored in S3) makes one
 //     attempt per call, for the SNS client's reasons: the payload store
 //     retries, as long as its context allows, because the event behind it
@@ -56,6 +63,8 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
@@ -108,8 +117,13 @@ type Options struct {
 // environment and the shared config files; it makes no network call.
 func Config(ctx context.Context, o Options) (aws.Config, error) {
 	opts := []func(*config.LoadOptions) error{config.WithLogger(sdkLogger{o.Logger})}
-	if o.Retries == CallerRetries {
+	switch o.Retries {
+	case CallerRetries:
 		opts = append(opts, config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }))
+	case SDKRetries:
+		opts = append(opts, config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) { so.RateLimiter = ratelimit.None })
+		}))
 	}
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
@@ -227,7 +241,10 @@ func SNS(ctx context.Context, o Options) (*awssns.Client, error) {
 }
 
 // SQS builds an SQS client for o. Its requests are sent with their bodies
-// in memory (memoryBodies says why).
+// in memory (memoryBodies says why). It does not check received messages
+// against their MD5 digests when the transport already guarantees their
+// integrity (integrityFromTransport): HTTPS, as to every AWS endpoint, or a
+// local emulator.
 func SQS(ctx context.Context, o Options) (*awssqs.Client, error) {
 	cfg, err := Config(ctx, o)
 	if err != nil {
@@ -238,6 +255,7 @@ func SQS(ctx context.Context, o Options) (*awssqs.Client, error) {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
 		so.HTTPClient = memoryBodies{next: withIdleConns(so.HTTPClient, o.IdleConns)}
+		so.DisableMessageChecksumValidation = integrityFromTransport(aws.ToString(so.BaseEndpoint))
 	}), nil
 }
 

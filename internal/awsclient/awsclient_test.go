@@ -23,7 +23,7 @@ import (
 
 // testCredentials makes the default chain find static test credentials and
 // nothing else (no shared files, no instance metadata).
-func testCredentials(t *testing.T) {
+func testCredentials(t testing.TB) {
 	dir := t.TempDir()
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -281,5 +281,29 @@ func TestIdleConns(t *testing.T) {
 				t.Errorf("%d connections opened for %d rounds of %d calls at once, want %d to %d", got, rounds, n, tc.lo, tc.hi)
 			}
 		})
+	}
+}
+
+// TestIntegrityFromTransport checks where the SQS client leaves out the
+// SDK's MD5 check of received messages: only where the transport already
+// guarantees their integrity.
+func TestIntegrityFromTransport(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint string
+		want     bool
+	}{
+		{"", true}, // AWS's own endpoint: HTTPS
+		{"https://sqs.ap-northeast-1.amazonaws.com", true},
+		{"HTTPS://vpce-0123.sqs.ap-northeast-1.vpce.amazonaws.com", true},
+		{"http://localhost:4566", true},
+		{"http://127.0.0.1:4566", true},
+		{"http://[::1]:4566", true},
+		{"http://sqs-proxy.internal:8080", false},
+		{"http://10.0.0.5:4566", false},
+		{"http://[fe80::1", false}, // unparsable: keep the check
+	} {
+		if got := integrityFromTransport(tc.endpoint); got != tc.want {
+			t.Errorf("integrityFromTransport(%q) = %v, want %v", tc.endpoint, got, tc.want)
+		}
 	}
 }
