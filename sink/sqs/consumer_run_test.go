@@ -81,10 +81,10 @@ func (p *gatedProcessor) Process(ctx context.Context, msgs []sink.Message) ([]si
 }
 
 // TestConsumerReceivesWhileProcessing: receiving goes on while batches are
-// processed, at most 2 × concurrency batches are in hand (one in each
-// processor, one waiting in each receiver), each Process call gets one
-// receive's batch, and a shutdown processes and deletes every batch
-// already received.
+// processed, at most (mergeBatches + 1) × concurrency batches are in hand
+// (those in the processors, one waiting in each receiver), each Process
+// call gets at most mergeBatches receives' batches, and a shutdown
+// processes and deletes every batch already received.
 func TestConsumerReceivesWhileProcessing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -119,8 +119,8 @@ func TestConsumerReceivesWhileProcessing(t *testing.T) {
 	for range conc {
 		select {
 		case n := <-proc.calls:
-			if n > 10 {
-				t.Errorf("a Process call got %d messages, want one receive's (≤ 10)", n)
+			if n > mergeBatches*10 {
+				t.Errorf("a Process call got %d messages, want at most %d receives' (≤ %d)", n, mergeBatches, mergeBatches*10)
 			}
 		case <-ctx.Done():
 			t.Fatal("processors did not start")
@@ -128,8 +128,10 @@ func TestConsumerReceivesWhileProcessing(t *testing.T) {
 	}
 	waitFor(t, ctx, func() bool { r, _, _, _ := client.snapshot(); return r >= 2*conc })
 	time.Sleep(300 * time.Millisecond)
-	if r, _, _, _ := client.snapshot(); r != 2*conc {
-		t.Fatalf("%d receives with %d processors busy, want %d (2 × concurrency)", r, conc, 2*conc)
+	settled, _, _, _ := client.snapshot()
+	time.Sleep(300 * time.Millisecond)
+	if r, _, _, _ := client.snapshot(); r != settled || r > (mergeBatches+1)*conc {
+		t.Fatalf("%d then %d receives with %d processors busy, want no more than %d ((mergeBatches + 1) × concurrency), then none", settled, r, conc, (mergeBatches+1)*conc)
 	}
 	// Let everything through, then stop while receiving goes on.
 	var sizes []int
@@ -156,8 +158,8 @@ func TestConsumerReceivesWhileProcessing(t *testing.T) {
 	if inHand != 0 {
 		t.Errorf("Run returned with %d received messages not deleted", inHand)
 	}
-	if peak > 2*conc*10+conc*10 {
-		t.Errorf("%d messages in hand at once, want at most %d (2 × concurrency batches, plus one batch being deleted per processor)", peak, 3*conc*10)
+	if limit := (mergeBatches+1)*conc*10 + conc*mergeBatches*10; peak > limit {
+		t.Errorf("%d messages in hand at once, want at most %d ((mergeBatches + 1) × concurrency batches, plus one call's being deleted per processor)", peak, limit)
 	}
 	if deleted < total/2 {
 		t.Errorf("%d messages deleted, want at least %d", deleted, total/2)
@@ -165,8 +167,8 @@ func TestConsumerReceivesWhileProcessing(t *testing.T) {
 	sizesMu.Lock()
 	defer sizesMu.Unlock()
 	for _, n := range sizes {
-		if n > 10 {
-			t.Errorf("a Process call got %d messages, want one receive's (≤ 10)", n)
+		if n > mergeBatches*10 {
+			t.Errorf("a Process call got %d messages, want at most %d receives' (≤ %d)", n, mergeBatches, mergeBatches*10)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package sqs
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -110,6 +111,54 @@ func TestDeadLetterAttributes(t *testing.T) {
 			}
 			if tt.dropped == "" && strings.Contains(reason, "not kept") {
 				t.Errorf("reason %q names dropped attributes; none was", reason)
+			}
+		})
+	}
+}
+
+// TestWithWaiting checks what a processor takes at once: the batch handed
+// to it and those already waiting, up to mergeBatches, in order, never
+// waiting for one.
+func TestWithWaiting(t *testing.T) {
+	batch := func(from, n int) []types.Message {
+		var b []types.Message
+		for i := from; i < from+n; i++ {
+			b = append(b, types.Message{MessageId: aws.String(strconv.Itoa(i))})
+		}
+		return b
+	}
+	ids := func(msgs []types.Message) string {
+		var s []string
+		for _, m := range msgs {
+			s = append(s, aws.ToString(m.MessageId))
+		}
+		return strings.Join(s, ",")
+	}
+	for _, tc := range []struct {
+		name    string
+		waiting int // batches of 2 waiting
+		closed  bool
+		want    string
+		left    int
+	}{
+		{name: "none waiting", want: "0,1"},
+		{name: "one waiting", waiting: 1, want: "0,1,2,3"},
+		{name: "more than mergeBatches waiting", waiting: mergeBatches + 1, want: "0,1,2,3,4,5", left: 2},
+		{name: "closed after one", waiting: 1, closed: true, want: "0,1,2,3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := make(chan []types.Message, 10)
+			for i := range tc.waiting {
+				ch <- batch(2+2*i, 2)
+			}
+			if tc.closed {
+				close(ch)
+			}
+			if got := ids(withWaiting(batch(0, 2), ch)); got != tc.want {
+				t.Errorf("withWaiting took %s, want %s", got, tc.want)
+			}
+			if len(ch) != tc.left {
+				t.Errorf("%d batches left waiting, want %d", len(ch), tc.left)
 			}
 		})
 	}
