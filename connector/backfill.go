@@ -143,19 +143,30 @@ func (s Snapshot) Sees(xid uint32) bool {
 	return !slices.Contains(s.Xip, x)
 }
 
-// BackfillChunk is what one chunk read: rows of the table in primary-key
-// order, with their relation (the published columns) and keys.
+// BackfillChunk is what one chunk read: the keys of its rows, in primary-key
+// order, and (filled by the runner as the rows are read) their read events.
 type BackfillChunk struct {
-	Rel  *Relation
-	Rows [][]Datum
-	// Keys[i] is the key of Rows[i] (RowKey of its primary-key values).
+	Rel *Relation
+	// Keys[i] is the key of the i-th row (RowKey of its primary-key
+	// values).
 	Keys []string
 	// LastKey is the primary key of the last row, per column; nil when
 	// the chunk is empty.
 	LastKey  []string
 	Snapshot Snapshot
 	Took     time.Duration
+
+	// reads[i] is the read event of the i-th row (nil: the table is not
+	// mapped), encoded with mapping and version.
+	reads   []*ReadEvent
+	mapping *Mapping
+	version string
 }
+
+// RowFunc receives a row read by a chunk, in key order: the values of the
+// published columns of rel in text form (valid only during the call) and
+// the row's key (RowKey). An error stops the read and is returned.
+type RowFunc func(rel *Relation, row []Datum, key string) error
 
 // BackfillPlan is a backfill checked against the table and its mapping.
 type BackfillPlan struct {
@@ -184,8 +195,9 @@ type BackfillSource interface {
 	// Watermark writes a watermark into the WAL.
 	Watermark(ctx context.Context, w Watermark) error
 	// ReadChunk reads up to limit rows after key after (nil: from the
-	// start) and not beyond the plan's MaxKey.
-	ReadChunk(ctx context.Context, p *BackfillPlan, after []string, limit int) (*BackfillChunk, error)
+	// start) and not beyond the plan's MaxKey, handing each to row as it
+	// arrives; errors of row are returned wrapped.
+	ReadChunk(ctx context.Context, p *BackfillPlan, after []string, limit int, row RowFunc) (*BackfillChunk, error)
 	// Save stores st's progress and status.
 	Save(ctx context.Context, st *BackfillState) error
 	// Cancelled reports whether a cancel of backfill id was requested.
@@ -240,8 +252,10 @@ type chunkWindow struct {
 	// chunk is then read again.
 	result chan LSN
 	// redo is set when the chunk must be read again (a change without its
-	// key in the stream).
+	// key in the stream); remap when its reads were encoded with mappings
+	// that changed before the high watermark.
 	redo    bool
+	remap   bool
 	emitted int
 	keyIdx  map[*Relation][]int
 }
@@ -420,16 +434,22 @@ func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, conten
 		}
 	}
 	i.mu.Unlock()
+	if mp := i.Pipeline.mapper; ch.mapping != mp.Mapping(w.table) || ch.version != mp.Version() {
+		i.log.Info("backfill: the mappings changed while the chunk was read; it is read again", "backfill", w.wm.Backfill, "chunk", w.wm.Chunk)
+		w.remap = true
+		i.done = w
+		return nil
+	}
 	seq := 0
-	for n, row := range ch.Rows {
-		if _, skip := stale[ch.Keys[n]]; skip {
+	for n, r := range ch.reads {
+		if _, skip := stale[ch.Keys[n]]; skip || r == nil {
 			continue
 		}
 		seq++
-		c := Change{Tx: tx, Seq: seq, Rel: ch.Rel, Op: OpRead, New: row}
-		if err := i.Pipeline.Read(ctx, &c, w.wm.Backfill, ch.Keys[n]); err != nil {
+		if err := i.Pipeline.readEncoded(ctx, tx, r); err != nil {
 			return fmt.Errorf("backfill %s chunk %d: %w", w.wm.Backfill, w.wm.Chunk, err)
 		}
+		ch.reads[n] = nil // published: the chunk no longer holds it
 	}
 	w.emitted = seq
 	i.done = w

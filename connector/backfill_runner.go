@@ -69,6 +69,7 @@ type BackfillRunner struct {
 	obs   BackfillObserver
 	log   *slog.Logger
 	run   string
+	enc   ReadEncoder
 }
 
 // NewBackfillRunner returns a runner; it does nothing until Run.
@@ -78,7 +79,7 @@ func NewBackfillRunner(il *Interleaver, src BackfillSource, opts BackfillOptions
 	}
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
-	return &BackfillRunner{il: il, src: src, opts: opts, ready: ready, obs: obs, log: log, run: hex.EncodeToString(nonce[:])}
+	return &BackfillRunner{il: il, src: src, opts: opts, ready: ready, obs: obs, log: log, run: hex.EncodeToString(nonce[:]), enc: ReadEncoder{p: il.Pipeline}}
 }
 
 // Run looks for backfills and runs them until ctx ends. A failure of the
@@ -162,6 +163,9 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 			if ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, errRemap) {
+				continue // read again at once, with the new mappings
+			}
 			if errors.Is(err, ErrPermanent) || errors.Is(err, ErrBackfillRefused) {
 				log.Error("backfill failed", "error", err)
 				r.finish(ctx, st, BackfillFailed, err.Error())
@@ -193,10 +197,23 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 		return false, fmt.Errorf("low watermark: %w", err)
 	}
 	limit := st.ChunkSize
-	c, err := r.src.ReadChunk(ctx, plan, st.LastKey, limit)
+	// The rows are encoded as they arrive (see ReadEvent), with the
+	// mappings in use now; the high watermark finds out whether they
+	// still are.
+	mapping, version := r.enc.sync(plan.Table)
+	var reads []*ReadEvent
+	c, err := r.src.ReadChunk(ctx, plan, st.LastKey, limit, func(rel *Relation, row []Datum, key string) error {
+		re, err := r.enc.m.EncodeRead(rel, row, st.ID, key)
+		if err != nil {
+			return fmt.Errorf("row %s: %w", key, err)
+		}
+		reads = append(reads, re)
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("read chunk: %w", err)
 	}
+	c.reads, c.mapping, c.version = reads, mapping, version
 	r.il.deposit(w, c)
 	wm.Mark = "high"
 	if err := r.src.Watermark(ctx, wm); err != nil {
@@ -211,9 +228,11 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 		return false, fmt.Errorf("the high watermark of chunk %d was not decoded within %s", wm.Chunk, r.opts.WindowTimeout)
 	}
 	r.il.mu.Lock()
-	redo, emitted := w.redo, w.emitted
+	redo, remap, emitted := w.redo, w.remap, w.emitted
 	r.il.mu.Unlock()
 	switch {
+	case remap:
+		return false, errRemap
 	case redo:
 		return false, fmt.Errorf("a change inside chunk %d came without its primary key", wm.Chunk)
 	case end == 0:
@@ -225,28 +244,29 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 		return false, err
 	}
 	st.Chunks++
-	st.RowsDone += int64(len(c.Rows))
+	rows := len(c.Keys)
+	st.RowsDone += int64(rows)
 	if c.LastKey != nil {
 		st.LastKey = c.LastKey
 	}
 	st.LastChunkTaken = c.Took
 	if c.Took > 0 {
-		st.RowsPerSecond = float64(len(c.Rows)) / c.Took.Seconds()
+		st.RowsPerSecond = float64(rows) / c.Took.Seconds()
 	}
-	st.ChunkSize = r.adapt(st.ChunkSize, len(c.Rows), c.Took)
-	more = len(c.Rows) >= limit
+	st.ChunkSize = r.adapt(st.ChunkSize, rows, c.Took)
+	more = rows >= limit
 	if !more {
 		st.Status = BackfillDone
 	}
 	if err := r.src.Save(ctx, st); err != nil {
 		return false, fmt.Errorf("save progress: %w", err)
 	}
-	r.obs.BackfillChunk(st, len(c.Rows), emitted, c.Took)
+	r.obs.BackfillChunk(st, rows, emitted, c.Took)
 	if more {
 		r.obs.BackfillProgress(st) // the end is reported by finish
 	}
-	if r.opts.MaxRowsPerSecond > 0 && len(c.Rows) > 0 {
-		if wait := time.Duration(float64(len(c.Rows))/r.opts.MaxRowsPerSecond*float64(time.Second)) - c.Took; wait > 0 {
+	if r.opts.MaxRowsPerSecond > 0 && rows > 0 {
+		if wait := time.Duration(float64(rows)/r.opts.MaxRowsPerSecond*float64(time.Second)) - c.Took; wait > 0 {
 			select {
 			case <-ctx.Done():
 				return false, ctx.Err()
@@ -256,6 +276,10 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	}
 	return more, nil
 }
+
+// errRemap: the chunk's reads were encoded with mappings that changed
+// before its high watermark; it is read again.
+var errRemap = errors.New("the mappings changed while the chunk was read")
 
 // adapt sizes the next chunk to the time budget: halved (at least) when
 // the chunk took longer, doubled when it took under half of it.

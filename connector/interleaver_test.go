@@ -48,7 +48,10 @@ func TestInterleaverHandle(t *testing.T) {
 		before, inside []change
 		snap           Snapshot
 		slot           string // of the watermarks; "" is the interleaver's
-		wantReads      []string
+		// reload: the mappings are reloaded after the chunk was read,
+		// before its high watermark: its reads are stale (read again).
+		reload    bool
+		wantReads []string
 	}{
 		{name: "no change in the window", wantReads: []string{"1", "2", "3"}},
 		{name: "a key changed inside the window", inside: []change{{20, "2"}}, wantReads: []string{"1", "3"}},
@@ -57,6 +60,7 @@ func TestInterleaverHandle(t *testing.T) {
 		{name: "a key changed before, invisible to the snapshot", before: []change{{15, "1"}},
 			snap: Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{15}}, wantReads: []string{"2", "3"}},
 		{name: "another connector's watermarks", slot: "other", inside: []change{{20, "2"}}},
+		{name: "mappings reloaded before the high watermark", reload: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,11 +111,20 @@ func TestInterleaverHandle(t *testing.T) {
 			}
 			mark("low")
 			ch := &BackfillChunk{Rel: testRel, Snapshot: tc.snap}
+			enc := ReadEncoder{p: p}
+			ch.mapping, ch.version = enc.sync("public.t")
 			for _, id := range []string{"1", "2", "3"} {
-				ch.Rows = append(ch.Rows, []Datum{{Kind: DatumText, Value: []byte(id)}, {Kind: DatumText, Value: []byte("k" + id)}})
+				r, err := enc.m.EncodeRead(testRel, []Datum{{Kind: DatumText, Value: []byte(id)}, {Kind: DatumText, Value: []byte("k" + id)}}, "b1", id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ch.reads = append(ch.reads, r)
 				ch.Keys = append(ch.Keys, RowKey([]string{id}))
 			}
 			il.deposit(w, ch)
+			if tc.reload {
+				p.Reload([]*Mapping{mustMapping(t, "public.t", "id", "k")}, "v2", 0, nil)
+			}
 			for _, c := range tc.inside {
 				update(c)
 			}
@@ -130,6 +143,9 @@ func TestInterleaverHandle(t *testing.T) {
 				}
 				for _, id := range tc.wantReads {
 					want = append(want, ReadEventID("b1", "public.t", id))
+				}
+				if w.remap != tc.reload {
+					t.Errorf("chunk to be read again for new mappings: %t, want %t", w.remap, tc.reload)
 				}
 			} else if len(w.result) != 0 {
 				t.Fatal("another connector's high watermark closed the chunk")

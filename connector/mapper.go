@@ -103,6 +103,7 @@ type Mapper struct {
 	txLSN       []byte // the commit LSN, text form
 	txHead      []byte // `"lsn":"...","xid":N` of the current transaction
 	txTime      []byte // `"time":"..."` of the current transaction
+	scratch     Event  // EncodeRead's event before it is made compact
 }
 
 // NewMapper returns a Mapper for the given mappings. source is the
@@ -310,7 +311,7 @@ func (m *Mapper) Map(c *Change) (*Event, error) {
 	if c.Op == OpRead {
 		return nil, fmt.Errorf("map %s: a read is mapped with MapRead: %w", c.Rel.QualifiedName(), ErrPermanent)
 	}
-	return m.mapChange(c, "", "")
+	return m.mapChange(c, "", "", nil)
 }
 
 // MapRead returns the read event of a row re-emitted by backfill (c.Op is
@@ -325,7 +326,14 @@ func (m *Mapper) MapRead(c *Change, backfill, rowKey string) (*Event, error) {
 	if c.Op != OpRead {
 		return nil, fmt.Errorf("map read of %s: op %s: %w", c.Rel.QualifiedName(), c.Op, ErrPermanent)
 	}
-	return m.mapChange(c, backfill, ReadEventID(backfill, c.Rel.QualifiedName(), rowKey))
+	r, err := m.EncodeRead(c.Rel, c.New, backfill, rowKey)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	if c.Tx != m.tx {
+		m.startTx(c.Tx)
+	}
+	return r.assemble(c.Tx, m.txTime, m.txHead), nil
 }
 
 // ReadEventID is the id of the read event of the row of table whose primary
@@ -339,7 +347,11 @@ func ReadEventID(backfill, table, rowKey string) string {
 	return backfill + "-" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-func (m *Mapper) mapChange(c *Change, backfill, readID string) (*Event, error) {
+// mapChange encodes c's event. With split (a read encoded before its high
+// watermark, see EncodeRead) the transaction's parts ("time", "lsn",
+// "xid") are left out of the body, their places recorded in split, and the
+// event is split's.
+func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent) (*Event, error) {
 	p := m.plans[c.Rel.ID]
 	if p == nil || p.rel != c.Rel {
 		mp := m.byTable[c.Rel.QualifiedName()]
@@ -355,8 +367,12 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string) (*Event, error) {
 	if p.skip || int(c.Op) >= len(p.ops) || !p.ops[c.Op] {
 		return nil, nil
 	}
-	if c.Tx != m.tx {
+	if split == nil && c.Tx != m.tx {
 		m.startTx(c.Tx)
+	}
+	errID := readID
+	if errID == "" {
+		errID = EventID(c.Tx.CommitLSN, c.Seq)
 	}
 
 	row := c.New
@@ -391,25 +407,33 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string) (*Event, error) {
 			keyEnd = len(b)
 		}
 	}
-	b = append(b, m.txTime...)
+	if split != nil {
+		split.timeAt = int32(len(b))
+	} else {
+		b = append(b, m.txTime...)
+	}
 	b = append(b, `,"datacontenttype":"application/json"`...)
 	b = append(b, p.tableOp[c.Op]...)
 	if backfill != "" {
 		b = append(b, `,"backfill":`...)
 		b = appendJSONString(b, backfill)
 	}
-	b = append(b, m.txHead...)
+	if split != nil {
+		split.headAt = int32(len(b))
+	} else {
+		b = append(b, m.txHead...)
+	}
 	b = append(b, `,"data":`...)
 	var unchanged []string
 	var err error
 	b, unchanged, err = p.appendRow(b, row, c.Op == OpDelete && c.OldIsKey, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, EventID(c.Tx.CommitLSN, c.Seq), p.m.Table, err)
+		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, errID, p.m.Table, err)
 	}
 	if c.Op == OpUpdate && c.Old != nil {
 		b = append(b, `,"old":`...)
 		if b, _, err = p.appendRow(b, c.Old, c.OldIsKey, nil); err != nil {
-			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, EventID(c.Tx.CommitLSN, c.Seq), p.m.Table, err)
+			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, errID, p.m.Table, err)
 		}
 	}
 	if len(unchanged) > 0 {
@@ -438,15 +462,24 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string) (*Event, error) {
 			size += len(row[a.idx].Value)
 		}
 	}
+	if split != nil {
+		size += readTxRoom
+	}
 	buf := make([]byte, 0, size)
 	buf = append(buf, b...)
-	ev := &Event{
-		Table:      p.m.Table,
-		Op:         c.Op,
-		Type:       p.types[c.Op],
-		Topic:      p.m.Topic,
-		CommitTime: c.Tx.CommitTime,
-		CommitLSN:  c.Tx.CommitLSN,
+	var ev *Event
+	if split != nil {
+		ev = &m.scratch // copied into split, compactly
+		*ev = Event{Table: p.m.Table, Op: c.Op, Type: p.types[c.Op], Topic: p.m.Topic}
+	} else {
+		ev = &Event{
+			Table:      p.m.Table,
+			Op:         c.Op,
+			Type:       p.types[c.Op],
+			Topic:      p.m.Topic,
+			CommitTime: c.Tx.CommitTime,
+			CommitLSN:  c.Tx.CommitLSN,
+		}
 	}
 	ev.Body = buf[:bodyLen:bodyLen]
 	ev.ID = bytesString(buf[idStart:idEnd])
@@ -488,6 +521,13 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string) (*Event, error) {
 		start := len(buf)
 		buf = append(buf, v...)
 		ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: bytesString(buf[start:])})
+	}
+	if split != nil {
+		split.buf, split.bodyLen, split.plan = buf, int32(bodyLen), p
+		split.id, split.key = ev.ID, ev.Key
+		if len(ev.Attributes) > 3 {
+			split.attrs = slices.Clone(ev.Attributes[3:])
+		}
 	}
 	return ev, nil
 }

@@ -60,13 +60,21 @@ func TestMapperGolden(t *testing.T) {
 			New: []Datum{text("42"), text("7"), text("a@b.jp"), text("[]"), text("offer"), null}}},
 		{"delete_key_only", Change{Seq: 5, Op: OpDelete, OldIsKey: true, Old: []Datum{text("42"), null, null, null, null, null}}},
 		{"delete_full", Change{Seq: 6, Op: OpDelete, Old: []Datum{text("42"), text("7"), text("x"), text("{}"), text("hired"), text("1")}}},
+		{"read", Change{Seq: 7, Op: OpRead, New: []Datum{text("42"), text("7"), text("a@b.jp"), text(`{"q":"なぜ?"}`), text("applied"), text("12.5")}}},
+		{"read_nulls", Change{Seq: 8, Op: OpRead, New: []Datum{text("43"), text("8"), null, null, text(`say "hi"\n`), null}}},
 	}
 	m := NewMapper("baitoru/baitoru", ms)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.c
 			c.Tx, c.Rel = tx, appsRel
-			ev, err := m.Map(&c)
+			var ev *Event
+			var err error
+			if c.Op == OpRead {
+				ev, err = m.MapRead(&c, "bf-1", string(c.New[0].Value))
+			} else {
+				ev, err = m.Map(&c)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,6 +88,51 @@ func TestMapperGolden(t *testing.T) {
 			}, "", "  ")
 			golden(t, filepath.Join("testdata", "mapper", tc.name, "event.json"), got)
 		})
+	}
+}
+
+// TestEncodeReadAssemble: a read encoded before its high watermark on a
+// Mapper of its own (the backfill's runner) and assembled with another's
+// transaction parts (the stream's reader) is the event MapRead returns,
+// attributes and strings included (they move with the bytes).
+func TestEncodeReadAssemble(t *testing.T) {
+	ms := []*Mapping{{
+		Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications", Topic: "arn:topic",
+		Columns:    []MappedColumn{{Column: "application_id", Name: "application_id"}, {Column: "status", Name: "status"}, {Column: "score", Name: "score"}},
+		Attributes: []MappedAttribute{{Column: "company_id", Name: "company_id", Type: "Number"}, {Name: "origin", Type: "String", Value: "baitoru"}, {Column: "status", Name: "status", Type: "String"}},
+		Key:        []string{"status"},
+	}}
+	tx := &Tx{XID: 99, CommitLSN: 0x2A00, CommitTime: time.Date(2026, 12, 7, 1, 2, 3, 456789000, time.UTC)}
+	rows := [][]Datum{
+		{text("42"), text("7"), text("a@b.jp"), text("[]"), text("applied"), text("1.5")},
+		{text("43"), null, null, null, text(`"quoted"`), null},
+		{text("44"), text("8"), null, null, text(`a\b`), text("NaN")},
+	}
+	runner, reader, direct := NewMapper("baitoru/x", ms), NewMapper("baitoru/x", ms), NewMapper("baitoru/x", ms)
+	for _, row := range rows {
+		r, err := runner.EncodeRead(appsRel, row, "bf", string(row[0].Value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc := append([]byte(nil), r.buf...) // assemble reuses r.buf
+		before := string(enc[:r.timeAt])
+		time, head := reader.txParts(tx)
+		got := r.assemble(tx, time, head)
+		want, err := direct.MapRead(&Change{Tx: tx, Rel: appsRel, Op: OpRead, New: row}, "bf", string(row[0].Value))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Body) != string(want.Body) || got.ID != want.ID || got.Key != want.Key || got.Type != want.Type ||
+			got.Topic != want.Topic || got.Table != want.Table || got.Op != want.Op ||
+			!got.CommitTime.Equal(want.CommitTime) || got.CommitLSN != want.CommitLSN || !slices.Equal(got.Attributes, want.Attributes) {
+			t.Errorf("assembled %+v\nwant      %+v", got, want)
+		}
+		if strings.Contains(before, `"time"`) || bytes.Contains(enc, []byte(`"lsn"`)) {
+			t.Errorf("the encoding before the high watermark holds the transaction's parts: %s", enc)
+		}
+		if !strings.HasPrefix(string(got.Body), before) {
+			t.Errorf("the body's start moved: %s", got.Body)
+		}
 	}
 }
 
@@ -220,4 +273,52 @@ func TestMapperTypeChanges(t *testing.T) {
 			t.Errorf("step %d: %+v, want %+v", i, got, s.want)
 		}
 	}
+}
+
+// BenchmarkReadOnReader is the stream's reader's work per backfilled row at
+// a high watermark: mapping the row there (map, MapRead) against assembling
+// the event the runner encoded before it (assemble); encode is the runner's
+// share. The application row of make bench's backfill item.
+func BenchmarkReadOnReader(b *testing.B) {
+	rel := &Relation{ID: 3, Schema: "public", Name: "applications", Columns: []Column{
+		{Name: "application_id", Key: true, Encode: rawJSON}, {Name: "company_id", Encode: rawJSON}, {Name: "posting_id", Encode: rawJSON},
+		{Name: "status", Encode: EncodeString}, {Name: "source", Encode: EncodeString}, {Name: "answers", Encode: rawJSON}, {Name: "applied_at", Encode: EncodeString},
+	}}
+	ms := []*Mapping{{Table: "public.applications", Ops: []Op{OpInsert}, TypePrefix: "baitoru.applications",
+		Columns: []MappedColumn{{Column: "application_id", Name: "application_id"}, {Column: "company_id", Name: "company_id"}, {Column: "posting_id", Name: "posting_id"},
+			{Column: "status", Name: "status"}, {Column: "source", Name: "source"}, {Column: "answers", Name: "answers"}, {Column: "applied_at", Name: "applied_at"}},
+		Attributes: []MappedAttribute{{Column: "company_id", Name: "company_id", Type: "Number"}}, Key: []string{"company_id"}}}
+	row := []Datum{text("123456"), text("42"), text("101234"), text("applied"), text("web"),
+		text(`{"days": ["mon", "thu"], "note": "よろしくお願いします", "available_from": "2026-12-01", "experience_years": 3}`), text("2026-12-07 01:02:03.456789+00")}
+	tx := &Tx{XID: 9, CommitLSN: 0x1000, CommitTime: time.Now()}
+	b.Run("map", func(b *testing.B) {
+		m := NewMapper("baitoru/baitoru", ms)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.MapRead(&Change{Tx: tx, Rel: rel, Op: OpRead, New: row}, "bf", "123456"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	enc, rd := NewMapper("baitoru/baitoru", ms), NewMapper("baitoru/baitoru", ms)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := enc.EncodeRead(rel, row, "bf", "123456"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("assemble", func(b *testing.B) {
+		reads := make([]*ReadEvent, b.N)
+		for i := range reads {
+			reads[i], _ = enc.EncodeRead(rel, row, "bf", "123456")
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			t, h := rd.txParts(tx)
+			reads[i].assemble(tx, t, h)
+		}
+	})
 }

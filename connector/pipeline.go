@@ -142,7 +142,11 @@ type Pipeline struct {
 	// publication.
 	current        []*Mapping
 	currentVersion string
-	prior          *priorMappings
+	// mapState is the newest mappings applied (NewPipeline, then each
+	// reload), for the backfill's runner, which encodes reads with them
+	// (ReadEncoder).
+	mapState atomic.Pointer[mappingState]
+	prior    *priorMappings
 }
 
 // NewPipeline returns a pipeline; it publishes nothing until Run is called.
@@ -162,6 +166,7 @@ func NewPipeline(mapper *Mapper, pub Publisher, opts PipelineOptions, obs Observ
 		p.pending = append(p.pending, make([]*Event, 0, opts.MaxBatch))
 		p.pendingReads = append(p.pendingReads, nil)
 	}
+	p.mapState.Store(&mappingState{source: mapper.source, mappings: mapper.Mappings(), version: mapper.Version()})
 	p.win.maxEvents = opts.MaxInflightEvents
 	p.win.maxBytes = opts.MaxInflightBytes
 	p.tracker.obs = obs
@@ -305,6 +310,7 @@ func (p *Pipeline) begin(tx *Tx) {
 		p.currentVersion = r.version
 		p.priorUntil.Store(0)
 		p.mapper.SetMappings(r.mappings, r.version)
+		p.mapState.Store(&mappingState{source: p.mapper.source, mappings: r.mappings, version: r.version})
 		close(r.applied)
 		p.log.Info("mappings reloaded", "version", r.version, "from_lsn", tx.CommitLSN.String())
 	}
@@ -432,6 +438,22 @@ func (p *Pipeline) Read(ctx context.Context, c *Change, backfill, rowKey string)
 		return err
 	}
 	if err := p.enqueue(ctx, ev, true); err != nil {
+		return err
+	}
+	p.reads.Add(1)
+	return nil
+}
+
+// readEncoded queues a read encoded before its high watermark (see
+// ReadEvent) in the open transaction, the high watermark's, as Read does.
+// The caller made sure r was encoded with the mappings in use (mappingsOf).
+// Reader goroutine only.
+func (p *Pipeline) readEncoded(ctx context.Context, tx *Tx, r *ReadEvent) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
+	time, head := p.mapper.txParts(tx)
+	if err := p.enqueue(ctx, r.assemble(tx, time, head), true); err != nil {
 		return err
 	}
 	p.reads.Add(1)

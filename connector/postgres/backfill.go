@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -459,8 +460,9 @@ func keyRow(order string, types []string, cmp string, n int) string {
 
 // ReadChunk reads up to limit rows after after, in key order, in a
 // read-only REPEATABLE READ transaction whose snapshot it returns, in text
-// form (the stream's).
-func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int) (*connector.BackfillChunk, error) {
+// form (the stream's), handing each row to each straight from the
+// driver's receive buffer (no copy).
+func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int, each connector.RowFunc) (*connector.BackfillChunk, error) {
 	q := p.Source.(*backfillQuery)
 	conn, release, err := s.db(ctx)
 	if err != nil {
@@ -502,30 +504,29 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 		return nil, fmt.Errorf("read %s: %w", p.Table, err)
 	}
 	defer rows.Close()
+	var row []connector.Datum
+	key := make([]string, len(q.keyIdx))
 	for rows.Next() {
 		raw := rows.RawValues()
-		row := make([]connector.Datum, len(raw))
-		size := 0
+		row = row[:0]
 		for _, v := range raw {
-			size += len(v)
-		}
-		buf := make([]byte, 0, size)
-		for i, v := range raw {
 			if v == nil {
-				row[i] = connector.Datum{Kind: connector.DatumNull}
+				row = append(row, connector.Datum{Kind: connector.DatumNull})
 				continue
 			}
-			start := len(buf)
-			buf = append(buf, v...)
-			row[i] = connector.Datum{Kind: connector.DatumText, Value: buf[start:len(buf):len(buf)]}
+			row = append(row, connector.Datum{Kind: connector.DatumText, Value: v})
 		}
-		key := make([]string, len(q.keyIdx))
 		for i, j := range q.keyIdx {
-			key[i] = string(row[j].Value)
+			key[i] = string(raw[j])
 		}
-		c.Rows = append(c.Rows, row)
-		c.Keys = append(c.Keys, connector.RowKey(key))
-		c.LastKey = key
+		k := connector.RowKey(key)
+		if err := each(q.rel, row, k); err != nil {
+			return nil, fmt.Errorf("read %s: %w", p.Table, err)
+		}
+		c.Keys = append(c.Keys, k)
+	}
+	if len(c.Keys) > 0 {
+		c.LastKey = slices.Clone(key)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", p.Table, err)

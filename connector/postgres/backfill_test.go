@@ -100,12 +100,12 @@ type hooked struct {
 	beforeHWMark func(chunk int) error
 }
 
-func (h *hooked) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int) (*connector.BackfillChunk, error) {
+func (h *hooked) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int, each connector.RowFunc) (*connector.BackfillChunk, error) {
 	h.chunks++
 	if h.before != nil {
 		h.before(h.chunks)
 	}
-	c, err := h.BackfillSource.ReadChunk(ctx, p, after, limit)
+	c, err := h.BackfillSource.ReadChunk(ctx, p, after, limit, each)
 	if h.after != nil {
 		h.after(h.chunks)
 	}
@@ -137,6 +137,7 @@ type backfillRig struct {
 	done    chan struct{}
 	rec     *bfRecorder
 	metrics *telemetry.Metrics // the runner's observer
+	pipe    *connector.Pipeline
 }
 
 var postingsTable = config.Table{Table: "public.postings", Type: "baitoru.postings", Operations: []string{"insert", "update", "delete"},
@@ -176,7 +177,7 @@ func startBackfillRig(t *testing.T, dsn, topic string, emu *testenv.Emulator, ta
 		o(&bo, &observers)
 	}
 	runner := connector.NewBackfillRunner(il, src, bo, sub.Streaming, teeObserver(observers), log)
-	r := &backfillRig{cancel: cancel, done: make(chan struct{}), rec: rec, metrics: metrics}
+	r := &backfillRig{cancel: cancel, done: make(chan struct{}), rec: rec, metrics: metrics, pipe: pipe}
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); _ = pipe.Run(ctx) }()
@@ -560,6 +561,63 @@ func TestBackfillRefused(t *testing.T) {
 // before its progress is saved, in the middle of publishing it) and
 // starts again: the backfill resumes after the last saved chunk, every row
 // of company 7 reaches Kobot, and a row sent twice has the same id.
+// TestBackfillMappingsReloaded: the runner encodes a chunk's reads as it
+// reads the rows, with the mappings in use then; when they are reloaded
+// before the chunk's high watermark is decoded, the chunk is read again and
+// encoded with the new ones. No read goes out with the old mappings after
+// the reload, none is lost, none is sent twice.
+func TestBackfillMappingsReloaded(t *testing.T) {
+	integration(t)
+	pg := testenv.PG(t)
+	dsn := pg.NewDatabase(t)
+	emu := testenv.Emu(t)
+	topic, _ := pipeTopic(t, emu, false)
+	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
+		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 20) i`)
+	conn := connect(t, dsn)
+	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
+		t.Fatal(err)
+	}
+	renamed := postingsTable
+	renamed.Columns = []config.Column{{Column: "id"}, {Column: "company_id"}, {Column: "title", Rename: "headline"}}
+	var rig *backfillRig
+	var h *hooked
+	wrap := func(src connector.BackfillSource) connector.BackfillSource {
+		h = &hooked{BackfillSource: src, after: func(n int) {
+			if n == 2 { // between the SELECT of rows 6-10 and their high watermark
+				rig.pipe.Reload(compile(t, renamed), "v2", 0, nil)
+			}
+		}}
+		return h
+	}
+	rig = startBackfillRig(t, dsn, topic, emu, []config.Table{postingsTable}, wrap, nil)
+	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name) VALUES ('bf-m', 'start', 'public.postings')`)
+	waitBackfill(t, conn, "bf-m", "done")
+	rig.stop(t)
+	seen := map[string]int{}
+	for _, e := range rig.rec.events() {
+		if e.Op != "read" {
+			continue
+		}
+		seen[e.Key]++
+		id := int(e.Data["id"].(float64))
+		_, old := e.Data["title"]
+		_, renamed := e.Data["headline"]
+		if want := id > 5; renamed != want || old == want {
+			t.Errorf("read of row %d: data %v, want the field title renamed headline: %t", id, e.Data, want)
+		}
+	}
+	for id := 1; id <= 20; id++ {
+		if n := seen[fmt.Sprint(id)]; n != 1 {
+			t.Errorf("row %d: %d reads, want 1", id, n)
+		}
+	}
+	// 4 chunks of 5 rows, the second read twice, and the empty last one.
+	if h.chunks != 6 {
+		t.Errorf("%d chunks read, want 6 (the second one twice)", h.chunks)
+	}
+}
+
 func TestBackfillResumes(t *testing.T) {
 	integration(t)
 	pg := testenv.PG(t)
