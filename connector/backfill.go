@@ -11,8 +11,14 @@ package connector
 //  2. writes a low watermark (LW) into the WAL: a transactional logical
 //     decoding message (pg_logical_emit_message), so no table is written;
 //  3. reads the chunk in a short read-only REPEATABLE READ transaction and
-//     keeps its snapshot (pg_current_snapshot);
+//     keeps its snapshot (pg_current_snapshot), encoding each row's read
+//     event as it arrives (ReadEvent: all but the position and time, which
+//     come from HW's transaction);
 //  4. writes a high watermark (HW).
+//
+// While the stream's reader and SNS take a chunk's events, the runner reads
+// the next chunk (steps 1-3, unless a rate cap is set); its HW is written
+// only once the chunk before it was confirmed and saved.
 //
 // The Interleaver sits between the replication stream and the Pipeline. From
 // LW on, the primary key of every change of the table (old and new key of
@@ -36,8 +42,11 @@ package connector
 // end of HW's transaction, i.e. after SNS accepted the chunk. A crash at any
 // point re-reads the chunk after the last saved key, with new watermarks:
 // nothing is skipped, and a re-sent row has the same event id
-// (ReadEventID: backfill, table, primary key). The backfill holds the slot
-// back by at most one chunk.
+// (ReadEventID: backfill, table, primary key) but the new HW's position and
+// time (and the row's state then). A chunk read ahead has no HW yet and
+// emits nothing, so at most one chunk was published and not saved, and
+// only its rows can be sent twice. The backfill holds the slot back by at
+// most one chunk.
 
 import (
 	"context"
@@ -224,8 +233,13 @@ type Interleaver struct {
 	log      *slog.Logger
 	wake     chan struct{}
 
-	mu  sync.Mutex
-	win *chunkWindow
+	mu sync.Mutex
+	// wins are the registered chunk windows, oldest first: a chunk
+	// waiting for its high watermark, and the next one, read ahead, whose
+	// low watermark follows it in the stream. last is the last
+	// registered (for the visibility race).
+	wins []*chunkWindow
+	last *chunkWindow
 	// done is the window whose high watermark was decoded in the open
 	// transaction; it is told the transaction's end at Commit.
 	done *chunkWindow
@@ -317,8 +331,10 @@ func (i *Interleaver) change(c *Change) bool {
 		return false
 	}
 	i.mu.Lock()
-	if w := i.win; w != nil && !w.shut && w.table == table {
-		w.note(c)
+	for _, w := range i.wins {
+		if !w.shut && w.table == table {
+			w.note(c)
+		}
 	}
 	i.mu.Unlock()
 	return true
@@ -397,8 +413,14 @@ func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, conten
 		return nil // another connector's, or not ours
 	}
 	i.mu.Lock()
-	w := i.win
-	if w == nil || w.wm.Backfill != wm.Backfill || w.wm.Chunk != wm.Chunk || w.wm.Run != wm.Run {
+	var w *chunkWindow
+	for _, o := range i.wins {
+		if o.wm.Backfill == wm.Backfill && o.wm.Chunk == wm.Chunk && o.wm.Run == wm.Run {
+			w = o
+			break
+		}
+	}
+	if w == nil {
 		i.mu.Unlock()
 		return nil // of an earlier run, or a chunk given up
 	}
@@ -413,6 +435,7 @@ func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, conten
 			return nil
 		}
 		w.shut = true
+		i.wins = slices.DeleteFunc(i.wins, func(o *chunkWindow) bool { return o == w })
 	default:
 		i.mu.Unlock()
 		return nil
@@ -475,7 +498,7 @@ func (i *Interleaver) commit(end LSN) {
 func (i *Interleaver) rollback() {
 	i.done = nil
 	i.mu.Lock()
-	if w := i.win; w != nil {
+	for _, w := range i.wins {
 		select {
 		case w.result <- 0:
 		default:
@@ -491,10 +514,11 @@ func (i *Interleaver) expect(wm Watermark, table string, key []string) *chunkWin
 	w := &chunkWindow{wm: wm, table: table, key: key, dropped: map[string]struct{}{},
 		result: make(chan LSN, 1), keyIdx: map[*Relation][]int{}}
 	i.mu.Lock()
-	if old := i.win; old != nil && old.table == table {
-		w.prev = old.seen
+	if old := i.last; old != nil && old.table == table {
+		w.prev = slices.Clip(old.seen)
 	}
-	i.win = w
+	i.last = w
+	i.wins = append(i.wins, w)
 	i.mu.Unlock()
 	return w
 }
@@ -507,11 +531,18 @@ func (i *Interleaver) deposit(w *chunkWindow, c *BackfillChunk) {
 	i.mu.Unlock()
 }
 
-// forget closes the window (the backfill stopped).
-func (i *Interleaver) forget(w *chunkWindow) {
+// forget gives up the windows of backfill id (it stopped, or its chunks are
+// read again).
+func (i *Interleaver) forget(id string) {
 	i.mu.Lock()
-	if i.win == w {
-		i.win = nil
-	}
+	i.wins = slices.DeleteFunc(i.wins, func(w *chunkWindow) bool { return w.wm.Backfill == id })
+	i.mu.Unlock()
+}
+
+// forgetWindow gives up the window of chunk number n (read ahead, and its
+// read failed: it is read again in its turn).
+func (i *Interleaver) forgetWindow(n int64) {
+	i.mu.Lock()
+	i.wins = slices.DeleteFunc(i.wins, func(w *chunkWindow) bool { return w.wm.Chunk == n })
 	i.mu.Unlock()
 }

@@ -612,9 +612,10 @@ func TestBackfillMappingsReloaded(t *testing.T) {
 			t.Errorf("row %d: %d reads, want 1", id, n)
 		}
 	}
-	// 4 chunks of 5 rows, the second read twice, and the empty last one.
-	if h.chunks != 6 {
-		t.Errorf("%d chunks read, want 6 (the second one twice)", h.chunks)
+	// 4 chunks of 5 rows and the empty last one; the second read twice
+	// (and the third too when it was read ahead with the old mappings).
+	if h.chunks < 6 || h.chunks > 7 {
+		t.Errorf("%d chunks read, want 6 or 7 (the second one twice)", h.chunks)
 	}
 }
 
