@@ -12,10 +12,11 @@ import (
 	"github.com/baitoru/baitoru-cdc/sink/postgres"
 )
 
-// BenchmarkDeliveryLog measures the delivery log's share of one batch of
-// 10 messages with one link each, as the sink's processor uses it: one
-// claim of the 10 pairs, then one record of their 10 outcomes. Reported:
-// the benchmark process's CPU per batch (PostgreSQL is another process).
+// BenchmarkDeliveryLog measures the delivery log's share of one Process
+// call of 10 or 30 messages (one receive, or three merged) with one link
+// each: one claim of the pairs, then one record of their outcomes.
+// Reported: the benchmark process's CPU per message (PostgreSQL is another
+// process).
 //
 //	go test ./sink/postgres -run '^$' -bench DeliveryLog -benchtime 3000x
 func BenchmarkDeliveryLog(b *testing.B) {
@@ -33,33 +34,37 @@ func BenchmarkDeliveryLog(b *testing.B) {
 		b.Fatal(err)
 	}
 	testenv.MustExec(b, dsn, `INSERT INTO links (kobot_account, link_key) SELECT 'kobot-' || g, g::text FROM generate_series(1, 50) g`)
-	keys := make([]sink.DeliveryKey, 10)
-	ds := make([]sink.Delivery, 10)
-	now := time.Now()
-	b.ReportAllocs()
-	began := processCPU(b)
 	n := 0
-	for b.Loop() {
-		for i := range keys {
-			n++
-			keys[i] = sink.DeliveryKey{EventID: "2/" + strconv.FormatInt(int64(0x1000000+n*0x200), 16) + "-1", LinkID: int64(1 + n%50)}
-		}
-		claims, err := s.Claim(ctx, keys, time.Minute)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for i, k := range keys {
-			if claims[k] != sink.ClaimOwned {
-				b.Fatalf("claim %v: %v", k, claims[k])
+	for _, size := range []int{10, 30} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			keys := make([]sink.DeliveryKey, size)
+			ds := make([]sink.Delivery, size)
+			now := time.Now()
+			b.ReportAllocs()
+			began := processCPU(b)
+			for b.Loop() {
+				for i := range keys {
+					n++
+					keys[i] = sink.DeliveryKey{EventID: "2/" + strconv.FormatInt(int64(0x1000000+n*0x200), 16) + "-1", LinkID: int64(1 + n%50)}
+				}
+				claims, err := s.Claim(ctx, keys, time.Minute)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i, k := range keys {
+					if claims[k] != sink.ClaimOwned {
+						b.Fatalf("claim %v: %v", k, claims[k])
+					}
+					ds[i] = sink.Delivery{EventID: k.EventID, LinkID: k.LinkID, Status: sink.DeliveryDelivered, Attempts: 1,
+						HTTPStatus: 204, Latency: time.Millisecond, DeliveredAt: now}
+				}
+				if err := s.RecordDeliveries(ctx, ds); err != nil {
+					b.Fatal(err)
+				}
 			}
-			ds[i] = sink.Delivery{EventID: k.EventID, LinkID: k.LinkID, Status: sink.DeliveryDelivered, Attempts: 1,
-				HTTPStatus: 204, Latency: time.Millisecond, DeliveredAt: now}
-		}
-		if err := s.RecordDeliveries(ctx, ds); err != nil {
-			b.Fatal(err)
-		}
+			b.ReportMetric(float64(processCPU(b)-began)/float64(time.Microsecond)/float64(b.N*size), "cpu-µs/message")
+		})
 	}
-	b.ReportMetric(float64(processCPU(b)-began)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 }
 
 // processCPU is the CPU time the benchmark process has used (user and
