@@ -114,8 +114,9 @@ func TestConsumerReceivesWhileProcessing(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = c.Run(runCtx); close(done) }()
 
-	// Every processor holds one batch, every receiver one more: 2 × conc
-	// receives, and no further one while nothing is released.
+	// Every processor holds one to mergeBatches batches, every receiver
+	// one more: between 2 × conc and (mergeBatches + 1) × conc receives,
+	// and no further one while nothing is released.
 	for range conc {
 		select {
 		case n := <-proc.calls:
