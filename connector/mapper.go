@@ -103,7 +103,6 @@ type Mapper struct {
 	txLSN       []byte // the commit LSN, text form
 	txHead      []byte // `"lsn":"...","xid":N` of the current transaction
 	txTime      []byte // `"time":"..."` of the current transaction
-	scratch     Event  // EncodeRead's event before it is made compact
 }
 
 // NewMapper returns a Mapper for the given mappings. source is the
@@ -469,8 +468,8 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent)
 	buf = append(buf, b...)
 	var ev *Event
 	if split != nil {
-		ev = &m.scratch // copied into split, compactly
-		*ev = Event{Table: p.m.Table, Op: c.Op, Type: p.types[c.Op], Topic: p.m.Topic}
+		ev = &split.Event
+		ev.Table, ev.Op, ev.Type, ev.Topic = p.m.Table, c.Op, p.types[c.Op], p.m.Topic
 	} else {
 		ev = &Event{
 			Table:      p.m.Table,
@@ -523,11 +522,7 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent)
 		ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: bytesString(buf[start:])})
 	}
 	if split != nil {
-		split.buf, split.bodyLen, split.plan = buf, int32(bodyLen), p
-		split.id, split.key = ev.ID, ev.Key
-		if len(ev.Attributes) > 3 {
-			split.attrs = slices.Clone(ev.Attributes[3:])
-		}
+		split.buf, split.bodyLen = buf, int32(bodyLen)
 	}
 	return ev, nil
 }

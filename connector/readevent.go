@@ -9,19 +9,19 @@ import (
 // from the high watermark's transaction ("time", "lsn", "xid"), whose places
 // in the body it records. The backfill's runner encodes a chunk's rows as it
 // reads them (EncodeRead, on a Mapper of its own); at the high watermark the
-// stream's reader only assembles them (assemble), so a live transaction
-// decoded after it does not wait for the chunk to be mapped. The assembled
-// body is byte for byte the one MapRead returns. It is compact (a chunk's
-// worth is held until its high watermark): the body's bytes and what the
-// event's strings need.
+// stream's reader only assembles them (assemble: no allocation), so a live
+// transaction decoded after it does not wait for the chunk to be mapped.
+// The assembled body is byte for byte the one MapRead returns.
 type ReadEvent struct {
+	// Event is the event to be: Body lacks the transaction's parts,
+	// CommitTime and CommitLSN are unset; ID, Key and the attribute
+	// values are strings over buf (or constants).
+	Event
 	// buf holds the body without the transaction's parts (bodyLen
-	// bytes), then the bytes of id, key and the attribute values.
+	// bytes), then the bytes of the attribute values, and room for the
+	// parts (readTxRoom).
 	buf                     []byte
 	bodyLen, timeAt, headAt int32 // timeAt: where "time" goes; headAt: "lsn" and "xid"
-	plan                    *plan
-	id, key                 string      // over buf, or their own memory
-	attrs                   []Attribute // after the 3 of every event; values over buf or constants
 }
 
 // EncodeRead encodes the read event of row (the published columns of rel,
@@ -71,7 +71,6 @@ func (r *ReadEvent) assemble(tx *Tx, txTime, txHead []byte) *Event {
 		nb = append(nb, old[headAt:]...)
 	}
 	bodyLen := int(r.bodyLen) + grow
-	p := r.plan
 	// A string over old moves to the same bytes in nb; others stay.
 	move := func(s string) string {
 		if len(s) == 0 || len(old) == 0 {
@@ -89,19 +88,14 @@ func (r *ReadEvent) assemble(tx *Tx, txTime, txHead []byte) *Event {
 		}
 		return bytesString(nb[off : off+len(s)])
 	}
-	ev := &Event{
-		ID: move(r.id), Table: p.m.Table, Op: OpRead, Type: p.types[OpRead], Topic: p.m.Topic, Key: move(r.key),
-		Body: nb[:bodyLen:bodyLen], CommitTime: tx.CommitTime, CommitLSN: tx.CommitLSN,
+	ev := &r.Event
+	ev.ID, ev.Key = move(ev.ID), move(ev.Key)
+	ev.Body = nb[:bodyLen:bodyLen]
+	ev.CommitTime, ev.CommitLSN = tx.CommitTime, tx.CommitLSN
+	for i := range ev.Attributes {
+		ev.Attributes[i].Value = move(ev.Attributes[i].Value)
 	}
-	ev.Attributes = ev.attrs[:3]
-	ev.Attributes[0] = Attribute{Name: "table", Type: "String", Value: p.m.Table}
-	ev.Attributes[1] = Attribute{Name: "op", Type: "String", Value: OpRead.String()}
-	ev.Attributes[2] = Attribute{Name: "type", Type: "String", Value: ev.Type}
-	for _, a := range r.attrs {
-		a.Value = move(a.Value)
-		ev.Attributes = append(ev.Attributes, a)
-	}
-	r.buf, r.attrs = nil, nil
+	r.buf = nil
 	return ev
 }
 
