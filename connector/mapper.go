@@ -103,6 +103,7 @@ type Mapper struct {
 	txLSN       []byte // the commit LSN, text form
 	txHead      []byte // `"lsn":"...","xid":N` of the current transaction
 	txTime      []byte // `"time":"..."` of the current transaction
+	idScratch   []byte // appendReadEventID's
 }
 
 // NewMapper returns a Mapper for the given mappings. source is the
@@ -339,18 +340,26 @@ func (m *Mapper) MapRead(c *Change, backfill, rowKey string) (*Event, error) {
 // key is rowKey, re-emitted by backfill: "<backfill>-<hash of table and
 // key>", stable for the backfill and new for the next one.
 func ReadEventID(backfill, table, rowKey string) string {
-	h := sha256.New()
-	h.Write([]byte(table))
-	h.Write([]byte{0})
-	h.Write([]byte(rowKey))
-	return backfill + "-" + hex.EncodeToString(h.Sum(nil)[:12])
+	b, _ := appendReadEventID(nil, nil, backfill, table, rowKey)
+	return string(b)
+}
+
+// appendReadEventID appends ReadEventID(backfill, table, rowKey) to b,
+// hashing in scratch (returned for reuse): no allocation once both have
+// room.
+func appendReadEventID(b, scratch []byte, backfill, table, rowKey string) ([]byte, []byte) {
+	scratch = append(append(append(scratch[:0], table...), 0), rowKey...)
+	sum := sha256.Sum256(scratch)
+	b = append(b, backfill...)
+	b = append(b, '-')
+	return hex.AppendEncode(b, sum[:12]), scratch
 }
 
 // mapChange encodes c's event. With split (a read encoded before its high
 // watermark, see EncodeRead) the transaction's parts ("time", "lsn",
 // "xid") are left out of the body, their places recorded in split, and the
 // event is split's.
-func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent) (*Event, error) {
+func (m *Mapper) mapChange(c *Change, backfill, rowKey string, split *ReadEvent) (*Event, error) {
 	p := m.plans[c.Rel.ID]
 	if p == nil || p.rel != c.Rel {
 		mp := m.byTable[c.Rel.QualifiedName()]
@@ -369,10 +378,6 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent)
 	if split == nil && c.Tx != m.tx {
 		m.startTx(c.Tx)
 	}
-	errID := readID
-	if errID == "" {
-		errID = EventID(c.Tx.CommitLSN, c.Seq)
-	}
 
 	row := c.New
 	if c.Op == OpDelete {
@@ -384,8 +389,8 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent)
 	b := m.buf[:0]
 	b = append(b, `{"specversion":"1.0","id":"`...)
 	idStart := len(b)
-	if readID != "" {
-		b = append(b, readID...)
+	if split != nil {
+		b, m.idScratch = appendReadEventID(b, m.idScratch, backfill, c.Rel.QualifiedName(), rowKey)
 	} else {
 		b = append(b, m.txLSN...)
 		b = append(b, '-')
@@ -427,12 +432,12 @@ func (m *Mapper) mapChange(c *Change, backfill, readID string, split *ReadEvent)
 	var err error
 	b, unchanged, err = p.appendRow(b, row, c.Op == OpDelete && c.OldIsKey, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, errID, p.m.Table, err)
+		return nil, fmt.Errorf("%s %s of %s: %w", c.Op, b[idStart:idEnd], p.m.Table, err)
 	}
 	if c.Op == OpUpdate && c.Old != nil {
 		b = append(b, `,"old":`...)
 		if b, _, err = p.appendRow(b, c.Old, c.OldIsKey, nil); err != nil {
-			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, errID, p.m.Table, err)
+			return nil, fmt.Errorf("%s %s of %s (old row): %w", c.Op, b[idStart:idEnd], p.m.Table, err)
 		}
 	}
 	if len(unchanged) > 0 {

@@ -32,7 +32,7 @@ type ReadEvent struct {
 func (m *Mapper) EncodeRead(rel *Relation, row []Datum, backfill, rowKey string) (*ReadEvent, error) {
 	r := &ReadEvent{}
 	c := Change{Rel: rel, Op: OpRead, New: row}
-	ev, err := m.mapChange(&c, backfill, ReadEventID(backfill, rel.QualifiedName(), rowKey), r)
+	ev, err := m.mapChange(&c, backfill, rowKey, r)
 	if err != nil || ev == nil {
 		return nil, err
 	}
