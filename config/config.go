@@ -117,6 +117,11 @@ type Backfill struct {
 	// MaxRowsPerSecond caps the rows a backfill reads per second; 0 (the
 	// default): no cap.
 	MaxRowsPerSecond int `mapstructure:"max_rows_per_second"`
+	// LiveChunkRows caps a chunk's rows while live changes flow (one was
+	// published during the chunk before), so that a live change never
+	// shares the machine with a large chunk's burst of read events.
+	// Default 250; 0: no cap.
+	LiveChunkRows int `mapstructure:"live_chunk_rows"`
 	// MaxQueuedEvents pauses a backfill while more live events wait for
 	// SNS. Default 5000; 0: never.
 	MaxQueuedEvents int `mapstructure:"max_queued_events"`
@@ -129,7 +134,7 @@ type Backfill struct {
 func (b Backfill) BackfillOptions(statusInterval time.Duration) connector.BackfillOptions {
 	return connector.BackfillOptions{
 		ChunkRows: b.ChunkRows, MinChunkRows: max(b.ChunkRows/10, 1), MaxChunkRows: b.ChunkRows * 10,
-		ChunkTime: b.ChunkTime, MaxRowsPerSecond: float64(b.MaxRowsPerSecond),
+		ChunkTime: b.ChunkTime, MaxRowsPerSecond: float64(b.MaxRowsPerSecond), LiveChunkRows: b.LiveChunkRows,
 		MaxLagBytes: b.MaxLagBytes, MaxQueuedEvents: b.MaxQueuedEvents,
 		Poll: max(statusInterval, 100*time.Millisecond), WindowTimeout: time.Minute,
 	}

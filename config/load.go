@@ -39,6 +39,7 @@ var defaults = map[string]any{
 	"source.backfill.chunk_rows":         1000,
 	"source.backfill.chunk_time":         500 * time.Millisecond,
 	"source.backfill.max_queued_events":  5000,
+	"source.backfill.live_chunk_rows":    250,
 	"source.backfill.max_lag_bytes":      int64(256 << 20),
 	"publisher.kind":                     "sns",
 	"publisher.lanes":                    8,

@@ -187,6 +187,9 @@ func (k *checker) source() {
 	if s.Backfill.MaxRowsPerSecond < 0 {
 		k.add("source.backfill.max_rows_per_second", "%d is negative; use 0 for no cap", s.Backfill.MaxRowsPerSecond)
 	}
+	if s.Backfill.LiveChunkRows < 0 || s.Backfill.LiveChunkRows > 1000000 {
+		k.add("source.backfill.live_chunk_rows", "%d is out of range; use 1 to 1000000 rows (250 is the default), or 0 for no cap while live changes flow", s.Backfill.LiveChunkRows)
+	}
 	if s.Backfill.MaxQueuedEvents < 0 {
 		k.add("source.backfill.max_queued_events", "%d is negative; use 0 to never pause on the queue", s.Backfill.MaxQueuedEvents)
 	}

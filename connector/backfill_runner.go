@@ -20,6 +20,11 @@ type BackfillOptions struct {
 	ChunkTime                             time.Duration
 	// MaxRowsPerSecond caps the rows read per second (zero: no cap).
 	MaxRowsPerSecond float64
+	// LiveChunkRows caps a chunk's rows while live changes flow: when a
+	// live event was queued since the chunk before was read (zero: no
+	// cap). A chunk's read events reach SNS in a burst after its high
+	// watermark; small chunks keep the live events' latency.
+	LiveChunkRows int
 	// MaxLagBytes pauses the backfill while the slot's confirmed position
 	// is further behind the server's WAL end (zero: never).
 	MaxLagBytes int64
@@ -70,7 +75,9 @@ type BackfillRunner struct {
 	log   *slog.Logger
 	run   string
 	enc   ReadEncoder
-	seq   int64 // the last chunk window's number (watermarks)
+	seq   int64     // the last chunk window's number (watermarks)
+	live  int64     // LiveEvents when the last chunk's size was chosen
+	until time.Time // live changes flow until then (size)
 }
 
 // NewBackfillRunner returns a runner; it does nothing until Run.
@@ -237,7 +244,7 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	rc := *next
 	*next = nil
 	if rc == nil {
-		if rc, err = r.read(ctx, st, plan, st.LastKey, st.ChunkSize); err != nil {
+		if rc, err = r.read(ctx, st, plan, st.LastKey, r.size(st.ChunkSize)); err != nil {
 			return false, err
 		}
 	}
@@ -255,7 +262,7 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 		// events are in flight (with whole chunks read ahead, the
 		// connector's peak RSS in make bench's item 10 went from 50-55
 		// to 64-69 MiB; with halves, 50 MiB).
-		size := min(r.adapt(st.ChunkSize, rows, c.Took), max(r.opts.MaxChunkRows/2, r.opts.MinChunkRows, 1))
+		size := r.size(min(r.adapt(st.ChunkSize, rows, c.Took), max(r.opts.MaxChunkRows/2, r.opts.MinChunkRows, 1)))
 		if nc, err := r.read(ctx, st, plan, c.LastKey, size); err == nil {
 			*next = nc
 		} else {
@@ -321,6 +328,26 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 // errRemap: the chunk's reads were encoded with mappings that changed
 // before its high watermark; it is read again.
 var errRemap = errors.New("the mappings changed while the chunk was read")
+
+// liveFor is how long after the last live event seen the chunks stay
+// capped to LiveChunkRows: longer than the gaps of a steady trickle of
+// transactions.
+const liveFor = time.Second
+
+// size is the rows to ask of the next chunk: want, or LiveChunkRows when
+// fewer and live events were queued within liveFor (a chunk's read events
+// are published in one burst after its high watermark, which a live change
+// would share the machine with).
+func (r *BackfillRunner) size(want int) int {
+	now := time.Now()
+	if n := r.il.LiveEvents(); n != r.live {
+		r.live, r.until = n, now.Add(liveFor)
+	}
+	if r.opts.LiveChunkRows > 0 && now.Before(r.until) {
+		return min(want, r.opts.LiveChunkRows)
+	}
+	return want
+}
 
 // adapt sizes the next chunk to the time budget: halved (at least) when
 // the chunk took longer, doubled when it took under half of it.

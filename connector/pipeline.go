@@ -130,6 +130,8 @@ type Pipeline struct {
 	// reads counts the backfill read events in flight (Read), so that
 	// the live events waiting can be told apart (LiveWindow).
 	reads atomic.Int64
+	// live counts the live events queued since the start (LiveEvents).
+	live atomic.Int64
 
 	failOnce sync.Once
 	failed   chan struct{}
@@ -481,6 +483,9 @@ func (p *Pipeline) enqueue(ctx context.Context, ev *Event, read bool) error {
 		}
 	}
 	ev.tx = p.tracker.add()
+	if !read {
+		p.live.Add(1)
+	}
 	var lane uint64
 	if len(p.lanes) > 1 {
 		if ev.Key != "" {
@@ -589,6 +594,11 @@ func (p *Pipeline) LiveWindow() int {
 	n, _ := p.win.load()
 	return max(n-int(p.reads.Load()), 0)
 }
+
+// LiveEvents returns how many live events (not backfill reads) were queued
+// since the start: a backfill compares it between chunks to tell whether
+// live changes flow. Safe for concurrent use.
+func (p *Pipeline) LiveEvents() int64 { return p.live.Load() }
 
 // WaitAcked returns once Acked reached lsn, or with ctx's error, or with
 // the pipeline's error once it failed. Safe for concurrent use.

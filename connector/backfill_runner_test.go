@@ -1,0 +1,45 @@
+package connector
+
+import (
+	"testing"
+	"time"
+)
+
+// TestBackfillChunkSizeWhileLive: a chunk is capped to LiveChunkRows while
+// live events were queued within liveFor, and takes its full size when
+// none were (or with no cap).
+func TestBackfillChunkSizeWhileLive(t *testing.T) {
+	tests := []struct {
+		name      string
+		liveRows  int
+		live      bool          // a live transaction before the chunk
+		ago       time.Duration // how long before the chunk the runner last saw it
+		want, ask int
+	}{
+		{name: "no live change", liveRows: 250, ask: 1000, want: 1000},
+		{name: "a live change just now", liveRows: 250, live: true, ask: 1000, want: 250},
+		{name: "smaller than the cap", liveRows: 250, live: true, ask: 100, want: 100},
+		{name: "the last live change long ago", liveRows: 250, live: true, ago: 2 * liveFor, ask: 1000, want: 1000},
+		{name: "no cap", liveRows: 0, live: true, ask: 1000, want: 1000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, _ := testPipeline(t, &recordPublisher{}, PipelineOptions{Lanes: 1})
+			il := NewInterleaver(p, "cdc", "baitoru_cdc.backfill_requests", p.log)
+			r := NewBackfillRunner(il, nil, BackfillOptions{LiveChunkRows: tc.liveRows}, func() bool { return true }, nil, p.log)
+			if got := r.size(tc.ask); got != tc.ask {
+				t.Fatalf("before any live change: size %d, want %d", got, tc.ask)
+			}
+			if tc.live {
+				feed(t, p, 0x100, 0x110, "k1")
+				if tc.ago > 0 {
+					r.size(tc.ask) // the runner sees it ...
+					r.until = r.until.Add(-tc.ago)
+				}
+			}
+			if got := r.size(tc.ask); got != tc.want {
+				t.Errorf("size %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
