@@ -126,7 +126,7 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 		}
 		if errors.Is(err, ErrBackfillRefused) {
 			log.Error("backfill refused", "error", err)
-			r.finish(ctx, st, BackfillFailed, err.Error())
+			r.finish(ctx, st, BackfillFailed, ErrorText(err))
 			return
 		}
 		log.Warn("backfill: cannot prepare; retrying", "error", err)
@@ -176,7 +176,7 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 			}
 			if errors.Is(err, ErrPermanent) || errors.Is(err, ErrBackfillRefused) {
 				log.Error("backfill failed", "error", err)
-				r.finish(ctx, st, BackfillFailed, err.Error())
+				r.finish(ctx, st, BackfillFailed, ErrorText(err))
 				return
 			}
 			log.Warn("backfill: chunk failed; reading it again", "error", err, "retry_in", r.opts.Poll)

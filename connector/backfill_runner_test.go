@@ -1,6 +1,8 @@
 package connector
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -41,5 +43,21 @@ func TestBackfillChunkSizeWhileLive(t *testing.T) {
 				t.Errorf("size %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestErrorText: what a failed backfill stores (and the command line
+// prints) keeps the message and drops the words the code decides with.
+func TestErrorText(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("read chunk: row 7: column wage: %q is not a number: %w", "NaN", ErrPermanent), `read chunk: row 7: column wage: "NaN" is not a number`},
+		{errors.New("plain"), "plain"},
+	} {
+		if got := ErrorText(tc.err); got != tc.want {
+			t.Errorf("ErrorText(%v) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }

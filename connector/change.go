@@ -10,6 +10,7 @@ package connector
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -17,6 +18,13 @@ import (
 // size limit, a mapping that no longer matches the table, a slot that lost
 // WAL). The connector stops on it without acknowledging past the failed change.
 var ErrPermanent = errors.New("permanent error")
+
+// ErrorText is err's text without the classification words the code wraps
+// errors with to decide (": permanent error"): they mean nothing to the
+// person reading it; the message before them says what is wrong.
+func ErrorText(err error) string {
+	return strings.ReplaceAll(err.Error(), ": "+ErrPermanent.Error(), "")
+}
 
 // LSN is a PostgreSQL write-ahead log position.
 type LSN uint64

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -86,9 +85,5 @@ func exitCode(err error) int {
 	return 1
 }
 
-// userMessage is err's text without the classification words the code
-// wraps errors with to decide (": permanent error"): they mean nothing to
-// the person reading it; the message before them says what is wrong.
-func userMessage(err error) string {
-	return strings.ReplaceAll(err.Error(), ": "+connector.ErrPermanent.Error(), "")
-}
+// userMessage is err's text for people (connector.ErrorText).
+func userMessage(err error) string { return connector.ErrorText(err) }
