@@ -340,6 +340,24 @@ type Sink struct {
 	// history (the default) are backfilled with the link key as the
 	// filter, and pushed to that link only.
 	History SinkHistory `mapstructure:"history"`
+	// GC is how the sink server's Go garbage collector trades memory for
+	// CPU.
+	GC SinkGC `mapstructure:"gc"`
+}
+
+// SinkGC sets the garbage collector of the sink server (baitoru-cdc sink;
+// not the Lambda function, whose memory is the function's own setting).
+// The environment's GOGC and GOMEMLIMIT, when set, win over these.
+type SinkGC struct {
+	// Percent is the heap growth between collections, as GOGC: 400 lets
+	// the heap grow to five times what is live before the next
+	// collection, about a quarter of the collections of Go's default
+	// (100). Default 400.
+	Percent int `mapstructure:"percent"`
+	// MemoryLimit is a soft limit on the memory the Go runtime uses, as
+	// GOMEMLIMIT: as the heap nears it, collections come sooner whatever
+	// Percent allows. 0: no limit. Default 256MiB.
+	MemoryLimit int64 `mapstructure:"memory_limit" unit:"bytes"`
 }
 
 // SinkHistory is the sink's side of link-start backfills: a request is a

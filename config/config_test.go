@@ -214,6 +214,7 @@ func TestDefaults(t *testing.T) {
 			Kobot:   Kobot{Timeout: 5 * time.Second, MaxAttempts: 3, Retry: Backoff{200 * time.Millisecond, 5 * time.Second}},
 			API:     API{Listen: ":8080"},
 			History: SinkHistory{IDPrefix: "link", Interval: 5 * time.Second},
+			GC:      SinkGC{Percent: 400, MemoryLimit: 256 << 20},
 		},
 	}
 	got := *cfg

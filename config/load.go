@@ -64,6 +64,8 @@ var defaults = map[string]any{
 	"sink.api.listen":                    ":8080",
 	"sink.history.id_prefix":             "link",
 	"sink.history.interval":              5 * time.Second,
+	"sink.gc.percent":                    400,
+	"sink.gc.memory_limit":               int64(256 << 20),
 }
 
 // Defaults returns the configuration an empty file gives: every key at its

@@ -91,6 +91,7 @@ func (k *checker) sink() {
 	}
 
 	k.sinkHistory()
+	k.sinkGC()
 	seen := map[string]int{}
 	for i, l := range s.Links {
 		p := fmt.Sprintf("sink.links[%d]", i)
@@ -152,6 +153,23 @@ func (k *checker) sinkHistory() {
 		k.add("sink.history.id_prefix", "%q is not a valid prefix: 1 to 30 letters, digits, '.', '_' or ':', starting with a letter or digit (no '-'), e.g. link", h.IDPrefix)
 	}
 	k.positive("sink.history.interval", h.Interval)
+}
+
+// minGCMemoryLimit is the smallest sink.gc.memory_limit accepted: about
+// what the sink server holds with Go's default collector under load; a
+// lower limit would have it collect garbage nearly all the time.
+const minGCMemoryLimit = 64 << 20
+
+// sinkGC checks sink.gc: a positive percent, a memory limit of 0 (none) or
+// at least minGCMemoryLimit.
+func (k *checker) sinkGC() {
+	g := k.c.Sink.GC
+	if g.Percent < 1 {
+		k.add("sink.gc.percent", "%d: must be at least 1 (100 is Go's default; the sink's default is 400); to turn the collector off, run with GOGC=off and a GOMEMLIMIT", g.Percent)
+	}
+	if g.MemoryLimit != 0 && g.MemoryLimit < minGCMemoryLimit {
+		k.add("sink.gc.memory_limit", "%d bytes is below what the sink holds under load: use 0 (no limit) or at least 64MiB, e.g. \"256MiB\" (the default)", g.MemoryLimit)
+	}
 }
 
 // linkAgainstTables checks a link rule against the mapped tables of the

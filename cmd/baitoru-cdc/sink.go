@@ -7,6 +7,7 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
+	"github.com/baitoru/baitoru-cdc/internal/gcsetting"
 	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/sink/service"
 )
@@ -45,7 +46,8 @@ config.yaml are refused unless demo: true.`,
 				return configError(file, err)
 			}
 			log := logging.New(cfg.Log, os.Stderr)
-			log.Info("baitoru-cdc sink starting", buildinfo.Get().LogAttrs()...)
+			gc := gcsetting.Apply(cfg.Sink.GC.Percent, cfg.Sink.GC.MemoryLimit)
+			log.Info("baitoru-cdc sink starting", append(buildinfo.Get().LogAttrs(), gc.LogAttrs()...)...)
 			logConfigWarnings(log, cfg)
 			if cfg.Demo {
 				log.Warn("demo: true: the public demo webhook secret and API token are accepted; never run this configuration in production")

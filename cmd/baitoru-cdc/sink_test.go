@@ -85,8 +85,12 @@ log:
 	}
 	t.Setenv("KOBOT_SECRET", secret)
 	t.Setenv("SINK_TOKEN", token)
+	t.Setenv("GOGC", "") // the configuration's collector setting, not the caller's
+	t.Setenv("GOMEMLIMIT", "")
 	p := startProc(t, "sink", "--config", cfg)
 	p.waitLog(t, `"msg":"sink ready"`, 60*time.Second)
+	// sink.gc's defaults are in force.
+	p.waitLog(t, `"gc_percent":"400","gc_memory_limit":"268435456"`, time.Second)
 	api := sinkAPI(t, p)
 
 	// Links API with and without the token.
