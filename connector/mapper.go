@@ -466,16 +466,20 @@ func (m *Mapper) mapChange(c *Change, backfill, rowKey string, split *ReadEvent)
 			size += len(row[a.idx].Value)
 		}
 	}
-	if split != nil {
-		size += readTxRoom
-	}
-	buf := make([]byte, 0, size)
-	buf = append(buf, b...)
+	var buf []byte
 	var ev *Event
 	if split != nil {
+		// A read's bytes: the body, the room for the transaction's
+		// parts, then the attribute values, which assemble does not
+		// move.
+		buf = make([]byte, 0, size+readTxRoom)
+		buf = append(buf, b...)
+		buf = buf[:bodyLen+readTxRoom]
 		ev = &split.Event
 		ev.Table, ev.Op, ev.Type, ev.Topic = p.m.Table, c.Op, p.types[c.Op], p.m.Topic
 	} else {
+		buf = make([]byte, 0, size)
+		buf = append(buf, b...)
 		ev = &Event{
 			Table:      p.m.Table,
 			Op:         c.Op,
@@ -486,6 +490,9 @@ func (m *Mapper) mapChange(c *Change, backfill, rowKey string, split *ReadEvent)
 		}
 	}
 	ev.Body = buf[:bodyLen:bodyLen]
+	if split != nil {
+		ev.Body = buf[: bodyLen : bodyLen+readTxRoom]
+	}
 	ev.ID = bytesString(buf[idStart:idEnd])
 	if keyStart >= 0 {
 		// The subject is a JSON string; the key is its unquoted value
@@ -525,9 +532,6 @@ func (m *Mapper) mapChange(c *Change, backfill, rowKey string, split *ReadEvent)
 		start := len(buf)
 		buf = append(buf, v...)
 		ev.Attributes = append(ev.Attributes, Attribute{Name: a.name, Type: a.typ, Value: bytesString(buf[start:])})
-	}
-	if split != nil {
-		split.buf, split.bodyLen = buf, int32(bodyLen)
 	}
 	return ev, nil
 }

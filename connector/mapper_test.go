@@ -109,13 +109,29 @@ func TestEncodeReadAssemble(t *testing.T) {
 		{text("44"), text("8"), null, null, text(`a\b`), text("NaN")},
 	}
 	runner, reader, direct := NewMapper("baitoru/x", ms), NewMapper("baitoru/x", ms), NewMapper("baitoru/x", ms)
-	for _, row := range rows {
+	// A chunk's rows are all encoded (their bytes side by side in the
+	// runner's arena) before the first is assembled.
+	reads := make([]*ReadEvent, len(rows))
+	encs := make([]string, len(rows))
+	type strs struct {
+		id, key string
+		attrs   []Attribute
+	}
+	encoded := make([]strs, len(rows)) // copies of the strings as encoded
+	for i, row := range rows {
 		r, err := runner.EncodeRead(appsRel, row, "bf", string(row[0].Value))
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc := append([]byte(nil), r.buf...) // assemble reuses r.buf
-		before := string(enc[:r.timeAt])
+		reads[i], encs[i] = r, string(r.Body) // assemble reuses r's bytes
+		encoded[i] = strs{id: strings.Clone(r.ID), key: strings.Clone(r.Key)}
+		for _, a := range r.Attributes {
+			encoded[i].attrs = append(encoded[i].attrs, Attribute{Name: a.Name, Type: a.Type, Value: strings.Clone(a.Value)})
+		}
+	}
+	for i, row := range rows {
+		r, enc := reads[i], encs[i]
+		before := enc[:r.timeAt]
 		time, head := reader.txParts(tx)
 		got := r.assemble(tx, time, head)
 		want, err := direct.MapRead(&Change{Tx: tx, Rel: appsRel, Op: OpRead, New: row}, "bf", string(row[0].Value))
@@ -127,11 +143,23 @@ func TestEncodeReadAssemble(t *testing.T) {
 			!got.CommitTime.Equal(want.CommitTime) || got.CommitLSN != want.CommitLSN || !slices.Equal(got.Attributes, want.Attributes) {
 			t.Errorf("assembled %+v\nwant      %+v", got, want)
 		}
-		if strings.Contains(before, `"time"`) || bytes.Contains(enc, []byte(`"lsn"`)) {
+		if strings.Contains(before, `"time"`) || strings.Contains(enc, `"lsn"`) {
 			t.Errorf("the encoding before the high watermark holds the transaction's parts: %s", enc)
 		}
 		if !strings.HasPrefix(string(got.Body), before) {
 			t.Errorf("the body's start moved: %s", got.Body)
+		}
+	}
+	// Every event's bytes are still its own once all are assembled, and
+	// assembling changed none of the strings encoded.
+	for i, row := range rows {
+		want, _ := direct.MapRead(&Change{Tx: tx, Rel: appsRel, Op: OpRead, New: row}, "bf", string(row[0].Value))
+		got := &reads[i].Event
+		if string(got.Body) != string(want.Body) {
+			t.Errorf("row %d after assembling the chunk: %s\nwant %s", i, got.Body, want.Body)
+		}
+		if e := encoded[i]; got.ID != e.id || got.Key != e.key || !slices.Equal(got.Attributes, e.attrs) || len(e.attrs) < 3 {
+			t.Errorf("row %d: assembled id %q key %q attributes %+v\nencoded %+v", i, got.ID, got.Key, got.Attributes, e)
 		}
 	}
 }

@@ -1,9 +1,5 @@
 package connector
 
-import (
-	"unsafe"
-)
-
 // ReadEvent is the read event of a backfilled row, encoded before the
 // chunk's high watermark was decoded: everything but the parts that come
 // from the high watermark's transaction ("time", "lsn", "xid"), whose places
@@ -13,15 +9,13 @@ import (
 // transaction decoded after it does not wait for the chunk to be mapped.
 // The assembled body is byte for byte the one MapRead returns.
 type ReadEvent struct {
-	// Event is the event to be: Body lacks the transaction's parts,
-	// CommitTime and CommitLSN are unset; ID, Key and the attribute
-	// values are strings over buf (or constants).
+	// Event is the event to be: Body lacks the transaction's parts and
+	// has room for them in its capacity (readTxRoom); CommitTime and
+	// CommitLSN are unset. ID and Key are strings over Body's bytes
+	// before timeAt, the attribute values over bytes after the room
+	// (or constants): assemble moves neither.
 	Event
-	// buf holds the body without the transaction's parts (bodyLen
-	// bytes), then the bytes of the attribute values, and room for the
-	// parts (readTxRoom).
-	buf                     []byte
-	bodyLen, timeAt, headAt int32 // timeAt: where "time" goes; headAt: "lsn" and "xid"
+	timeAt, headAt int32 // where "time" goes; where "lsn" and "xid" go
 }
 
 // EncodeRead encodes the read event of row (the published columns of rel,
@@ -39,63 +33,34 @@ func (m *Mapper) EncodeRead(rel *Relation, row []Datum, backfill, rowKey string)
 	return r, nil
 }
 
-// readTxRoom is the room EncodeRead leaves in a read's buffer for the
+// readTxRoom is the room EncodeRead leaves after a read's body for the
 // transaction's parts (`,"time":"…"` and `,"lsn":"…","xid":…`, 83 bytes at
-// most), so that assemble moves them in place.
+// most), so that assemble inserts them in place.
 const readTxRoom = 96
 
 // assemble returns r's event in the transaction tx, whose encoded "time"
-// and "lsn"/"xid" parts are txTime and txHead (Mapper.startTx). The parts
-// go into r's buffer, in place (its room allows), and the event's strings
-// are moved with the bytes; r is spent.
+// and "lsn"/"xid" parts are txTime and txHead (Mapper.startTx): the parts
+// go into the body's room, the bytes after each place moved right (copy
+// is memmove); bytes before timeAt, where the id and the key are, do not
+// move. r is spent.
 func (r *ReadEvent) assemble(tx *Tx, txTime, txHead []byte) *Event {
-	old := r.buf
+	ev := &r.Event
+	body := ev.Body
 	grow := len(txTime) + len(txHead)
 	timeAt, headAt := int(r.timeAt), int(r.headAt)
 	var nb []byte
-	if cap(old)-len(old) >= grow {
-		// Move the tail, then the middle, right (copy is memmove), and
-		// write the parts into the gaps. Only bytes from timeAt on move:
-		// the id and the key, before it, stay where they are.
-		nb = old[:len(old)+grow]
-		copy(nb[headAt+grow:], old[headAt:len(old)])
-		copy(nb[timeAt+len(txTime):], old[timeAt:headAt])
-		copy(nb[timeAt:], txTime)
-		copy(nb[headAt+len(txTime):], txHead)
+	if cap(body)-len(body) >= grow {
+		nb = body[:len(body)+grow]
 	} else {
-		nb = make([]byte, 0, len(old)+grow)
-		nb = append(nb, old[:timeAt]...)
-		nb = append(nb, txTime...)
-		nb = append(nb, old[timeAt:headAt]...)
-		nb = append(nb, txHead...)
-		nb = append(nb, old[headAt:]...)
+		nb = make([]byte, len(body)+grow)
+		copy(nb, body[:timeAt])
 	}
-	bodyLen := int(r.bodyLen) + grow
-	// A string over old moves to the same bytes in nb; others stay.
-	move := func(s string) string {
-		if len(s) == 0 || len(old) == 0 {
-			return s
-		}
-		off := int(uintptr(unsafe.Pointer(unsafe.StringData(s))) - uintptr(unsafe.Pointer(unsafe.SliceData(old))))
-		if off < 0 || off+len(s) > len(old) {
-			return s
-		}
-		switch {
-		case off >= headAt:
-			off += grow
-		case off >= timeAt:
-			off += len(txTime)
-		}
-		return bytesString(nb[off : off+len(s)])
-	}
-	ev := &r.Event
-	ev.ID, ev.Key = move(ev.ID), move(ev.Key)
-	ev.Body = nb[:bodyLen:bodyLen]
+	copy(nb[headAt+grow:], body[headAt:])
+	copy(nb[timeAt+len(txTime):], body[timeAt:headAt])
+	copy(nb[timeAt:], txTime)
+	copy(nb[headAt+len(txTime):], txHead)
+	ev.Body = nb[:len(nb):len(nb)]
 	ev.CommitTime, ev.CommitLSN = tx.CommitTime, tx.CommitLSN
-	for i := range ev.Attributes {
-		ev.Attributes[i].Value = move(ev.Attributes[i].Value)
-	}
-	r.buf = nil
 	return ev
 }
 
