@@ -97,7 +97,7 @@ type hooked struct {
 	before       func(chunk int)
 	after        func(chunk int)
 	beforeSave   func(chunk int) error
-	beforeHWMark func(chunk int) error
+	beforeHWMark func(chunk int) error // chunk: the window's number (Watermark.Chunk)
 }
 
 func (h *hooked) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int, each connector.RowFunc) (*connector.BackfillChunk, error) {
@@ -114,7 +114,7 @@ func (h *hooked) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after
 
 func (h *hooked) Watermark(ctx context.Context, w connector.Watermark) error {
 	if w.Mark == "high" && h.beforeHWMark != nil {
-		if err := h.beforeHWMark(h.chunks); err != nil {
+		if err := h.beforeHWMark(int(w.Chunk)); err != nil {
 			return err
 		}
 	}
