@@ -369,18 +369,12 @@ func (r *BackfillRunner) read(ctx context.Context, id string, plan *BackfillPlan
 
 // confirm writes the high watermark of rc (read ahead), waits until the
 // stream's reader queued its reads and SNS accepted everything up to the
-// end of the high watermark's transaction, then saves the progress, and
-// releases rc's place in h (under a rate cap after the cap's wait). more
+// end of the high watermark's transaction, then saves the progress. more
 // is false once the scan reached MaxKey.
 func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *readChunk, h *held) (more bool, err error) {
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			h.release()
-		}
-	}
-	defer release()
+	// rc's place in h is released once its events are accepted (under a
+	// rate cap: once the cap's wait passed); after a failure, never: the
+	// chunks read ahead are given up, so no new one is read meanwhile.
 	w, c, limit, wm := rc.w, rc.c, rc.limit, rc.wm
 	wm.Mark = "high"
 	if err := r.src.Watermark(ctx, wm); err != nil {
@@ -413,7 +407,7 @@ func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *rea
 		return false, err
 	}
 	if r.opts.MaxRowsPerSecond <= 0 {
-		release() // its events are out of memory: the next chunk may be read
+		h.release() // its events are out of memory: the next chunk may be read
 	}
 	st.Chunks++
 	st.RowsDone += int64(rows)
@@ -443,6 +437,9 @@ func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *rea
 			case <-time.After(wait):
 			}
 		}
+	}
+	if r.opts.MaxRowsPerSecond > 0 {
+		h.release()
 	}
 	return more, nil
 }
