@@ -580,11 +580,19 @@ func TestBackfillMappingsReloaded(t *testing.T) {
 	}
 	renamed := postingsTable
 	renamed.Columns = []config.Column{{Column: "id"}, {Column: "company_id"}, {Column: "title", Rename: "headline"}}
+	hookConn := connect(t, dsn) // the hook's own (it runs on the runner's reading goroutine)
 	var rig *backfillRig
 	var h *hooked
 	wrap := func(src connector.BackfillSource) connector.BackfillSource {
 		h = &hooked{BackfillSource: src, after: func(n int) {
 			if n == 2 { // between the SELECT of rows 6-10 and their high watermark
+				// Chunks are read ahead of their confirmation: once the
+				// first one (rows 1-5) is saved, it went out with the old
+				// mappings; the second is read and not yet confirmed (its
+				// high watermark waits for the first one's save).
+				for _, _, rows, _ := backfillStatus(t, hookConn, "bf-m"); rows < 5; _, _, rows, _ = backfillStatus(t, hookConn, "bf-m") {
+					time.Sleep(5 * time.Millisecond)
+				}
 				rig.pipe.Reload(compile(t, renamed), "v2", 0, nil)
 			}
 		}}
