@@ -16,12 +16,9 @@ package connector
 //     come from HW's transaction);
 //  4. writes a high watermark (HW).
 //
-// Steps 1-3 run on a goroutine of their own, ahead of the confirmations:
-// while the stream's reader and SNS take a chunk's events and its progress
-// is saved, the next chunk is read (unless a rate cap is set). Its HW is
-// written only once the chunk before it was confirmed and saved, so its low
-// watermark may precede the HW before it in the stream: windows may
-// overlap, and a change inside both drops its key from both.
+// While the stream's reader and SNS take a chunk's events, the runner reads
+// the next chunk (steps 1-3, unless a rate cap is set); its HW is written
+// only once the chunk before it was confirmed and saved.
 //
 // The Interleaver sits between the replication stream and the Pipeline. From
 // LW on, the primary key of every change of the table (old and new key of
@@ -238,9 +235,9 @@ type Interleaver struct {
 
 	mu sync.Mutex
 	// wins are the registered chunk windows, oldest first: a chunk
-	// waiting for its high watermark, and those read ahead, whose low
-	// watermarks may precede that high watermark in the stream. last is
-	// the last registered (for the visibility race).
+	// waiting for its high watermark, and the next one, read ahead, whose
+	// low watermark follows it in the stream. last is the last
+	// registered (for the visibility race).
 	wins []*chunkWindow
 	last *chunkWindow
 	// done is the window whose high watermark was decoded in the open

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -151,9 +150,24 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 		log.Info("backfill done: no row matches", "rows", st.RowsDone)
 		return
 	}
+	defer r.il.forget(st.ID)
+	// next is the chunk read ahead (low watermark written, rows read and
+	// encoded, high watermark not yet written) while the one before it
+	// was confirmed; nil: none.
+	var next *readChunk
 	for ctx.Err() == nil {
-		status, err := r.chunks(ctx, st, plan)
+		if cancelled, err := r.src.Cancelled(ctx, st.ID); err == nil && cancelled {
+			r.finish(ctx, st, BackfillCancelled, "")
+			log.Info("backfill cancelled", "rows", st.RowsDone)
+			return
+		}
+		if !r.pause(ctx, st.ID) {
+			continue // ctx ended, or cancelled while paused: the loop's checks end it
+		}
+		more, err := r.chunk(ctx, st, plan, &next)
 		if err != nil {
+			r.il.forget(st.ID) // a chunk read ahead is read again too
+			next = nil
 			if ctx.Err() != nil {
 				return
 			}
@@ -173,12 +187,7 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 			}
 			continue
 		}
-		switch status {
-		case BackfillCancelled:
-			r.finish(ctx, st, BackfillCancelled, "")
-			log.Info("backfill cancelled", "rows", st.RowsDone)
-			return
-		case BackfillDone:
+		if !more {
 			r.finish(ctx, st, BackfillDone, "")
 			log.Info("backfill done", "rows", st.RowsDone, "chunks", st.Chunks)
 			return
@@ -186,172 +195,30 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 	}
 }
 
-// readChunk is a chunk read: its window, rows and size asked; err when the
-// read failed (the chunk is read again in its turn).
+// readChunk is a chunk read: its window, rows and size asked.
 type readChunk struct {
 	wm    Watermark
 	w     *chunkWindow
 	c     *BackfillChunk
 	limit int
-	err   error
-}
-
-// aheadChunks bounds the chunks read and not yet acknowledged by SNS,
-// counting the one being read: while one chunk's events are published
-// and its progress saved, the next one waits, read, and the one after it
-// is being read. Each is at most half the largest chunk size (see
-// readAhead), so they hold what the one chunk in flight and the one read
-// ahead held before the reads ran on a goroutine of their own (whole chunks
-// read ahead took the connector's peak RSS in make bench's item 10 from
-// 50-55 to 64-69 MiB).
-const aheadChunks = 2
-
-// held counts the chunks read (or being read) and not yet acknowledged;
-// the reader waits on it (readAhead), the confirming side releases.
-type held struct {
-	mu   sync.Mutex
-	n    int
-	free chan struct{} // a release happened (capacity 1)
-}
-
-func (h *held) take(ctx context.Context, limit int) bool {
-	for {
-		h.mu.Lock()
-		if h.n < limit {
-			h.n++
-			h.mu.Unlock()
-			return true
-		}
-		h.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-h.free:
-		}
-	}
-}
-
-func (h *held) release() {
-	h.mu.Lock()
-	h.n--
-	h.mu.Unlock()
-	select {
-	case h.free <- struct{}{}:
-	default:
-	}
-}
-
-// chunks runs st's chunks from its saved progress, in two stages: a
-// goroutine reads chunks ahead (readAhead: low watermark, SELECT, read
-// events encoded) while this one confirms them in order (confirm: high
-// watermark, the stream's reader queues the reads, SNS accepts them,
-// progress saved). The reads thus never wait for a confirmation's round
-// trips, and the confirmations never wait for a SELECT that ran ahead. A
-// chunk's high watermark is written only after the chunk before it was
-// confirmed and saved: at most one chunk is published and not saved, as
-// with one stage. It returns BackfillDone once the scan reached MaxKey,
-// BackfillCancelled when a cancel was requested; on an error (or when ctx
-// ends) the chunks read ahead are given up and the caller reads again from
-// the saved progress.
-func (r *BackfillRunner) chunks(ctx context.Context, st *BackfillState, plan *BackfillPlan) (BackfillStatus, error) {
-	rctx, stop := context.WithCancel(ctx)
-	ahead := make(chan *readChunk, aheadChunks)
-	h := &held{free: make(chan struct{}, 1)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.readAhead(rctx, st.ID, plan, st.LastKey, st.ChunkSize, h, ahead)
-	}()
-	defer func() {
-		stop()
-		<-done
-		r.il.forget(st.ID) // chunks read ahead are read again
-	}()
-	for ctx.Err() == nil {
-		if cancelled, err := r.src.Cancelled(ctx, st.ID); err == nil && cancelled {
-			return BackfillCancelled, nil
-		}
-		if !r.pause(ctx, st.ID) {
-			continue // ctx ended, or cancelled while paused: the loop's checks end it
-		}
-		var rc *readChunk
-		select {
-		case rc = <-ahead:
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-		if rc.err != nil {
-			return "", rc.err
-		}
-		more, err := r.confirm(ctx, st, rc, h)
-		if err != nil {
-			return "", err
-		}
-		if !more {
-			return BackfillDone, nil
-		}
-	}
-	return "", ctx.Err()
-}
-
-// readAhead reads the chunks after key after, the first of size rows, into
-// ahead, until the scan reaches the plan's MaxKey, a read fails (handed on
-// in its turn) or ctx ends. It keeps at most aheadChunks chunks read and
-// not acknowledged (h), one under a rate cap (the next chunk is read only
-// after the one before was saved and the cap's wait passed). It runs on
-// its own goroutine; the runner's fields it uses (seq, enc, live, until)
-// are its alone while it runs.
-func (r *BackfillRunner) readAhead(ctx context.Context, id string, plan *BackfillPlan, after []string, size int, h *held, ahead chan<- *readChunk) {
-	limit := aheadChunks
-	if r.opts.MaxRowsPerSecond > 0 {
-		limit = 1
-	}
-	// A chunk read ahead is at most half the largest size: its encoded
-	// rows are held while the chunk before it is in flight.
-	half := max(r.opts.MaxChunkRows/2, r.opts.MinChunkRows, 1)
-	first := true
-	for h.take(ctx, limit) {
-		want := size
-		if !first && limit > 1 {
-			want = min(size, half)
-		}
-		first = false
-		rc, err := r.read(ctx, id, plan, after, r.size(want))
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			rc = &readChunk{err: err}
-		}
-		select {
-		case ahead <- rc:
-		case <-ctx.Done():
-			return
-		}
-		if rc.err != nil || len(rc.c.Keys) < rc.limit {
-			return // the last chunk, or a failure the confirming side reports
-		}
-		after, size = rc.c.LastKey, r.adapt(size, len(rc.c.Keys), rc.c.Took)
-	}
 }
 
 // read registers a chunk's window, writes its low watermark and reads up to
 // limit rows after key after, encoding their read events as they arrive
 // (see ReadEvent) with the mappings in use now (the high watermark finds
-// out whether they still are). readAhead's goroutine only.
-func (r *BackfillRunner) read(ctx context.Context, id string, plan *BackfillPlan, after []string, limit int) (*readChunk, error) {
+// out whether they still are).
+func (r *BackfillRunner) read(ctx context.Context, st *BackfillState, plan *BackfillPlan, after []string, limit int) (*readChunk, error) {
 	r.seq++
-	wm := Watermark{Slot: r.il.slot, Backfill: id, Chunk: r.seq, Run: r.run}
+	wm := Watermark{Slot: r.il.slot, Backfill: st.ID, Chunk: r.seq, Run: r.run}
 	w := r.il.expect(wm, plan.Table, plan.Key)
 	wm.Mark = "low"
 	if err := r.src.Watermark(ctx, wm); err != nil {
-		r.il.forgetWindow(wm.Chunk)
 		return nil, fmt.Errorf("low watermark: %w", err)
 	}
 	mapping, version := r.enc.sync(plan.Table)
 	var reads []*ReadEvent
 	c, err := r.src.ReadChunk(ctx, plan, after, limit, func(rel *Relation, row []Datum, key string) error {
-		re, err := r.enc.m.EncodeRead(rel, row, id, key)
+		re, err := r.enc.m.EncodeRead(rel, row, st.ID, key)
 		if err != nil {
 			return fmt.Errorf("row %s: %w", key, err)
 		}
@@ -359,7 +226,6 @@ func (r *BackfillRunner) read(ctx context.Context, id string, plan *BackfillPlan
 		return nil
 	})
 	if err != nil {
-		r.il.forgetWindow(wm.Chunk)
 		return nil, fmt.Errorf("read chunk: %w", err)
 	}
 	c.reads, c.mapping, c.version = reads, mapping, version
@@ -367,14 +233,21 @@ func (r *BackfillRunner) read(ctx context.Context, id string, plan *BackfillPlan
 	return &readChunk{wm: wm, w: w, c: c, limit: limit}, nil
 }
 
-// confirm writes the high watermark of rc (read ahead), waits until the
-// stream's reader queued its reads and SNS accepted everything up to the
-// end of the high watermark's transaction, then saves the progress. more
-// is false once the scan reached MaxKey.
-func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *readChunk, h *held) (more bool, err error) {
-	// rc's place in h is released once its events are accepted (under a
-	// rate cap: once the cap's wait passed); after a failure, never: the
-	// chunks read ahead are given up, so no new one is read meanwhile.
+// chunk reads (unless *next holds it, read ahead), interleaves and
+// confirms one chunk, then saves the progress. While the stream's reader
+// and SNS take the chunk's events, the following chunk is read into *next
+// (not when a rate cap is set: it reads a chunk at a time): its high
+// watermark is written only after this chunk's progress was saved, so at
+// most one chunk's events are published and not yet saved, as without the
+// read-ahead. more is false once the scan reached MaxKey.
+func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *BackfillPlan, next **readChunk) (more bool, err error) {
+	rc := *next
+	*next = nil
+	if rc == nil {
+		if rc, err = r.read(ctx, st, plan, st.LastKey, r.size(st.ChunkSize)); err != nil {
+			return false, err
+		}
+	}
 	w, c, limit, wm := rc.w, rc.c, rc.limit, rc.wm
 	wm.Mark = "high"
 	if err := r.src.Watermark(ctx, wm); err != nil {
@@ -382,6 +255,20 @@ func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *rea
 	}
 	rows := len(c.Keys)
 	more = rows >= limit
+	if more && r.opts.MaxRowsPerSecond <= 0 {
+		// Read ahead: errors are left to the chunk's own turn (it is
+		// read again then). A chunk read ahead is at most half the
+		// largest size: its encoded rows are held while this chunk's
+		// events are in flight (with whole chunks read ahead, the
+		// connector's peak RSS in make bench's item 10 went from 50-55
+		// to 64-69 MiB; with halves, 50 MiB).
+		size := r.size(min(r.adapt(st.ChunkSize, rows, c.Took), max(r.opts.MaxChunkRows/2, r.opts.MinChunkRows, 1)))
+		if nc, err := r.read(ctx, st, plan, c.LastKey, size); err == nil {
+			*next = nc
+		} else {
+			r.il.forgetWindow(r.seq)
+		}
+	}
 	var end LSN
 	select {
 	case end = <-w.result:
@@ -405,9 +292,6 @@ func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *rea
 	// included) before saving the progress.
 	if err := r.il.WaitAcked(ctx, end); err != nil {
 		return false, err
-	}
-	if r.opts.MaxRowsPerSecond <= 0 {
-		h.release() // its events are out of memory: the next chunk may be read
 	}
 	st.Chunks++
 	st.RowsDone += int64(rows)
@@ -437,9 +321,6 @@ func (r *BackfillRunner) confirm(ctx context.Context, st *BackfillState, rc *rea
 			case <-time.After(wait):
 			}
 		}
-	}
-	if r.opts.MaxRowsPerSecond > 0 {
-		h.release()
 	}
 	return more, nil
 }
