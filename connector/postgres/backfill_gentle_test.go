@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
-	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -75,9 +73,7 @@ func TestBackfillGentle(t *testing.T) {
 		`CREATE TABLE junk (b text)`,
 		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 300) i`)
 	conn := connect(t, dsn)
-	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
-		t.Fatal(err)
-	}
+	applyBackfillObjects(t, conn)
 	const capRows = 100.0
 	var blocked atomic.Bool
 	block := func([]*connector.Event) error {

@@ -304,9 +304,7 @@ func TestBackfillWatermarks(t *testing.T) {
 	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
 		`INSERT INTO postings SELECT i, CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END, 'posting ' || i FROM generate_series(1, 150) i`)
 	conn := connect(t, dsn)
-	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
-		t.Fatal(err)
-	}
+	applyBackfillObjects(t, conn)
 	var other *pgx.Conn // a transaction spanning watermarks
 	var otherTx pgx.Tx
 	ctx := context.Background()
@@ -521,9 +519,7 @@ func TestBackfillRefused(t *testing.T) {
 		`CREATE TABLE nokey (n int, v text)`, `CREATE TABLE unmapped (id int PRIMARY KEY)`,
 		`INSERT INTO postings VALUES (1, 7, 'a', 's'), (2, 8, 'b', 's')`)
 	conn := connect(t, dsn)
-	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
-		t.Fatal(err)
-	}
+	applyBackfillObjects(t, conn)
 	nokey := config.Table{Table: "public.nokey", Type: "baitoru.nokey", Operations: []string{"insert"}, Columns: []config.Column{{Column: "n"}, {Column: "v"}}}
 	// Insert only: a table without primary key can be published then.
 	inserts := postingsTable
@@ -575,9 +571,7 @@ func TestBackfillMappingsReloaded(t *testing.T) {
 	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
 		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 20) i`)
 	conn := connect(t, dsn)
-	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
-		t.Fatal(err)
-	}
+	applyBackfillObjects(t, conn)
 	renamed := postingsTable
 	renamed.Columns = []config.Column{{Column: "id"}, {Column: "company_id"}, {Column: "title", Rename: "headline"}}
 	var rig *backfillRig
@@ -628,9 +622,7 @@ func TestBackfillResumes(t *testing.T) {
 	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
 		`INSERT INTO postings SELECT i, CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END, 'posting ' || i FROM generate_series(1, 60) i`)
 	conn := connect(t, dsn)
-	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
-		t.Fatal(err)
-	}
+	applyBackfillObjects(t, conn)
 	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name, filter) VALUES ('bf-r', 'start', 'public.postings', 'company_id = 7')`)
 	var all []sentEvent
 	crash := errors.New("crash")
@@ -740,5 +732,14 @@ func (t teeObserver) BackfillProgress(st *connector.BackfillState) {
 func (t teeObserver) BackfillPaused(id, reason string) {
 	for _, o := range t {
 		o.BackfillPaused(id, reason)
+	}
+}
+
+// applyBackfillObjects creates what setup creates for backfills (schema
+// baitoru_cdc, publication cdc_backfill) in conn's database.
+func applyBackfillObjects(t *testing.T, conn *pgx.Conn) {
+	t.Helper()
+	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
+		t.Fatal(err)
 	}
 }

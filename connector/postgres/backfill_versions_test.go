@@ -9,7 +9,6 @@ import (
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
 	"github.com/baitoru/baitoru-cdc/connector/postgres"
-	"github.com/baitoru/baitoru-cdc/connector/postgres/dba"
 	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
@@ -33,9 +32,7 @@ func testBackfillOnVersion(t *testing.T, pg *testenv.Postgres) {
 	emu := testenv.Emu(t)
 	topic, _ := pipeTopic(t, emu, false)
 	conn := connect(t, dsn)
-	if _, err := dba.ApplyBackfill(context.Background(), conn, dba.BackfillObjects{Schema: "baitoru_cdc", Publication: "cdc_backfill"}, false); err != nil {
-		t.Fatal(err)
-	}
+	applyBackfillObjects(t, conn)
 	rig := startBackfillRig(t, dsn, topic, emu, []config.Table{postingsTable}, nil, nil)
 	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name) VALUES ('bf-v', 'start', 'public.postings')`)
 	waitBackfill(t, conn, "bf-v", "done")
