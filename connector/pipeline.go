@@ -426,30 +426,23 @@ func (p *Pipeline) change(ctx context.Context, c *Change) error {
 	return p.enqueue(ctx, ev, false)
 }
 
-// Read maps a row re-emitted by backfill (Mapper.MapRead) and queues its
-// event in the open transaction (the backfill's high watermark's), so the
-// position after that transaction is confirmed only once the event was
-// accepted. Like Change: it blocks while the window is full; reader
-// goroutine only.
+// Read maps a row re-emitted by backfill (Mapper.EncodeRead) and queues its
+// event in the open transaction c.Tx (the backfill's high watermark's), as
+// readEncoded does. Reader goroutine only.
 func (p *Pipeline) Read(ctx context.Context, c *Change, backfill, rowKey string) error {
-	if err := p.Err(); err != nil {
+	r, err := p.mapper.EncodeRead(c.Rel, c.New, backfill, rowKey)
+	if err != nil || r == nil {
 		return err
 	}
-	ev, err := p.mapper.MapRead(c, backfill, rowKey)
-	if err != nil || ev == nil {
-		return err
-	}
-	if err := p.enqueue(ctx, ev, true); err != nil {
-		return err
-	}
-	p.reads.Add(1)
-	return nil
+	return p.readEncoded(ctx, c.Tx, r)
 }
 
 // readEncoded queues a read encoded before its high watermark (see
-// ReadEvent) in the open transaction, the high watermark's, as Read does.
-// The caller made sure r was encoded with the mappings in use (mappingsOf).
-// Reader goroutine only.
+// ReadEvent) in the open transaction tx, the high watermark's, so the
+// position after that transaction is confirmed only once the event was
+// accepted. Like Change, it blocks while the window is full. The caller
+// made sure r was encoded with the mappings in use (the Interleaver
+// compares the chunk's mapping and version). Reader goroutine only.
 func (p *Pipeline) readEncoded(ctx context.Context, tx *Tx, r *ReadEvent) error {
 	if err := p.Err(); err != nil {
 		return err
