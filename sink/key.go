@@ -34,6 +34,9 @@ func CanonicalKey(s string) (string, error) {
 	if err := ValidateKey(s); err != nil {
 		return "", err
 	}
+	if c, ok := canonicalFast(s); ok {
+		return c, nil
+	}
 	m := numberSyntax.FindStringSubmatch(s)
 	if m == nil {
 		return s, nil
@@ -46,6 +49,36 @@ func CanonicalKey(s string) (string, error) {
 		return "", fmt.Errorf("is the number %s, whose plain decimal text is longer than %d bytes", clipString(s), MaxLinkKeyBytes)
 	}
 	return c, nil
+}
+
+// canonicalFast is CanonicalKey's answer for the keys events carry nearly
+// always, without the regular expression and big.Rat of the general path
+// (about a dozen allocations a key; the sink canonicalises every event's
+// key): a plain integer (its own canonical text, but for "-0") and a string
+// that cannot be a JSON number because it starts with neither a digit nor
+// "-" (compared exactly). ok is false for anything else, which takes the
+// general path. s is a valid key (ValidateKey). TestCanonicalFastAgrees
+// checks it against the general path.
+func canonicalFast(s string) (c string, ok bool) {
+	if b := s[0]; b != '-' && (b < '0' || b > '9') {
+		return s, true
+	}
+	digits := s
+	if s[0] == '-' {
+		digits = s[1:]
+	}
+	if digits == "" || len(digits) > 1 && digits[0] == '0' {
+		return "", false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return "", false
+		}
+	}
+	if digits == "0" {
+		return "0", true // 0 and -0
+	}
+	return s, true
 }
 
 // canonicalNumber returns the plain decimal text of the JSON number s, whose
