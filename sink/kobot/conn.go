@@ -59,6 +59,7 @@ type conn struct {
 	body   []byte    // the push's body
 	signed []byte    // "<id>.<ts>." of the signature
 	idleAt time.Time
+	resp   http.Response // a plain answer (readPlainAnswer), valid until the connection's next push
 
 	peekFn   func(fd uintptr) bool // peek's callback, made once
 	peekGone bool
@@ -145,8 +146,9 @@ func (p *pool) put(c *conn) {
 
 // roundTrip writes the request the caller built in c.req (build is called
 // again with a new connection when it is sent again) and reads the answer's
-// head. On success the caller owns c and must call finish after reading the
-// body; on error the connection is closed.
+// head (a plain 2xx answer whole, its body discarded: readPlainAnswer). On
+// success the caller owns c and must call finish after reading the body; on
+// error the connection is closed.
 func (p *pool) roundTrip(deadline time.Time, build func(c *conn)) (*conn, *http.Response, error) {
 	c, reused, err := p.get(deadline)
 	if err != nil {
@@ -174,6 +176,12 @@ func (p *pool) roundTrip(deadline time.Time, build func(c *conn)) (*conn, *http.
 		}
 		c.nc.Close()
 		return nil, nil, err
+	}
+	if ok, err := readPlainAnswer(c.br, &c.resp); err != nil {
+		c.nc.Close()
+		return nil, nil, err
+	} else if ok {
+		return c, &c.resp, nil
 	}
 	for {
 		resp, err := http.ReadResponse(c.br, postRequest)
