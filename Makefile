@@ -226,7 +226,7 @@ reliability: deps-postgres deps-emulator deps-go
 FUZZ_BUDGET ?= 30
 FUZZ_TARGETS := ./connector/postgres:FuzzEncode ./connector/postgres:FuzzParseRow \
 	./connector/postgres:FuzzEncodeJSONMatchesReference ./sink:FuzzParseEvent ./sink:FuzzScanObject \
-	./sink/kobot:FuzzVerifySignature ./config:FuzzLoad
+	./sink:FuzzCanonicalKey ./sink/kobot:FuzzVerifySignature ./sink/kobot:FuzzReadPlainAnswer ./config:FuzzLoad
 fuzz-short:
 	GO="$(GO)" FUZZ_BUDGET="$(FUZZ_BUDGET)" bash tools/fuzz-short.sh $(FUZZ_TARGETS)
 

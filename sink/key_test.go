@@ -47,3 +47,17 @@ func BenchmarkCanonicalKey(b *testing.B) {
 		}
 	}
 }
+
+// FuzzCanonicalKey: CanonicalKey agrees with its general path on any key.
+func FuzzCanonicalKey(f *testing.F) {
+	for _, s := range []string{"7", "-0", "007", "7.0", "1e3", "company-7", "-a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wantOK := canonicalGeneral(s)
+		got, err := CanonicalKey(s)
+		if (err == nil) != wantOK || got != want {
+			t.Errorf("CanonicalKey(%q) = %q, %v; the general path gives %q, valid %v", s, got, err, want, wantOK)
+		}
+	})
+}

@@ -45,34 +45,58 @@ func TestReadPlainAnswerAgrees(t *testing.T) {
 		{"nothing", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			br := bufio.NewReaderSize(strings.NewReader(tc.answer), 4<<10)
-			var resp http.Response
-			ok, err := readPlainAnswer(br, &resp)
-			if ok != tc.plain {
-				t.Fatalf("plain = %v (err %v), want %v", ok, err, tc.plain)
-			}
-			std := bufio.NewReaderSize(strings.NewReader(tc.answer), 4<<10)
-			want, stdErr := http.ReadResponse(std, postRequest)
-			if !ok {
-				if err != nil && (stdErr == nil || err.Error() != stdErr.Error()) {
-					t.Fatalf("error %v, http.ReadResponse's %v", err, stdErr)
-				}
-				rest, _ := io.ReadAll(br)
-				if string(rest) != tc.answer {
-					t.Fatalf("read %d bytes of an answer it leaves to http.ReadResponse", len(tc.answer)-len(rest))
-				}
-				return
-			}
-			if stdErr != nil {
-				t.Fatalf("read as plain; http.ReadResponse: %v", stdErr)
-			}
-			bodyDone := drain(want.Body, maxPlainBody)
-			if resp.StatusCode != want.StatusCode || resp.Close != (want.Close || !bodyDone) || resp.Body != http.NoBody {
-				t.Errorf("status %d, close %v; http.ReadResponse: %d, close %v, body read whole %v", resp.StatusCode, resp.Close, want.StatusCode, want.Close, bodyDone)
-			}
-			if br.Buffered() != std.Buffered() {
-				t.Errorf("%d bytes left after the answer, %d after http.ReadResponse's", br.Buffered(), std.Buffered())
+			if plain := checkPlainAnswer(t, tc.answer); plain != tc.plain {
+				t.Errorf("read as a plain answer: %v, want %v", plain, tc.plain)
 			}
 		})
 	}
+}
+
+// checkPlainAnswer reads answer with readPlainAnswer and with
+// http.ReadResponse, reports where they disagree, and says whether
+// readPlainAnswer took it.
+func checkPlainAnswer(t *testing.T, answer string) bool {
+	t.Helper()
+	br := bufio.NewReaderSize(strings.NewReader(answer), 4<<10)
+	var resp http.Response
+	ok, err := readPlainAnswer(br, &resp)
+	std := bufio.NewReaderSize(strings.NewReader(answer), 4<<10)
+	want, stdErr := http.ReadResponse(std, postRequest)
+	if !ok {
+		if err != nil && (stdErr == nil || err.Error() != stdErr.Error()) {
+			t.Errorf("error %v, http.ReadResponse's %v", err, stdErr)
+		}
+		if rest, _ := io.ReadAll(br); string(rest) != answer {
+			t.Errorf("read %d bytes of an answer it leaves to http.ReadResponse", len(answer)-len(rest))
+		}
+		return false
+	}
+	if stdErr != nil {
+		t.Errorf("read as plain; http.ReadResponse: %v", stdErr)
+		return true
+	}
+	bodyDone := drain(want.Body, maxPlainBody)
+	if resp.StatusCode != want.StatusCode || resp.Close != (want.Close || !bodyDone) || resp.Body != http.NoBody {
+		t.Errorf("status %d, close %v; http.ReadResponse: %d, close %v, body read whole %v", resp.StatusCode, resp.Close, want.StatusCode, want.Close, bodyDone)
+	}
+	if br.Buffered() != std.Buffered() {
+		t.Errorf("%d bytes left after the answer, %d after http.ReadResponse's", br.Buffered(), std.Buffered())
+	}
+	return true
+}
+
+// FuzzReadPlainAnswer: on any bytes, readPlainAnswer agrees with
+// http.ReadResponse or leaves the answer to it.
+func FuzzReadPlainAnswer(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 204 No Content\r\nDate: Mon, 07 Dec 2026 05:00:00 GMT\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, answer string) {
+		checkPlainAnswer(t, answer)
+	})
 }
