@@ -32,11 +32,11 @@ import (
 //
 // Behaviour kept from the transport: the attempt's deadline bounds the dial,
 // the write and the read; an idle connection the server closed is not used
-// (peeked before reuse); a request is sent again on a new connection only
-// when the connection broke before any byte of it was written; an answer is
-// read to its end (up to 64 KiB) so the connection is kept, and a connection
-// whose answer says "close", is longer, or is followed by stray bytes is
-// closed. Safe for concurrent use.
+// (peeked before reuse when idle for peekAfter or longer); a request is sent
+// again on a new connection only when the connection broke before any byte
+// of it was written; an answer is read to its end (up to 64 KiB) so the
+// connection is kept, and a connection whose answer says "close", is longer,
+// or is followed by stray bytes is closed. Safe for concurrent use.
 type pool struct {
 	addr        string // host:port dialled
 	host        string // the Host header
@@ -64,6 +64,17 @@ type conn struct {
 	peekFn   func(fd uintptr) bool // peek's callback, made once
 	peekGone bool
 }
+
+// peekAfter is how long a connection must have been idle before get looks
+// whether the server closed it (closedByPeer: a system call, about 3 µs a
+// push on the bench's machine, an eighth of the push's own CPU in
+// BenchmarkPush). A server closes an idle keep-alive connection after its
+// idle timeout, seconds after its last answer (Node's server 5 s by default,
+// nginx 75 s, Go's none unless set); one reused sooner is open unless the
+// server went away in between (a restart), the race net/http's transport
+// has too: the push's attempt then fails as unreachable and its retry goes
+// on a new connection (TestPoolReusesRecentConnectionsUnlooked).
+const peekAfter = 100 * time.Millisecond
 
 // postRequest is the request http.ReadResponse is told the answers are for.
 var postRequest = &http.Request{Method: http.MethodPost}
@@ -99,7 +110,8 @@ func (p *pool) get(deadline time.Time) (c *conn, reused bool, err error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(c.idleAt) > p.idleTimeout || c.nc.SetDeadline(deadline) != nil || c.closedByPeer() {
+		idle := now.Sub(c.idleAt)
+		if idle > p.idleTimeout || c.nc.SetDeadline(deadline) != nil || (idle >= peekAfter && c.closedByPeer()) {
 			c.nc.Close()
 			continue
 		}

@@ -125,12 +125,56 @@ func TestPoolKeepsConnections(t *testing.T) {
 	}
 	srv.CloseClientConnections() // the server closes every idle connection
 	before := conns.Load()
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(peekAfter + 20*time.Millisecond) // idle long enough to be looked at
 	for range 3 {
 		push(t, c, "0/1-3")
 	}
 	if n := conns.Load() - before; n != 1 {
 		t.Errorf("after the server closed the idle connections, 3 pushes opened %d connections, want 1", n)
+	}
+}
+
+// TestPoolReusesRecentConnectionsUnlooked: a connection idle for less than
+// peekAfter is reused without looking whether the server closed it; when it
+// did (a server that closes its connections right after answering, without
+// saying so), the push's attempt on it fails and the retry goes on a new
+// connection, delivered. One idle for longer is looked at and not used.
+func TestPoolReusesRecentConnectionsUnlooked(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer nc.Close()
+				req, err := http.ReadRequest(bufio.NewReader(nc))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				_, _ = io.WriteString(nc, "HTTP/1.1 204 No Content\r\n\r\n")
+			}()
+		}
+	}()
+	c := newClient(t, "http://"+ln.Addr().String(), 2)
+	push(t, c, "first")
+	time.Sleep(20 * time.Millisecond) // the server has closed the connection
+	r := c.Push(t.Context(), sink.PushRequest{EventID: "soon", Account: "kobot-acme", Event: []byte(testEvent)})
+	if r.Class != sink.PushDelivered || r.Attempts != 2 {
+		t.Errorf("push 20 ms after the last answer on a connection the server closed: class %v after %d attempts (%v), want delivered after 2", r.Class, r.Attempts, r.Err)
+	}
+	time.Sleep(peekAfter + 20*time.Millisecond)
+	push(t, c, "later") // delivered in one attempt: the closed connection was looked at
+	if n := accepted.Load(); n != 3 {
+		t.Errorf("the server accepted %d connections, want 3", n)
 	}
 }
 
