@@ -714,6 +714,86 @@ func TestBackfillResumes(t *testing.T) {
 	t.Logf("%d reads, %d sent again", len(ids), dups)
 }
 
+// TestBackfillCancelledMidway: a cancel requested while a backfill runs
+// (here right after its third chunk was read) is found within a chunk or
+// two: the backfill ends cancelled, its last saved progress kept, without
+// reading the rest of the table.
+func TestBackfillCancelledMidway(t *testing.T) {
+	integration(t)
+	pg := testenv.PG(t)
+	dsn := pg.NewDatabase(t)
+	emu := testenv.Emu(t)
+	topic, _ := pipeTopic(t, emu, false)
+	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
+		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 60) i`)
+	conn := connect(t, dsn)
+	applyBackfillObjects(t, conn)
+	requests := connect(t, dsn) // used by the runner's goroutine only
+	wrap := func(src connector.BackfillSource) connector.BackfillSource {
+		return &hooked{BackfillSource: src, after: func(n int) {
+			if n == 3 {
+				if _, err := requests.Exec(context.Background(), `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action) VALUES ('bf-x', 'cancel')`); err != nil {
+					t.Error(err)
+				}
+			}
+		}}
+	}
+	startBackfillRig(t, dsn, topic, emu, []config.Table{postingsTable}, wrap, nil)
+	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name) VALUES ('bf-x', 'start', 'public.postings')`)
+	waitBackfill(t, conn, "bf-x", "cancelled")
+	if _, _, rows, chunks := backfillStatus(t, conn, "bf-x"); rows == 0 || rows > 20 || chunks > 4 {
+		t.Errorf("cancelled after %d rows in %d chunks; want it cancelled within a chunk or two of the request (made after chunk 3 was read: 10-20 rows)", rows, chunks)
+	}
+}
+
+// TestBackfillTextKeys: a composite primary key of text values holding
+// quotes, backslashes, spaces and non-ASCII letters bounds the chunks
+// (they are sent as quoted constants): every row is read once, in chunks
+// of 5.
+func TestBackfillTextKeys(t *testing.T) {
+	integration(t)
+	pg := testenv.PG(t)
+	dsn := pg.NewDatabase(t)
+	emu := testenv.Emu(t)
+	topic, _ := pipeTopic(t, emu, false)
+	names := []string{`o'brien`, `back\slash`, `\'`, `''`, `"quoted"`, `a b`, `ünï`, `E'x'`, `$1`, `plain`, `\\n`, ``}
+	exec(t, dsn, `CREATE TABLE tags (name text, n int, PRIMARY KEY (name, n))`)
+	conn := connect(t, dsn)
+	for _, name := range names {
+		for n := 1; n <= 2; n++ {
+			if _, err := conn.Exec(context.Background(), `INSERT INTO tags VALUES ($1, $2)`, name, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	applyBackfillObjects(t, conn)
+	tags := config.Table{Table: "public.tags", Type: "baitoru.tags", Operations: []string{"insert", "update", "delete"},
+		Columns: []config.Column{{Column: "name"}, {Column: "n"}}, Key: []string{"name", "n"}}
+	rig := startBackfillRig(t, dsn, topic, emu, []config.Table{tags}, nil, nil)
+	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name) VALUES ('bf-t', 'start', 'public.tags')`)
+	waitBackfill(t, conn, "bf-t", "done")
+	rig.stop(t)
+	read := map[string]int{}
+	for _, e := range rig.rec.events() {
+		if e.Op == "read" {
+			read[fmt.Sprintf("%v/%v", e.Data["name"], e.Data["n"])]++
+		}
+	}
+	for _, name := range names {
+		for n := 1; n <= 2; n++ {
+			if k := fmt.Sprintf("%v/%v", name, n); read[k] != 1 {
+				t.Errorf("row %q read %d times, want once", k, read[k])
+			}
+		}
+	}
+	if len(read) != 2*len(names) {
+		t.Errorf("%d rows read, want %d: %v", len(read), 2*len(names), read)
+	}
+	if _, _, rows, chunks := backfillStatus(t, conn, "bf-t"); rows != int64(2*len(names)) || chunks < 4 {
+		t.Errorf("done after %d rows in %d chunks, want %d rows in chunks of 5", rows, chunks, 2*len(names))
+	}
+}
+
 // teeObserver tells every observer.
 type teeObserver []connector.BackfillObserver
 
