@@ -350,42 +350,13 @@ func (p *Processor) Process(ctx context.Context, msgs []Message) ([]Result, erro
 			}
 		}
 	}
-	p.countResults(results)
 	for i, r := range results {
+		p.c.Metrics.Deliveries.WithLabelValues(r.Result).Inc()
 		if r.Action == DeadLetter {
 			p.c.Logger.Warn("message to the DLQ", "message_id", msgs[i].ID, "code", r.Code, "reason", r.Reason)
 		}
 	}
 	return results, nil
-}
-
-// countResults adds a batch's results to the deliveries metric, one
-// counter look-up per distinct result rather than per message (a batch's
-// results are nearly always all the same).
-func (p *Processor) countResults(results []Result) {
-	var counted [8]struct {
-		result string
-		n      int
-	}
-	k := 0
-	for _, r := range results {
-		j := 0
-		for j < k && counted[j].result != r.Result {
-			j++
-		}
-		if j == k {
-			if k == len(counted) {
-				p.c.Metrics.Deliveries.WithLabelValues(r.Result).Inc()
-				continue
-			}
-			counted[k].result = r.Result
-			k++
-		}
-		counted[j].n++
-	}
-	for _, c := range counted[:k] {
-		p.c.Metrics.Deliveries.WithLabelValues(c.result).Add(float64(c.n))
-	}
 }
 
 // linksOf returns the links ev goes to among the active links of its key:

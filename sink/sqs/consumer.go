@@ -328,7 +328,7 @@ func (c *Consumer) deleteBatch(ctx context.Context, msgs []types.Message) {
 	}
 	entries := make([]types.DeleteMessageBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
-		entries[i] = types.DeleteMessageBatchRequestEntry{Id: entryID(i), ReceiptHandle: m.ReceiptHandle}
+		entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
 	}
 	out, err := c.client.DeleteMessageBatch(ctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.queueURL), Entries: entries})
 	if err != nil {
@@ -340,23 +340,6 @@ func (c *Consumer) deleteBatch(ctx context.Context, msgs []types.Message) {
 	for _, f := range out.Failed {
 		c.logger.Error("delete message", "id", aws.ToString(f.Id), "code", aws.ToString(f.Code), "err", aws.ToString(f.Message))
 	}
-}
-
-// entryIDs are the ids of a batch call's entries, made once: the SDK takes
-// them as pointers, which it only reads.
-var entryIDs = func() (ids [maxBatchEntries]*string) {
-	for i := range ids {
-		ids[i] = aws.String(strconv.Itoa(i))
-	}
-	return ids
-}()
-
-// entryID is the id of a batch call's entry i.
-func entryID(i int) *string {
-	if i < len(entryIDs) {
-		return entryIDs[i]
-	}
-	return aws.String(strconv.Itoa(i))
 }
 
 type retryEntry struct {
