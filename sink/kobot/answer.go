@@ -28,9 +28,9 @@ const maxPlainBody = 64 << 10
 // It is hand-written on purpose: http.ReadResponse builds a Response, a
 // header map and its strings for every answer, which the sink discards. Its
 // share of a push was measured with BenchmarkPush and end to end with make
-// bench's sink item (docs/benchmarks.md, "The Kobot answer read without
-// http.ReadResponse"); TestReadPlainAnswerAgrees checks it against
-// http.ReadResponse.
+// bench's sink item (docs/benchmarks.md, "Fewer allocations and system
+// calls per push"); TestReadPlainAnswerAgrees and FuzzReadPlainAnswer check
+// it against http.ReadResponse.
 func readPlainAnswer(br *bufio.Reader, resp *http.Response) (ok bool, err error) {
 	if _, err := br.Peek(1); err != nil {
 		if err == io.EOF {

@@ -67,7 +67,7 @@ type conn struct {
 
 // peekAfter is how long a connection must have been idle before get looks
 // whether the server closed it (closedByPeer: a system call, about 3 µs a
-// push on the bench's machine, an eighth of the push's own CPU in
+// push on the bench's machine, a fifth of the push's own CPU in
 // BenchmarkPush). A server closes an idle keep-alive connection after its
 // idle timeout, seconds after its last answer (Node's server 5 s by default,
 // nginx 75 s, Go's none unless set); one reused sooner is open unless the
