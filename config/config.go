@@ -117,6 +117,11 @@ type Backfill struct {
 	// MaxRowsPerSecond caps the rows a backfill reads per second; 0 (the
 	// default): no cap.
 	MaxRowsPerSecond int `mapstructure:"max_rows_per_second"`
+	// LiveMaxRowsPerSecond caps the rows a backfill reads per second
+	// while live changes flow (as LiveChunkRows), so that the live events'
+	// latency stays near what it is without a backfill. Default 50000;
+	// 0: no cap.
+	LiveMaxRowsPerSecond int `mapstructure:"live_max_rows_per_second"`
 	// LiveChunkRows caps a chunk's rows while live changes flow (one was
 	// published during the chunk before), so that a live change never
 	// shares the machine with a large chunk's burst of read events.
@@ -135,7 +140,8 @@ func (b Backfill) BackfillOptions(statusInterval time.Duration) connector.Backfi
 	return connector.BackfillOptions{
 		ChunkRows: b.ChunkRows, MinChunkRows: max(b.ChunkRows/10, 1), MaxChunkRows: b.ChunkRows * 10,
 		ChunkTime: b.ChunkTime, MaxRowsPerSecond: float64(b.MaxRowsPerSecond), LiveChunkRows: b.LiveChunkRows,
-		MaxLagBytes: b.MaxLagBytes, MaxQueuedEvents: b.MaxQueuedEvents,
+		LiveMaxRowsPerSecond: float64(b.LiveMaxRowsPerSecond),
+		MaxLagBytes:          b.MaxLagBytes, MaxQueuedEvents: b.MaxQueuedEvents,
 		Poll: max(statusInterval, 100*time.Millisecond), WindowTimeout: time.Minute,
 	}
 }

@@ -194,7 +194,7 @@ func TestDefaults(t *testing.T) {
 			Create: true, StatusInterval: time.Second, MaxLagBytes: 1 << 30,
 			Reconnect: Backoff{500 * time.Millisecond, 30 * time.Second}, OnTableLoss: "continue", Streaming: true,
 			StreamMemoryBytes: 8 << 20,
-			Backfill:          Backfill{ChunkRows: 1000, ChunkTime: 500 * time.Millisecond, LiveChunkRows: 250, MaxQueuedEvents: 5000, MaxLagBytes: 256 << 20},
+			Backfill:          Backfill{ChunkRows: 1000, ChunkTime: 500 * time.Millisecond, LiveChunkRows: 250, LiveMaxRowsPerSecond: 50000, MaxQueuedEvents: 5000, MaxLagBytes: 256 << 20},
 		},
 		SNS: SNS{Region: "ap-northeast-1", TopicARN: "arn:aws:sns:ap-northeast-1:123456789012:baitoru-events"},
 		S3:  S3{Region: "ap-northeast-1"},

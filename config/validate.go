@@ -190,6 +190,9 @@ func (k *checker) source() {
 	if s.Backfill.LiveChunkRows < 0 || s.Backfill.LiveChunkRows > 1000000 {
 		k.add("source.backfill.live_chunk_rows", "%d is out of range; use 1 to 1000000 rows (250 is the default), or 0 for no cap while live changes flow", s.Backfill.LiveChunkRows)
 	}
+	if s.Backfill.LiveMaxRowsPerSecond < 0 {
+		k.add("source.backfill.live_max_rows_per_second", "%d is negative; use 0 for no cap while live changes flow (50000 is the default)", s.Backfill.LiveMaxRowsPerSecond)
+	}
 	if s.Backfill.MaxQueuedEvents < 0 {
 		k.add("source.backfill.max_queued_events", "%d is negative; use 0 to never pause on the queue", s.Backfill.MaxQueuedEvents)
 	}

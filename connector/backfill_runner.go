@@ -20,6 +20,11 @@ type BackfillOptions struct {
 	ChunkTime                             time.Duration
 	// MaxRowsPerSecond caps the rows read per second (zero: no cap).
 	MaxRowsPerSecond float64
+	// LiveMaxRowsPerSecond caps the rows read per second while live
+	// changes flow (as LiveChunkRows; zero: no cap). Reading at full speed
+	// keeps both of a small machine's cores busy, and every live event
+	// then waits for a CPU.
+	LiveMaxRowsPerSecond float64
 	// LiveChunkRows caps a chunk's rows while live changes flow: when a
 	// live event was queued since the chunk before was read (zero: no
 	// cap). A chunk's read events reach SNS in a burst after its high
@@ -236,7 +241,7 @@ func (r *BackfillRunner) read(ctx context.Context, st *BackfillState, plan *Back
 // chunk reads (unless *next holds it, read ahead), interleaves and
 // confirms one chunk, then saves the progress. While the stream's reader
 // and SNS take the chunk's events, the following chunk is read into *next
-// (not when a rate cap is set: it reads a chunk at a time): its high
+// (not while a rate cap is in force: it reads a chunk at a time): its high
 // watermark is written only after this chunk's progress was saved, so at
 // most one chunk's events are published and not yet saved, as without the
 // read-ahead. more is false once the scan reached MaxKey.
@@ -255,7 +260,7 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	}
 	rows := len(c.Keys)
 	more = rows >= limit
-	if more && r.opts.MaxRowsPerSecond <= 0 {
+	if more && r.rate() <= 0 {
 		// Read ahead: errors are left to the chunk's own turn (it is
 		// read again then). A chunk read ahead is at most half the
 		// largest size: its encoded rows are held while this chunk's
@@ -313,8 +318,8 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	if more {
 		r.obs.BackfillProgress(st) // the end is reported by finish
 	}
-	if r.opts.MaxRowsPerSecond > 0 && rows > 0 {
-		if wait := time.Duration(float64(rows)/r.opts.MaxRowsPerSecond*float64(time.Second)) - c.Took; wait > 0 {
+	if rate := r.rate(); rate > 0 && rows > 0 {
+		if wait := time.Duration(float64(rows)/rate*float64(time.Second)) - c.Took; wait > 0 {
 			select {
 			case <-ctx.Done():
 				return false, ctx.Err()
@@ -330,23 +335,38 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 var errRemap = errors.New("the mappings changed while the chunk was read")
 
 // liveFor is how long after the last live event seen the chunks stay
-// capped to LiveChunkRows: longer than the gaps of a steady trickle of
-// transactions.
+// capped to LiveChunkRows (and the rate to LiveMaxRowsPerSecond): longer
+// than the gaps of a steady trickle of transactions.
 const liveFor = time.Second
 
 // size is the rows to ask of the next chunk: want, or LiveChunkRows when
-// fewer and live events were queued within liveFor (a chunk's read events
-// are published in one burst after its high watermark, which a live change
-// would share the machine with).
+// fewer and live changes flow (a chunk's read events are published in one
+// burst after its high watermark, which a live change would share the
+// machine with).
 func (r *BackfillRunner) size(want int) int {
+	if r.opts.LiveChunkRows > 0 && r.liveFlowing() {
+		return min(want, r.opts.LiveChunkRows)
+	}
+	return want
+}
+
+// rate is the cap on rows read per second now: MaxRowsPerSecond, or
+// LiveMaxRowsPerSecond when lower and live changes flow; zero: no cap.
+func (r *BackfillRunner) rate() float64 {
+	rate := r.opts.MaxRowsPerSecond
+	if live := r.opts.LiveMaxRowsPerSecond; live > 0 && (rate <= 0 || live < rate) && r.liveFlowing() {
+		rate = live
+	}
+	return rate
+}
+
+// liveFlowing reports whether live events were queued within liveFor.
+func (r *BackfillRunner) liveFlowing() bool {
 	now := time.Now()
 	if n := r.il.LiveEvents(); n != r.live {
 		r.live, r.until = n, now.Add(liveFor)
 	}
-	if r.opts.LiveChunkRows > 0 && now.Before(r.until) {
-		return min(want, r.opts.LiveChunkRows)
-	}
-	return want
+	return now.Before(r.until)
 }
 
 // adapt sizes the next chunk to the time budget: halved (at least) when

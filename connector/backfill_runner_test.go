@@ -46,6 +46,45 @@ func TestBackfillChunkSizeWhileLive(t *testing.T) {
 	}
 }
 
+// TestBackfillRateWhileLive: the rows/s cap is LiveMaxRowsPerSecond while
+// live events were queued within liveFor (unless MaxRowsPerSecond is
+// lower), MaxRowsPerSecond otherwise.
+func TestBackfillRateWhileLive(t *testing.T) {
+	tests := []struct {
+		name         string
+		max, liveMax float64
+		live         bool
+		ago          time.Duration
+		want         float64
+	}{
+		{name: "no cap, no live change", want: 0},
+		{name: "live cap, no live change", liveMax: 50000, want: 0},
+		{name: "live cap, a live change just now", liveMax: 50000, live: true, want: 50000},
+		{name: "live cap, the last live change long ago", liveMax: 50000, live: true, ago: 2 * liveFor, want: 0},
+		{name: "a lower overall cap wins", max: 1000, liveMax: 50000, live: true, want: 1000},
+		{name: "the live cap below the overall one", max: 80000, liveMax: 50000, live: true, want: 50000},
+		{name: "the overall cap without live changes", max: 80000, liveMax: 50000, want: 80000},
+		{name: "no live cap", max: 0, liveMax: 0, live: true, want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, _ := testPipeline(t, &recordPublisher{}, PipelineOptions{Lanes: 1})
+			il := NewInterleaver(p, "cdc", "baitoru_cdc.backfill_requests", p.log)
+			r := NewBackfillRunner(il, nil, BackfillOptions{MaxRowsPerSecond: tc.max, LiveMaxRowsPerSecond: tc.liveMax}, func() bool { return true }, nil, p.log)
+			if tc.live {
+				feed(t, p, 0x100, 0x110, "k1")
+				if tc.ago > 0 {
+					r.rate() // the runner sees it ...
+					r.until = r.until.Add(-tc.ago)
+				}
+			}
+			if got := r.rate(); got != tc.want {
+				t.Errorf("rate %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestErrorText: what a failed backfill stores (and the command line
 // prints) keeps the message and drops the words the code decides with.
 func TestErrorText(t *testing.T) {
