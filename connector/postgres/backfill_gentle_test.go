@@ -8,7 +8,6 @@ import (
 
 	"github.com/baitoru/baitoru-cdc/config"
 	"github.com/baitoru/baitoru-cdc/connector"
-	"github.com/baitoru/baitoru-cdc/internal/testenv"
 )
 
 // timeline records what the runner reports, with the time it did.
@@ -65,15 +64,7 @@ func (l *timeline) of(id string) []tlEvent {
 // to an unmapped table), and finishes once SNS takes events again.
 func TestBackfillGentle(t *testing.T) {
 	integration(t)
-	pg := testenv.PG(t)
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
-	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
-		`CREATE TABLE junk (b text)`,
-		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 300) i`)
-	conn := connect(t, dsn)
-	applyBackfillObjects(t, conn)
+	dsn, conn, emu, topic := postingsForBackfill(t, 300, "7", `CREATE TABLE junk (b text)`)
 	const capRows = 100.0
 	var blocked atomic.Bool
 	block := func([]*connector.Event) error {

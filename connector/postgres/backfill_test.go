@@ -298,13 +298,7 @@ func TestBackfillWatermarks(t *testing.T) {
 	if !postgres.Supports(pg.Version()*10000, postgres.FeatureBackfill) {
 		t.Fatalf("PostgreSQL %d: backfill needs 14+", pg.Version())
 	}
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
-	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
-		`INSERT INTO postings SELECT i, CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END, 'posting ' || i FROM generate_series(1, 150) i`)
-	conn := connect(t, dsn)
-	applyBackfillObjects(t, conn)
+	dsn, conn, emu, topic := postingsForBackfill(t, 150, companies7and8)
 	var other *pgx.Conn // a transaction spanning watermarks
 	var otherTx pgx.Tx
 	ctx := context.Background()
@@ -564,14 +558,7 @@ func TestBackfillRefused(t *testing.T) {
 // the reload, none is lost, none is sent twice.
 func TestBackfillMappingsReloaded(t *testing.T) {
 	integration(t)
-	pg := testenv.PG(t)
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
-	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
-		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 20) i`)
-	conn := connect(t, dsn)
-	applyBackfillObjects(t, conn)
+	dsn, conn, emu, topic := postingsForBackfill(t, 20, "7")
 	renamed := postingsTable
 	renamed.Columns = []config.Column{{Column: "id"}, {Column: "company_id"}, {Column: "title", Rename: "headline"}}
 	var rig *backfillRig
@@ -615,14 +602,7 @@ func TestBackfillMappingsReloaded(t *testing.T) {
 
 func TestBackfillResumes(t *testing.T) {
 	integration(t)
-	pg := testenv.PG(t)
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
-	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
-		`INSERT INTO postings SELECT i, CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END, 'posting ' || i FROM generate_series(1, 60) i`)
-	conn := connect(t, dsn)
-	applyBackfillObjects(t, conn)
+	dsn, conn, emu, topic := postingsForBackfill(t, 60, companies7and8)
 	exec(t, dsn, `INSERT INTO baitoru_cdc.backfill_requests (backfill_id, action, table_name, filter) VALUES ('bf-r', 'start', 'public.postings', 'company_id = 7')`)
 	var all []sentEvent
 	crash := errors.New("crash")
@@ -662,7 +642,8 @@ func TestBackfillResumes(t *testing.T) {
 		}},
 	} {
 		var rig *backfillRig
-		stop := func() { go rig.cancel() }
+		started := make(chan struct{}) // rig is set (the hooks run on the rig's goroutines)
+		stop := func() { go func() { <-started; rig.cancel() }() }
 		wrap := func(src connector.BackfillSource) connector.BackfillSource {
 			h := &hooked{BackfillSource: src}
 			if c.hook != nil {
@@ -675,6 +656,7 @@ func TestBackfillResumes(t *testing.T) {
 			fail = c.fail(stop)
 		}
 		rig = startBackfillRig(t, dsn, topic, emu, []config.Table{postingsTable}, wrap, fail)
+		close(started)
 		select {
 		case <-rig.done:
 		case <-time.After(60 * time.Second):
@@ -720,14 +702,7 @@ func TestBackfillResumes(t *testing.T) {
 // reading the rest of the table.
 func TestBackfillCancelledMidway(t *testing.T) {
 	integration(t)
-	pg := testenv.PG(t)
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
-	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`,
-		`INSERT INTO postings SELECT i, 7, 'posting ' || i FROM generate_series(1, 60) i`)
-	conn := connect(t, dsn)
-	applyBackfillObjects(t, conn)
+	dsn, conn, emu, topic := postingsForBackfill(t, 60, "7")
 	requests := connect(t, dsn) // used by the runner's goroutine only
 	wrap := func(src connector.BackfillSource) connector.BackfillSource {
 		return &hooked{BackfillSource: src, after: func(n int) {
@@ -813,6 +788,28 @@ func (t teeObserver) BackfillPaused(id, reason string) {
 	for _, o := range t {
 		o.BackfillPaused(id, reason)
 	}
+}
+
+// companies7and8 spreads postingsForBackfill's rows over companies 7 (two
+// in three) and 8.
+const companies7and8 = "CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END"
+
+// postingsForBackfill is where the backfill tests start: a database whose
+// table postings (id, company_id, title) holds rows 1 to n of company
+// companySQL (an SQL expression over i), with the backfill objects, and an
+// SNS topic in the emulator. extra statements run after the table is
+// created, before its rows are inserted.
+func postingsForBackfill(t *testing.T, n int, companySQL string, extra ...string) (dsn string, conn *pgx.Conn, emu *testenv.Emulator, topic string) {
+	t.Helper()
+	dsn = testenv.PG(t).NewDatabase(t)
+	emu = testenv.Emu(t)
+	topic, _ = pipeTopic(t, emu, false)
+	stmts := append([]string{`CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`}, extra...)
+	stmts = append(stmts, fmt.Sprintf(`INSERT INTO postings SELECT i, %s, 'posting ' || i FROM generate_series(1, %d) i`, companySQL, n))
+	exec(t, dsn, stmts...)
+	conn = connect(t, dsn)
+	applyBackfillObjects(t, conn)
+	return dsn, conn, emu, topic
 }
 
 // applyBackfillObjects creates what setup creates for backfills (schema
