@@ -505,10 +505,7 @@ func waitFor(t *testing.T, ok func() bool) {
 // predicates that try to run SQL.
 func TestBackfillRefused(t *testing.T) {
 	integration(t)
-	pg := testenv.PG(t)
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
+	dsn, emu, topic := backfillEnv(t)
 	exec(t, dsn, `CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text, secret text)`,
 		`CREATE TABLE nokey (n int, v text)`, `CREATE TABLE unmapped (id int PRIMARY KEY)`,
 		`INSERT INTO postings VALUES (1, 7, 'a', 's'), (2, 8, 'b', 's')`)
@@ -723,14 +720,11 @@ func TestBackfillCancelledMidway(t *testing.T) {
 
 // TestBackfillTextKeys: a composite primary key of text values holding
 // quotes, backslashes, spaces and non-ASCII letters bounds the chunks
-// (they are sent as quoted constants): every row is read once, in chunks
-// of 5.
+// (the last key read is the next chunk's lower bound): every row is read
+// once, in chunks of 5.
 func TestBackfillTextKeys(t *testing.T) {
 	integration(t)
-	pg := testenv.PG(t)
-	dsn := pg.NewDatabase(t)
-	emu := testenv.Emu(t)
-	topic, _ := pipeTopic(t, emu, false)
+	dsn, emu, topic := backfillEnv(t)
 	names := []string{`o'brien`, `back\slash`, `\'`, `''`, `"quoted"`, `a b`, `ünï`, `E'x'`, `$1`, `plain`, `\\n`, ``}
 	exec(t, dsn, `CREATE TABLE tags (name text, n int, PRIMARY KEY (name, n))`)
 	conn := connect(t, dsn)
@@ -790,6 +784,16 @@ func (t teeObserver) BackfillPaused(id, reason string) {
 	}
 }
 
+// backfillEnv is a fresh database and an SNS topic in the emulator, for a
+// backfill rig.
+func backfillEnv(t *testing.T) (dsn string, emu *testenv.Emulator, topic string) {
+	t.Helper()
+	dsn = testenv.PG(t).NewDatabase(t)
+	emu = testenv.Emu(t)
+	topic, _ = pipeTopic(t, emu, false)
+	return dsn, emu, topic
+}
+
 // companies7and8 spreads postingsForBackfill's rows over companies 7 (two
 // in three) and 8.
 const companies7and8 = "CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END"
@@ -801,9 +805,7 @@ const companies7and8 = "CASE WHEN i % 3 = 0 THEN 8 ELSE 7 END"
 // created, before its rows are inserted.
 func postingsForBackfill(t *testing.T, n int, companySQL string, extra ...string) (dsn string, conn *pgx.Conn, emu *testenv.Emulator, topic string) {
 	t.Helper()
-	dsn = testenv.PG(t).NewDatabase(t)
-	emu = testenv.Emu(t)
-	topic, _ = pipeTopic(t, emu, false)
+	dsn, emu, topic = backfillEnv(t)
 	stmts := append([]string{`CREATE TABLE postings (id bigint PRIMARY KEY, company_id int NOT NULL, title text)`}, extra...)
 	stmts = append(stmts, fmt.Sprintf(`INSERT INTO postings SELECT i, %s, 'posting ' || i FROM generate_series(1, %d) i`, companySQL, n))
 	exec(t, dsn, stmts...)
