@@ -208,6 +208,7 @@ func TestDefaults(t *testing.T) {
 			Attributes:    []Attribute{{Column: "company_id", Name: "company", Type: "String"}},
 			LargePayloads: LargePayloads{Prefix: "baitoru-cdc/baitoru_cdc/", Threshold: 262144},
 		}},
+		GC: GC{MemoryFloor: 40 << 20},
 		Sink: Sink{
 			SQS:     SinkSQS{Concurrency: 4, BatchSize: 10, WaitTime: 20 * time.Second, VisibilityTimeout: 30 * time.Second},
 			S3:      SinkS3{MaxEventBytes: 16 << 20},

@@ -53,6 +53,7 @@ var defaults = map[string]any{
 	"log.level":                                "info",
 	"log.format":                               "text",
 	"log.status_interval":                      30 * time.Second,
+	"gc.memory_floor":                          int64(40 << 20),
 	"sink.sqs.concurrency":                     4,
 	"sink.sqs.batch_size":                      10,
 	"sink.sqs.wait_time":                       20 * time.Second,
@@ -265,7 +266,7 @@ func sections(m *meta) (connector, sink bool) {
 		switch top, _, _ := strings.Cut(strings.SplitN(p, "[", 2)[0], "."); top {
 		case "sink":
 			sink = true
-		case "source", "sns", "s3", "publisher", "metrics", "tables":
+		case "source", "sns", "s3", "publisher", "metrics", "gc", "tables":
 			connector = true
 		}
 	}
@@ -290,7 +291,7 @@ func (c *Config) Warnings() Problems {
 }
 
 // HasConnector reports whether the file or the environment configures the
-// connector (any of source, sns, publisher, metrics, tables).
+// connector (any of source, sns, s3, publisher, metrics, gc, tables).
 func (c *Config) HasConnector() bool { return c.meta != nil && c.meta.hasConnector }
 
 // HasSink reports whether the file or the environment configures the sink.

@@ -150,6 +150,19 @@ func (k *checker) connector() {
 	}
 	k.tables()
 	k.largePayloads()
+	k.gc()
+}
+
+// minMemoryFloor is the smallest gc.memory_floor that does anything: the
+// connector's Go runtime holds about that much at rest.
+const minMemoryFloor = 16 << 20
+
+// gc checks gc.memory_floor: 0 (Go's default alone) or at least
+// minMemoryFloor.
+func (k *checker) gc() {
+	if f := k.c.GC.MemoryFloor; f != 0 && f < minMemoryFloor {
+		k.add("gc.memory_floor", "%d bytes is below what the connector holds at rest, so it would change nothing: use 0 (Go's default collector) or at least 16MiB, e.g. \"40MiB\" (the default)", f)
+	}
 }
 
 func (k *checker) source() {

@@ -25,6 +25,7 @@ import (
 	"github.com/baitoru/baitoru-cdc/connector/telemetry"
 	"github.com/baitoru/baitoru-cdc/internal/awsclient"
 	"github.com/baitoru/baitoru-cdc/internal/buildinfo"
+	"github.com/baitoru/baitoru-cdc/internal/gcsetting"
 	"github.com/baitoru/baitoru-cdc/internal/logging"
 	"github.com/baitoru/baitoru-cdc/internal/monitoring"
 )
@@ -68,7 +69,7 @@ BAITORU_DB_PASSWORD) and the usual AWS credential chain.`,
 				return err
 			}
 			log := logging.New(cfg.Log, os.Stderr)
-			log.Info("baitoru-cdc run starting", buildinfo.Get().LogAttrs()...)
+			log.Info("baitoru-cdc run starting", append(buildinfo.Get().LogAttrs(), gcsetting.FloorLogAttrs(cfg.GC.MemoryFloor)...)...)
 			logConfigWarnings(log, cfg)
 			return run(cmd.Context(), cfg, log)
 		},
@@ -211,6 +212,9 @@ func run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	runner := connector.NewBackfillRunner(il, backfills, cfg.Source.Backfill.BackfillOptions(cfg.Source.StatusInterval), sub.Streaming, metrics, log)
 
 	g, ctx := errgroup.WithContext(ctx)
+	// The collector lets the heap grow to gc.memory_floor: a backfill
+	// allocates fast with little alive.
+	g.Go(func() error { return gcsetting.NewMemoryFloor(cfg.GC.MemoryFloor, 100).Run(ctx) })
 	g.Go(func() error { return runner.Run(ctx) })
 	g.Go(func() error { return pipe.Run(ctx) })
 	g.Go(func() error { return watch.Run(ctx) })

@@ -32,8 +32,8 @@ type Setting struct {
 // force.
 func Apply(percent int, memoryLimit int64) Setting {
 	var s Setting
-	s.PercentFromEnv = os.Getenv("GOGC") != ""
-	s.MemoryLimitFromEnv = os.Getenv("GOMEMLIMIT") != ""
+	s.PercentFromEnv = envSet("GOGC")
+	s.MemoryLimitFromEnv = envSet("GOMEMLIMIT")
 	if !s.PercentFromEnv && percent >= 1 {
 		debug.SetGCPercent(percent)
 	}
@@ -48,6 +48,10 @@ func Apply(percent int, memoryLimit int64) Setting {
 	s.MemoryLimit = debug.SetMemoryLimit(-1) // a negative limit only reads it
 	return s
 }
+
+// envSet reports whether the environment sets name to anything but the
+// empty string (which the runtime ignores too).
+func envSet(name string) bool { return os.Getenv(name) != "" }
 
 // noLimit is the runtime's "no memory limit".
 const noLimit = int64(^uint64(0) >> 1)
