@@ -221,7 +221,7 @@ func (r *BackfillRunner) read(ctx context.Context, st *BackfillState, plan *Back
 		return nil, fmt.Errorf("low watermark: %w", err)
 	}
 	mapping, version := r.enc.sync(plan.Table)
-	var reads []*ReadEvent
+	reads := make([]*ReadEvent, 0, limit)
 	c, err := r.src.ReadChunk(ctx, plan, after, limit, func(rel *Relation, row []Datum, key string) error {
 		re, err := r.enc.m.EncodeRead(rel, row, st.ID, key)
 		if err != nil {
