@@ -207,8 +207,9 @@ type BackfillSource interface {
 	// start) and not beyond the plan's MaxKey, handing each to row as it
 	// arrives; errors of row are returned wrapped.
 	ReadChunk(ctx context.Context, p *BackfillPlan, after []string, limit int, row RowFunc) (*BackfillChunk, error)
-	// Save stores st's progress and status.
-	Save(ctx context.Context, st *BackfillState) error
+	// Save stores st's progress and status and reports, in the same round
+	// trip, whether a cancel of st was requested.
+	Save(ctx context.Context, st *BackfillState) (cancelled bool, err error)
 	// Cancelled reports whether a cancel of backfill id was requested.
 	Cancelled(ctx context.Context, id string) (bool, error)
 	// LagBytes is how far the slot's confirmed position is behind the

@@ -31,7 +31,8 @@ type BackfillOptions struct {
 	// watermark; small chunks keep the live events' latency.
 	LiveChunkRows int
 	// MaxLagBytes pauses the backfill while the slot's confirmed position
-	// is further behind the server's WAL end (zero: never).
+	// is further behind the server's WAL end (zero: never); the lag is
+	// looked up at most every Poll.
 	MaxLagBytes int64
 	// MaxQueuedEvents pauses the backfill while more live events than this
 	// wait to be accepted by the publisher (zero: never).
@@ -83,6 +84,7 @@ type BackfillRunner struct {
 	seq   int64     // the last chunk window's number (watermarks)
 	live  int64     // LiveEvents when the last chunk's size was chosen
 	until time.Time // live changes flow until then (size)
+	lagAt time.Time // the slot's lag was last looked up then (pause)
 }
 
 // NewBackfillRunner returns a runner; it does nothing until Run.
@@ -160,16 +162,27 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 	// encoded, high watermark not yet written) while the one before it
 	// was confirmed; nil: none.
 	var next *readChunk
+	// check: a cancel is looked for before the next chunk; after a chunk
+	// whose progress was saved, the save told (one round trip fewer).
+	check := true
 	for ctx.Err() == nil {
-		if cancelled, err := r.src.Cancelled(ctx, st.ID); err == nil && cancelled {
-			r.finish(ctx, st, BackfillCancelled, "")
-			log.Info("backfill cancelled", "rows", st.RowsDone)
-			return
+		if check {
+			if cancelled, err := r.src.Cancelled(ctx, st.ID); err == nil && cancelled {
+				r.finish(ctx, st, BackfillCancelled, "")
+				log.Info("backfill cancelled", "rows", st.RowsDone)
+				return
+			}
 		}
+		check = true
 		if !r.pause(ctx, st.ID) {
 			continue // ctx ended, or cancelled while paused: the loop's checks end it
 		}
 		more, err := r.chunk(ctx, st, plan, &next)
+		if errors.Is(err, errCancelRequested) {
+			r.finish(ctx, st, BackfillCancelled, "")
+			log.Info("backfill cancelled", "rows", st.RowsDone)
+			return
+		}
 		if err != nil {
 			r.il.forget(st.ID) // a chunk read ahead is read again too
 			next = nil
@@ -197,6 +210,7 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 			log.Info("backfill done", "rows", st.RowsDone, "chunks", st.Chunks)
 			return
 		}
+		check = false
 	}
 }
 
@@ -311,10 +325,14 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	if !more {
 		st.Status = BackfillDone
 	}
-	if err := r.src.Save(ctx, st); err != nil {
+	cancelled, err := r.src.Save(ctx, st)
+	if err != nil {
 		return false, fmt.Errorf("save progress: %w", err)
 	}
 	r.obs.BackfillChunk(st, rows, emitted, c.Took)
+	if cancelled && more {
+		return false, errCancelRequested
+	}
 	if more {
 		r.obs.BackfillProgress(st) // the end is reported by finish
 	}
@@ -329,6 +347,10 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 	}
 	return more, nil
 }
+
+// errCancelRequested: the save of a chunk's progress found a cancel
+// request.
+var errCancelRequested = errors.New("a cancel was requested")
 
 // errRemap: the chunk's reads were encoded with mappings that changed
 // before its high watermark; it is read again.
@@ -383,7 +405,8 @@ func (r *BackfillRunner) adapt(size, rows int, took time.Duration) int {
 }
 
 // pause waits while the slot lags or live events queue beyond their
-// bounds. It returns false when ctx ended or the backfill was cancelled
+// bounds (the queue looked at every time, the lag at most every Poll
+// unless paused for it). It returns false when ctx ended or the backfill was cancelled
 // while paused (a cancel does not wait for the pause to end).
 func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 	paused := ""
@@ -391,7 +414,10 @@ func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 		reason := ""
 		if n := r.il.LiveWindow(); r.opts.MaxQueuedEvents > 0 && n > r.opts.MaxQueuedEvents {
 			reason = "queue"
-		} else if r.opts.MaxLagBytes > 0 {
+		} else if r.opts.MaxLagBytes > 0 && (paused == "lag" || time.Since(r.lagAt) >= r.opts.Poll) {
+			// The slot's lag moves slowly: looked up at most every Poll
+			// while the backfill runs, not before every chunk.
+			r.lagAt = time.Now()
 			if lag, err := r.src.LagBytes(ctx); err == nil && lag > r.opts.MaxLagBytes {
 				reason = "lag"
 			}
@@ -423,7 +449,7 @@ func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 func (r *BackfillRunner) finish(ctx context.Context, st *BackfillState, status BackfillStatus, msg string) {
 	st.Status = status
 	st.Error = msg
-	if err := r.src.Save(ctx, st); err != nil && ctx.Err() == nil {
+	if _, err := r.src.Save(ctx, st); err != nil && ctx.Err() == nil {
 		r.log.Warn("backfill: cannot save its status", "backfill", st.ID, "status", status, "error", err)
 	}
 	r.obs.BackfillProgress(st)

@@ -166,25 +166,27 @@ func (s *BackfillSource) Claim(ctx context.Context) ([]*connector.BackfillState,
 	return states, nil
 }
 
-// Save stores st's progress.
-func (s *BackfillSource) Save(ctx context.Context, st *connector.BackfillState) error {
+// Save stores st's progress and reports whether a cancel of st was
+// requested, in one statement.
+func (s *BackfillSource) Save(ctx context.Context, st *connector.BackfillState) (cancelled bool, err error) {
 	conn, release, err := s.db(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer release()
 	var msg *string
 	if st.Error != "" {
 		msg = &st.Error
 	}
-	_, err = conn.Exec(ctx, `UPDATE `+BackfillStateTable+` SET status = $3, last_key = $4, max_key = $5, rows_done = $6, rows_estimated = $7,
+	err = conn.QueryRow(ctx, `WITH saved AS (UPDATE `+BackfillStateTable+` SET status = $3, last_key = $4, max_key = $5, rows_done = $6, rows_estimated = $7,
 		chunks = $8, chunk_size = $9, error = $10, updated_at = now(), finished_at = CASE WHEN $3 = 'running' THEN NULL ELSE now() END
-		WHERE backfill_id = $1 AND slot = $2 AND status <> 'cancelled'`,
-		st.ID, s.slot, string(st.Status), st.LastKey, st.MaxKey, st.RowsDone, st.RowsEstimated, st.Chunks, st.ChunkSize, msg)
+		WHERE backfill_id = $1 AND slot = $2 AND status <> 'cancelled')
+		SELECT EXISTS (SELECT 1 FROM `+BackfillRequestsTable+` WHERE backfill_id = $1 AND action = 'cancel')`,
+		st.ID, s.slot, string(st.Status), st.LastKey, st.MaxKey, st.RowsDone, st.RowsEstimated, st.Chunks, st.ChunkSize, msg).Scan(&cancelled)
 	if err != nil {
-		return fmt.Errorf("save backfill %s: %w", st.ID, err)
+		return false, fmt.Errorf("save backfill %s: %w", st.ID, err)
 	}
-	return nil
+	return cancelled, nil
 }
 
 // Cancelled reports whether a cancel of id was requested.
@@ -448,20 +450,27 @@ func desc(cols []string) string {
 	return strings.Join(out, ", ")
 }
 
-// keyRow renders "(k1, k2) > ($1::text::t1, $2::text::t2)" with the
-// placeholders from n on.
-func keyRow(order string, types []string, cmp string, n int) string {
-	ph := make([]string, len(types))
+// keyRow renders "(k1, k2) > ('v1'::text::t1, 'v2'::text::t2)".
+func keyRow(order string, types []string, cmp string, values []string) string {
+	lit := make([]string, len(types))
 	for i, t := range types {
-		ph[i] = "$" + strconv.Itoa(n+i) + "::text::" + t
+		lit[i] = textLiteral(values[i]) + "::text::" + t
 	}
-	return "(" + order + ") " + cmp + " (" + strings.Join(ph, ", ") + ")"
+	return "(" + order + ") " + cmp + " (" + strings.Join(lit, ", ") + ")"
+}
+
+// textLiteral quotes s as a string constant whatever the server's
+// standard_conforming_strings.
+func textLiteral(s string) string {
+	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
 }
 
 // ReadChunk reads up to limit rows after after, in key order, in a
 // read-only REPEATABLE READ transaction whose snapshot it returns, in text
 // form (the stream's), handing each row to each straight from the
-// driver's receive buffer (no copy).
+// driver's receive buffer (no copy). The transaction, the snapshot, the
+// SELECT and the commit are sent as one message (a round trip instead of
+// four; the key bounds as quoted constants, see textLiteral).
 func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int, each connector.RowFunc) (*connector.BackfillChunk, error) {
 	q := p.Source.(*backfillQuery)
 	conn, release, err := s.db(ctx)
@@ -473,41 +482,78 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 	if q.where != "" {
 		conds = append(conds, q.where)
 	}
-	args := []any{pgx.QueryResultFormats{pgx.TextFormatCode}}
 	if after != nil {
-		conds = append(conds, keyRow(q.order, q.keyTypes, ">", len(args)))
-		for _, v := range after {
-			args = append(args, v)
-		}
+		conds = append(conds, keyRow(q.order, q.keyTypes, ">", after))
 	}
-	conds = append(conds, keyRow(q.order, q.keyTypes, "<=", len(args)))
-	for _, v := range p.MaxKey {
-		args = append(args, v)
-	}
-	sql := `SELECT ` + q.columns + ` FROM ` + q.from + ` WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY ` + q.order + ` LIMIT ` + strconv.Itoa(limit)
+	conds = append(conds, keyRow(q.order, q.keyTypes, "<=", p.MaxKey))
+	sql := `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_current_snapshot()::text; ` +
+		`SELECT ` + q.columns + ` FROM ` + q.from + ` WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY ` + q.order + ` LIMIT ` + strconv.Itoa(limit) +
+		`; COMMIT`
 	start := time.Now()
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+	pc := conn.PgConn()
+	c := &connector.BackfillChunk{Rel: q.rel, Keys: make([]string, 0, limit)}
+	err = readChunk(pc.Exec(ctx, sql), q, c, each)
+	if pc.TxStatus() != 'I' && !pc.IsClosed() {
+		// A failure inside the transaction: end it before the connection
+		// goes back to the pool.
+		_ = pc.Exec(context.Background(), "ROLLBACK").Close()
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only
-	c := &connector.BackfillChunk{Rel: q.rel}
-	var snap string
-	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
-	}
-	if c.Snapshot, err = parseSnapshot(snap); err != nil {
-		return nil, err
-	}
-	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p.Table, err)
 	}
-	defer rows.Close()
+	c.Took = time.Since(start)
+	return c, nil
+}
+
+// readChunk reads ReadChunk's four results: BEGIN, the snapshot, the rows,
+// COMMIT.
+func readChunk(mrr *pgconn.MultiResultReader, q *backfillQuery, c *connector.BackfillChunk, each connector.RowFunc) (err error) {
+	defer func() {
+		if cerr := mrr.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	for step := 0; mrr.NextResult(); step++ {
+		rr := mrr.ResultReader()
+		switch step {
+		case 1:
+			var snap string
+			if rr.NextRow() {
+				snap = string(rr.Values()[0])
+			}
+			if _, err := rr.Close(); err != nil {
+				return fmt.Errorf("snapshot: %w", err)
+			}
+			if c.Snapshot, err = parseSnapshot(snap); err != nil {
+				return err
+			}
+		case 2:
+			if err := handRows(rr, q, c, each); err != nil {
+				return err
+			}
+		default:
+			if _, err := rr.Close(); err != nil {
+				return err
+			}
+		}
+		if step == 3 {
+			return nil
+		}
+	}
+	if err := mrr.Close(); err != nil {
+		return err
+	}
+	return fmt.Errorf("the server answered fewer than 4 results")
+}
+
+// handRows hands the rows of rr to each, in order, and records their keys
+// in c (Keys, LastKey). An error of each ends the read and is returned, as
+// is the query's.
+func handRows(rr *pgconn.ResultReader, q *backfillQuery, c *connector.BackfillChunk, each connector.RowFunc) error {
 	var row []connector.Datum
 	key := make([]string, len(q.keyIdx))
-	for rows.Next() {
-		raw := rows.RawValues()
+	for rr.NextRow() {
+		raw := rr.Values()
 		row = row[:0]
 		for _, v := range raw {
 			if v == nil {
@@ -521,21 +567,18 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 		}
 		k := connector.RowKey(key)
 		if err := each(q.rel, row, k); err != nil {
-			return nil, fmt.Errorf("read %s: %w", p.Table, err)
+			_, _ = rr.Close()
+			return err
 		}
 		c.Keys = append(c.Keys, k)
+	}
+	if _, err := rr.Close(); err != nil {
+		return err
 	}
 	if len(c.Keys) > 0 {
 		c.LastKey = slices.Clone(key)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", p.Table, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("read %s: commit: %w", p.Table, err)
-	}
-	c.Took = time.Since(start)
-	return c, nil
+	return nil
 }
 
 // parseSnapshot parses pg_snapshot's text form "xmin:xmax:xip,xip".

@@ -121,10 +121,10 @@ func (h *hooked) Watermark(ctx context.Context, w connector.Watermark) error {
 	return h.BackfillSource.Watermark(ctx, w)
 }
 
-func (h *hooked) Save(ctx context.Context, st *connector.BackfillState) error {
+func (h *hooked) Save(ctx context.Context, st *connector.BackfillState) (bool, error) {
 	if h.beforeSave != nil && st.Status == connector.BackfillRunning {
 		if err := h.beforeSave(int(st.Chunks)); err != nil {
-			return err
+			return false, err
 		}
 	}
 	return h.BackfillSource.Save(ctx, st)
