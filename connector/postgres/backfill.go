@@ -495,8 +495,13 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 	err = readChunk(pc.Exec(ctx, sql), q, c, each)
 	if pc.TxStatus() != 'I' && !pc.IsClosed() {
 		// A failure inside the transaction: end it before the connection
-		// goes back to the pool.
-		_ = pc.Exec(context.Background(), "ROLLBACK").Close()
+		// goes back to the pool (even when ctx ended; a server that does
+		// not answer within rollbackWithin has the connection closed).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackWithin)
+		if rerr := pc.Exec(rctx, "ROLLBACK").Close(); rerr != nil {
+			_ = pc.Close(rctx)
+		}
+		cancel()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p.Table, err)
@@ -504,6 +509,9 @@ func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPla
 	c.Took = time.Since(start)
 	return c, nil
 }
+
+// rollbackWithin bounds the ROLLBACK of a chunk's read that failed.
+const rollbackWithin = 5 * time.Second
 
 // readChunk reads ReadChunk's four results: BEGIN, the snapshot, the rows,
 // COMMIT.
