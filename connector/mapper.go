@@ -104,6 +104,7 @@ type Mapper struct {
 	txHead      []byte // `"lsn":"...","xid":N` of the current transaction
 	txTime      []byte // `"time":"..."` of the current transaction
 	idScratch   []byte // appendReadEventID's
+	readSlab    readSlab
 }
 
 // NewMapper returns a Mapper for the given mappings. source is the
@@ -472,7 +473,7 @@ func (m *Mapper) mapChange(c *Change, backfill, rowKey string, split *ReadEvent)
 		// A read's bytes: the body, the room for the transaction's
 		// parts, then the attribute values, which assemble does not
 		// move.
-		buf = make([]byte, 0, size+readTxRoom)
+		buf = m.readSlab.bytes(size + readTxRoom)
 		buf = append(buf, b...)
 		buf = buf[:bodyLen+readTxRoom]
 		ev = &split.Event

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"testing"
 	"time"
@@ -88,6 +89,12 @@ func TestMemoryFloorFollowsLiveHeap(t *testing.T) {
 		churn(64 << 20)
 		if l := debug.SetMemoryLimit(-1); l < 2*48<<20 {
 			t.Errorf("limit %d MiB with 48 MiB alive; want at least 96 MiB", l>>20)
+		}
+		// What /metrics shows (client_golang's Go collector reads these).
+		m := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+		metrics.Read(m)
+		if p, l := int64(m[0].Value.Uint64()), m[1].Value.Uint64(); p != -1 || l < 2*48<<20 {
+			t.Errorf("runtime metrics: gogc %d, gomemlimit %d MiB; want GOGC off (-1) and the limit above 96 MiB", p, l>>20)
 		}
 		if n := churn(128 << 20); n > 6 {
 			t.Errorf("%d collections for 128 MiB of garbage with 48 MiB alive; want at most 6 (Go's default: about 2)", n)
