@@ -450,19 +450,15 @@ func desc(cols []string) string {
 	return strings.Join(out, ", ")
 }
 
-// keyRow renders "(k1, k2) > ('v1'::text::t1, 'v2'::text::t2)".
+// keyRow renders "(k1, k2) > ('v1'::text::t1, 'v2'::text::t2)", the values
+// quoted by quoteLiteral (the pool's sessions have
+// standard_conforming_strings on).
 func keyRow(order string, types []string, cmp string, values []string) string {
 	lit := make([]string, len(types))
 	for i, t := range types {
-		lit[i] = textLiteral(values[i]) + "::text::" + t
+		lit[i] = quoteLiteral(values[i]) + "::text::" + t
 	}
 	return "(" + order + ") " + cmp + " (" + strings.Join(lit, ", ") + ")"
-}
-
-// textLiteral quotes s as a string constant whatever the server's
-// standard_conforming_strings.
-func textLiteral(s string) string {
-	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(s) + "'"
 }
 
 // ReadChunk reads up to limit rows after after, in key order, in a
@@ -470,7 +466,7 @@ func textLiteral(s string) string {
 // form (the stream's), handing each row to each straight from the
 // driver's receive buffer (no copy). The transaction, the snapshot, the
 // SELECT and the commit are sent as one message (a round trip instead of
-// four; the key bounds as quoted constants, see textLiteral).
+// four; the key bounds as quoted constants, see keyRow).
 func (s *BackfillSource) ReadChunk(ctx context.Context, p *connector.BackfillPlan, after []string, limit int, each connector.RowFunc) (*connector.BackfillChunk, error) {
 	q := p.Source.(*backfillQuery)
 	conn, release, err := s.db(ctx)
