@@ -543,11 +543,6 @@ func TestBackfillRefused(t *testing.T) {
 	}
 }
 
-// TestBackfillResumes: the connector stops abruptly at the worst moments of
-// a chunk (before its high watermark is written, after SNS accepted it but
-// before its progress is saved, in the middle of publishing it) and
-// starts again: the backfill resumes after the last saved chunk, every row
-// of company 7 reaches Kobot, and a row sent twice has the same id.
 // TestBackfillMappingsReloaded: the runner encodes a chunk's reads as it
 // reads the rows, with the mappings in use then; when they are reloaded
 // before the chunk's high watermark is decoded, the chunk is read again and
@@ -563,6 +558,14 @@ func TestBackfillMappingsReloaded(t *testing.T) {
 	wrap := func(src connector.BackfillSource) connector.BackfillSource {
 		h = &hooked{BackfillSource: src, after: func(n int) {
 			if n == 2 { // between the SELECT of rows 6-10 and their high watermark
+				// Rows 6-10 are read ahead while the first chunk's
+				// high watermark may still be on its way: wait until
+				// its reads went out, so that only the second chunk
+				// was read with the old mappings and not confirmed.
+				deadline := time.Now().Add(30 * time.Second)
+				for reads(rig.rec.events()) < 5 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
 				rig.pipe.Reload(compile(t, renamed), "v2", 0, nil)
 			}
 		}}
@@ -597,6 +600,22 @@ func TestBackfillMappingsReloaded(t *testing.T) {
 	}
 }
 
+// reads counts the read events in sent.
+func reads(sent []sentEvent) int {
+	n := 0
+	for _, e := range sent {
+		if e.Op == "read" {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBackfillResumes: the connector stops abruptly at the worst moments of
+// a chunk (before its high watermark is written, after SNS accepted it but
+// before its progress is saved, in the middle of publishing it) and
+// starts again: the backfill resumes after the last saved chunk, every row
+// of company 7 reaches Kobot, and a row sent twice has the same id.
 func TestBackfillResumes(t *testing.T) {
 	integration(t)
 	dsn, conn, emu, topic := postingsForBackfill(t, 60, companies7and8)
