@@ -110,9 +110,43 @@ func (c *proc) usage() (maxRSS int64, cpu time.Duration) {
 	return maxRSS, st.UserTime() + st.SystemTime()
 }
 
-// procCPU returns the CPU time (user+system) process pid used so far; 0
-// when it cannot be read.
+// procCPU returns the CPU time process pid used so far; 0 when it cannot
+// be read. It sums the run time of the process's threads from
+// /proc/PID/task/*/schedstat (nanoseconds): /proc/PID/stat counts in ticks
+// of 10 ms, which rounds a small item's backfill to nothing. The ticks
+// are the answer only when schedstat cannot be read (the two are not
+// mixed: a difference of readings would jump). A thread that exited takes
+// its time with it; the processes measured keep theirs (Go's threads,
+// PostgreSQL's single-threaded backends, Node's pool).
 func procCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/[0-9]*/schedstat", pid))
+	var ns time.Duration
+	read := 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		ns += time.Duration(v)
+		read++
+	}
+	if read == 0 {
+		return procTicks(pid)
+	}
+	return ns
+}
+
+// procTicks returns the CPU time (user+system) of process pid from
+// /proc/PID/stat, in ticks of 10 ms; 0 when it cannot be read.
+func procTicks(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
