@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +230,24 @@ func TestBenchTiny(t *testing.T) {
 	}
 	if p := got.Publish; p == nil || p.Messages != 300 || p.BareQueued != 300 || p.ConnectorQueued < 300 || p.Ratio <= 0 {
 		t.Errorf("publish: %+v", p)
+	} else {
+		// Item 3: -repeat runs of each, interleaved, each to its own
+		// queue; the fastest of each counts.
+		var order []string
+		best := map[string]float64{}
+		for _, r := range p.Runs {
+			order = append(order, r.Reader)
+			best[r.Reader] = max(best[r.Reader], r.PerSec)
+			if r.Seconds <= 0 || r.Reader == "bare" && r.Queued != 300 || r.Reader == "connector" && (r.Queued < 300 || r.CPU <= 0 || r.PeakRSS <= 0) {
+				t.Errorf("publish run: %+v", r)
+			}
+		}
+		if want := []string{"bare", "connector", "connector", "bare"}; !slices.Equal(order, want) {
+			t.Errorf("publish runs in the order %v, want %v", order, want)
+		}
+		if best["bare"] != p.BarePerSec || best["connector"] != p.ConnectorPerSec {
+			t.Errorf("publish: best runs %v, result bare %.0f connector %.0f", best, p.BarePerSec, p.ConnectorPerSec)
+		}
 	}
 	paths := map[string]Latency{}
 	for _, l := range got.Latency {

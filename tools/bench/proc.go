@@ -235,3 +235,13 @@ func hasCommand(ctx context.Context, bin, sub string) bool {
 	out, err := cmd.CombinedOutput()
 	return err == nil && !strings.Contains(string(out), "unknown command")
 }
+
+// selfCPU returns the CPU time (user+system) the bench's own process used
+// so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -11,18 +11,11 @@ import (
 // (what getrusage says of the same process), where /proc/PID/stat's ticks
 // of 10 ms could say nothing.
 func TestProcCPU(t *testing.T) {
-	rusage := func() time.Duration {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
 	for _, spin := range []time.Duration{3 * time.Millisecond, 40 * time.Millisecond} {
-		p0, r0 := procCPU(os.Getpid()), rusage()
+		p0, r0 := procCPU(os.Getpid()), selfCPU()
 		for t0 := rusageThread(); rusageThread()-t0 < spin; {
 		}
-		p, r := procCPU(os.Getpid())-p0, rusage()-r0
+		p, r := procCPU(os.Getpid())-p0, selfCPU()-r0
 		if p <= 0 || p < r/2 || p > r*2+2*time.Millisecond {
 			t.Errorf("spun %s: procCPU counted %s, getrusage %s", spin, p, r)
 		}

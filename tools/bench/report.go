@@ -448,9 +448,19 @@ func (r *Results) markdown() string {
 	if pr := r.Publish; pr != nil {
 		p("\n### Publishing to the emulator (item 3)\n\n%s messages (%d bytes on average, 5 attributes), %d concurrent PublishBatch calls of 10.\n",
 			count(pr.Messages), pr.AvgBytes, pr.Concurrency)
-		p("Bare loop %.2f s = %s msgs/s, the emulator busy %.1f CPU-s of it; connector %.2f s = %s msgs/s (ratio %.2f), the emulator busy %.1f CPU-s of it, %s PublishBatch calls of %.1f events on average; queued afterwards: bare %d, connector %d.\n",
+		p("The fastest run of each counts: bare loop %.2f s = %s msgs/s, the emulator busy %.1f CPU-s of it; connector %.2f s = %s msgs/s (ratio %.2f), the emulator busy %.1f CPU-s of it, %s PublishBatch calls of %.1f events on average; queued afterwards (fewest of any run): bare %d, connector %d.\n",
 			pr.BareSeconds, count(int(pr.BarePerSec)), pr.BareEmulatorCPU, pr.ConnectorSeconds, count(int(pr.ConnectorPerSec)), pr.Ratio, pr.ConnectorEmulatorCPU,
 			count(pr.ConnectorCalls), pr.ConnectorPerCall, pr.BareQueued, pr.ConnectorQueued)
+		p("\nAfter one untimed bare run (the emulator's warm-up), in the order run; the sender's CPU is the connector's process, or for the bare loop the bench's own.\n")
+		p("\n| round | sender | s | msgs/s | emulator CPU-s | sender CPU-s | µs/message | peak RSS |\n|---:|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, run := range pr.Runs {
+			rss := ""
+			if run.Reader == "connector" {
+				rss = mib(run.PeakRSS)
+			}
+			p("| %d | %s | %.2f | %s | %.1f | %.2f | %.0f | %s |\n", run.Round, run.Reader, run.Seconds, count(int(run.PerSec)), run.EmulatorCPU,
+				run.CPU, run.CPU*1e6/float64(max(pr.Messages, 1)), rss)
+		}
 	}
 	if len(r.Latency) > 0 {
 		p("\n### Latency (item 4)\n\n| path | rate | rows | observed | p50 | p95 | p99 | max | mean | inserter p99 delay |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
