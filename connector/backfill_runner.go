@@ -158,6 +158,9 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 		return
 	}
 	defer r.il.forget(st.ID)
+	// The slot's lag is looked up before the backfill's first chunk,
+	// whenever the one before looked it up last.
+	r.lagAt = time.Time{}
 	// next is the chunk read ahead (low watermark written, rows read and
 	// encoded, high watermark not yet written) while the one before it
 	// was confirmed; nil: none.
@@ -415,8 +418,9 @@ func (r *BackfillRunner) pause(ctx context.Context, id string) bool {
 		if n := r.il.LiveWindow(); r.opts.MaxQueuedEvents > 0 && n > r.opts.MaxQueuedEvents {
 			reason = "queue"
 		} else if r.opts.MaxLagBytes > 0 && (paused == "lag" || time.Since(r.lagAt) >= r.opts.Poll) {
-			// The slot's lag moves slowly: looked up at most every Poll
-			// while the backfill runs, not before every chunk.
+			// The slot's lag moves slowly: looked up before the first
+			// chunk, then at most every Poll while the backfill runs,
+			// not before every chunk.
 			r.lagAt = time.Now()
 			if lag, err := r.src.LagBytes(ctx); err == nil && lag > r.opts.MaxLagBytes {
 				reason = "lag"
