@@ -1,8 +1,11 @@
 package connector
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -98,5 +101,76 @@ func TestErrorText(t *testing.T) {
 		if got := ErrorText(tc.err); got != tc.want {
 			t.Errorf("ErrorText(%v) = %q, want %q", tc.err, got, tc.want)
 		}
+	}
+}
+
+// lagSource is a BackfillSource whose slot lags by lag bytes; it counts
+// the chunks read and the lag's lookups.
+type lagSource struct {
+	lag     int64
+	chunks  int
+	lookups int
+}
+
+func (s *lagSource) Claim(context.Context) ([]*BackfillState, error) { return nil, nil }
+func (s *lagSource) Prepare(context.Context, *BackfillState) (*BackfillPlan, error) {
+	return &BackfillPlan{Table: "public.t", Key: []string{"id"}, MaxKey: []string{"9"}}, nil
+}
+func (s *lagSource) Watermark(context.Context, Watermark) error { return nil }
+func (s *lagSource) ReadChunk(context.Context, *BackfillPlan, []string, int, RowFunc) (*BackfillChunk, error) {
+	s.chunks++
+	return nil, errors.New("no chunk in this test")
+}
+func (s *lagSource) Save(context.Context, *BackfillState) (bool, error) { return false, nil }
+func (s *lagSource) Cancelled(context.Context, string) (bool, error)   { return false, nil }
+func (s *lagSource) LagBytes(context.Context) (int64, error) {
+	s.lookups++
+	return s.lag, nil
+}
+
+// pauses records the pauses reported.
+type pauses struct {
+	nopBackfillObserver
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (p *pauses) BackfillPaused(_, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reasons = append(p.reasons, reason)
+}
+
+func (p *pauses) got() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.reasons)
+}
+
+// TestBackfillLagBeforeFirstChunk: a backfill looks up the slot's lag
+// before its first chunk even when the backfill before it looked it up a
+// moment ago (the lag is otherwise looked up at most every Poll), and
+// pauses without reading a chunk while it is over MaxLagBytes.
+func TestBackfillLagBeforeFirstChunk(t *testing.T) {
+	p, _, _ := testPipeline(t, &recordPublisher{}, PipelineOptions{Lanes: 1})
+	il := NewInterleaver(p, "cdc", "baitoru_cdc.backfill_requests", p.log)
+	src := &lagSource{lag: 2 << 20}
+	obs := &pauses{}
+	r := NewBackfillRunner(il, src, BackfillOptions{ChunkRows: 10, MaxLagBytes: 1 << 20, Poll: time.Hour}, func() bool { return true }, obs, p.log)
+	r.lagAt = time.Now() // the backfill before looked it up just now
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.runOne(ctx, &BackfillState{ID: "bf", Table: "public.t"})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(obs.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := obs.got(); !slices.Equal(got, []string{"lag"}) || src.chunks != 0 || src.lookups != 1 {
+		t.Errorf("pauses %q, %d chunks read, %d lag lookups; want one pause for the lag, before any chunk, after one lookup", got, src.chunks, src.lookups)
 	}
 }
