@@ -122,7 +122,7 @@ func (s *lagSource) ReadChunk(context.Context, *BackfillPlan, []string, int, Row
 	return nil, errors.New("no chunk in this test")
 }
 func (s *lagSource) Save(context.Context, *BackfillState) (bool, error) { return false, nil }
-func (s *lagSource) Cancelled(context.Context, string) (bool, error)   { return false, nil }
+func (s *lagSource) Cancelled(context.Context, string) (bool, error)    { return false, nil }
 func (s *lagSource) LagBytes(context.Context) (int64, error) {
 	s.lookups++
 	return s.lag, nil
