@@ -62,14 +62,15 @@ func TestMemoryFloorCollectsLess(t *testing.T) {
 	runtime.GC()
 	var plain, floored []uint32
 	for range 3 { // interleaved: the machine is shared
+		runtime.GC() // the goal from this heap, not from an earlier test's
 		plain = append(plain, churn(256<<20))
-		withFloor(t, 64<<20, func(*MemoryFloor) { floored = append(floored, churn(256<<20)) })
+		withFloor(t, 128<<20, func(*MemoryFloor) { floored = append(floored, churn(256<<20)) })
 	}
 	slices.Sort(plain)
 	slices.Sort(floored)
-	t.Logf("collections for 256 MiB: %v under a 64 MiB floor, %v under Go's default", floored, plain)
+	t.Logf("collections for 256 MiB: %v under a 128 MiB floor, %v under Go's default", floored, plain)
 	if floored[1]*3 > plain[1] {
-		t.Errorf("collections for 256 MiB of garbage: %v under a 64 MiB floor, %v under Go's default; want under a third", floored, plain)
+		t.Errorf("collections for 256 MiB of garbage: %v under a 128 MiB floor, %v under Go's default; want under a third", floored, plain)
 	}
 }
 
