@@ -241,6 +241,12 @@ type Interleaver struct {
 	// registered (for the visibility race).
 	wins []*chunkWindow
 	last *chunkWindow
+	// hist notes, for each table a backfill runs on, the changes decoded
+	// whose transactions the last chunk's snapshot did not see yet (or
+	// decoded since): a chunk registered later drops their keys unless
+	// its snapshot sees them, however long before it they were decoded
+	// (the visibility race).
+	hist map[string]*chunkWindow
 	// done is the window whose high watermark was decoded in the open
 	// transaction; it is told the transaction's end at Commit.
 	done *chunkWindow
@@ -335,6 +341,15 @@ func (i *Interleaver) change(c *Change) bool {
 	for _, w := range i.wins {
 		if !w.shut && w.table == table {
 			w.note(c)
+		}
+	}
+	if h := i.hist[table]; h != nil {
+		h.note(c)
+		if len(h.seen) > maxHist {
+			// Bounded: a long pause under heavy writes to the table.
+			// Only a transaction invisible for that long would be
+			// missed.
+			h.seen = slices.Delete(h.seen, 0, len(h.seen)-maxHist/2)
 		}
 	}
 	i.mu.Unlock()
@@ -457,6 +472,10 @@ func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, conten
 			}
 		}
 	}
+	if h := i.hist[w.table]; h != nil {
+		// What this snapshot sees, every later one sees.
+		h.seen = slices.DeleteFunc(h.seen, func(tk txKey) bool { return ch.Snapshot.Sees(tk.xid) })
+	}
 	i.mu.Unlock()
 	if mp := i.Pipeline.mapper; ch.mapping != mp.Mapping(w.table) || ch.version != mp.Version() {
 		i.log.Info("backfill: the mappings changed while the chunk was read; it is read again", "backfill", w.wm.Backfill, "chunk", w.wm.Chunk)
@@ -515,13 +534,39 @@ func (i *Interleaver) expect(wm Watermark, table string, key []string) *chunkWin
 	w := &chunkWindow{wm: wm, table: table, key: key, dropped: map[string]struct{}{},
 		result: make(chan LSN, 1), keyIdx: map[*Relation][]int{}}
 	i.mu.Lock()
-	if old := i.last; old != nil && old.table == table {
+	if h := i.hist[table]; h != nil {
+		w.prev = slices.Clone(h.seen)
+	} else if old := i.last; old != nil && old.table == table {
 		w.prev = slices.Clip(old.seen)
 	}
 	i.last = w
 	i.wins = append(i.wins, w)
 	i.mu.Unlock()
 	return w
+}
+
+// maxHist bounds the changes Interleaver.hist notes for one table.
+const maxHist = 1 << 18
+
+// track notes the changes of table (primary key key) from now on, for the
+// visibility race of its chunks, until untrack; the runner calls it when a
+// backfill of table starts or resumes.
+func (i *Interleaver) track(table string, key []string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.hist == nil {
+		i.hist = map[string]*chunkWindow{}
+	}
+	if i.hist[table] == nil {
+		i.hist[table] = &chunkWindow{table: table, key: key, dropped: map[string]struct{}{}, keyIdx: map[*Relation][]int{}}
+	}
+}
+
+// untrack ends track's notes of table.
+func (i *Interleaver) untrack(table string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	delete(i.hist, table)
 }
 
 // deposit hands the chunk's rows to its window (before the high watermark

@@ -158,6 +158,8 @@ func (r *BackfillRunner) runOne(ctx context.Context, st *BackfillState) {
 		return
 	}
 	defer r.il.forget(st.ID)
+	r.il.track(plan.Table, plan.Key)
+	defer r.il.untrack(plan.Table)
 	// The slot's lag is looked up before the backfill's first chunk,
 	// whenever the one before looked it up last.
 	r.lagAt = time.Time{}

@@ -43,11 +43,14 @@ func TestInterleaverHandle(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		// before: changes between the window's registration and its low
-		// watermark; inside: between the low and the high watermark.
-		before, inside []change
-		snap           Snapshot
-		slot           string // of the watermarks; "" is the interleaver's
+		// earlier: changes decoded after the backfill started, before
+		// the window was registered (another chunk's snapshot saw
+		// xid 5 in between); before: between the window's registration
+		// and its low watermark; inside: between the low and the high
+		// watermark.
+		earlier, before, inside []change
+		snap                    Snapshot
+		slot                    string // of the watermarks; "" is the interleaver's
 		// reload: the mappings are reloaded after the chunk was read,
 		// before its high watermark: its reads are stale (read again).
 		reload    bool
@@ -59,6 +62,10 @@ func TestInterleaverHandle(t *testing.T) {
 			snap: Snapshot{Xmin: 10, Xmax: 20}, wantReads: []string{"1", "2", "3"}},
 		{name: "a key changed before, invisible to the snapshot", before: []change{{15, "1"}},
 			snap: Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{15}}, wantReads: []string{"2", "3"}},
+		{name: "a key changed before the window was registered, invisible to the snapshot", earlier: []change{{15, "1"}, {5, "3"}},
+			snap: Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{15}}, wantReads: []string{"2", "3"}},
+		{name: "a key changed before the window was registered, seen by the snapshot", earlier: []change{{16, "1"}},
+			snap: Snapshot{Xmin: 10, Xmax: 20}, wantReads: []string{"1", "2", "3"}},
 		{name: "another connector's watermarks", slot: "other", inside: []change{{20, "2"}}},
 		{name: "mappings reloaded before the high watermark", reload: true},
 	}
@@ -105,6 +112,17 @@ func TestInterleaverHandle(t *testing.T) {
 				})
 			}
 
+			il.track("public.t", []string{"id"})
+			for _, c := range tc.earlier {
+				update(c)
+			}
+			// A chunk before (its window's snapshot saw xid 5, not 15
+			// or 16) forgets what it saw of the history.
+			il.mu.Lock()
+			il.hist["public.t"].seen = slices.DeleteFunc(il.hist["public.t"].seen, func(tk txKey) bool {
+				return Snapshot{Xmin: 6, Xmax: 7}.Sees(tk.xid)
+			})
+			il.mu.Unlock()
 			w := il.expect(Watermark{Slot: "cdc", Backfill: "b1", Chunk: 1, Run: "r1"}, "public.t", []string{"id"})
 			for _, c := range tc.before {
 				update(c)
