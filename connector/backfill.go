@@ -33,9 +33,13 @@ package connector
 // watermarks) was invisible to the chunk's snapshot: its events follow the
 // reads. The visibility race (a commit record written before LW by a
 // transaction still invisible to the SELECT, e.g. one waiting for a
-// synchronous standby) is closed with the snapshot: the keys of changes
-// decoded shortly before LW (since the previous chunk) whose transaction the
-// snapshot does not see are dropped too.
+// synchronous standby, or a backend not yet scheduled again after writing
+// it) is closed with the snapshot: the keys of changes decoded before LW
+// whose transaction the snapshot does not see are dropped too. From the
+// backfill's start the Interleaver notes the table's changes, and forgets
+// those a chunk's snapshot saw (every later snapshot sees them too). A
+// transaction decoded before the backfill began (its keys were not noted)
+// and still invisible to a chunk's snapshot makes the chunk be read again.
 //
 // Durability: the runner saves a backfill's progress (last key read) in the
 // source database only after the Pipeline confirmed everything up to the
@@ -57,6 +61,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -247,6 +252,11 @@ type Interleaver struct {
 	// its snapshot sees them, however long before it they were decoded
 	// (the visibility race).
 	hist map[string]*chunkWindow
+	// commits are the xids of the last transactions decoded (a ring;
+	// reader goroutine only), ncommits how many in all: for the
+	// visibility race of transactions decoded before a backfill began.
+	commits  [commitRing]uint32
+	ncommits atomic.Uint64
 	// done is the window whose high watermark was decoded in the open
 	// transaction; it is told the transaction's end at Commit.
 	done *chunkWindow
@@ -276,6 +286,10 @@ type chunkWindow struct {
 	// key in the stream); remap when its reads were encoded with mappings
 	// that changed before the high watermark.
 	redo    bool
+	why     string // why redo
+	lwAt    uint64 // Interleaver.ncommits when LW was decoded
+	trackAt uint64 // of a table's history: ncommits when the backfill began
+	pre     bool   // of a table's history: a transaction decoded before then may be invisible still
 	remap   bool
 	emitted int
 	keyIdx  map[*Relation][]int
@@ -312,6 +326,11 @@ func (i *Interleaver) Handle(ctx context.Context, m Message) error {
 			return err
 		}
 	case MsgCommit:
+		if i.tx != nil {
+			n := i.ncommits.Load()
+			i.commits[n%commitRing] = i.tx.XID
+			i.ncommits.Store(n + 1)
+		}
 		err := i.Pipeline.Handle(ctx, m)
 		i.commit(m.End)
 		return err
@@ -443,6 +462,7 @@ func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, conten
 	switch wm.Mark {
 	case "low":
 		w.open = true
+		w.lwAt = i.ncommits.Load()
 		i.mu.Unlock()
 		return nil
 	case "high":
@@ -461,9 +481,21 @@ func (i *Interleaver) message(ctx context.Context, tx *Tx, prefix string, conten
 	if _, all := stale["\x00*"]; all {
 		i.mu.Unlock()
 		i.log.Warn("backfill: a change of the table lacked its primary key in the stream; the chunk is read again", "backfill", w.wm.Backfill, "chunk", w.wm.Chunk)
-		w.redo = true
+		w.redo, w.why = true, "a change inside it came without its primary key"
 		i.done = w
 		return nil
+	}
+	if h := i.hist[w.table]; h != nil && h.pre && i.invisibleBefore(h.trackAt, w.lwAt, ch.Snapshot) {
+		// Committed before LW, decoded before the backfill began (its
+		// keys were not noted), and still invisible to the chunk's
+		// snapshot: a later read sees it.
+		i.mu.Unlock()
+		i.log.Warn("backfill: a transaction committed before the chunk was read was not yet visible to the read; the chunk is read again", "backfill", w.wm.Backfill, "chunk", w.wm.Chunk)
+		w.redo, w.why = true, "a transaction committed before it was not yet visible to its read"
+		i.done = w
+		return nil
+	} else if h != nil {
+		h.pre = false // what this snapshot sees, every later one sees
 	}
 	for _, list := range [][]txKey{w.prev, w.seen} {
 		for _, tk := range list {
@@ -548,6 +580,25 @@ func (i *Interleaver) expect(wm Watermark, table string, key []string) *chunkWin
 // maxHist bounds the changes Interleaver.hist notes for one table.
 const maxHist = 1 << 18
 
+// commitRing is how many of the last transactions' xids the Interleaver
+// keeps.
+const commitRing = 1 << 10
+
+// invisibleBefore reports whether a transaction decoded before the
+// backfill began (ring position < trackAt) and before a chunk's LW
+// (< lwAt), of those the ring still holds, is invisible to snap. Reader
+// goroutine only.
+func (i *Interleaver) invisibleBefore(trackAt, lwAt uint64, snap Snapshot) bool {
+	to := min(trackAt, lwAt)
+	from := max(lwAt, commitRing) - commitRing
+	for n := from; n < to; n++ {
+		if !snap.Sees(i.commits[n%commitRing]) {
+			return true
+		}
+	}
+	return false
+}
+
 // track notes the changes of table (primary key key) from now on, for the
 // visibility race of its chunks, until untrack; the runner calls it when a
 // backfill of table starts or resumes.
@@ -558,7 +609,8 @@ func (i *Interleaver) track(table string, key []string) {
 		i.hist = map[string]*chunkWindow{}
 	}
 	if i.hist[table] == nil {
-		i.hist[table] = &chunkWindow{table: table, key: key, dropped: map[string]struct{}{}, keyIdx: map[*Relation][]int{}}
+		i.hist[table] = &chunkWindow{table: table, key: key, dropped: map[string]struct{}{}, keyIdx: map[*Relation][]int{},
+			trackAt: i.ncommits.Load(), pre: true}
 	}
 }
 

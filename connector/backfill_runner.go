@@ -302,13 +302,13 @@ func (r *BackfillRunner) chunk(ctx context.Context, st *BackfillState, plan *Bac
 		return false, fmt.Errorf("the high watermark of chunk %d was not decoded within %s", wm.Chunk, r.opts.WindowTimeout)
 	}
 	r.il.mu.Lock()
-	redo, remap, emitted := w.redo, w.remap, w.emitted
+	redo, why, remap, emitted := w.redo, w.why, w.remap, w.emitted
 	r.il.mu.Unlock()
 	switch {
 	case remap:
 		return false, errRemap
 	case redo:
-		return false, fmt.Errorf("a change inside chunk %d came without its primary key", wm.Chunk)
+		return false, fmt.Errorf("chunk %d: %s", wm.Chunk, why)
 	case end == 0:
 		return false, fmt.Errorf("the stream restarted inside chunk %d", wm.Chunk)
 	}

@@ -49,8 +49,11 @@ func TestInterleaverHandle(t *testing.T) {
 		// and its low watermark; inside: between the low and the high
 		// watermark.
 		earlier, before, inside []change
-		snap                    Snapshot
-		slot                    string // of the watermarks; "" is the interleaver's
+		// pretrack: changes decoded before the backfill began.
+		pretrack []change
+		wantRedo bool
+		snap     Snapshot
+		slot     string // of the watermarks; "" is the interleaver's
 		// reload: the mappings are reloaded after the chunk was read,
 		// before its high watermark: its reads are stale (read again).
 		reload    bool
@@ -65,6 +68,10 @@ func TestInterleaverHandle(t *testing.T) {
 		{name: "a key changed before the window was registered, invisible to the snapshot", earlier: []change{{15, "1"}, {5, "3"}},
 			snap: Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{15}}, wantReads: []string{"2", "3"}},
 		{name: "a key changed before the window was registered, seen by the snapshot", earlier: []change{{16, "1"}},
+			snap: Snapshot{Xmin: 10, Xmax: 20}, wantReads: []string{"1", "2", "3"}},
+		{name: "a transaction decoded before the backfill began, invisible to the snapshot", pretrack: []change{{15, "1"}},
+			snap: Snapshot{Xmin: 10, Xmax: 20, Xip: []uint64{15}}, wantRedo: true},
+		{name: "a transaction decoded before the backfill began, seen by the snapshot", pretrack: []change{{15, "1"}},
 			snap: Snapshot{Xmin: 10, Xmax: 20}, wantReads: []string{"1", "2", "3"}},
 		{name: "another connector's watermarks", slot: "other", inside: []change{{20, "2"}}},
 		{name: "mappings reloaded before the high watermark", reload: true},
@@ -112,6 +119,9 @@ func TestInterleaverHandle(t *testing.T) {
 				})
 			}
 
+			for _, c := range tc.pretrack {
+				update(c)
+			}
 			il.track("public.t", []string{"id"})
 			for _, c := range tc.earlier {
 				update(c)
@@ -164,6 +174,9 @@ func TestInterleaverHandle(t *testing.T) {
 				}
 				if w.remap != tc.reload {
 					t.Errorf("chunk to be read again for new mappings: %t, want %t", w.remap, tc.reload)
+				}
+				if w.redo != tc.wantRedo {
+					t.Errorf("chunk to be read again: %t (%s), want %t", w.redo, w.why, tc.wantRedo)
 				}
 			} else if len(w.result) != 0 {
 				t.Fatal("another connector's high watermark closed the chunk")
