@@ -184,7 +184,9 @@ func TestBenchTiny(t *testing.T) {
 	runs := map[bool]int{}
 	for _, s := range got.Streaming {
 		runs[s.Streaming]++
-		if s.Rows != 2000 || s.PeakRSS <= 0 || s.CommitToLastSeconds <= 0 {
+		// From the COMMIT's return: a streamed transaction's events can
+		// reach stdout about as soon (a tiny workload, a loaded machine).
+		if s.Rows != 2000 || s.PeakRSS <= 0 || s.CommitToLastSeconds == 0 || s.CommitToLastSeconds < -0.5 {
 			t.Errorf("streaming run: %+v", s)
 		}
 		if s.Streaming && (s.StreamTxns == 0 || s.SpillBytes != 0) || !s.Streaming && (s.SpillTxns == 0 || s.StreamTxns != 0) {

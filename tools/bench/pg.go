@@ -144,6 +144,8 @@ type Workload struct {
 	// its commit: a slot has confirmed the whole workload once its
 	// confirmed position is past it.
 	lastTxLSN pglogrepl.LSN
+	// committed is when the last transaction's COMMIT returned.
+	committed time.Time
 }
 
 // done reports whether a slot confirmed position covers the workload.
@@ -241,6 +243,7 @@ func (b *bench) insert(ctx context.Context, name string, rows, txs int) (*Worklo
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
+	w.committed = time.Now()
 	next += n
 	b.rowSeq = next - 1
 	w.InsertSeconds = time.Since(start).Seconds()

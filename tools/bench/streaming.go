@@ -82,7 +82,7 @@ func (b *bench) measureStreaming(ctx context.Context, on bool, run int) error {
 	if err != nil {
 		return err
 	}
-	committed := time.Now()
+	committed := w.committed
 	timeout := timeoutFor(w.Rows, 2000)
 	select {
 	case <-counter.done:
