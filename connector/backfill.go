@@ -242,16 +242,14 @@ type Interleaver struct {
 	mu sync.Mutex
 	// wins are the registered chunk windows, oldest first: a chunk
 	// waiting for its high watermark, and the next one, read ahead, whose
-	// low watermark follows it in the stream. last is the last
-	// registered (for the visibility race).
+	// low watermark follows it in the stream.
 	wins []*chunkWindow
-	last *chunkWindow
 	// hist notes, for each table a backfill runs on, the changes decoded
 	// whose transactions the last chunk's snapshot did not see yet (or
 	// decoded since): a chunk registered later drops their keys unless
 	// its snapshot sees them, however long before it they were decoded
 	// (the visibility race).
-	hist map[string]*chunkWindow
+	hist map[string]*tableHist
 	// commits are the xids of the last transactions decoded (a ring;
 	// reader goroutine only), ncommits how many in all: for the
 	// visibility race of transactions decoded before a backfill began.
@@ -274,8 +272,8 @@ type chunkWindow struct {
 	// dropped are the keys changed since LW.
 	dropped map[string]struct{}
 	// seen are the changes of the table decoded since the window was
-	// registered, with their transaction, and prev those of the previous
-	// chunk's window: for the visibility race.
+	// registered, with their transaction, and prev the table's history
+	// when it was (tableHist): for the visibility race.
 	seen []txKey
 	prev []txKey
 	// result receives the end LSN of HW's transaction once the reads are
@@ -288,8 +286,6 @@ type chunkWindow struct {
 	redo    bool
 	why     string // why redo
 	lwAt    uint64 // Interleaver.ncommits when LW was decoded
-	trackAt uint64 // of a table's history: ncommits when the backfill began
-	pre     bool   // of a table's history: a transaction decoded before then may be invisible still
 	remap   bool
 	emitted int
 	keyIdx  map[*Relation][]int
@@ -568,13 +564,18 @@ func (i *Interleaver) expect(wm Watermark, table string, key []string) *chunkWin
 	i.mu.Lock()
 	if h := i.hist[table]; h != nil {
 		w.prev = slices.Clone(h.seen)
-	} else if old := i.last; old != nil && old.table == table {
-		w.prev = slices.Clip(old.seen)
 	}
-	i.last = w
 	i.wins = append(i.wins, w)
 	i.mu.Unlock()
 	return w
+}
+
+// tableHist notes a table's changes while a backfill of it runs (see
+// Interleaver.hist): a window never opened, whose seen are the changes.
+type tableHist struct {
+	chunkWindow
+	trackAt uint64 // Interleaver.ncommits when the backfill began
+	pre     bool   // a transaction decoded before then may still be invisible
 }
 
 // maxHist bounds the changes Interleaver.hist notes for one table.
@@ -606,10 +607,10 @@ func (i *Interleaver) track(table string, key []string) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.hist == nil {
-		i.hist = map[string]*chunkWindow{}
+		i.hist = map[string]*tableHist{}
 	}
 	if i.hist[table] == nil {
-		i.hist[table] = &chunkWindow{table: table, key: key, dropped: map[string]struct{}{}, keyIdx: map[*Relation][]int{},
+		i.hist[table] = &tableHist{chunkWindow: chunkWindow{table: table, key: key, dropped: map[string]struct{}{}, keyIdx: map[*Relation][]int{}},
 			trackAt: i.ncommits.Load(), pre: true}
 	}
 }
